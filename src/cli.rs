@@ -1,0 +1,524 @@
+//! The command line: clap definitions, merging flags with the config file, and running the
+//! chosen command. Returns the process exit code; only this edge uses `anyhow`-style chains.
+
+use crate::error::{EXIT_ABORTED, EXIT_OK, EXIT_ROWS_REFUSED, EXIT_USAGE, RunError};
+use crate::fields::Field;
+use crate::input::Format;
+use crate::mapping::{MappingOptions, parse_assignment};
+use crate::pipeline::{self, ImportSettings, RunMode};
+use crate::report::ProgressMode;
+use crate::retry::RetryPolicy;
+use crate::sandbox::{Sandbox, SandboxConfig};
+use crate::stop::{Stop, StopReason};
+use crate::submit::SubmitSettings;
+use crate::targets::{self, TargetSpec};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Bulk-import people into SaaS products through their "create user" REST APIs.
+#[derive(Debug, Parser)]
+#[command(name = "roster", version, about, long_about = None)]
+pub struct Cli {
+    /// Log format on stderr (`RUST_LOG` sets the level).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// roster's commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create every valid person in FILE through the target's API.
+    #[command(
+        after_help = "Examples:\n  roster import samples/people.csv            # in-process sandbox, nothing leaves the machine\n  roster import people.csv --target sandbox --base-url http://127.0.0.1:8080 --rate 50\n  roster import people.csv --map email=\"Work Mail\" --set role=user --json"
+    )]
+    Import(ImportArgs),
+    /// Map, normalise and validate FILE without any network or ledger.
+    #[command(
+        after_help = "Example:\n  roster validate samples/people.csv --errors /tmp/refused.csv"
+    )]
+    Validate(ValidateArgs),
+    /// Run the fake target API standalone.
+    #[command(after_help = "Example:\n  roster sandbox --port 8080 --rate 100 --fail-rate 0.05")]
+    Sandbox(SandboxArgs),
+}
+
+/// Options shared by `import` and `validate`.
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    /// The people file (CSV, TSV or JSONL).
+    pub file: PathBuf,
+    /// The target API profile (default: the in-process sandbox).
+    #[arg(long)]
+    pub target: Option<String>,
+    /// A TOML config file (flags override it).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Read FIELD from COLUMN (repeatable), e.g. `--map email="Work Mail"`.
+    #[arg(long = "map", value_name = "FIELD=COLUMN")]
+    pub map: Vec<String>,
+    /// Default for FIELD when its cell is empty (repeatable), e.g. `--set role=user`.
+    #[arg(long = "set", value_name = "FIELD=VALUE")]
+    pub set: Vec<String>,
+    /// The input format (default: from the file extension).
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// Where refused rows go (default: `<input>.errors.csv`).
+    #[arg(long)]
+    pub errors: Option<PathBuf>,
+    /// Print one JSON summary object on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress output, only errors and the summary.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// `roster import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Input, mapping and output options.
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// The target's base URL (default: the vendor's public one, or the in-process sandbox).
+    #[arg(long)]
+    pub base_url: Option<String>,
+    /// Attempts per second, retries included (0 = no limit; default: the target's).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Attempts allowed at once after an idle spell.
+    #[arg(long)]
+    pub burst: Option<u32>,
+    /// Most requests in flight at once.
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+    /// Per-request timeout in seconds.
+    #[arg(long)]
+    pub timeout: Option<f64>,
+    /// Retries per row after the first attempt.
+    #[arg(long)]
+    pub max_retries: Option<u32>,
+    /// The results ledger (SQLite).
+    #[arg(long)]
+    pub ledger: Option<PathBuf>,
+    /// Do everything but send: report what would be created, skipped and refused.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `roster validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Input, mapping and output options.
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Print which column feeds which field, and the unused columns.
+    #[arg(long)]
+    pub print_mapping: bool,
+}
+
+/// `roster sandbox`.
+#[derive(Debug, Args)]
+pub struct SandboxArgs {
+    /// Port on 127.0.0.1 (0 = any free port).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Requests per second before answering 429 (0 = no limit).
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
+    /// Seconds in the 429's Retry-After.
+    #[arg(long, default_value_t = 1)]
+    pub retry_after: u64,
+    /// Probability of an injected 500/502/503.
+    #[arg(long, default_value_t = 0.0)]
+    pub fail_rate: f64,
+    /// The first N attempts for each email fail with 503.
+    #[arg(long, default_value_t = 0)]
+    pub fail_first: u32,
+    /// Delay before each answer, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub delay_ms: u64,
+    /// Seed for the injected faults.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+/// `roster.toml`: the same settings as the flags; flags win. Secrets never live here.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Target profile.
+    pub target: Option<String>,
+    /// Base URL.
+    pub base_url: Option<String>,
+    /// Attempts per second.
+    pub rate: Option<f64>,
+    /// Burst.
+    pub burst: Option<u32>,
+    /// In-flight requests.
+    pub concurrency: Option<usize>,
+    /// Timeout in seconds.
+    pub timeout: Option<f64>,
+    /// Retries per row.
+    pub max_retries: Option<u32>,
+    /// Ledger path.
+    pub ledger: Option<PathBuf>,
+    /// Error file path.
+    pub errors: Option<PathBuf>,
+    /// Input format.
+    pub format: Option<Format>,
+    /// field = "Column".
+    #[serde(default)]
+    pub map: BTreeMap<String, String>,
+    /// field = "default value".
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+}
+
+impl ConfigFile {
+    /// Reads a config file.
+    pub fn load(path: &Path) -> Result<ConfigFile, RunError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            RunError::Usage(format!("cannot read config `{}`: {e}", path.display()))
+        })?;
+        toml::from_str(&text)
+            .map_err(|e| RunError::Usage(format!("config `{}`: {e}", path.display())))
+    }
+}
+
+/// Parses the command line, runs it and returns the exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
+        }
+    };
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("roster: cannot start the async runtime: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Import(args) => import(args).await,
+            Command::Validate(args) => validate(args).await,
+            Command::Sandbox(args) => sandbox(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("roster: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("roster=info,warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+fn mapping_options(common: &CommonArgs, config: &ConfigFile) -> Result<MappingOptions, RunError> {
+    let mut options = MappingOptions::default();
+    let parse = |text: &str| parse_assignment(text).map_err(RunError::Usage);
+    let field = |name: &str| {
+        Field::parse(name).ok_or_else(|| RunError::Usage(format!("config: unknown field `{name}`")))
+    };
+    for (name, column) in &config.map {
+        options.explicit.push((field(name)?, column.clone()));
+    }
+    for (name, value) in &config.set {
+        options.defaults.push((field(name)?, value.clone()));
+    }
+    for text in &common.map {
+        options.explicit.push(parse(text)?);
+    }
+    for text in &common.set {
+        options.defaults.push(parse(text)?);
+    }
+    Ok(options)
+}
+
+fn load_config(common: &CommonArgs) -> Result<ConfigFile, RunError> {
+    match &common.config {
+        Some(path) => ConfigFile::load(path),
+        None if Path::new("roster.toml").exists() => ConfigFile::load(Path::new("roster.toml")),
+        None => Ok(ConfigFile::default()),
+    }
+}
+
+/// Starts the in-process sandbox when no target (or `sandbox` without a URL) is named.
+async fn resolve_target(
+    name: Option<String>,
+    base_url: Option<String>,
+) -> Result<(TargetSpec, Option<Sandbox>), RunError> {
+    let name = name.unwrap_or_else(|| "sandbox".to_string());
+    if name == "sandbox" && base_url.is_none() {
+        let sandbox = Sandbox::start(SandboxConfig::default(), 0)
+            .await
+            .map_err(|e| RunError::Startup(format!("cannot start the in-process sandbox: {e}")))?;
+        eprintln!(
+            "roster: no --target given: using the in-process sandbox at {} (nothing leaves this machine)",
+            sandbox.base_url()
+        );
+        let spec = TargetSpec {
+            name,
+            base_url: sandbox.base_url(),
+            in_process: true,
+        };
+        return Ok((spec, Some(sandbox)));
+    }
+    let base_url =
+        base_url.ok_or_else(|| RunError::Usage(format!("target `{name}` needs --base-url")))?;
+    Ok((
+        TargetSpec {
+            name,
+            base_url,
+            in_process: false,
+        },
+        None,
+    ))
+}
+
+/// Ctrl-C / SIGTERM: the first stops taking rows and lets in-flight requests finish; the
+/// second exits at once (SQLite's journal keeps the ledger consistent).
+fn watch_signals(stop: Arc<Stop>) {
+    tokio::spawn(async move {
+        let mut interrupts = 0;
+        loop {
+            wait_for_signal().await;
+            interrupts += 1;
+            if interrupts == 1 {
+                eprintln!(
+                    "roster: interrupted: finishing requests in flight (interrupt again to quit now)"
+                );
+                stop.stop(StopReason::Interrupted);
+            } else {
+                eprintln!("roster: quitting now");
+                std::process::exit(EXIT_ABORTED);
+            }
+        }
+    });
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {},
+                    _ = term.recv() => {},
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn import(args: ImportArgs) -> Result<i32, RunError> {
+    let config = load_config(&args.common)?;
+    let mapping = mapping_options(&args.common, &config)?;
+    let (spec, _sandbox) = resolve_target(
+        args.common.target.clone().or(config.target.clone()),
+        args.base_url.or(config.base_url.clone()),
+    )
+    .await?;
+    let target = targets::build(&spec)?;
+    let defaults = SubmitSettings::default();
+    let timeout = args
+        .timeout
+        .or(config.timeout)
+        .unwrap_or(defaults.timeout.as_secs_f64());
+    if !(timeout.is_finite() && timeout > 0.0) {
+        return Err(RunError::Usage(
+            "--timeout must be a positive number of seconds".into(),
+        ));
+    }
+    let rate = args.rate.or(config.rate).unwrap_or(target.default_rate());
+    if !(rate.is_finite() && rate >= 0.0) {
+        return Err(RunError::Usage(
+            "--rate must be 0 (no limit) or a positive number".into(),
+        ));
+    }
+    let submit = SubmitSettings {
+        concurrency: args
+            .concurrency
+            .or(config.concurrency)
+            .unwrap_or(defaults.concurrency)
+            .max(1),
+        rate,
+        burst: args.burst.or(config.burst).unwrap_or(defaults.burst).max(1),
+        timeout: Duration::from_secs_f64(timeout),
+        retry: RetryPolicy {
+            max_retries: args
+                .max_retries
+                .or(config.max_retries)
+                .unwrap_or(defaults.retry.max_retries),
+            ..RetryPolicy::default()
+        },
+    };
+    let common = &args.common;
+    let settings = ImportSettings {
+        input: common.file.clone(),
+        format: common.format.or(config.format),
+        mapping,
+        ledger: args
+            .ledger
+            .or(config.ledger)
+            .unwrap_or_else(|| PathBuf::from("roster-ledger.sqlite")),
+        errors: common
+            .errors
+            .clone()
+            .or(config.errors)
+            .unwrap_or_else(|| pipeline::default_errors_path(&common.file)),
+        submit,
+        mode: if args.dry_run {
+            RunMode::DryRun
+        } else {
+            RunMode::Send
+        },
+        progress: ProgressMode::detect(common.quiet),
+    };
+    let stop = Arc::new(Stop::default());
+    watch_signals(stop.clone());
+    let result = pipeline::run(&settings, target.clone(), stop).await?;
+    finish(result, target.name(), common.json)
+}
+
+async fn validate(args: ValidateArgs) -> Result<i32, RunError> {
+    let config = load_config(&args.common)?;
+    let mapping = mapping_options(&args.common, &config)?;
+    let name = args
+        .common
+        .target
+        .clone()
+        .or(config.target.clone())
+        .unwrap_or_else(|| "sandbox".into());
+    // No network: the target is only asked for its rules, so any URL will do.
+    let spec = TargetSpec {
+        name,
+        base_url: config
+            .base_url
+            .clone()
+            .unwrap_or_else(|| "http://127.0.0.1:9".into()),
+        in_process: true,
+    };
+    let target = targets::build(&spec)?;
+    let common = &args.common;
+    let settings = ImportSettings {
+        input: common.file.clone(),
+        format: common.format.or(config.format),
+        mapping,
+        ledger: PathBuf::new(),
+        errors: common
+            .errors
+            .clone()
+            .or(config.errors)
+            .unwrap_or_else(|| pipeline::default_errors_path(&common.file)),
+        submit: SubmitSettings::default(),
+        mode: RunMode::ValidateOnly,
+        progress: ProgressMode::detect(common.quiet),
+    };
+    if args.print_mapping {
+        let (_, mapping) = pipeline::prepare(&settings, target.as_ref())?;
+        for line in mapping.describe() {
+            eprintln!("{line}");
+        }
+    }
+    let result = pipeline::run(&settings, target.clone(), Arc::new(Stop::default())).await?;
+    finish(result, target.name(), common.json)
+}
+
+/// Prints the summary and turns the result into an exit code.
+fn finish(result: pipeline::RunResult, target: &str, json: bool) -> Result<i32, RunError> {
+    let summary = &result.summary;
+    if summary.requests == 0
+        && summary.skipped > 0
+        && summary.skipped == summary.rows - summary.refused()
+    {
+        eprintln!(
+            "roster: nothing to send: all {} valid rows are already done according to the ledger",
+            summary.skipped
+        );
+    }
+    eprint!("{}", summary.render(target));
+    if json {
+        println!("{}", serde_json::to_string(summary).unwrap_or_default());
+    }
+    match result.stopped {
+        Some(StopReason::Aborted(message)) => Err(RunError::Aborted(message)),
+        Some(StopReason::Interrupted) => Err(RunError::Interrupted),
+        None if summary.refused() > 0 => Ok(EXIT_ROWS_REFUSED),
+        None => Ok(EXIT_OK),
+    }
+}
+
+async fn sandbox(args: SandboxArgs) -> Result<i32, RunError> {
+    let config = SandboxConfig {
+        rate: args.rate,
+        retry_after_secs: args.retry_after,
+        fail_rate: args.fail_rate,
+        fail_first: args.fail_first,
+        delay: Duration::from_millis(args.delay_ms),
+        seed: args.seed,
+    };
+    let sandbox = Sandbox::start(config, args.port)
+        .await
+        .map_err(|e| RunError::Startup(format!("cannot listen on 127.0.0.1:{}: {e}", args.port)))?;
+    eprintln!(
+        "roster: sandbox listening on {} (POST /users; Ctrl-C to stop)",
+        sandbox.base_url()
+    );
+    wait_for_signal().await;
+    let stats = sandbox.stats();
+    eprintln!(
+        "roster: sandbox stopped: {} requests, {} created, {} conflicts, {} invalid, {} throttled, {} faults",
+        stats.requests,
+        stats.created,
+        stats.conflicts,
+        stats.invalid,
+        stats.throttled,
+        stats.faults
+    );
+    Ok(EXIT_OK)
+}

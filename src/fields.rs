@@ -1,0 +1,247 @@
+//! The canonical vocabulary of a person, and the row-level problems found with one.
+//!
+//! A refused row is data, not an error: it carries a list of [`FieldError`]s that travel with
+//! the row into the ledger and the error file, each naming the user's own column.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A canonical field every input column is mapped onto and every target builds its body from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Field {
+    /// The person's email address; the default identity.
+    Email,
+    /// Given name.
+    FirstName,
+    /// Family name.
+    LastName,
+    /// Login name, where the target has one distinct from the email.
+    Username,
+    /// Phone number.
+    Phone,
+    /// Role in the target (`user`, `organization-admin`).
+    Role,
+    /// Initial password; a secret, never written to outputs.
+    Password,
+}
+
+impl Field {
+    /// Every canonical field, in a fixed order that indexes [`UserFields`].
+    pub const ALL: [Field; 7] = [
+        Field::Email,
+        Field::FirstName,
+        Field::LastName,
+        Field::Username,
+        Field::Phone,
+        Field::Role,
+        Field::Password,
+    ];
+
+    /// Number of canonical fields.
+    pub const COUNT: usize = Self::ALL.len();
+
+    /// The field's canonical (snake_case) name as used by `--map` and `--set`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Field::Email => "email",
+            Field::FirstName => "first_name",
+            Field::LastName => "last_name",
+            Field::Username => "username",
+            Field::Phone => "phone",
+            Field::Role => "role",
+            Field::Password => "password",
+        }
+    }
+
+    /// Parses a canonical name, accepting any case and `-`/`_`/space spellings.
+    pub fn parse(name: &str) -> Option<Field> {
+        let key = squash(name);
+        Field::ALL.into_iter().find(|f| squash(f.name()) == key)
+    }
+
+    /// Position of the field in [`UserFields`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Whether the value is a secret that must never reach logs or output files.
+    pub fn is_secret(self) -> bool {
+        matches!(self, Field::Password)
+    }
+}
+
+impl fmt::Display for Field {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Lower-cases and drops everything but letters and digits: the key used to compare header
+/// spellings ("E-mail Address" and "email_address" both become "emailaddress").
+pub fn squash(s: &str) -> String {
+    s.chars()
+        .filter(|c| c.is_alphanumeric())
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// The normalised values of one person, indexed by [`Field`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserFields {
+    values: [Option<String>; Field::COUNT],
+}
+
+impl UserFields {
+    /// The value of `field`, if present and non-empty.
+    pub fn get(&self, field: Field) -> Option<&str> {
+        self.values[field.index()].as_deref()
+    }
+
+    /// Sets `field`; an empty value is stored as absent.
+    pub fn set(&mut self, field: Field, value: Option<String>) {
+        self.values[field.index()] = value.filter(|v| !v.is_empty());
+    }
+}
+
+/// Where a row error was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ErrorSource {
+    /// Refused by roster before any request.
+    Local,
+    /// Refused by the target API.
+    Remote,
+}
+
+/// A small closed set of reasons a field or row was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// A required value is missing.
+    Required,
+    /// The value does not have the expected form.
+    Format,
+    /// The value is too long.
+    Length,
+    /// The value is not one of the allowed values.
+    NotAllowed,
+    /// The identity already appeared earlier in the same file.
+    Duplicate,
+    /// The row itself is unreadable (wrong number of fields, bad encoding, bad JSON).
+    Malformed,
+    /// The target refused it; see the message.
+    Refused,
+    /// The target could not be reached or kept failing.
+    Unavailable,
+}
+
+/// One problem with one row, named by the user's own column so they can find the cell.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldError {
+    /// The canonical field, when the problem is attributable to one.
+    pub field: Option<Field>,
+    /// The user's column header (or the API's field name when no column matches).
+    pub column: String,
+    /// What is wrong, in words a person can act on.
+    pub message: String,
+    /// Found locally or reported by the API.
+    pub source: ErrorSource,
+    /// The kind of problem.
+    pub code: ErrorCode,
+}
+
+impl FieldError {
+    /// A problem found locally.
+    pub fn local(
+        field: Option<Field>,
+        column: impl Into<String>,
+        code: ErrorCode,
+        message: impl Into<String>,
+    ) -> Self {
+        FieldError {
+            field,
+            column: column.into(),
+            message: message.into(),
+            source: ErrorSource::Local,
+            code,
+        }
+    }
+
+    /// A problem reported by the target.
+    pub fn remote(
+        field: Option<Field>,
+        column: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        FieldError {
+            field,
+            column: column.into(),
+            message: message.into(),
+            source: ErrorSource::Remote,
+            code: ErrorCode::Refused,
+        }
+    }
+}
+
+/// Joins errors the way the error file's `_errors` column shows them:
+/// `column: message; column: message`.
+pub fn join_errors(errors: &[FieldError]) -> String {
+    let mut out = String::new();
+    for (i, e) in errors.iter().enumerate() {
+        if i > 0 {
+            out.push_str("; ");
+        }
+        if !e.column.is_empty() {
+            out.push_str(&e.column);
+            out.push_str(": ");
+        }
+        out.push_str(&e.message);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_accepts_common_spellings() {
+        for (text, field) in [
+            ("email", Field::Email),
+            ("First_Name", Field::FirstName),
+            ("first-name", Field::FirstName),
+            ("lastName", Field::LastName),
+            ("PHONE", Field::Phone),
+        ] {
+            assert_eq!(Field::parse(text), Some(field), "{text}");
+        }
+        assert_eq!(Field::parse("nickname"), None);
+    }
+
+    #[test]
+    fn empty_values_are_absent() {
+        let mut u = UserFields::default();
+        u.set(Field::Email, Some(String::new()));
+        assert_eq!(u.get(Field::Email), None);
+        u.set(Field::Email, Some("a@b.co".into()));
+        assert_eq!(u.get(Field::Email), Some("a@b.co"));
+    }
+
+    #[test]
+    fn join_errors_names_columns() {
+        let errors = vec![
+            FieldError::local(
+                Some(Field::Email),
+                "E-mail",
+                ErrorCode::Format,
+                "is not an email address",
+            ),
+            FieldError::local(None, "", ErrorCode::Malformed, "row has 3 fields"),
+        ];
+        assert_eq!(
+            join_errors(&errors),
+            "E-mail: is not an email address; row has 3 fields"
+        );
+    }
+}

@@ -1,0 +1,177 @@
+//! JSON Lines: one object per line, nested objects flattened to `a.b` columns.
+//!
+//! The header list is the union of keys in the order they first appear. It is gathered by a
+//! first streaming pass over the file, so the records that follow line up with a fixed header
+//! list (as CSV's do) and memory stays flat however long the file is.
+
+use super::{Record, RecordSource, input_error, open_text};
+use crate::error::RunError;
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+/// A JSONL file.
+pub struct JsonlSource {
+    path: PathBuf,
+    reader: BufReader<File>,
+    headers: Vec<String>,
+    index: HashMap<String, usize>,
+    line: String,
+    line_no: u64,
+}
+
+impl JsonlSource {
+    /// Opens `path`, gathering its keys in a first pass.
+    pub fn open(path: &Path) -> Result<JsonlSource, RunError> {
+        let mut headers = Vec::new();
+        let mut index = HashMap::new();
+        let mut reader = open_text(path)?;
+        let mut line = String::new();
+        let mut flat = Vec::new();
+        loop {
+            line.clear();
+            if read_line(&mut reader, &mut line, path)? == 0 {
+                break;
+            }
+            if let Ok(Value::Object(map)) = serde_json::from_str::<Value>(line.trim()) {
+                flat.clear();
+                flatten("", map, &mut flat);
+                for (key, _) in flat.drain(..) {
+                    if !index.contains_key(&key) {
+                        index.insert(key.clone(), headers.len());
+                        headers.push(key);
+                    }
+                }
+            }
+        }
+        if headers.is_empty() {
+            return Err(input_error(path, "no JSON object found on any line"));
+        }
+        Ok(JsonlSource {
+            path: path.to_path_buf(),
+            reader: open_text(path)?,
+            headers,
+            index,
+            line,
+            line_no: 0,
+        })
+    }
+}
+
+impl RecordSource for JsonlSource {
+    fn headers(&self) -> &[String] {
+        &self.headers
+    }
+
+    fn read_record(&mut self, record: &mut Record) -> Result<bool, RunError> {
+        loop {
+            self.line.clear();
+            if read_line(&mut self.reader, &mut self.line, &self.path)? == 0 {
+                return Ok(false);
+            }
+            self.line_no += 1;
+            let text = self.line.trim();
+            if text.is_empty() {
+                continue;
+            }
+            record.row = self.line_no;
+            record.defect = None;
+            record.cells.clear();
+            record.cells.resize(self.headers.len(), String::new());
+            match serde_json::from_str::<Value>(text) {
+                Ok(Value::Object(map)) => {
+                    let mut flat = Vec::with_capacity(self.headers.len());
+                    flatten("", map, &mut flat);
+                    for (key, value) in flat {
+                        if let Some(&i) = self.index.get(&key) {
+                            record.cells[i] = value;
+                        }
+                    }
+                }
+                Ok(_) => record.defect = Some("line is not a JSON object".to_string()),
+                Err(e) => record.defect = Some(format!("line is not valid JSON: {e}")),
+            }
+            return Ok(true);
+        }
+    }
+}
+
+fn read_line(
+    reader: &mut BufReader<File>,
+    line: &mut String,
+    path: &Path,
+) -> Result<usize, RunError> {
+    match reader.read_line(line) {
+        Ok(n) => Ok(n),
+        // A line that is not UTF-8 is unreadable as JSON anyway; keep going as a defect.
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            line.clear();
+            line.push('\u{FFFD}');
+            let mut skip = Vec::new();
+            reader
+                .read_until(b'\n', &mut skip)
+                .map_err(|e| input_error(path, e))?;
+            Ok(1)
+        }
+        Err(e) => Err(input_error(path, e)),
+    }
+}
+
+/// Flattens nested objects into `parent.child` keys; scalars become their text, `null`
+/// becomes empty, arrays stay JSON text.
+fn flatten(prefix: &str, map: Map<String, Value>, out: &mut Vec<(String, String)>) {
+    for (key, value) in map {
+        let key = if prefix.is_empty() {
+            key
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match value {
+            Value::Object(inner) => flatten(&key, inner, out),
+            Value::Null => out.push((key, String::new())),
+            Value::String(s) => out.push((key, s)),
+            Value::Bool(b) => out.push((key, b.to_string())),
+            Value::Number(n) => out.push((key, n.to_string())),
+            array @ Value::Array(_) => out.push((key, array.to_string())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::input::read_all;
+    use std::io::Write;
+
+    #[test]
+    fn keys_are_unioned_and_nested_objects_flattened() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        writeln!(f, r#"{{"email":"a@x.io","name":{{"first":"A"}}}}"#).unwrap();
+        writeln!(f).unwrap();
+        writeln!(f, r#"{{"email":"b@x.io","phone":null,"age":41}}"#).unwrap();
+        writeln!(f, "not json").unwrap();
+        let mut s = JsonlSource::open(f.path()).unwrap();
+        assert_eq!(s.headers(), ["email", "name.first", "phone", "age"]);
+        let recs = read_all(&mut s).unwrap();
+        assert_eq!(recs.len(), 3);
+        assert_eq!((recs[0].row, recs[0].cells[1].as_str()), (1, "A"));
+        assert_eq!(
+            (
+                recs[1].row,
+                recs[1].cells[3].as_str(),
+                recs[1].cells[2].as_str()
+            ),
+            (3, "41", "")
+        );
+        assert_eq!(recs[2].row, 4);
+        assert!(
+            recs[2]
+                .defect
+                .as_deref()
+                .unwrap()
+                .starts_with("line is not valid JSON")
+        );
+    }
+}

@@ -1,0 +1,496 @@
+//! The results ledger: one SQLite row per identity, the single source of truth for what has
+//! been done. A claim (`sending`) is committed before its request leaves; a result is committed
+//! before it is reported. [`writer`] runs it on one thread with batched transactions.
+
+pub mod writer;
+
+use crate::error::RunError;
+use crate::fields::FieldError;
+use crate::outcome::{Outcome, RowReport};
+use crate::submit::Submission;
+use crate::validate::{InvalidRow, ReadyUser};
+use rusqlite::{Connection, OptionalExtension, params};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS entries (
+    target           TEXT    NOT NULL,
+    identity         TEXT    NOT NULL,
+    state            TEXT    NOT NULL,
+    remote_id        TEXT,
+    http_status      INTEGER,
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    content_hash     INTEGER,
+    first_attempt_ms INTEGER,
+    last_attempt_ms  INTEGER,
+    updated_ms       INTEGER NOT NULL,
+    source_file      TEXT,
+    source_row       INTEGER,
+    run_id           INTEGER,
+    errors           TEXT,
+    response_body    TEXT,
+    PRIMARY KEY (target, identity)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS runs (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    target      TEXT    NOT NULL,
+    source_file TEXT    NOT NULL,
+    pid         INTEGER NOT NULL,
+    started_ms  INTEGER NOT NULL,
+    finished_ms INTEGER,
+    summary     TEXT
+);
+";
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// One identity's record, as read back for audits and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Normalised identity (email).
+    pub identity: String,
+    /// `sending`, `created`, `exists`, `rejected`, `failed` or `invalid`.
+    pub state: String,
+    /// The id the API gave the user.
+    pub remote_id: Option<String>,
+    /// The last HTTP status.
+    pub http_status: Option<u16>,
+    /// All attempts over all runs.
+    pub attempts: u32,
+    /// The row in the source file that last spoke for this identity.
+    pub source_row: Option<u64>,
+}
+
+/// A connection to the ledger for one run against one target.
+pub struct SqliteLedger {
+    conn: Connection,
+    path: PathBuf,
+    target: String,
+    source_file: String,
+    run_id: i64,
+}
+
+impl SqliteLedger {
+    /// Opens (creating if needed) the ledger at `path` and starts a run for `target` reading
+    /// `source_file`.
+    pub fn open(path: &Path, target: &str, source_file: &str) -> Result<SqliteLedger, RunError> {
+        let err = |e: rusqlite::Error| ledger_error(path, e);
+        let conn = Connection::open(path).map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(err)?;
+        conn.execute_batch(SCHEMA).map_err(err)?;
+        conn.execute(
+            "INSERT INTO runs (target, source_file, pid, started_ms) VALUES (?1, ?2, ?3, ?4)",
+            params![target, source_file, std::process::id(), now_ms()],
+        )
+        .map_err(err)?;
+        let run_id = conn.last_insert_rowid();
+        Ok(SqliteLedger {
+            conn,
+            path: path.to_path_buf(),
+            target: target.to_string(),
+            source_file: source_file.to_string(),
+            run_id,
+        })
+    }
+
+    /// The ledger file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `work` in one transaction.
+    pub fn transaction<T>(
+        &mut self,
+        work: impl FnOnce(&mut Self) -> rusqlite::Result<T>,
+    ) -> Result<T, RunError> {
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| ledger_error(&self.path, e))?;
+        match work(self) {
+            Ok(value) => {
+                self.conn
+                    .execute_batch("COMMIT")
+                    .map_err(|e| ledger_error(&self.path, e))?;
+                Ok(value)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(ledger_error(&self.path, e))
+            }
+        }
+    }
+
+    /// Decides each ready user's fate against the ledger: users to send are claimed
+    /// (`sending`) and returned; the rest (already done, repeated in this file, refused before
+    /// with the same content) are reported into `reports`.
+    pub fn claim(
+        &mut self,
+        users: Vec<ReadyUser>,
+        reports: &mut Vec<RowReport>,
+    ) -> rusqlite::Result<Vec<ReadyUser>> {
+        let now = now_ms();
+        let mut to_send = Vec::with_capacity(users.len());
+        for user in users {
+            let existing = self
+                .conn
+                .prepare_cached(
+                    "SELECT state, run_id, source_row, content_hash, errors, http_status
+                     FROM entries WHERE target = ?1 AND identity = ?2",
+                )?
+                .query_row(params![self.target, user.identity], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, Option<i64>>(1)?,
+                        r.get::<_, Option<i64>>(2)?,
+                        r.get::<_, Option<i64>>(3)?,
+                        r.get::<_, Option<String>>(4)?,
+                        r.get::<_, Option<u16>>(5)?,
+                    ))
+                })
+                .optional()?;
+            if let Some((state, run_id, source_row, hash, errors, status)) = existing {
+                if run_id == Some(self.run_id) {
+                    let first = source_row.unwrap_or(0);
+                    let error = FieldError::local(
+                        Some(crate::fields::Field::Email),
+                        "",
+                        crate::fields::ErrorCode::Duplicate,
+                        format!("duplicate of row {first}"),
+                    );
+                    reports.push(RowReport::local(
+                        user.row,
+                        Outcome::Duplicate,
+                        vec![error],
+                        user.cells,
+                    ));
+                    continue;
+                }
+                let unchanged_refusal =
+                    state == "rejected" && hash == Some(user.content_hash as i64);
+                if state == "created" || state == "exists" || unchanged_refusal {
+                    self.conn
+                        .prepare_cached(
+                            "UPDATE entries SET run_id = ?3, source_row = ?4, source_file = ?5
+                             WHERE target = ?1 AND identity = ?2",
+                        )?
+                        .execute(params![
+                            self.target,
+                            user.identity,
+                            self.run_id,
+                            user.row,
+                            self.source_file
+                        ])?;
+                    let report = if unchanged_refusal {
+                        let errors: Vec<FieldError> = errors
+                            .and_then(|e| serde_json::from_str(&e).ok())
+                            .unwrap_or_default();
+                        let outcome = Outcome::Rejected {
+                            status: status.unwrap_or(400),
+                        };
+                        RowReport::local(user.row, outcome, errors, user.cells)
+                    } else {
+                        RowReport::local(user.row, Outcome::Skipped, Vec::new(), user.cells)
+                    };
+                    reports.push(report);
+                    continue;
+                }
+            }
+            self.conn
+                .prepare_cached(
+                    "INSERT INTO entries (target, identity, state, content_hash, updated_ms,
+                                          source_file, source_row, run_id)
+                     VALUES (?1, ?2, 'sending', ?3, ?4, ?5, ?6, ?7)
+                     ON CONFLICT (target, identity) DO UPDATE SET
+                        state = 'sending', content_hash = excluded.content_hash,
+                        updated_ms = excluded.updated_ms, source_file = excluded.source_file,
+                        source_row = excluded.source_row, run_id = excluded.run_id",
+                )?
+                .execute(params![
+                    self.target,
+                    user.identity,
+                    user.content_hash as i64,
+                    now,
+                    self.source_file,
+                    user.row,
+                    self.run_id
+                ])?;
+            to_send.push(user);
+        }
+        Ok(to_send)
+    }
+
+    /// Records rows refused locally (those with an identity) and reports them. A locally
+    /// refused row never overwrites an identity that is created, present or in flight.
+    pub fn record_invalid(
+        &mut self,
+        rows: Vec<InvalidRow>,
+        reports: &mut Vec<RowReport>,
+    ) -> rusqlite::Result<()> {
+        let now = now_ms();
+        for row in rows {
+            if let Some(identity) = &row.identity {
+                let errors = serde_json::to_string(&row.errors).unwrap_or_default();
+                self.conn
+                    .prepare_cached(
+                        "INSERT INTO entries (target, identity, state, updated_ms, source_file,
+                                              source_row, errors)
+                         VALUES (?1, ?2, 'invalid', ?3, ?4, ?5, ?6)
+                         ON CONFLICT (target, identity) DO UPDATE SET
+                            state = 'invalid', updated_ms = excluded.updated_ms,
+                            source_file = excluded.source_file, source_row = excluded.source_row,
+                            errors = excluded.errors
+                         WHERE entries.state IN ('invalid', 'failed', 'rejected')",
+                    )?
+                    .execute(params![
+                        self.target,
+                        identity,
+                        now,
+                        self.source_file,
+                        row.row,
+                        errors
+                    ])?;
+            }
+            reports.push(RowReport::local(
+                row.row,
+                Outcome::Invalid,
+                row.errors,
+                row.cells,
+            ));
+        }
+        Ok(())
+    }
+
+    /// Records the end of one submission and reports it.
+    pub fn record_submission(
+        &mut self,
+        done: Submission,
+        reports: &mut Vec<RowReport>,
+    ) -> rusqlite::Result<()> {
+        let errors = if done.errors.is_empty() {
+            None
+        } else {
+            Some(serde_json::to_string(&done.errors).unwrap_or_default())
+        };
+        self.conn
+            .prepare_cached(
+                "UPDATE entries SET state = ?3, remote_id = COALESCE(?4, remote_id),
+                    http_status = COALESCE(?5, http_status), attempts = attempts + ?6,
+                    first_attempt_ms = COALESCE(first_attempt_ms, ?7), last_attempt_ms = COALESCE(?8, last_attempt_ms),
+                    updated_ms = ?9, errors = ?10, response_body = ?11
+                 WHERE target = ?1 AND identity = ?2",
+            )?
+            .execute(params![
+                self.target,
+                done.user.identity,
+                done.outcome.state(),
+                done.remote_id,
+                done.status,
+                done.attempts,
+                done.first_attempt_ms,
+                done.last_attempt_ms,
+                now_ms(),
+                errors,
+                done.response_body,
+            ])?;
+        reports.push(RowReport {
+            row: done.user.row,
+            outcome: done.outcome,
+            errors: done.errors,
+            cells: done.user.cells,
+            attempts: done.attempts,
+            throttled: done.throttled,
+        });
+        Ok(())
+    }
+
+    /// Marks the run finished with its summary (JSON).
+    pub fn finish_run(&mut self, summary: &str) -> Result<(), RunError> {
+        self.conn
+            .execute(
+                "UPDATE runs SET finished_ms = ?2, summary = ?3 WHERE id = ?1",
+                params![self.run_id, now_ms(), summary],
+            )
+            .map_err(|e| ledger_error(&self.path, e))?;
+        // Fold the WAL back so the ledger is one self-contained file between runs.
+        let _ = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
+        Ok(())
+    }
+}
+
+/// Reads every entry of `target` from the ledger at `path`, ordered by identity.
+pub fn entries(path: &Path, target: &str) -> Result<Vec<Entry>, RunError> {
+    let err = |e: rusqlite::Error| ledger_error(path, e);
+    let conn = Connection::open(path).map_err(err)?;
+    let mut stmt = conn
+        .prepare(
+            "SELECT identity, state, remote_id, http_status, attempts, source_row
+             FROM entries WHERE target = ?1 ORDER BY identity",
+        )
+        .map_err(err)?;
+    let rows = stmt
+        .query_map([target], |r| {
+            Ok(Entry {
+                identity: r.get(0)?,
+                state: r.get(1)?,
+                remote_id: r.get(2)?,
+                http_status: r.get(3)?,
+                attempts: r.get(4)?,
+                source_row: r.get::<_, Option<i64>>(5)?.map(|v| v as u64),
+            })
+        })
+        .map_err(err)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(err)
+}
+
+fn ledger_error(path: &Path, e: rusqlite::Error) -> RunError {
+    let message = match &e {
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DatabaseBusy => {
+            "is locked by another roster run (hint: wait for it to finish)".to_string()
+        }
+        _ => e.to_string(),
+    };
+    RunError::Ledger {
+        path: path.to_path_buf(),
+        message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fields::UserFields;
+
+    fn user(row: u64, identity: &str, hash: u64) -> ReadyUser {
+        ReadyUser {
+            row,
+            identity: identity.into(),
+            fields: UserFields::default(),
+            body: Vec::new(),
+            content_hash: hash,
+            cells: vec![identity.to_string()],
+        }
+    }
+
+    fn submission(u: ReadyUser, outcome: Outcome) -> Submission {
+        Submission {
+            user: u,
+            outcome,
+            remote_id: Some("r1".into()),
+            status: Some(201),
+            errors: Vec::new(),
+            response_body: None,
+            attempts: 1,
+            throttled: 0,
+            first_attempt_ms: Some(1),
+            last_attempt_ms: Some(2),
+        }
+    }
+
+    #[test]
+    fn claims_then_skips_what_is_done_and_flags_repeats() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.sqlite");
+        let mut ledger = SqliteLedger::open(&path, "t", "f.csv").unwrap();
+        let mut reports = Vec::new();
+        let sent = ledger
+            .transaction(|l| {
+                l.claim(
+                    vec![user(2, "a@x.io", 1), user(3, "a@x.io", 1)],
+                    &mut reports,
+                )
+            })
+            .unwrap();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(reports[0].outcome, Outcome::Duplicate);
+        assert_eq!(reports[0].errors[0].message, "duplicate of row 2");
+        let done = submission(sent.into_iter().next().unwrap(), Outcome::Created);
+        ledger
+            .transaction(|l| l.record_submission(done, &mut Vec::new()))
+            .unwrap();
+        drop(ledger);
+
+        let mut ledger = SqliteLedger::open(&path, "t", "f.csv").unwrap();
+        let mut reports = Vec::new();
+        let sent = ledger
+            .transaction(|l| l.claim(vec![user(2, "a@x.io", 9)], &mut reports))
+            .unwrap();
+        assert!(sent.is_empty());
+        assert_eq!(reports[0].outcome, Outcome::Skipped);
+        let e = entries(&path, "t").unwrap();
+        assert_eq!(e[0].state, "created");
+        assert_eq!(e[0].remote_id.as_deref(), Some("r1"));
+    }
+
+    #[test]
+    fn a_refused_row_is_resent_only_when_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.sqlite");
+        let mut ledger = SqliteLedger::open(&path, "t", "f.csv").unwrap();
+        let sent = ledger
+            .transaction(|l| l.claim(vec![user(2, "a@x.io", 1)], &mut Vec::new()))
+            .unwrap();
+        let mut done = submission(
+            sent.into_iter().next().unwrap(),
+            Outcome::Rejected { status: 400 },
+        );
+        done.status = Some(400);
+        done.errors = vec![FieldError::remote(None, "Name", "too long")];
+        ledger
+            .transaction(|l| l.record_submission(done, &mut Vec::new()))
+            .unwrap();
+        drop(ledger);
+
+        let mut ledger = SqliteLedger::open(&path, "t", "f.csv").unwrap();
+        let mut reports = Vec::new();
+        let sent = ledger
+            .transaction(|l| l.claim(vec![user(2, "a@x.io", 1)], &mut reports))
+            .unwrap();
+        assert!(sent.is_empty());
+        assert_eq!(reports[0].outcome, Outcome::Rejected { status: 400 });
+        assert_eq!(reports[0].errors[0].message, "too long");
+        drop(ledger);
+
+        let mut ledger = SqliteLedger::open(&path, "t", "f.csv").unwrap();
+        let sent = ledger
+            .transaction(|l| l.claim(vec![user(2, "a@x.io", 2)], &mut Vec::new()))
+            .unwrap();
+        assert_eq!(sent.len(), 1, "changed content is sent again");
+    }
+
+    #[test]
+    fn invalid_rows_never_overwrite_created_identities() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.sqlite");
+        let mut ledger = SqliteLedger::open(&path, "t", "f.csv").unwrap();
+        let sent = ledger
+            .transaction(|l| l.claim(vec![user(2, "a@x.io", 1)], &mut Vec::new()))
+            .unwrap();
+        let done = submission(sent.into_iter().next().unwrap(), Outcome::Created);
+        ledger
+            .transaction(|l| l.record_submission(done, &mut Vec::new()))
+            .unwrap();
+        let bad = InvalidRow {
+            row: 5,
+            identity: Some("a@x.io".into()),
+            errors: Vec::new(),
+            cells: Vec::new(),
+        };
+        let mut reports = Vec::new();
+        ledger
+            .transaction(|l| l.record_invalid(vec![bad], &mut reports))
+            .unwrap();
+        assert_eq!(reports[0].outcome, Outcome::Invalid);
+        assert_eq!(entries(&path, "t").unwrap()[0].state, "created");
+    }
+}

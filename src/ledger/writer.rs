@@ -1,0 +1,132 @@
+//! The ledger's single writer: one thread owns the connection, drains whatever commands are
+//! waiting into one transaction, and only after the commit answers claims and passes the
+//! recorded outcomes on to the reports.
+
+use super::SqliteLedger;
+use crate::error::RunError;
+use crate::outcome::RowReport;
+use crate::submit::Submission;
+use crate::validate::{InvalidRow, ReadyUser};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use tokio::sync::oneshot;
+
+/// Most commands folded into one transaction.
+const MAX_BATCH: usize = 4096;
+
+enum Command {
+    Claim {
+        users: Vec<ReadyUser>,
+        reply: oneshot::Sender<Vec<ReadyUser>>,
+    },
+    Invalid(Vec<InvalidRow>),
+    Done(Box<Submission>),
+}
+
+/// A handle for sending work to the ledger thread; cheap to clone.
+#[derive(Clone)]
+pub struct LedgerSender {
+    tx: mpsc::Sender<Command>,
+}
+
+impl LedgerSender {
+    /// Claims `users`, returning those to send once the claims are committed.
+    pub async fn claim(&self, users: Vec<ReadyUser>) -> Result<Vec<ReadyUser>, LedgerGone> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Command::Claim { users, reply })
+            .map_err(|_| LedgerGone)?;
+        answer.await.map_err(|_| LedgerGone)
+    }
+
+    /// Records rows refused locally.
+    pub fn invalid(&self, rows: Vec<InvalidRow>) -> Result<(), LedgerGone> {
+        self.tx.send(Command::Invalid(rows)).map_err(|_| LedgerGone)
+    }
+
+    /// Records a finished submission.
+    pub fn done(&self, submission: Submission) -> Result<(), LedgerGone> {
+        self.tx
+            .send(Command::Done(Box::new(submission)))
+            .map_err(|_| LedgerGone)
+    }
+}
+
+/// The ledger thread stopped (its error is returned by [`LedgerWriter::finish`]).
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the ledger writer stopped")]
+pub struct LedgerGone;
+
+/// The running ledger thread.
+pub struct LedgerWriter {
+    sender: LedgerSender,
+    thread: JoinHandle<Result<SqliteLedger, RunError>>,
+}
+
+impl LedgerWriter {
+    /// Starts the writer thread; recorded outcomes go to `reports` after each commit.
+    pub fn spawn(ledger: SqliteLedger, reports: mpsc::Sender<RowReport>) -> LedgerWriter {
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("roster-ledger".into())
+            .spawn(move || run(ledger, rx, reports))
+            .expect("spawning the ledger thread");
+        LedgerWriter {
+            sender: LedgerSender { tx },
+            thread,
+        }
+    }
+
+    /// A sender for the pipeline's stages.
+    pub fn sender(&self) -> LedgerSender {
+        self.sender.clone()
+    }
+
+    /// Waits for every sender to be dropped and all work to be committed.
+    pub fn finish(self) -> Result<SqliteLedger, RunError> {
+        drop(self.sender);
+        self.thread
+            .join()
+            .unwrap_or_else(|_| Err(RunError::Startup("the ledger thread panicked".into())))
+    }
+}
+
+fn run(
+    mut ledger: SqliteLedger,
+    rx: mpsc::Receiver<Command>,
+    reports_tx: mpsc::Sender<RowReport>,
+) -> Result<SqliteLedger, RunError> {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Ok(first) = rx.recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(command) => batch.push(command),
+                Err(_) => break,
+            }
+        }
+        let mut reports = Vec::new();
+        let mut replies = Vec::new();
+        let commands = std::mem::take(&mut batch);
+        ledger.transaction(|l| {
+            for command in commands {
+                match command {
+                    Command::Claim { users, reply } => {
+                        let to_send = l.claim(users, &mut reports)?;
+                        replies.push((reply, to_send));
+                    }
+                    Command::Invalid(rows) => l.record_invalid(rows, &mut reports)?,
+                    Command::Done(done) => l.record_submission(*done, &mut reports)?,
+                }
+            }
+            Ok(())
+        })?;
+        for (reply, to_send) in replies {
+            let _ = reply.send(to_send);
+        }
+        for report in reports {
+            let _ = reports_tx.send(report);
+        }
+    }
+    Ok(ledger)
+}

@@ -1,0 +1,21 @@
+//! roster: bulk-import people into SaaS products through their "create user" REST APIs.
+//!
+//! The library holds the whole pipeline (see [`pipeline`]); the binary only parses flags,
+//! runs it and maps the outcome to an exit code.
+
+pub mod cli;
+pub mod error;
+pub mod fields;
+pub mod input;
+pub mod ledger;
+pub mod mapping;
+pub mod normalize;
+pub mod outcome;
+pub mod pipeline;
+pub mod report;
+pub mod retry;
+pub mod sandbox;
+pub mod stop;
+pub mod submit;
+pub mod targets;
+pub mod validate;

@@ -1,0 +1,295 @@
+//! Which input column feeds which canonical field.
+//!
+//! Headers are matched against an alias table, compared case- and punctuation-insensitively
+//! ("E-mail Address" = "email_address" = "emailAddress"); `--map field=Column` overrides that,
+//! and `--set field=value` gives a default for cells that are empty or columns that are absent.
+//! Columns whose name starts with `_` are roster's own (`_row`, `_status`, `_errors` in an
+//! error file fed back in) and are never mapped.
+
+use crate::error::RunError;
+use crate::fields::{Field, squash};
+
+/// Header spellings accepted for each field, already squashed (see [`squash`]).
+fn aliases(field: Field) -> &'static [&'static str] {
+    match field {
+        Field::Email => &[
+            "email",
+            "emailaddress",
+            "mail",
+            "workemail",
+            "primaryemail",
+            "useremail",
+            "businessemail",
+            "emailid",
+            "login email",
+        ],
+        Field::FirstName => &[
+            "firstname",
+            "first",
+            "givenname",
+            "forename",
+            "fname",
+            "given",
+        ],
+        Field::LastName => &[
+            "lastname",
+            "last",
+            "surname",
+            "familyname",
+            "lname",
+            "family",
+        ],
+        Field::Username => &["username", "login", "loginname", "userlogin", "handle"],
+        Field::Phone => &[
+            "phone",
+            "phonenumber",
+            "mobile",
+            "mobilephone",
+            "mobilenumber",
+            "cellphone",
+            "cell",
+            "telephone",
+            "tel",
+            "workphone",
+            "businessphone",
+        ],
+        Field::Role => &["role", "userrole", "accessrole", "accesslevel"],
+        Field::Password => &["password", "initialpassword", "pwd", "pass"],
+    }
+}
+
+/// Column choices given on the command line or in the config file.
+#[derive(Debug, Clone, Default)]
+pub struct MappingOptions {
+    /// `--map field=Column`: the column to read a field from.
+    pub explicit: Vec<(Field, String)>,
+    /// `--set field=value`: the value when the cell is empty or the column absent.
+    pub defaults: Vec<(Field, String)>,
+}
+
+/// Parses `field=value` as given to `--map` and `--set`.
+pub fn parse_assignment(text: &str) -> Result<(Field, String), String> {
+    let (name, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}` is not FIELD=VALUE"))?;
+    let field = Field::parse(name).ok_or_else(|| {
+        let names: Vec<&str> = Field::ALL.iter().map(|f| f.name()).collect();
+        format!("unknown field `{name}` (fields: {})", names.join(", "))
+    })?;
+    Ok((field, value.trim().to_string()))
+}
+
+/// The resolved mapping for one file.
+#[derive(Debug, Clone)]
+pub struct Mapping {
+    headers: Vec<String>,
+    columns: [Option<usize>; Field::COUNT],
+    defaults: [Option<String>; Field::COUNT],
+}
+
+impl Mapping {
+    /// Resolves `headers` against the aliases and `options`; a `required` field with neither a
+    /// column nor a default is a run error that names the closest header.
+    pub fn resolve(
+        headers: &[String],
+        options: &MappingOptions,
+        required: &[Field],
+    ) -> Result<Mapping, RunError> {
+        let mut columns = [None; Field::COUNT];
+        let mut defaults: [Option<String>; Field::COUNT] = Default::default();
+        for (field, value) in &options.defaults {
+            defaults[field.index()] = Some(value.clone()).filter(|v| !v.is_empty());
+        }
+        for (field, column) in &options.explicit {
+            let index = headers
+                .iter()
+                .position(|h| h == column)
+                .or_else(|| headers.iter().position(|h| squash(h) == squash(column)))
+                .ok_or_else(|| {
+                    RunError::Usage(format!(
+                        "--map {field}={column}: the file has no column `{column}`{}",
+                        suggestion(headers, column)
+                    ))
+                })?;
+            columns[field.index()] = Some(index);
+        }
+        let squashed: Vec<String> = headers.iter().map(|h| squash(h)).collect();
+        for field in Field::ALL {
+            if columns[field.index()].is_some() {
+                continue;
+            }
+            let taken = |i: usize| columns.contains(&Some(i));
+            let found = aliases(field).iter().find_map(|alias| {
+                let alias = squash(alias);
+                (0..headers.len())
+                    .find(|&i| !headers[i].starts_with('_') && squashed[i] == alias && !taken(i))
+            });
+            columns[field.index()] = found;
+        }
+        for &field in required {
+            if columns[field.index()].is_none() && defaults[field.index()].is_none() {
+                return Err(RunError::Usage(format!(
+                    "no column for required field `{field}`{} (hint: --map {field}=COLUMN or --set {field}=VALUE)",
+                    suggestion(headers, field.name())
+                )));
+            }
+        }
+        Ok(Mapping {
+            headers: headers.to_vec(),
+            columns,
+            defaults,
+        })
+    }
+
+    /// The column index feeding `field`, if any.
+    pub fn column(&self, field: Field) -> Option<usize> {
+        self.columns[field.index()]
+    }
+
+    /// The default value for `field`, if one was set.
+    pub fn default_value(&self, field: Field) -> Option<&str> {
+        self.defaults[field.index()].as_deref()
+    }
+
+    /// The user's header for `field`, or the canonical name when no column feeds it.
+    pub fn column_name(&self, field: Field) -> &str {
+        match self.column(field) {
+            Some(i) => &self.headers[i],
+            None => field.name(),
+        }
+    }
+
+    /// The file's headers.
+    pub fn headers(&self) -> &[String] {
+        &self.headers
+    }
+
+    /// Raw (un-normalised) value of `field` in a record's cells, falling back to the default.
+    pub fn raw<'a>(&'a self, cells: &'a [String], field: Field) -> Option<&'a str> {
+        let cell = self
+            .column(field)
+            .and_then(|i| cells.get(i))
+            .map(String::as_str);
+        match cell {
+            Some(v) if !v.trim().is_empty() => Some(v),
+            _ => self.default_value(field),
+        }
+    }
+
+    /// Lines describing which column feeds which field, for `--print-mapping` and logs.
+    pub fn describe(&self) -> Vec<String> {
+        let mut lines: Vec<String> = Field::ALL
+            .iter()
+            .map(|&f| match (self.column(f), self.default_value(f)) {
+                (Some(i), _) => format!("{f:<10} <- {}", self.headers[i]),
+                (None, Some(_)) if f.is_secret() => format!("{f:<10} = (set, hidden)"),
+                (None, Some(d)) => format!("{f:<10} = {d:?}"),
+                (None, None) => format!("{f:<10} (no column)"),
+            })
+            .collect();
+        let unused: Vec<&str> = (0..self.headers.len())
+            .filter(|i| !self.columns.contains(&Some(*i)))
+            .map(|i| self.headers[i].as_str())
+            .collect();
+        if !unused.is_empty() {
+            lines.push(format!("unused columns: {}", unused.join(", ")));
+        }
+        lines
+    }
+}
+
+/// `" (closest: `Surname`)"` when a header is reasonably close to `wanted`.
+fn suggestion(headers: &[String], wanted: &str) -> String {
+    let wanted = squash(wanted);
+    headers
+        .iter()
+        .filter(|h| !h.starts_with('_'))
+        .map(|h| (strsim::normalized_levenshtein(&squash(h), &wanted), h))
+        .filter(|(score, _)| *score >= 0.4)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, h)| format!(" (closest header: `{h}`)"))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn aliases_match_case_and_punctuation_insensitively() {
+        let h = headers(&[
+            "E-mail Address",
+            "Given Name",
+            "SURNAME",
+            "Mobile Phone",
+            "_row",
+        ]);
+        let m = Mapping::resolve(&h, &MappingOptions::default(), &[Field::Email]).unwrap();
+        assert_eq!(m.column(Field::Email), Some(0));
+        assert_eq!(m.column(Field::FirstName), Some(1));
+        assert_eq!(m.column(Field::LastName), Some(2));
+        assert_eq!(m.column(Field::Phone), Some(3));
+        assert_eq!(m.column(Field::Role), None);
+        assert_eq!(m.column_name(Field::LastName), "SURNAME");
+    }
+
+    #[test]
+    fn camel_and_snake_case_headers_match() {
+        let h = headers(&["firstName", "last_name", "emailAddress"]);
+        let m = Mapping::resolve(&h, &MappingOptions::default(), &[]).unwrap();
+        assert_eq!(m.column(Field::FirstName), Some(0));
+        assert_eq!(m.column(Field::LastName), Some(1));
+        assert_eq!(m.column(Field::Email), Some(2));
+    }
+
+    #[test]
+    fn explicit_map_and_defaults_win() {
+        let h = headers(&["Email", "Contact", "Role"]);
+        let options = MappingOptions {
+            explicit: vec![(Field::Email, "contact".into())],
+            defaults: vec![(Field::Role, "user".into())],
+        };
+        let m = Mapping::resolve(&h, &options, &[Field::Email]).unwrap();
+        assert_eq!(m.column(Field::Email), Some(1));
+        let cells = vec!["x".to_string(), "a@b.co".to_string(), " ".to_string()];
+        assert_eq!(m.raw(&cells, Field::Role), Some("user"));
+    }
+
+    #[test]
+    fn missing_required_column_suggests_the_closest_header() {
+        let h = headers(&["Email", "Lastnme"]);
+        let err = Mapping::resolve(&h, &MappingOptions::default(), &[Field::LastName]).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("`last_name`") && text.contains("`Lastnme`"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn unknown_explicit_column_is_a_usage_error() {
+        let h = headers(&["Email"]);
+        let options = MappingOptions {
+            explicit: vec![(Field::Phone, "Tel".into())],
+            ..Default::default()
+        };
+        assert!(matches!(
+            Mapping::resolve(&h, &options, &[]),
+            Err(RunError::Usage(_))
+        ));
+    }
+
+    #[test]
+    fn parse_assignment_reads_field_equals_value() {
+        assert_eq!(
+            parse_assignment("role=user"),
+            Ok((Field::Role, "user".into()))
+        );
+        assert!(parse_assignment("nope").is_err());
+        assert!(parse_assignment("colour=red").is_err());
+    }
+}

@@ -1,0 +1,303 @@
+//! The import, end to end: read → map → normalise + validate (rayon) → ledger check and claim
+//! → submit (tokio) → ledger → reports. Stages are joined by bounded channels, so memory stays
+//! flat however long the file is.
+
+use crate::error::RunError;
+use crate::fields::Field;
+use crate::input::{self, Format, Record, RecordSource};
+use crate::ledger::SqliteLedger;
+use crate::ledger::writer::{LedgerGone, LedgerSender, LedgerWriter};
+use crate::mapping::{Mapping, MappingOptions};
+use crate::outcome::{Outcome, RowReport};
+use crate::report::{Aggregator, ErrorFile, ProgressMode, Summary};
+use crate::stop::{Stop, StopReason};
+use crate::submit::{SubmitSettings, Submitter, http_client};
+use crate::targets::Target;
+use crate::validate::{Checked, ReadyUser, Validator};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::mpsc;
+
+/// Records validated together on rayon.
+const CHUNK: usize = 4096;
+
+/// What the run does with valid rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunMode {
+    /// Send them.
+    Send,
+    /// Everything but the network, against a copy of the ledger (`import --dry-run`).
+    DryRun,
+    /// Everything but the network and the ledger (`validate`).
+    ValidateOnly,
+}
+
+/// Everything an import needs besides the target.
+#[derive(Debug, Clone)]
+pub struct ImportSettings {
+    /// The people file.
+    pub input: PathBuf,
+    /// Its format, when the extension does not say.
+    pub format: Option<Format>,
+    /// Column choices.
+    pub mapping: MappingOptions,
+    /// The results ledger.
+    pub ledger: PathBuf,
+    /// The error file.
+    pub errors: PathBuf,
+    /// Concurrency, rate, retries.
+    pub submit: SubmitSettings,
+    /// Send, dry run or validate.
+    pub mode: RunMode,
+    /// How progress is shown.
+    pub progress: ProgressMode,
+}
+
+/// The default error file for an input: `people.csv` → `people.errors.csv` beside it.
+pub fn default_errors_path(input: &Path) -> PathBuf {
+    let stem = input
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    input.with_file_name(format!("{stem}.errors.csv"))
+}
+
+/// How a run ended: its totals, and why it stopped early if it did.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    /// The totals.
+    pub summary: Summary,
+    /// Set when the run was aborted or interrupted.
+    pub stopped: Option<StopReason>,
+}
+
+/// Opens the input and resolves its mapping for `target` (a run error if a required field
+/// has no column).
+pub fn prepare(
+    settings: &ImportSettings,
+    target: &dyn Target,
+) -> Result<(Box<dyn RecordSource>, Mapping), RunError> {
+    let source = input::open(&settings.input, settings.format)?;
+    let mapping = Mapping::resolve(
+        source.headers(),
+        &settings.mapping,
+        &target.rules().required,
+    )?;
+    Ok((source, mapping))
+}
+
+/// Runs one import (or dry run, or validation) to the end.
+pub async fn run(
+    settings: &ImportSettings,
+    target: Arc<dyn Target>,
+    stop: Arc<Stop>,
+) -> Result<RunResult, RunError> {
+    let started = Instant::now();
+    if same_file(&settings.errors, &settings.input) {
+        return Err(RunError::Usage(
+            "--errors must not be the input file".into(),
+        ));
+    }
+    let (source, mapping) = prepare(settings, target.as_ref())?;
+    let mapping = Arc::new(mapping);
+    let scratch = tempfile::tempdir()
+        .map_err(|e| RunError::Startup(format!("cannot create a temporary directory: {e}")))?;
+    let ledger_path = match settings.mode {
+        RunMode::Send => settings.ledger.clone(),
+        RunMode::DryRun => copy_ledger(&settings.ledger, scratch.path())?,
+        RunMode::ValidateOnly => scratch.path().join("ledger.sqlite"),
+    };
+    let source_name = settings.input.display().to_string();
+    let ledger = SqliteLedger::open(&ledger_path, target.ledger_key(), &source_name)?;
+
+    let secret_columns: Vec<usize> = mapping.column(Field::Password).into_iter().collect();
+    let errors = ErrorFile::new(&settings.errors, mapping.headers(), secret_columns);
+    let (reports_tx, reports_rx) = std::sync::mpsc::channel();
+    let aggregator = Aggregator::spawn(reports_rx, errors, settings.progress);
+    let writer = LedgerWriter::spawn(ledger, reports_tx.clone());
+
+    let validator = Arc::new(Validator::new((*mapping).clone(), target.clone()));
+    let (chunks_tx, chunks_rx) = mpsc::channel::<Vec<Checked>>(2);
+    let reader = {
+        let stop = stop.clone();
+        tokio::task::spawn_blocking(move || read_and_check(source, validator, chunks_tx, &stop))
+    };
+
+    let concurrency = settings.submit.concurrency.max(1);
+    let (submit_tx, submitter) = if settings.mode == RunMode::Send {
+        let client = http_client(&settings.submit)?;
+        let submitter = Arc::new(Submitter::new(
+            client,
+            target.clone(),
+            mapping.clone(),
+            settings.submit,
+            stop.clone(),
+        )?);
+        let (tx, rx) = mpsc::channel::<ReadyUser>(concurrency);
+        let task = tokio::spawn(submitter.run(rx, writer.sender()));
+        (Some(tx), Some(task))
+    } else {
+        (None, None)
+    };
+
+    let claim_batch = (concurrency * 2).clamp(16, 512);
+    let dispatched = dispatch(
+        chunks_rx,
+        writer.sender(),
+        submit_tx,
+        &reports_tx,
+        claim_batch,
+        &stop,
+    )
+    .await;
+    if let Some(task) = submitter {
+        let _ = task.await;
+    }
+    let rows = reader
+        .await
+        .map_err(|e| RunError::Startup(format!("the reader stopped: {e}")))?;
+    let ledger_result = writer.finish();
+    drop(reports_tx);
+    let (mut summary, errors_file) = aggregator.finish()?;
+    let mut ledger = ledger_result?;
+    let rows = rows?;
+    dispatched.map_err(|_| RunError::Ledger {
+        path: ledger_path.clone(),
+        message: "stopped unexpectedly".into(),
+    })?;
+
+    summary.rows = rows;
+    summary.elapsed_s = started.elapsed().as_secs_f64();
+    summary.rows_per_s = if summary.elapsed_s > 0.0 {
+        rows as f64 / summary.elapsed_s
+    } else {
+        0.0
+    };
+    summary.ledger = match settings.mode {
+        RunMode::Send => settings.ledger.display().to_string(),
+        RunMode::DryRun => format!("{} (read only: dry run)", settings.ledger.display()),
+        RunMode::ValidateOnly => "(none: validation only)".to_string(),
+    };
+    summary.errors_file = errors_file.map(|p| p.display().to_string());
+    if settings.mode == RunMode::Send {
+        let json = serde_json::to_string(&summary).unwrap_or_default();
+        ledger.finish_run(&json)?;
+    }
+    Ok(RunResult {
+        summary,
+        stopped: stop.reason(),
+    })
+}
+
+/// Reads records in chunks, checks each chunk on rayon and passes it on, in order.
+fn read_and_check(
+    mut source: Box<dyn RecordSource>,
+    validator: Arc<Validator>,
+    chunks: mpsc::Sender<Vec<Checked>>,
+    stop: &Stop,
+) -> Result<u64, RunError> {
+    let mut rows = 0u64;
+    let mut record = Record::default();
+    while !stop.is_stopped() {
+        let mut chunk = Vec::with_capacity(CHUNK);
+        while chunk.len() < CHUNK && source.read_record(&mut record)? {
+            chunk.push(std::mem::take(&mut record));
+        }
+        if chunk.is_empty() {
+            break;
+        }
+        rows += chunk.len() as u64;
+        if chunks.blocking_send(validator.check_chunk(chunk)).is_err() {
+            break;
+        }
+    }
+    Ok(rows)
+}
+
+/// Records invalid rows, claims valid ones in batches and hands the claimed to the submitter
+/// (or, without one, reports them as what a dry run would send).
+async fn dispatch(
+    mut chunks: mpsc::Receiver<Vec<Checked>>,
+    ledger: LedgerSender,
+    submit: Option<mpsc::Sender<ReadyUser>>,
+    reports: &std::sync::mpsc::Sender<RowReport>,
+    claim_batch: usize,
+    stop: &Stop,
+) -> Result<(), LedgerGone> {
+    while let Some(chunk) = chunks.recv().await {
+        if stop.is_stopped() {
+            break;
+        }
+        let mut ready = Vec::with_capacity(chunk.len());
+        let mut invalid = Vec::new();
+        for checked in chunk {
+            match checked {
+                Checked::Ready(user) => ready.push(user),
+                Checked::Invalid(row) => invalid.push(row),
+            }
+        }
+        if !invalid.is_empty() {
+            ledger.invalid(invalid)?;
+        }
+        let mut ready = ready.into_iter().peekable();
+        while ready.peek().is_some() {
+            if stop.is_stopped() {
+                return Ok(());
+            }
+            let batch: Vec<ReadyUser> = ready.by_ref().take(claim_batch).collect();
+            for user in ledger.claim(batch).await? {
+                match &submit {
+                    Some(tx) => {
+                        if let Err(unsent) = tx.send(user).await {
+                            // The submitter is gone: release the claim as not sent.
+                            let user = unsent.0;
+                            let _ = reports.send(RowReport::local(
+                                user.row,
+                                Outcome::NotSent,
+                                Vec::new(),
+                                user.cells,
+                            ));
+                            return Ok(());
+                        }
+                    }
+                    None => {
+                        let _ = reports.send(RowReport::local(
+                            user.row,
+                            Outcome::WouldSend,
+                            Vec::new(),
+                            user.cells,
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A consistent copy of the ledger for a dry run (an empty one if there is none yet).
+fn copy_ledger(ledger: &Path, dir: &Path) -> Result<PathBuf, RunError> {
+    let copy = dir.join("ledger-copy.sqlite");
+    if ledger.exists() {
+        let err = |e: rusqlite::Error| RunError::Ledger {
+            path: ledger.to_path_buf(),
+            message: e.to_string(),
+        };
+        let conn = rusqlite::Connection::open_with_flags(
+            ledger,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .map_err(err)?;
+        conn.execute("VACUUM INTO ?1", [copy.display().to_string()])
+            .map_err(err)?;
+    }
+    Ok(copy)
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}

@@ -1,0 +1,445 @@
+//! Everything a person or a script reads after a run: the error file, progress, the summary.
+//!
+//! One aggregator thread owns all counters and the error file; every stage reports to it
+//! through a channel (no shared mutable statistics).
+
+use crate::error::RunError;
+use crate::fields::join_errors;
+use crate::outcome::{Outcome, RowReport};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// How progress is shown, decided once from the terminal, CI and `--quiet`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgressMode {
+    /// An indicatif bar on stderr.
+    Bar,
+    /// A log line every so often.
+    Lines(Duration),
+    /// Nothing until the summary.
+    Quiet,
+}
+
+impl ProgressMode {
+    /// The mode for this process: a bar on a terminal, periodic lines otherwise.
+    pub fn detect(quiet: bool) -> ProgressMode {
+        use std::io::IsTerminal;
+        if quiet {
+            ProgressMode::Quiet
+        } else if std::io::stderr().is_terminal() && std::env::var_os("CI").is_none() {
+            ProgressMode::Bar
+        } else {
+            ProgressMode::Lines(Duration::from_secs(10))
+        }
+    }
+}
+
+/// The run's totals; also the `--json` object.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Summary {
+    /// Rows read from the input (blank records excluded).
+    pub rows: u64,
+    /// Created by this run.
+    pub created: u64,
+    /// The API said they already existed.
+    pub exists: u64,
+    /// Already done according to the ledger; nothing sent.
+    pub skipped: u64,
+    /// Refused locally.
+    pub invalid: u64,
+    /// Repeated identities inside the file.
+    pub duplicates: u64,
+    /// Refused by the API.
+    pub rejected: u64,
+    /// Retries exhausted, or stopped before success.
+    pub failed: u64,
+    /// Valid and not yet done: what a dry run would send.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub would_send: Option<u64>,
+    /// HTTP requests sent.
+    pub requests: u64,
+    /// Of those, attempts after the first for a row.
+    pub retries: u64,
+    /// Responses with status 429.
+    pub throttled: u64,
+    /// Wall-clock seconds.
+    pub elapsed_s: f64,
+    /// Rows per second over the whole run.
+    pub rows_per_s: f64,
+    /// The ledger file.
+    pub ledger: String,
+    /// The error file, when one was written.
+    pub errors_file: Option<String>,
+}
+
+impl Summary {
+    /// Rows refused or failed: any makes the exit code 1.
+    pub fn refused(&self) -> u64 {
+        self.invalid + self.duplicates + self.rejected + self.failed
+    }
+
+    /// Adds one row's outcome to the totals.
+    pub fn count(&mut self, report: &RowReport) {
+        match report.outcome {
+            Outcome::Created => self.created += 1,
+            Outcome::Exists => self.exists += 1,
+            Outcome::Skipped => self.skipped += 1,
+            Outcome::Invalid => self.invalid += 1,
+            Outcome::Duplicate => self.duplicates += 1,
+            Outcome::Rejected { .. } => self.rejected += 1,
+            Outcome::Failed { .. } | Outcome::NotSent => self.failed += 1,
+            Outcome::WouldSend => *self.would_send.get_or_insert(0) += 1,
+        }
+        self.requests += u64::from(report.attempts);
+        self.retries += u64::from(report.attempts.saturating_sub(1));
+        self.throttled += u64::from(report.throttled);
+    }
+
+    /// Rows with a final outcome so far.
+    pub fn finished(&self) -> u64 {
+        self.created + self.exists + self.skipped + self.refused() + self.would_send.unwrap_or(0)
+    }
+
+    /// The human table printed on stderr at the end.
+    pub fn render(&self, target: &str) -> String {
+        let mut out = String::new();
+        let line = |out: &mut String, label: &str, value: String| {
+            out.push_str(&format!("  {label:<20}{value}\n"));
+        };
+        out.push_str(&format!("roster: summary (target {target})\n"));
+        line(&mut out, "rows read", self.rows.to_string());
+        if let Some(would) = self.would_send {
+            line(&mut out, "would be sent", would.to_string());
+        } else {
+            line(&mut out, "created", self.created.to_string());
+            line(&mut out, "already existed", self.exists.to_string());
+        }
+        line(
+            &mut out,
+            "already done",
+            format!("{} (ledger)", self.skipped),
+        );
+        line(
+            &mut out,
+            "refused locally",
+            format!(
+                "{} (invalid {}, duplicates {})",
+                self.invalid + self.duplicates,
+                self.invalid,
+                self.duplicates
+            ),
+        );
+        line(&mut out, "refused by the API", self.rejected.to_string());
+        line(&mut out, "failed", self.failed.to_string());
+        line(
+            &mut out,
+            "requests sent",
+            format!(
+                "{} (retries {}, 429s {})",
+                self.requests, self.retries, self.throttled
+            ),
+        );
+        line(
+            &mut out,
+            "elapsed",
+            format!("{:.2} s ({:.0} rows/s)", self.elapsed_s, self.rows_per_s),
+        );
+        line(&mut out, "ledger", self.ledger.clone());
+        if let Some(errors) = &self.errors_file {
+            line(&mut out, "error file", errors.clone());
+        }
+        out
+    }
+}
+
+/// The error file's columns: the input's own (minus roster's `_` columns from an earlier error
+/// file), then `_row`, `_status`, `_errors`.
+pub struct ErrorFile {
+    path: PathBuf,
+    headers: Vec<String>,
+    keep: Vec<usize>,
+    secret_columns: Vec<usize>,
+    writer: Option<csv::Writer<BufWriter<File>>>,
+    rows_written: u64,
+    last_row: u64,
+    in_order: bool,
+}
+
+/// Roster's own columns in an error file.
+pub const META_COLUMNS: [&str; 3] = ["_row", "_status", "_errors"];
+
+/// Past this many rows the error file is left in completion order rather than sorted.
+const MAX_SORTED_ROWS: u64 = 100_000;
+
+impl ErrorFile {
+    /// An error file at `path` for an input with `headers`; cells of `secret_columns` are
+    /// blanked. Nothing is created until the first refused row.
+    pub fn new(path: &Path, headers: &[String], secret_columns: Vec<usize>) -> ErrorFile {
+        let keep: Vec<usize> = (0..headers.len())
+            .filter(|&i| !META_COLUMNS.contains(&headers[i].as_str()))
+            .collect();
+        ErrorFile {
+            path: path.to_path_buf(),
+            headers: headers.to_vec(),
+            keep,
+            secret_columns,
+            writer: None,
+            rows_written: 0,
+            last_row: 0,
+            in_order: true,
+        }
+    }
+
+    fn output_error(&self, e: impl Into<std::io::Error>) -> RunError {
+        RunError::Output {
+            path: self.path.clone(),
+            source: e.into(),
+        }
+    }
+
+    /// Appends one refused row.
+    pub fn write(&mut self, report: &RowReport) -> Result<(), RunError> {
+        if self.writer.is_none() {
+            let file = File::create(&self.path).map_err(|e| self.output_error(e))?;
+            let mut writer = csv::Writer::from_writer(BufWriter::new(file));
+            let mut header: Vec<&str> = self
+                .keep
+                .iter()
+                .map(|&i| self.headers[i].as_str())
+                .collect();
+            header.extend(META_COLUMNS);
+            writer
+                .write_record(&header)
+                .map_err(|e| self.output_error(e))?;
+            self.writer = Some(writer);
+        }
+        let mut record: Vec<&str> = self
+            .keep
+            .iter()
+            .map(|&i| {
+                if self.secret_columns.contains(&i) {
+                    ""
+                } else {
+                    report.cells.get(i).map_or("", String::as_str)
+                }
+            })
+            .collect();
+        let row = report.row.to_string();
+        let status = report.outcome.status_text();
+        let errors = join_errors(&report.errors);
+        record.extend([row.as_str(), status.as_str(), errors.as_str()]);
+        let writer = self.writer.as_mut().expect("created above");
+        writer.write_record(&record).map_err(|e| RunError::Output {
+            path: self.path.clone(),
+            source: e.into(),
+        })?;
+        self.in_order &= report.row >= self.last_row;
+        self.last_row = report.row;
+        self.rows_written += 1;
+        Ok(())
+    }
+
+    /// Flushes the file, sorting it by row when it is small enough; returns its path if any
+    /// row was written. A stale error file from an earlier run is removed when nothing was
+    /// refused this time, so what is on disk always describes the last run.
+    pub fn finish(mut self) -> Result<Option<PathBuf>, RunError> {
+        let Some(mut writer) = self.writer.take() else {
+            if self.path.exists() {
+                std::fs::remove_file(&self.path).map_err(|e| self.output_error(e))?;
+            }
+            return Ok(None);
+        };
+        writer.flush().map_err(|e| self.output_error(e))?;
+        drop(writer);
+        if !self.in_order && self.rows_written <= MAX_SORTED_ROWS {
+            sort_by_row(&self.path).map_err(|e| self.output_error(e))?;
+        }
+        Ok(Some(self.path))
+    }
+}
+
+/// Rewrites an error file in `_row` order.
+fn sort_by_row(path: &Path) -> std::io::Result<()> {
+    let mut reader = csv::Reader::from_path(path)?;
+    let headers = reader.byte_headers()?.clone();
+    let row_col = headers.len() - META_COLUMNS.len();
+    let mut records = reader.byte_records().collect::<Result<Vec<_>, _>>()?;
+    let row_of = |r: &csv::ByteRecord| -> u64 {
+        r.get(row_col)
+            .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
+            .unwrap_or(0)
+    };
+    records.sort_by_key(row_of);
+    let tmp = path.with_extension("sorting");
+    {
+        let mut writer = csv::Writer::from_path(&tmp)?;
+        writer.write_byte_record(&headers)?;
+        for r in &records {
+            writer.write_byte_record(r)?;
+        }
+        writer.flush()?;
+    }
+    std::fs::rename(tmp, path)
+}
+
+/// The aggregator thread: counts outcomes, writes the error file, shows progress.
+pub struct Aggregator {
+    thread: std::thread::JoinHandle<Result<(Summary, Option<PathBuf>), RunError>>,
+}
+
+impl Aggregator {
+    /// Starts the aggregator reading reports from `reports`.
+    pub fn spawn(
+        reports: mpsc::Receiver<RowReport>,
+        errors: ErrorFile,
+        mode: ProgressMode,
+    ) -> Aggregator {
+        let thread = std::thread::Builder::new()
+            .name("roster-report".into())
+            .spawn(move || aggregate(reports, errors, mode))
+            .expect("spawning the report thread");
+        Aggregator { thread }
+    }
+
+    /// Waits for every report sender to be dropped; returns the totals and the error file.
+    pub fn finish(self) -> Result<(Summary, Option<PathBuf>), RunError> {
+        self.thread
+            .join()
+            .unwrap_or_else(|_| Err(RunError::Startup("the report thread panicked".into())))
+    }
+}
+
+fn aggregate(
+    reports: mpsc::Receiver<RowReport>,
+    mut errors: ErrorFile,
+    mode: ProgressMode,
+) -> Result<(Summary, Option<PathBuf>), RunError> {
+    let mut summary = Summary::default();
+    let started = Instant::now();
+    let bar = match mode {
+        ProgressMode::Bar => {
+            let bar = ProgressBar::new_spinner();
+            let style =
+                ProgressStyle::with_template("{spinner} {elapsed} {pos} rows ({per_sec}) {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner());
+            bar.set_style(style);
+            bar.enable_steady_tick(Duration::from_millis(120));
+            Some(bar)
+        }
+        _ => None,
+    };
+    let mut last_line = Instant::now();
+    let tick = Duration::from_millis(250);
+    loop {
+        match reports.recv_timeout(tick) {
+            Ok(report) => {
+                summary.count(&report);
+                if report.outcome.is_refused() {
+                    errors.write(&report)?;
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        if let Some(bar) = &bar {
+            bar.set_position(summary.finished());
+            bar.set_message(format!(
+                "created {} · done {} · refused {} · 429s {}",
+                summary.created + summary.exists,
+                summary.skipped,
+                summary.refused(),
+                summary.throttled
+            ));
+        } else if let ProgressMode::Lines(every) = mode {
+            if last_line.elapsed() >= every {
+                last_line = Instant::now();
+                let secs = started.elapsed().as_secs_f64().max(1e-9);
+                tracing::info!(
+                    rows = summary.finished(),
+                    created = summary.created + summary.exists,
+                    skipped = summary.skipped,
+                    refused = summary.refused(),
+                    throttled = summary.throttled,
+                    rows_per_s = (summary.finished() as f64 / secs).round(),
+                    "progress"
+                );
+            }
+        }
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let path = errors.finish()?;
+    Ok((summary, path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fields::{ErrorCode, FieldError};
+
+    fn report(row: u64, outcome: Outcome, cells: &[&str]) -> RowReport {
+        let errors = vec![FieldError::local(None, "Email", ErrorCode::Format, "bad")];
+        RowReport::local(
+            row,
+            outcome,
+            errors,
+            cells.iter().map(|s| s.to_string()).collect(),
+        )
+    }
+
+    #[test]
+    fn error_file_keeps_columns_drops_old_meta_blanks_secrets_and_sorts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.csv");
+        let headers: Vec<String> = ["Email", "Password", "_row", "_status", "_errors"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let mut file = ErrorFile::new(&path, &headers, vec![1]);
+        file.write(&report(
+            5,
+            Outcome::Rejected { status: 400 },
+            &["b@x", "pw", "9", "x", "y"],
+        ))
+        .unwrap();
+        file.write(&report(3, Outcome::Invalid, &["a@x", "pw", "8", "x", "y"]))
+            .unwrap();
+        assert_eq!(file.finish().unwrap(), Some(path.clone()));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            text,
+            "Email,Password,_row,_status,_errors\na@x,,3,invalid,Email: bad\nb@x,,5,400,Email: bad\n"
+        );
+    }
+
+    #[test]
+    fn no_refusals_remove_a_stale_error_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.csv");
+        std::fs::write(&path, "old").unwrap();
+        let file = ErrorFile::new(&path, &["Email".to_string()], Vec::new());
+        assert_eq!(file.finish().unwrap(), None);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn summary_counts_requests_and_retries() {
+        let mut s = Summary::default();
+        let mut r = report(2, Outcome::Created, &[]);
+        r.attempts = 3;
+        r.throttled = 1;
+        s.count(&r);
+        s.count(&report(3, Outcome::Duplicate, &[]));
+        assert_eq!(
+            (s.created, s.duplicates, s.requests, s.retries, s.throttled),
+            (1, 1, 3, 2, 1)
+        );
+        assert_eq!(s.refused(), 1);
+    }
+}

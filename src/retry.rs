@@ -1,0 +1,215 @@
+//! When to try again and how long to wait: exponential backoff with full jitter, the server's
+//! own `Retry-After` / rate-limit reset hints, and a gate that pauses every worker at once.
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use reqwest::header::HeaderMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+use tokio::time::Instant;
+
+/// Longest wait roster accepts from a server hint; a longer one is capped to this.
+pub const MAX_SERVER_WAIT: Duration = Duration::from_secs(600);
+
+/// How many times and how fast a submission is retried.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt (so `max_retries + 1` attempts at most).
+    pub max_retries: u32,
+    /// The first backoff ceiling.
+    pub base_delay: Duration,
+    /// The largest backoff ceiling.
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_retries: 5,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(20),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// A fresh schedule of backoff delays for one submission: exponential ceilings (backon)
+    /// with full jitter, i.e. each delay uniform in `[0, ceiling]` so retries spread out.
+    pub fn schedule(&self) -> impl Iterator<Item = Duration> + Send + use<> {
+        ExponentialBuilder::default()
+            .with_min_delay(self.base_delay)
+            .with_max_delay(self.max_delay)
+            .with_factor(2.0)
+            .with_max_times(self.max_retries as usize)
+            .build()
+            .map(|ceiling| ceiling.mul_f64(fastrand::f64()))
+    }
+}
+
+/// The wait a response asks for: `Retry-After` (seconds or an HTTP date), else a rate-limit
+/// reset header (`X-RateLimit-Reset`, `X-Rate-Limit-Reset`, IETF `RateLimit: …, t=N` /
+/// `RateLimit-Reset`), as seconds from now or an epoch timestamp.
+pub fn server_wait(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    if let Some(value) = text("retry-after") {
+        if let Ok(secs) = value.parse::<f64>() {
+            if secs.is_finite() && secs >= 0.0 {
+                return Some(Duration::from_secs_f64(secs).min(MAX_SERVER_WAIT));
+            }
+        }
+        if let Ok(date) = httpdate::parse_http_date(value) {
+            return Some(
+                date.duration_since(now)
+                    .unwrap_or_default()
+                    .min(MAX_SERVER_WAIT),
+            );
+        }
+    }
+    for name in ["x-ratelimit-reset", "x-rate-limit-reset", "ratelimit-reset"] {
+        if let Some(secs) = text(name).and_then(|v| v.parse::<f64>().ok()) {
+            return Some(reset_to_wait(secs, now));
+        }
+    }
+    // IETF draft structured field: `RateLimit: limit=10, remaining=0, reset=5` or `"p";r=0;t=5`.
+    if let Some(value) = text("ratelimit") {
+        for part in value.split([',', ';']) {
+            let (key, val) = part.trim().split_once('=').unwrap_or_default();
+            if matches!(key.trim(), "reset" | "t") {
+                if let Ok(secs) = val.trim().parse::<f64>() {
+                    return Some(reset_to_wait(secs, now));
+                }
+            }
+        }
+    }
+    None
+}
+
+/// A reset value is a delay in seconds, unless it is large enough to be an epoch timestamp.
+fn reset_to_wait(value: f64, now: SystemTime) -> Duration {
+    if !value.is_finite() || value < 0.0 {
+        return Duration::ZERO;
+    }
+    let wait = if value > 1_000_000_000.0 {
+        let epoch = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
+        (value - epoch).max(0.0)
+    } else {
+        value
+    };
+    Duration::from_secs_f64(wait).min(MAX_SERVER_WAIT)
+}
+
+/// A gate every attempt passes through; a 429's wait closes it for all workers at once.
+#[derive(Debug)]
+pub struct PauseGate {
+    origin: Instant,
+    /// Milliseconds after `origin` until which the gate is closed.
+    closed_until_ms: AtomicU64,
+}
+
+impl Default for PauseGate {
+    fn default() -> Self {
+        PauseGate {
+            origin: Instant::now(),
+            closed_until_ms: AtomicU64::new(0),
+        }
+    }
+}
+
+impl PauseGate {
+    /// Closes the gate for `wait` from now (never shortens an existing pause).
+    pub fn pause_for(&self, wait: Duration) {
+        let until = (Instant::now() + wait)
+            .duration_since(self.origin)
+            .as_millis() as u64;
+        self.closed_until_ms.fetch_max(until, Ordering::AcqRel);
+    }
+
+    /// Waits until the gate is open.
+    pub async fn wait_open(&self) {
+        loop {
+            let until = self.closed_until_ms.load(Ordering::Acquire);
+            let deadline = self.origin + Duration::from_millis(until);
+            if Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep_until(deadline).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn retry_after_seconds_and_dates() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(
+            server_wait(&headers(&[("retry-after", "3")]), now),
+            Some(Duration::from_secs(3))
+        );
+        let date = httpdate::fmt_http_date(now + Duration::from_secs(7));
+        assert_eq!(
+            server_wait(&headers(&[("retry-after", &date)]), now),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(server_wait(&headers(&[]), now), None);
+    }
+
+    #[test]
+    fn rate_limit_reset_headers_as_delay_or_epoch() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let h = headers(&[("x-rate-limit-reset", "1700000005")]);
+        assert_eq!(server_wait(&h, now), Some(Duration::from_secs(5)));
+        let h = headers(&[("x-ratelimit-reset", "2")]);
+        assert_eq!(server_wait(&h, now), Some(Duration::from_secs(2)));
+        let h = headers(&[("ratelimit", "limit=10, remaining=0, reset=4")]);
+        assert_eq!(server_wait(&h, now), Some(Duration::from_secs(4)));
+    }
+
+    #[test]
+    fn huge_waits_are_capped() {
+        let now = SystemTime::UNIX_EPOCH;
+        let h = headers(&[("retry-after", "999999")]);
+        assert_eq!(server_wait(&h, now), Some(MAX_SERVER_WAIT));
+    }
+
+    #[test]
+    fn schedule_is_bounded_and_jittered_below_the_ceiling() {
+        let policy = RetryPolicy {
+            max_retries: 4,
+            ..RetryPolicy::default()
+        };
+        let delays: Vec<Duration> = policy.schedule().collect();
+        assert_eq!(delays.len(), 4);
+        for (i, d) in delays.iter().enumerate() {
+            assert!(*d <= policy.base_delay * 2u32.pow(i as u32), "{i}: {d:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pause_holds_every_waiter_until_it_ends() {
+        let gate = PauseGate::default();
+        gate.pause_for(Duration::from_secs(5));
+        gate.pause_for(Duration::from_secs(1)); // never shortens
+        let start = Instant::now();
+        gate.wait_open().await;
+        assert!(start.elapsed() >= Duration::from_secs(5));
+    }
+}

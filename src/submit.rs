@@ -1,0 +1,330 @@
+//! Sending claimed users to the target: bounded concurrency, a rate limiter in front of every
+//! attempt (retries included), retries with full-jitter backoff, and a pause for all workers
+//! when the server asks for one.
+
+use crate::error::RunError;
+use crate::fields::{ErrorCode, FieldError};
+use crate::ledger::now_ms;
+use crate::ledger::writer::LedgerSender;
+use crate::mapping::Mapping;
+use crate::outcome::Outcome;
+use crate::retry::{PauseGate, RetryPolicy};
+use crate::stop::{Stop, StopReason};
+use crate::targets::{Target, Verdict};
+use crate::validate::ReadyUser;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+
+/// Most of a refusal's body kept in the ledger.
+const MAX_KEPT_BODY: usize = 4096;
+
+/// How the submit stage behaves.
+#[derive(Debug, Clone, Copy)]
+pub struct SubmitSettings {
+    /// Most requests in flight at once.
+    pub concurrency: usize,
+    /// Attempts per second (0 = unlimited).
+    pub rate: f64,
+    /// Attempts allowed at once after an idle spell.
+    pub burst: u32,
+    /// Per-request timeout (connect included).
+    pub timeout: Duration,
+    /// Retry schedule.
+    pub retry: RetryPolicy,
+}
+
+impl Default for SubmitSettings {
+    fn default() -> Self {
+        SubmitSettings {
+            concurrency: 16,
+            rate: 0.0,
+            burst: 1,
+            timeout: Duration::from_secs(30),
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// The end of one submission: every attempt for one row.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    /// The user sent.
+    pub user: ReadyUser,
+    /// What became of it.
+    pub outcome: Outcome,
+    /// The id the API gave it.
+    pub remote_id: Option<String>,
+    /// The last HTTP status.
+    pub status: Option<u16>,
+    /// Per-field messages for refusals and failures.
+    pub errors: Vec<FieldError>,
+    /// The refusal's raw body (truncated), kept for the audit.
+    pub response_body: Option<String>,
+    /// Attempts made.
+    pub attempts: u32,
+    /// Attempts answered 429.
+    pub throttled: u32,
+    /// When the first attempt left (ms since epoch).
+    pub first_attempt_ms: Option<i64>,
+    /// When the last attempt left.
+    pub last_attempt_ms: Option<i64>,
+}
+
+/// Builds the HTTP client every worker shares (one connection pool).
+pub fn http_client(settings: &SubmitSettings) -> Result<reqwest::Client, RunError> {
+    // reqwest is built without a bundled crypto provider; ring is ours (lighter to build).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .timeout(settings.timeout)
+        .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
+        .pool_max_idle_per_host(settings.concurrency.max(1))
+        .tcp_nodelay(true)
+        .user_agent(concat!("roster/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| RunError::Startup(format!("cannot build the HTTP client: {e}")))
+}
+
+/// Sends users to one target.
+pub struct Submitter {
+    client: reqwest::Client,
+    target: Arc<dyn Target>,
+    mapping: Arc<Mapping>,
+    limiter: Option<DefaultDirectRateLimiter>,
+    gate: PauseGate,
+    settings: SubmitSettings,
+    stop: Arc<Stop>,
+}
+
+impl Submitter {
+    /// A submitter for `target`; `mapping` names the user's columns in remote errors.
+    pub fn new(
+        client: reqwest::Client,
+        target: Arc<dyn Target>,
+        mapping: Arc<Mapping>,
+        settings: SubmitSettings,
+        stop: Arc<Stop>,
+    ) -> Result<Submitter, RunError> {
+        let limiter = if settings.rate > 0.0 {
+            let period = Duration::from_secs_f64(1.0 / settings.rate);
+            let burst = NonZeroU32::new(settings.burst.max(1)).expect("max(1) is non-zero");
+            let quota = Quota::with_period(period)
+                .ok_or_else(|| RunError::Usage(format!("--rate {} is too high", settings.rate)))?
+                .allow_burst(burst);
+            Some(RateLimiter::direct(quota))
+        } else {
+            None
+        };
+        Ok(Submitter {
+            client,
+            target,
+            mapping,
+            limiter,
+            gate: PauseGate::default(),
+            settings,
+            stop,
+        })
+    }
+
+    /// Sends every user from `users`, at most `concurrency` at once, recording each result.
+    pub async fn run(self: Arc<Self>, mut users: mpsc::Receiver<ReadyUser>, ledger: LedgerSender) {
+        let slots = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
+        let mut tasks = JoinSet::new();
+        while let Some(user) = users.recv().await {
+            let Ok(slot) = slots.clone().acquire_owned().await else {
+                break;
+            };
+            let this = self.clone();
+            let ledger = ledger.clone();
+            tasks.spawn(async move {
+                let done = this.submit(user).await;
+                let _ = ledger.done(done);
+                drop(slot);
+            });
+            while tasks.try_join_next().is_some() {}
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+
+    /// All attempts for one user.
+    pub async fn submit(&self, user: ReadyUser) -> Submission {
+        let mut schedule = self.settings.retry.schedule();
+        let mut done = Submission {
+            user,
+            outcome: Outcome::NotSent,
+            remote_id: None,
+            status: None,
+            errors: Vec::new(),
+            response_body: None,
+            attempts: 0,
+            throttled: 0,
+            first_attempt_ms: None,
+            last_attempt_ms: None,
+        };
+        let mut problem = String::new();
+        loop {
+            if self.stop.is_stopped() {
+                if done.attempts > 0 {
+                    return self.failed(done, "the run stopped before this row succeeded");
+                }
+                return done;
+            }
+            self.gate.wait_open().await;
+            if let Some(limiter) = &self.limiter {
+                limiter.until_ready().await;
+            }
+            done.attempts += 1;
+            let started = now_ms();
+            done.first_attempt_ms.get_or_insert(started);
+            done.last_attempt_ms = Some(started);
+            let verdict = self.attempt(&mut done, &mut problem).await;
+            match verdict {
+                Verdict::Created { remote_id } => {
+                    done.outcome = Outcome::Created;
+                    done.remote_id = remote_id;
+                    done.response_body = None;
+                    return done;
+                }
+                Verdict::Exists => {
+                    done.outcome = Outcome::Exists;
+                    done.response_body = None;
+                    return done;
+                }
+                Verdict::Rejected { errors } => {
+                    done.outcome = Outcome::Rejected {
+                        status: done.status.unwrap_or(400),
+                    };
+                    done.errors = self.name_columns(errors);
+                    if done.errors.is_empty() {
+                        let message = format!("refused with HTTP {}", done.status.unwrap_or(400));
+                        done.errors.push(FieldError::remote(None, "", message));
+                    }
+                    return done;
+                }
+                Verdict::Fatal { message } => {
+                    let message = format!("target `{}`: {message}", self.target.name());
+                    self.stop.stop(StopReason::Aborted(message.clone()));
+                    return self.failed(done, &message);
+                }
+                Verdict::Retry { wait } => {
+                    let throttled = done.status == Some(429);
+                    if throttled {
+                        done.throttled += 1;
+                    }
+                    let Some(delay) = schedule.next() else {
+                        let message = format!(
+                            "{problem} after {} attempts; it will be retried on the next run",
+                            done.attempts
+                        );
+                        return self.failed(done, &message);
+                    };
+                    match wait {
+                        // The server said how long: every worker waits that long.
+                        Some(wait) => self.gate.pause_for(wait),
+                        // Throttled without a hint: everyone backs off, not just this row.
+                        None if throttled => self.gate.pause_for(delay),
+                        None => {}
+                    }
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+
+    /// One HTTP request; network trouble is a retryable verdict, described in `problem`.
+    async fn attempt(&self, done: &mut Submission, problem: &mut String) -> Verdict {
+        let request = self
+            .client
+            .post(self.target.endpoint())
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .body(done.user.body.clone());
+        let response = match self.target.prepare(request).send().await {
+            Ok(response) => response,
+            Err(e) => {
+                *problem = describe_transport_error(&e);
+                return Verdict::Retry { wait: None };
+            }
+        };
+        let status = response.status().as_u16();
+        done.status = Some(status);
+        // Only retryable answers carry headers we read (Retry-After and friends).
+        let headers = if status == 429 || status >= 500 {
+            response.headers().clone()
+        } else {
+            HeaderMap::new()
+        };
+        let body = match response.bytes().await {
+            Ok(body) => body,
+            Err(e) => {
+                *problem = format!("HTTP {status}, then {}", describe_transport_error(&e));
+                return Verdict::Retry { wait: None };
+            }
+        };
+        if !(200..300).contains(&status) {
+            let kept = &body[..body.len().min(MAX_KEPT_BODY)];
+            done.response_body = Some(String::from_utf8_lossy(kept).into_owned());
+            *problem = format!("HTTP {status}");
+        }
+        self.target.classify(status, &headers, &body)
+    }
+
+    fn failed(&self, mut done: Submission, message: &str) -> Submission {
+        done.outcome = Outcome::Failed {
+            status: done.status,
+        };
+        done.errors = vec![FieldError {
+            field: None,
+            column: String::new(),
+            message: message.to_string(),
+            source: crate::fields::ErrorSource::Remote,
+            code: ErrorCode::Unavailable,
+        }];
+        done
+    }
+
+    /// Turns the API's field names into the user's column headers.
+    fn name_columns(&self, errors: Vec<crate::targets::problem::ApiError>) -> Vec<FieldError> {
+        errors
+            .into_iter()
+            .map(|e| {
+                let field = e
+                    .field
+                    .as_deref()
+                    .and_then(|name| self.target.field_for(name));
+                let column = match (field, &e.field) {
+                    (Some(f), _) => self.mapping.column_name(f).to_string(),
+                    (None, Some(name)) => name.clone(),
+                    (None, None) => String::new(),
+                };
+                FieldError::remote(field, column, e.message)
+            })
+            .collect()
+    }
+}
+
+/// A short description of a failed request, without the URL's query or credentials.
+fn describe_transport_error(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else if e.is_body() || e.is_decode() {
+        "the response was cut off"
+    } else {
+        "the connection failed"
+    };
+    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    let mut root = None;
+    while let Some(s) = source {
+        root = Some(s.to_string());
+        source = s.source();
+    }
+    match root {
+        Some(root) => format!("{kind} ({root})"),
+        None => kind.to_string(),
+    }
+}

@@ -1,0 +1,350 @@
+//! Error bodies of any common shape → per-field messages.
+//!
+//! APIs refuse a row in many dialects: RFC 7807/9457 problem details with an `errors` map
+//! (ASP.NET) or array (JSON pointers), `{"errors":[{"field","message"}]}`, FastAPI's
+//! `{"detail":[{"loc","msg"}]}`, Django REST framework's `{field: [messages]}`, Crayon's
+//! `{ErrorCode, Message, ObjectErrors}`, SCIM's `{scimType, detail}` and plain
+//! `{"message": …}`. They all become [`ApiError`]s: an optional API field name and a message.
+
+use serde_json::{Map, Value};
+
+/// One message from an error body, with the API's name for the field when it gave one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// The API's field name or path (`FirstName`, `phoneNumber`, `name.givenName`).
+    pub field: Option<String>,
+    /// The message as the API wrote it.
+    pub message: String,
+}
+
+impl ApiError {
+    fn new(field: Option<String>, message: impl Into<String>) -> Self {
+        let field = field.filter(|f| !f.is_empty() && f != "$" && f != "body");
+        ApiError {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+/// Parses an error body into messages; never fails (an unreadable body becomes its text).
+pub fn parse(body: &[u8]) -> Vec<ApiError> {
+    let value: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(_) => return text_body(body),
+    };
+    let mut out = Vec::new();
+    match &value {
+        Value::Object(map) => parse_object(map, &mut out),
+        Value::Array(items) => items
+            .iter()
+            .for_each(|item| parse_item(item, None, &mut out)),
+        Value::String(s) => out.push(ApiError::new(None, s.clone())),
+        _ => {}
+    }
+    if out.is_empty() {
+        out = text_body(body);
+    }
+    out
+}
+
+fn text_body(body: &[u8]) -> Vec<ApiError> {
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    if text.is_empty() {
+        return Vec::new();
+    }
+    let short: String = text.chars().take(300).collect();
+    vec![ApiError::new(None, short)]
+}
+
+/// Looks a key up case-insensitively (`errors`, `Errors`, `ERRORS`).
+fn get<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+    map.get(key).or_else(|| {
+        map.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v)
+    })
+}
+
+fn get_str<'a>(map: &'a Map<String, Value>, keys: &[&str]) -> Option<&'a str> {
+    keys.iter()
+        .find_map(|k| get(map, k).and_then(Value::as_str))
+        .filter(|s| !s.is_empty())
+}
+
+fn parse_object(map: &Map<String, Value>, out: &mut Vec<ApiError>) {
+    // Problem details / generic: an `errors` map or array.
+    if let Some(errors) = get(map, "errors") {
+        match errors {
+            Value::Object(fields) => {
+                for (field, messages) in fields {
+                    push_messages(Some(field_name(field)), messages, out);
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|item| parse_item(item, None, out)),
+            Value::String(s) => out.push(ApiError::new(None, s.clone())),
+            _ => {}
+        }
+    }
+    // FastAPI / pydantic: detail is a list of {loc, msg}.
+    if let Some(Value::Array(items)) = get(map, "detail") {
+        items.iter().for_each(|item| parse_item(item, None, out));
+    }
+    // Crayon: ObjectErrors [{ErrorCode, Message, Parameters}].
+    if let Some(Value::Array(items)) = get(map, "objecterrors") {
+        items.iter().for_each(|item| parse_item(item, None, out));
+    }
+    if !out.is_empty() {
+        return;
+    }
+    // Django REST framework: {field: ["message", …]} at the top level.
+    let drf: Vec<(&String, &Value)> = map
+        .iter()
+        .filter(|(k, v)| {
+            !is_envelope_key(k)
+                && matches!(v, Value::Array(items) if !items.is_empty() && items.iter().all(Value::is_string))
+        })
+        .collect();
+    for (field, messages) in drf {
+        let field = (field != "non_field_errors").then(|| field_name(field));
+        push_messages(field, messages, out);
+    }
+    if !out.is_empty() {
+        return;
+    }
+    // Plain message; SCIM's detail; problem details' detail or title.
+    let message = get_str(
+        map,
+        &["detail", "message", "error_description", "error", "title"],
+    );
+    if let Some(message) = message {
+        let field = get_str(map, &["field", "param", "parameter", "attribute"]).map(field_name);
+        out.push(ApiError::new(field, message));
+    } else if let Some(Value::Object(inner)) = get(map, "error") {
+        parse_object(inner, out);
+    }
+}
+
+fn is_envelope_key(key: &str) -> bool {
+    [
+        "schemas", "type", "title", "status", "detail", "instance", "message", "code", "traceid",
+    ]
+    .iter()
+    .any(|k| key.eq_ignore_ascii_case(k))
+}
+
+fn push_messages(field: Option<String>, messages: &Value, out: &mut Vec<ApiError>) {
+    match messages {
+        Value::Array(items) => {
+            for item in items {
+                match item {
+                    Value::String(s) => out.push(ApiError::new(field.clone(), s.clone())),
+                    other => parse_item(other, field.clone(), out),
+                }
+            }
+        }
+        Value::String(s) => out.push(ApiError::new(field, s.clone())),
+        other => parse_item(other, field, out),
+    }
+}
+
+/// One entry of an errors array: `{field|path|pointer|source.pointer|loc, message|detail|msg|code}`.
+fn parse_item(item: &Value, field: Option<String>, out: &mut Vec<ApiError>) {
+    let map = match item {
+        Value::Object(map) => map,
+        Value::String(s) => return out.push(ApiError::new(field, s.clone())),
+        _ => return,
+    };
+    let named = get_str(
+        map,
+        &[
+            "field",
+            "path",
+            "pointer",
+            "property",
+            "propertyName",
+            "param",
+            "name",
+        ],
+    )
+    .map(field_name)
+    .or_else(|| {
+        get(map, "source")
+            .and_then(Value::as_object)
+            .and_then(|s| get_str(s, &["pointer", "parameter", "field"]))
+            .map(field_name)
+    })
+    .or_else(|| {
+        get(map, "loc")
+            .and_then(Value::as_array)
+            .and_then(|loc| loc_name(loc))
+    })
+    .or_else(|| {
+        get(map, "parameters")
+            .and_then(Value::as_object)
+            .and_then(|p| {
+                get_str(p, &["PropertyName", "Property", "Field", "Name"]).map(field_name)
+            })
+    })
+    .or(field);
+    let message = get_str(
+        map,
+        &[
+            "message",
+            "detail",
+            "msg",
+            "description",
+            "title",
+            "errorcode",
+            "code",
+        ],
+    );
+    if let Some(message) = message {
+        out.push(ApiError::new(named, message));
+    }
+}
+
+/// FastAPI's `loc` (`["body", "user", "email"]`) → `email`.
+fn loc_name(loc: &[Value]) -> Option<String> {
+    let parts: Vec<String> = loc
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .filter(|p| p != "body" && p != "query")
+        .collect();
+    (!parts.is_empty()).then(|| parts.join("."))
+}
+
+/// `/name/givenName` → `name.givenName`; `$.email` → `email`; `User.Email` stays.
+fn field_name(raw: &str) -> String {
+    let trimmed = raw
+        .trim_start_matches("$.")
+        .trim_start_matches('#')
+        .trim_matches('/');
+    trimmed.replace('/', ".")
+}
+
+/// Whether a message says the user already exists (a duplicate, not a refusal).
+pub fn says_already_exists(message: &str) -> bool {
+    let m = message.to_lowercase();
+    [
+        "already exist",
+        "already taken",
+        "is taken",
+        "already registered",
+        "already in use",
+        "already been taken",
+        "exists with same",
+        "duplicate",
+        "uniqueness",
+        "not unique",
+        "must be unique",
+    ]
+    .iter()
+    .any(|needle| m.contains(needle))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(body: &str) -> Vec<(Option<String>, String)> {
+        parse(body.as_bytes())
+            .into_iter()
+            .map(|e| (e.field, e.message))
+            .collect()
+    }
+
+    fn one(field: &str, message: &str) -> (Option<String>, String) {
+        (Some(field.to_string()), message.to_string())
+    }
+
+    #[test]
+    fn problem_details_errors_map() {
+        let body = r#"{"type":"x","title":"One or more validation errors occurred.","status":400,
+            "errors":{"FirstName":["The FirstName field is required.","Too short"],"email":"bad"}}"#;
+        assert_eq!(
+            fields(body),
+            vec![
+                one("FirstName", "The FirstName field is required."),
+                one("FirstName", "Too short"),
+                one("email", "bad")
+            ]
+        );
+    }
+
+    #[test]
+    fn errors_array_with_json_pointers_and_fields() {
+        let body = r##"{"errors":[{"detail":"must be a valid email","pointer":"#/email"},
+            {"source":{"pointer":"/data/attributes/phoneNumber"},"detail":"invalid"},
+            {"field":"lastName","message":"required"}]}"##;
+        assert_eq!(
+            fields(body),
+            vec![
+                one("email", "must be a valid email"),
+                one("data.attributes.phoneNumber", "invalid"),
+                one("lastName", "required")
+            ]
+        );
+    }
+
+    #[test]
+    fn crayon_object_errors() {
+        let body = r#"{"ErrorCode":"BadRequest","Message":"Validation failed","Parameters":{},
+            "ObjectErrors":[{"ErrorCode":"Required","Message":"'User Name' must not be empty.","Parameters":{"PropertyName":"UserName"}}]}"#;
+        assert_eq!(
+            fields(body),
+            vec![one("UserName", "'User Name' must not be empty.")]
+        );
+    }
+
+    #[test]
+    fn fastapi_detail_list() {
+        let body = r#"{"detail":[{"loc":["body","email"],"msg":"value is not a valid email address","type":"value_error"}]}"#;
+        assert_eq!(
+            fields(body),
+            vec![one("email", "value is not a valid email address")]
+        );
+    }
+
+    #[test]
+    fn django_rest_framework_field_lists() {
+        let body = r#"{"username":["A user with that username already exists."],"non_field_errors":["Bad"]}"#;
+        assert_eq!(
+            fields(body),
+            vec![
+                one("username", "A user with that username already exists."),
+                (None, "Bad".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn scim_and_plain_messages() {
+        let scim = r#"{"schemas":["urn:ietf:params:scim:api:messages:2.0:Error"],"scimType":"uniqueness","detail":"User already exists","status":"409"}"#;
+        assert_eq!(fields(scim), vec![(None, "User already exists".into())]);
+        assert_eq!(
+            fields(r#"{"message":"Limit Exceeded"}"#),
+            vec![(None, "Limit Exceeded".into())]
+        );
+        assert_eq!(
+            fields(r#"{"error":{"message":"nope"}}"#),
+            vec![(None, "nope".into())]
+        );
+        assert_eq!(
+            fields("<html>Bad gateway</html>"),
+            vec![(None, "<html>Bad gateway</html>".into())]
+        );
+        assert!(fields("").is_empty());
+    }
+
+    #[test]
+    fn duplicate_messages_are_recognised() {
+        assert!(says_already_exists("Email 'a@b.co' is already taken."));
+        assert!(says_already_exists("User exists with same email"));
+        assert!(says_already_exists(
+            "A user with that username already exists."
+        ));
+        assert!(!says_already_exists("The email field is required."));
+    }
+}

@@ -1,0 +1,106 @@
+//! The client side of roster's own sandbox API (`POST {base}/users`).
+//!
+//! Body: `{"email","firstName","lastName","username","phone","role","password"}` (absent
+//! values omitted); 201 with `id`; 400 problem details with an `errors` map; 409 duplicate.
+
+use super::{Target, TargetRules};
+use crate::fields::{Field, UserFields};
+use serde::Serialize;
+
+/// The sandbox target.
+pub struct SandboxTarget {
+    ledger_key: String,
+    endpoint: String,
+    rules: TargetRules,
+}
+
+impl SandboxTarget {
+    /// A sandbox target at `base_url`; `in_process` gives it a port-independent ledger key, so
+    /// re-running the default command finds its earlier results.
+    pub fn new(base_url: &str, in_process: bool) -> SandboxTarget {
+        let base = base_url.trim_end_matches('/');
+        let ledger_key = if in_process {
+            "sandbox".to_string()
+        } else {
+            format!("sandbox@{base}")
+        };
+        SandboxTarget {
+            ledger_key,
+            endpoint: format!("{base}/users"),
+            rules: TargetRules {
+                required: vec![Field::Email, Field::FirstName, Field::LastName],
+                max_len: vec![(Field::Email, 254)],
+            },
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Body<'a> {
+    email: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    username: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    phone: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    password: Option<&'a str>,
+}
+
+impl Target for SandboxTarget {
+    fn name(&self) -> &str {
+        "sandbox"
+    }
+
+    fn ledger_key(&self) -> &str {
+        &self.ledger_key
+    }
+
+    fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    fn rules(&self) -> &TargetRules {
+        &self.rules
+    }
+
+    fn default_rate(&self) -> f64 {
+        0.0
+    }
+
+    fn body(&self, user: &UserFields) -> Vec<u8> {
+        let body = Body {
+            email: user.get(Field::Email),
+            first_name: user.get(Field::FirstName),
+            last_name: user.get(Field::LastName),
+            username: user.get(Field::Username),
+            phone: user.get(Field::Phone),
+            role: user.get(Field::Role),
+            password: user.get(Field::Password),
+        };
+        serde_json::to_vec(&body).expect("a struct of strings always serialises")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_uses_camel_case_and_omits_absent_fields() {
+        let target = SandboxTarget::new("http://127.0.0.1:1/", false);
+        assert_eq!(target.endpoint(), "http://127.0.0.1:1/users");
+        assert_eq!(target.ledger_key(), "sandbox@http://127.0.0.1:1");
+        let mut user = UserFields::default();
+        user.set(Field::Email, Some("a@b.co".into()));
+        user.set(Field::FirstName, Some("A".into()));
+        let body = String::from_utf8(target.body(&user)).unwrap();
+        assert_eq!(body, r#"{"email":"a@b.co","firstName":"A"}"#);
+    }
+}
