@@ -310,6 +310,14 @@ async fn create_user(
             );
         }
     }
+    // Count attempts per email before judging the body, so refused requests count too.
+    let attempt = {
+        let email = rules::email_of(&body);
+        let mut attempts = shared.attempts.lock().unwrap_or_else(|p| p.into_inner());
+        let n = attempts.entry(email).or_insert(0);
+        *n += 1;
+        *n
+    };
     let input = match rules::check(&body) {
         Ok(input) => input,
         Err(rules::Refusal::Body(detail)) => {
@@ -329,12 +337,6 @@ async fn create_user(
                 Some(serde_json::Value::Object(map)),
             );
         }
-    };
-    let attempt = {
-        let mut attempts = shared.attempts.lock().unwrap_or_else(|p| p.into_inner());
-        let n = attempts.entry(input.email.clone()).or_insert(0);
-        *n += 1;
-        *n
     };
     if attempt <= config.fail_first {
         counters.faults.fetch_add(1, Ordering::Relaxed);

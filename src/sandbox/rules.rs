@@ -37,6 +37,19 @@ pub enum Refusal {
     Fields(Vec<(&'static str, Vec<String>)>),
 }
 
+/// The lower-cased email of a body, or "" when it has none.
+pub fn email_of(body: &[u8]) -> String {
+    #[derive(Deserialize)]
+    struct EmailOnly {
+        email: Option<String>,
+    }
+    serde_json::from_slice::<EmailOnly>(body)
+        .ok()
+        .and_then(|b| b.email)
+        .map(|e| e.trim().to_lowercase())
+        .unwrap_or_default()
+}
+
 /// Validates a request body.
 pub fn check(body: &[u8]) -> Result<Input, Refusal> {
     let raw: Raw = serde_json::from_slice(body)

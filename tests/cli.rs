@@ -1,0 +1,115 @@
+//! Command-line contract: bad input and usage give a clear message and exit code 2, and
+//! `validate` never touches the network or the ledger.
+
+mod common;
+
+use common::WorkDir;
+
+#[test]
+fn a_missing_file_is_exit_2_with_its_name() {
+    let work = WorkDir::new();
+    let run = work.roster(&["import", "nope.csv"]);
+    run.expect_code(2);
+    assert!(
+        run.stderr().contains("failed to read `nope.csv`"),
+        "{}",
+        run.context()
+    );
+}
+
+#[test]
+fn a_missing_required_column_names_the_closest_header() {
+    let work = WorkDir::new();
+    work.write("p.csv", "Email,First Name,Lastnme\na@x.io,A,B\n");
+    let run = work.roster(&["validate", "p.csv"]);
+    run.expect_code(2);
+    assert!(
+        run.stderr().contains("`last_name`") && run.stderr().contains("`Lastnme`"),
+        "{}",
+        run.context()
+    );
+}
+
+#[test]
+fn an_unknown_target_is_exit_2() {
+    let work = WorkDir::new();
+    work.write("p.csv", "Email,First Name,Last Name\na@x.io,A,B\n");
+    let run = work.roster(&[
+        "import",
+        "p.csv",
+        "--target",
+        "nosuch",
+        "--base-url",
+        "http://127.0.0.1:9",
+    ]);
+    run.expect_code(2);
+    assert!(
+        run.stderr().contains("unknown target `nosuch`"),
+        "{}",
+        run.context()
+    );
+}
+
+#[test]
+fn an_unknown_format_is_exit_2_with_a_hint() {
+    let work = WorkDir::new();
+    work.write("p.dat", "Email\n");
+    let run = work.roster(&["validate", "p.dat"]);
+    run.expect_code(2);
+    assert!(run.stderr().contains("--format"), "{}", run.context());
+}
+
+#[test]
+fn validate_reports_what_would_be_sent_and_writes_no_ledger() {
+    let work = WorkDir::new();
+    work.sample("people.csv");
+    let run = work.roster(&["validate", "people.csv", "--json"]);
+    run.expect_code(1);
+    let summary = run.json();
+    assert_eq!(summary["would_send"], 47, "{}", run.context());
+    assert_eq!(summary["invalid"], 3);
+    assert_eq!(summary["duplicates"], 1);
+    assert_eq!(summary["requests"], 0);
+    assert!(!work.path("roster-ledger.sqlite").exists());
+    assert!(work.path("people.errors.csv").exists());
+}
+
+#[test]
+fn dry_run_consults_the_ledger_without_changing_it() {
+    let work = WorkDir::new();
+    work.sample("people.csv");
+    work.roster(&["import", "people.csv"]).expect_code(1);
+    let before = std::fs::read(work.path("roster-ledger.sqlite")).unwrap();
+    let run = work.roster(&["import", "people.csv", "--dry-run", "--json"]);
+    let summary = run.json();
+    assert_eq!(summary["skipped"], 46, "{}", run.context());
+    assert_eq!(summary["requests"], 0);
+    assert_eq!(
+        std::fs::read(work.path("roster-ledger.sqlite")).unwrap(),
+        before
+    );
+}
+
+#[test]
+fn a_ragged_row_is_refused_not_fatal() {
+    let work = WorkDir::new();
+    work.write(
+        "p.csv",
+        "Email,First Name,Last Name\na@x.io,A,B\nb@x.io,B\nc@x.io,C,D\n",
+    );
+    let run = work.roster(&["validate", "p.csv", "--json"]);
+    run.expect_code(1);
+    assert_eq!(run.json()["invalid"], 1);
+    assert!(
+        work.read("p.errors.csv")
+            .contains("row has 2 fields, the header has 3")
+    );
+}
+
+#[test]
+fn help_lists_the_commands_with_examples() {
+    let work = WorkDir::new();
+    let run = work.roster(&["import", "--help"]);
+    run.expect_code(0);
+    assert!(run.stdout().contains("Examples:") && run.stdout().contains("--concurrency"));
+}

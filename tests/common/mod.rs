@@ -1,0 +1,144 @@
+//! Shared helpers: a sandbox on 127.0.0.1:0 in its own runtime, a scratch directory, and the
+//! real binary run in it with its output shown when an assertion fails.
+#![allow(dead_code)]
+
+use roster::sandbox::{Sandbox, SandboxConfig};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A sandbox server kept alive with the runtime that serves it.
+pub struct TestSandbox {
+    pub sandbox: Sandbox,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl TestSandbox {
+    pub fn start(config: SandboxConfig) -> TestSandbox {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let sandbox = runtime.block_on(Sandbox::start(config, 0)).unwrap();
+        TestSandbox {
+            sandbox,
+            _runtime: runtime,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        self.sandbox.base_url()
+    }
+}
+
+/// A throwaway working directory.
+pub struct WorkDir {
+    pub dir: tempfile::TempDir,
+}
+
+impl WorkDir {
+    pub fn new() -> WorkDir {
+        WorkDir {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Copies a file from `samples/` into the directory.
+    pub fn sample(&self, name: &str) -> PathBuf {
+        let from = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("samples")
+            .join(name);
+        let to = self.path(name);
+        std::fs::copy(from, &to).unwrap();
+        to
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let to = self.path(name);
+        std::fs::write(&to, text).unwrap();
+        to
+    }
+
+    pub fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path(name)).unwrap()
+    }
+
+    /// Runs the real binary here.
+    pub fn roster(&self, args: &[&str]) -> Run {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_roster"));
+        cmd.args(args)
+            .current_dir(self.dir.path())
+            .env("CI", "true")
+            .env_remove("RUST_LOG");
+        let output = cmd.output().unwrap();
+        Run {
+            args: args.iter().map(|s| s.to_string()).collect(),
+            output,
+        }
+    }
+}
+
+/// One finished run of the binary.
+pub struct Run {
+    pub args: Vec<String>,
+    pub output: Output,
+}
+
+impl Run {
+    pub fn code(&self) -> i32 {
+        self.output.status.code().unwrap_or(-1)
+    }
+
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+
+    /// What to print when an assertion about this run fails.
+    pub fn context(&self) -> String {
+        format!(
+            "\n$ roster {}\n--- exit {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.args.join(" "),
+            self.code(),
+            self.stdout(),
+            self.stderr()
+        )
+    }
+
+    pub fn expect_code(&self, code: i32) -> &Run {
+        assert_eq!(self.code(), code, "unexpected exit code{}", self.context());
+        self
+    }
+
+    /// The `--json` summary.
+    pub fn json(&self) -> serde_json::Value {
+        let stdout = self.stdout();
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "stdout must hold exactly one JSON line{}",
+            self.context()
+        );
+        serde_json::from_str(lines[0]).unwrap_or_else(|e| panic!("bad JSON {e}{}", self.context()))
+    }
+}
+
+/// A CSV of `n` valid people.
+pub fn people_csv(n: usize) -> String {
+    let mut text = String::from("First Name,Last Name,Email,Phone\n");
+    for i in 0..n {
+        text.push_str(&format!(
+            "First{i},Last{i},person{i}@example.com,+1415555{:04}\n",
+            i % 10_000
+        ));
+    }
+    text
+}

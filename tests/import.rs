@@ -1,0 +1,406 @@
+//! `roster import` end to end: the real binary against a sandbox on 127.0.0.1.
+
+mod common;
+
+use common::{TestSandbox, WorkDir, people_csv};
+use roster::sandbox::SandboxConfig;
+use std::collections::BTreeMap;
+
+/// The sample file's refused rows: (row, status, errors).
+const SAMPLE_REFUSALS: [(&str, &str, &str); 5] = [
+    (
+        "7",
+        "invalid",
+        "E-mail Address: `malformed.example.com` has no `@`",
+    ),
+    ("14", "invalid", "Last Name: is required"),
+    ("22", "duplicate", "duplicate of row 2"),
+    (
+        "32",
+        "400",
+        "First Name: The field firstName must be a string with a maximum length of 64.",
+    ),
+    (
+        "42",
+        "invalid",
+        "Role: `superuser` is not a known role (user, organization-admin)",
+    ),
+];
+
+fn error_rows(text: &str) -> Vec<(String, String, String)> {
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let headers = reader.headers().unwrap().clone();
+    let at = |name: &str| headers.iter().position(|h| h == name).unwrap();
+    let (row, status, errors) = (at("_row"), at("_status"), at("_errors"));
+    reader
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            (
+                r[row].to_string(),
+                r[status].to_string(),
+                r[errors].to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn import_creates_exactly_the_valid_rows_and_a_rerun_sends_nothing() {
+    let server = TestSandbox::start(SandboxConfig::default());
+    let work = WorkDir::new();
+    work.sample("people.csv");
+    let url = server.url();
+    let args = [
+        "import",
+        "people.csv",
+        "--target",
+        "sandbox",
+        "--base-url",
+        &url,
+        "--json",
+    ];
+
+    let first = work.roster(&args);
+    first.expect_code(1);
+    let summary = first.json();
+    assert_eq!(summary["rows"], 51, "{}", first.context());
+    assert_eq!(summary["created"], 46);
+    assert_eq!(summary["invalid"], 3);
+    assert_eq!(summary["duplicates"], 1);
+    assert_eq!(summary["rejected"], 1);
+    assert_eq!(summary["requests"], 47);
+
+    let users = server.sandbox.users();
+    assert_eq!(users.len(), 46);
+    let ledger = roster::ledger::entries(
+        &work.path("roster-ledger.sqlite"),
+        &format!("sandbox@{url}"),
+    )
+    .unwrap();
+    let created: BTreeMap<String, Option<String>> = ledger
+        .iter()
+        .filter(|e| e.state == "created")
+        .map(|e| (e.identity.clone(), e.remote_id.clone()))
+        .collect();
+    let on_server: BTreeMap<String, Option<String>> = users
+        .iter()
+        .map(|u| (u.email.clone(), Some(u.id.clone())))
+        .collect();
+    assert_eq!(
+        created, on_server,
+        "the ledger holds every created user with its remote id"
+    );
+
+    let before = server.sandbox.stats().requests;
+    let second = work.roster(&args);
+    second.expect_code(1);
+    let summary = second.json();
+    assert_eq!(summary["requests"], 0, "{}", second.context());
+    assert_eq!(summary["skipped"], 46);
+    assert_eq!(
+        summary["rejected"], 1,
+        "an unchanged refused row is reported again, not re-sent"
+    );
+    assert_eq!(
+        server.sandbox.stats().requests,
+        before,
+        "the server saw no request"
+    );
+}
+
+#[test]
+fn refused_rows_land_in_the_error_file_under_the_users_columns() {
+    let server = TestSandbox::start(SandboxConfig::default());
+    let work = WorkDir::new();
+    work.sample("people.csv");
+    let url = server.url();
+    work.roster(&[
+        "import",
+        "people.csv",
+        "--target",
+        "sandbox",
+        "--base-url",
+        &url,
+    ])
+    .expect_code(1);
+    let text = work.read("people.errors.csv");
+    assert!(
+        text.starts_with(
+            "First Name,Last Name,E-mail Address,Mobile Phone,Role,_row,_status,_errors\n"
+        ),
+        "{text}"
+    );
+    let expected: Vec<(String, String, String)> = SAMPLE_REFUSALS
+        .iter()
+        .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+        .collect();
+    assert_eq!(error_rows(&text), expected);
+}
+
+#[test]
+fn a_400_is_not_retried_and_its_field_messages_reach_the_error_file() {
+    let server = TestSandbox::start(SandboxConfig::default());
+    let work = WorkDir::new();
+    let long = "A".repeat(70);
+    work.write(
+        "one.csv",
+        &format!("Given Name,Surname,Work Email\n{long},Lee,long@example.com\n"),
+    );
+    let url = server.url();
+    let run = work.roster(&[
+        "import",
+        "one.csv",
+        "--target",
+        "sandbox",
+        "--base-url",
+        &url,
+        "--json",
+    ]);
+    run.expect_code(1);
+    assert_eq!(run.json()["requests"], 1);
+    assert_eq!(server.sandbox.attempts().get("long@example.com"), Some(&1));
+    let rows = error_rows(&work.read("one.errors.csv"));
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].1, "400");
+    assert!(
+        rows[0].2.starts_with("Given Name: The field firstName"),
+        "{:?}",
+        rows[0]
+    );
+}
+
+#[test]
+fn throttling_and_server_errors_are_retried_and_nothing_is_lost() {
+    let config = SandboxConfig {
+        rate: 40.0,
+        retry_after_secs: 1,
+        fail_rate: 0.2,
+        seed: 7,
+        ..Default::default()
+    };
+    let server = TestSandbox::start(config);
+    let work = WorkDir::new();
+    work.write("people.csv", &people_csv(120));
+    let url = server.url();
+    let run = work.roster(&[
+        "import",
+        "people.csv",
+        "--target",
+        "sandbox",
+        "--base-url",
+        &url,
+        "--concurrency",
+        "8",
+        "--max-retries",
+        "12",
+        "--json",
+    ]);
+    run.expect_code(0);
+    let summary = run.json();
+    assert_eq!(summary["created"], 120, "{}", run.context());
+    assert!(
+        summary["throttled"].as_u64().unwrap() > 0,
+        "the sandbox throttled some{}",
+        run.context()
+    );
+    assert!(summary["retries"].as_u64().unwrap() > 0);
+    let stats = server.sandbox.stats();
+    assert_eq!(stats.created, 120);
+    assert_eq!(
+        summary["requests"].as_u64().unwrap(),
+        stats.requests,
+        "every attempt is counted"
+    );
+    assert_eq!(server.sandbox.users().len(), 120);
+}
+
+#[test]
+fn first_attempts_failing_with_503_are_retried_once_each() {
+    let server = TestSandbox::start(SandboxConfig {
+        fail_first: 1,
+        ..Default::default()
+    });
+    let work = WorkDir::new();
+    work.write("people.csv", &people_csv(40));
+    let url = server.url();
+    let run = work.roster(&[
+        "import",
+        "people.csv",
+        "--target",
+        "sandbox",
+        "--base-url",
+        &url,
+        "--json",
+    ]);
+    run.expect_code(0);
+    let summary = run.json();
+    assert_eq!(
+        (summary["created"].as_u64(), summary["requests"].as_u64()),
+        (Some(40), Some(80))
+    );
+    assert!(server.sandbox.attempts().values().all(|&n| n == 2));
+}
+
+#[test]
+fn retries_exhausted_leave_the_row_failed_and_resendable() {
+    let server = TestSandbox::start(SandboxConfig {
+        fail_first: 3,
+        ..Default::default()
+    });
+    let work = WorkDir::new();
+    work.write("people.csv", &people_csv(3));
+    let url = server.url();
+    let args = [
+        "import",
+        "people.csv",
+        "--target",
+        "sandbox",
+        "--base-url",
+        &url,
+        "--max-retries",
+        "1",
+        "--json",
+    ];
+    let run = work.roster(&args);
+    run.expect_code(1);
+    assert_eq!(run.json()["failed"], 3);
+    let rows = error_rows(&work.read("people.errors.csv"));
+    assert!(
+        rows.iter()
+            .all(|(_, status, errors)| status == "503" && errors.contains("next run")),
+        "{rows:?}"
+    );
+    // Attempts 1-2 failed; the next run's attempt 3 fails, its retry (attempt 4) succeeds.
+    let run = work.roster(&args);
+    run.expect_code(0);
+    assert_eq!(run.json()["created"], 3);
+    assert!(
+        !work.path("people.errors.csv").exists(),
+        "a clean run removes the stale error file"
+    );
+}
+
+#[test]
+fn fifty_thousand_rows_go_through_without_loss_or_doubling() {
+    let server = TestSandbox::start(SandboxConfig::default());
+    let work = WorkDir::new();
+    work.write("big.csv", &people_csv(50_000));
+    let url = server.url();
+    let run = work.roster(&[
+        "import",
+        "big.csv",
+        "--target",
+        "sandbox",
+        "--base-url",
+        &url,
+        "--concurrency",
+        "32",
+        "--json",
+    ]);
+    run.expect_code(0);
+    let summary = run.json();
+    assert_eq!(summary["rows"], 50_000);
+    assert_eq!(summary["created"], 50_000, "{}", run.context());
+    let stats = server.sandbox.stats();
+    assert_eq!(
+        (stats.requests, stats.created, stats.conflicts),
+        (50_000, 50_000, 0)
+    );
+    assert!(
+        stats.peak_in_flight <= 32,
+        "peak in flight {}",
+        stats.peak_in_flight
+    );
+    let ledger = roster::ledger::entries(
+        &work.path("roster-ledger.sqlite"),
+        &format!("sandbox@{url}"),
+    )
+    .unwrap();
+    assert_eq!(ledger.len(), 50_000);
+    assert!(
+        ledger
+            .iter()
+            .all(|e| e.state == "created" && e.attempts == 1)
+    );
+}
+
+#[test]
+fn jsonl_rows_are_line_numbers_and_give_the_same_refusals() {
+    let server = TestSandbox::start(SandboxConfig::default());
+    let work = WorkDir::new();
+    work.sample("people.jsonl");
+    let url = server.url();
+    let run = work.roster(&[
+        "import",
+        "people.jsonl",
+        "--target",
+        "sandbox",
+        "--base-url",
+        &url,
+        "--json",
+    ]);
+    run.expect_code(1);
+    assert_eq!(run.json()["created"], 46);
+    let rows: Vec<(String, String)> = error_rows(&work.read("people.errors.csv"))
+        .into_iter()
+        .map(|(row, status, _)| (row, status))
+        .collect();
+    let expected: Vec<(String, String)> = SAMPLE_REFUSALS
+        .iter()
+        .map(|(row, status, _)| {
+            (
+                (row.parse::<u64>().unwrap() - 1).to_string(),
+                status.to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(rows, expected, "JSONL rows are lines (no header line)");
+}
+
+#[test]
+fn the_default_run_uses_the_in_process_sandbox_and_reruns_send_nothing() {
+    let work = WorkDir::new();
+    work.sample("people.csv");
+    let first = work.roster(&["import", "people.csv", "--json"]);
+    first.expect_code(1);
+    assert!(
+        first.stderr().contains("in-process sandbox"),
+        "{}",
+        first.context()
+    );
+    assert!(first.stderr().contains("nothing leaves this machine"));
+    assert_eq!(first.json()["created"], 46);
+    let second = work.roster(&["import", "people.csv", "--json"]);
+    assert_eq!(second.json()["requests"], 0, "{}", second.context());
+    assert!(
+        second.stderr().contains("nothing to send"),
+        "{}",
+        second.context()
+    );
+}
+
+#[test]
+fn an_error_file_fed_back_in_is_read_with_no_flags() {
+    let work = WorkDir::new();
+    work.sample("people.csv");
+    work.roster(&["import", "people.csv"]).expect_code(1);
+    // Fix the missing last name in the error file and feed it back.
+    let fixed = work
+        .read("people.errors.csv")
+        .replace("Missing,,", "Missing,Person,");
+    work.write("fixed.csv", &fixed);
+    let run = work.roster(&["import", "fixed.csv", "--json"]);
+    run.expect_code(1);
+    let summary = run.json();
+    assert_eq!(summary["created"], 1, "{}", run.context());
+    assert_eq!(
+        summary["skipped"], 1,
+        "the duplicate row's identity was already created"
+    );
+    assert_eq!(
+        summary["rejected"], 1,
+        "the unchanged 400 row is refused again without a request"
+    );
+    assert_eq!(summary["requests"], 1);
+}
