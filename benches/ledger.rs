@@ -1,0 +1,74 @@
+//! Ledger: identities claimed and results recorded per second, in batched transactions.
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use roster::fields::UserFields;
+use roster::ledger::SqliteLedger;
+use roster::outcome::Outcome;
+use roster::submit::Submission;
+use roster::validate::ReadyUser;
+
+const ROWS: usize = 20_000;
+const BATCH: usize = 512;
+
+fn user(i: usize) -> ReadyUser {
+    ReadyUser {
+        row: i as u64 + 2,
+        identity: format!("person{i}@example.com"),
+        fields: UserFields::default(),
+        body: Vec::new(),
+        content_hash: i as u64,
+        cells: Vec::new(),
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let mut group = c.benchmark_group("ledger");
+    group.throughput(Throughput::Elements(ROWS as u64));
+    group.sample_size(10);
+    group.bench_function("claim_and_record", |b| {
+        b.iter_batched(
+            || {
+                let dir = tempfile::tempdir().unwrap();
+                let ledger =
+                    SqliteLedger::open(&dir.path().join("l.sqlite"), "bench", "bench.csv").unwrap();
+                (dir, ledger)
+            },
+            |(_dir, mut ledger)| {
+                let mut reports = Vec::new();
+                for start in (0..ROWS).step_by(BATCH) {
+                    let users: Vec<ReadyUser> =
+                        (start..(start + BATCH).min(ROWS)).map(user).collect();
+                    let claimed = ledger
+                        .transaction(|l| l.claim(users, &mut reports))
+                        .unwrap();
+                    ledger
+                        .transaction(|l| {
+                            for u in claimed {
+                                let done = Submission {
+                                    user: u,
+                                    outcome: Outcome::Created,
+                                    remote_id: Some("id".into()),
+                                    status: Some(201),
+                                    errors: Vec::new(),
+                                    response_body: None,
+                                    attempts: 1,
+                                    throttled: 0,
+                                    first_attempt_ms: Some(1),
+                                    last_attempt_ms: Some(1),
+                                };
+                                l.record_submission(done, &mut reports)?;
+                            }
+                            Ok(())
+                        })
+                        .unwrap();
+                }
+                assert_eq!(reports.len(), ROWS);
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,50 @@
+//! Normalise + validate: rows per second through the rayon chunk stage.
+
+mod data;
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use roster::input::{self, Format};
+use roster::mapping::{Mapping, MappingOptions};
+use roster::targets::Target;
+use roster::targets::sandbox::SandboxTarget;
+use roster::validate::Validator;
+use std::sync::Arc;
+
+const ROWS: usize = 100_000;
+
+fn bench(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("people.csv");
+    std::fs::write(&path, data::people_csv(ROWS, 2)).unwrap();
+    let mut source = input::open(&path, Some(Format::Csv)).unwrap();
+    let target: Arc<dyn Target> = Arc::new(SandboxTarget::new("http://127.0.0.1:9", true));
+    let mapping = Mapping::resolve(
+        source.headers(),
+        &MappingOptions::default(),
+        &target.rules().required,
+    )
+    .unwrap();
+    let records = input::read_all(source.as_mut()).unwrap();
+    let validator = Validator::new(mapping, target);
+
+    let mut group = c.benchmark_group("validate");
+    group.throughput(Throughput::Elements(ROWS as u64));
+    group.sample_size(10);
+    group.bench_function("normalise_and_validate", |b| {
+        b.iter_batched(
+            || records.clone(),
+            |records| {
+                let mut ready = 0;
+                for chunk in records.chunks(4096) {
+                    ready += validator.check_chunk(chunk.to_vec()).len();
+                }
+                assert_eq!(ready, ROWS);
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
