@@ -1,6 +1,7 @@
 //! The command line: clap definitions, merging flags with the config file, and running the
 //! chosen command. Returns the process exit code; only this edge uses `anyhow`-style chains.
 
+use crate::auth::Credentials;
 use crate::error::{EXIT_ABORTED, EXIT_OK, EXIT_ROWS_REFUSED, EXIT_USAGE, RunError};
 use crate::fields::Field;
 use crate::input::Format;
@@ -156,6 +157,9 @@ pub struct SandboxArgs {
     /// Seed for the injected faults.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Require `Authorization: Bearer $ROSTER_TOKEN` (read from the environment).
+    #[arg(long)]
+    pub require_token: bool,
 }
 
 /// `roster.toml`: the same settings as the flags; flags win. Secrets never live here.
@@ -297,6 +301,7 @@ async fn resolve_target(
             name,
             base_url: sandbox.base_url(),
             in_process: true,
+            credentials: Credentials::from_env(),
         };
         return Ok((spec, Some(sandbox)));
     }
@@ -307,6 +312,7 @@ async fn resolve_target(
             name,
             base_url,
             in_process: false,
+            credentials: Credentials::from_env(),
         },
         None,
     ))
@@ -442,6 +448,7 @@ async fn validate(args: ValidateArgs) -> Result<i32, RunError> {
             .clone()
             .unwrap_or_else(|| "http://127.0.0.1:9".into()),
         in_process: true,
+        credentials: Credentials::default(),
     };
     let target = targets::build(&spec)?;
     let common = &args.common;
@@ -501,6 +508,17 @@ async fn sandbox(args: SandboxArgs) -> Result<i32, RunError> {
         fail_first: args.fail_first,
         delay: Duration::from_millis(args.delay_ms),
         seed: args.seed,
+        token: if args.require_token {
+            let token = std::env::var("ROSTER_TOKEN").unwrap_or_default();
+            if token.is_empty() {
+                return Err(RunError::Usage(
+                    "--require-token needs ROSTER_TOKEN in the environment".into(),
+                ));
+            }
+            Some(token)
+        } else {
+            None
+        },
     };
     let sandbox = Sandbox::start(config, args.port)
         .await

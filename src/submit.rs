@@ -206,7 +206,12 @@ impl Submitter {
                     return done;
                 }
                 Verdict::Fatal { message } => {
-                    let message = format!("target `{}`: {message}", self.target.name());
+                    let hint = self.target.auth_hint();
+                    let message = if hint.is_empty() {
+                        format!("target `{}`: {message}", self.target.name())
+                    } else {
+                        format!("target `{}`: {message} (hint: {hint})", self.target.name())
+                    };
                     self.stop.stop(StopReason::Aborted(message.clone()));
                     return self.failed(done, &message);
                 }

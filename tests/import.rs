@@ -404,3 +404,50 @@ fn an_error_file_fed_back_in_is_read_with_no_flags() {
     );
     assert_eq!(summary["requests"], 1);
 }
+
+#[test]
+fn refused_credentials_abort_with_exit_3_naming_the_variable() {
+    let server = TestSandbox::start(SandboxConfig {
+        token: Some("right".into()),
+        ..Default::default()
+    });
+    let work = WorkDir::new();
+    work.write("people.csv", &people_csv(500));
+    let url = server.url();
+    let args = [
+        "import",
+        "people.csv",
+        "--target",
+        "sandbox",
+        "--base-url",
+        &url,
+        "--concurrency",
+        "4",
+        "--json",
+    ];
+
+    let run = work.roster_with_env(&args, &[("ROSTER_TOKEN", "wrong")]);
+    run.expect_code(3);
+    let stderr = run.stderr();
+    assert!(
+        stderr.contains("target `sandbox`") && stderr.contains("ROSTER_TOKEN"),
+        "{}",
+        run.context()
+    );
+    assert!(
+        !stderr.contains("wrong"),
+        "the secret never reaches the output"
+    );
+    let requests = server.sandbox.stats().requests;
+    assert!(
+        requests <= 8,
+        "stopped instead of hammering the API: {requests} requests"
+    );
+    assert_eq!(run.json()["created"], 0);
+
+    // The right token finishes the job; nothing was lost to the aborted run.
+    let run = work.roster_with_env(&args, &[("ROSTER_TOKEN", "right")]);
+    run.expect_code(0);
+    assert_eq!(run.json()["created"], 500, "{}", run.context());
+    assert_eq!(server.sandbox.users().len(), 500);
+}

@@ -5,6 +5,7 @@
 //! and answers 201 with the user and its `id`; 400 RFC 7807 problem details with an `errors`
 //! map for invalid fields; 409 for an email already taken. Optional faults: a rate limit
 //! (429 + `Retry-After`), random 5xx, the first N attempts per email failing, a delay.
+//! With a token configured, requests need `Authorization: Bearer <token>` (else 401).
 //! `GET /users` lists the store and `GET /_sandbox/stats` the counters, for tests.
 
 mod rules;
@@ -41,6 +42,8 @@ pub struct SandboxConfig {
     pub delay: Duration,
     /// Seed of the fault generator.
     pub seed: u64,
+    /// When set, requests must carry `Authorization: Bearer <token>` or get 401.
+    pub token: Option<String>,
 }
 
 impl Default for SandboxConfig {
@@ -52,6 +55,7 @@ impl Default for SandboxConfig {
             fail_first: 0,
             delay: Duration::ZERO,
             seed: 1,
+            token: None,
         }
     }
 }
@@ -264,13 +268,26 @@ fn problem(
 
 async fn create_user(
     State(shared): State<Arc<Shared>>,
-    _headers: HeaderMap,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let counters = &shared.counters;
     let _in_flight = InFlight::enter(counters);
     counters.requests.fetch_add(1, Ordering::Relaxed);
     let config = &shared.config;
+    if let Some(token) = &config.token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if given.and_then(|v| v.strip_prefix("Bearer ")) != Some(token.as_str()) {
+            return problem(
+                StatusCode::UNAUTHORIZED,
+                "Unauthorized",
+                "missing or invalid bearer token",
+                None,
+            );
+        }
+    }
     if !config.delay.is_zero() {
         tokio::time::sleep(config.delay).await;
     }

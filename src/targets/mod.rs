@@ -79,6 +79,11 @@ pub trait Target: Send + Sync {
         classify_common(status, headers, body, "/id")
     }
 
+    /// What to check when the target refuses our credentials (names the variables).
+    fn auth_hint(&self) -> &str {
+        ""
+    }
+
     /// The canonical field an API field name refers to, for naming the user's column.
     fn field_for(&self, api_name: &str) -> Option<Field> {
         field_for_common(api_name)
@@ -162,6 +167,8 @@ pub struct TargetSpec {
     pub base_url: String,
     /// The base URL is roster's own in-process sandbox (its ledger key then has no port).
     pub in_process: bool,
+    /// Credentials from the environment.
+    pub credentials: crate::auth::Credentials,
 }
 
 /// The built-in target names.
@@ -170,10 +177,10 @@ pub const TARGETS: &[&str] = &["sandbox"];
 /// Builds the target a run talks to.
 pub fn build(spec: &TargetSpec) -> Result<Arc<dyn Target>, RunError> {
     match spec.name.as_str() {
-        "sandbox" => Ok(Arc::new(sandbox::SandboxTarget::new(
-            &spec.base_url,
-            spec.in_process,
-        ))),
+        "sandbox" => Ok(Arc::new(
+            sandbox::SandboxTarget::new(&spec.base_url, spec.in_process)
+                .with_token(spec.credentials.token.clone()),
+        )),
         other => Err(RunError::Usage(format!(
             "unknown target `{other}` (built-in targets: {})",
             TARGETS.join(", ")

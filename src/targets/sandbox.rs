@@ -2,13 +2,17 @@
 //!
 //! Body: `{"email","firstName","lastName","username","phone","role","password"}` (absent
 //! values omitted); 201 with `id`; 400 problem details with an `errors` map; 409 duplicate.
+//! Auth: `Authorization: Bearer $ROSTER_TOKEN` when the variable is set (the sandbox checks it
+//! only when started with a token).
 
 use super::{Target, TargetRules};
 use crate::fields::{Field, UserFields};
+use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 
 /// The sandbox target.
 pub struct SandboxTarget {
+    token: Option<SecretString>,
     ledger_key: String,
     endpoint: String,
     rules: TargetRules,
@@ -25,6 +29,7 @@ impl SandboxTarget {
             format!("sandbox@{base}")
         };
         SandboxTarget {
+            token: None,
             ledger_key,
             endpoint: format!("{base}/users"),
             rules: TargetRules {
@@ -32,6 +37,14 @@ impl SandboxTarget {
                 max_len: vec![(Field::Email, 254)],
             },
         }
+    }
+}
+
+impl SandboxTarget {
+    /// Sends `Authorization: Bearer <token>` (from `ROSTER_TOKEN`) when given one.
+    pub fn with_token(mut self, token: Option<SecretString>) -> SandboxTarget {
+        self.token = token;
+        self
     }
 }
 
@@ -72,6 +85,17 @@ impl Target for SandboxTarget {
 
     fn default_rate(&self) -> f64 {
         0.0
+    }
+
+    fn prepare(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.token {
+            Some(token) => request.bearer_auth(token.expose_secret()),
+            None => request,
+        }
+    }
+
+    fn auth_hint(&self) -> &str {
+        "check ROSTER_TOKEN"
     }
 
     fn body(&self, user: &UserFields) -> Vec<u8> {

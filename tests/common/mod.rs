@@ -69,11 +69,21 @@ impl WorkDir {
 
     /// Runs the real binary here.
     pub fn roster(&self, args: &[&str]) -> Run {
+        self.roster_with_env(args, &[])
+    }
+
+    /// Runs the real binary here with extra environment variables (and no inherited
+    /// `ROSTER_*` credentials).
+    pub fn roster_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_roster"));
         cmd.args(args)
             .current_dir(self.dir.path())
             .env("CI", "true")
             .env_remove("RUST_LOG");
+        for name in roster::auth::ENV_VARS {
+            cmd.env_remove(name);
+        }
+        cmd.envs(env.iter().copied());
         let output = cmd.output().unwrap();
         Run {
             args: args.iter().map(|s| s.to_string()).collect(),

@@ -1,0 +1,80 @@
+//! Credentials, read from environment variables only, held as secrets that never print.
+
+use secrecy::SecretString;
+
+/// The environment variables roster reads credentials from.
+pub const ENV_VARS: [&str; 8] = [
+    "ROSTER_TOKEN",
+    "ROSTER_API_KEY",
+    "ROSTER_TENANT",
+    "ROSTER_CLIENT_ID",
+    "ROSTER_CLIENT_SECRET",
+    "ROSTER_USERNAME",
+    "ROSTER_PASSWORD",
+    "ROSTER_REALM",
+];
+
+/// Every credential a target may need; `Debug` shows none of the values.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    /// `ROSTER_TOKEN`: a bearer access token.
+    pub token: Option<SecretString>,
+    /// `ROSTER_API_KEY`: an API key.
+    pub api_key: Option<SecretString>,
+    /// `ROSTER_TENANT`: a tenant id.
+    pub tenant: Option<SecretString>,
+    /// `ROSTER_CLIENT_ID`: an OAuth2 client id.
+    pub client_id: Option<SecretString>,
+    /// `ROSTER_CLIENT_SECRET`: an OAuth2 client secret.
+    pub client_secret: Option<SecretString>,
+    /// `ROSTER_USERNAME`: a user name for the password grant.
+    pub username: Option<SecretString>,
+    /// `ROSTER_PASSWORD`: a password for the password grant.
+    pub password: Option<SecretString>,
+    /// `ROSTER_REALM`: a realm.
+    pub realm: Option<SecretString>,
+}
+
+impl Credentials {
+    /// Reads the `ROSTER_*` variables (empty values count as absent).
+    pub fn from_env() -> Credentials {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads credentials through `lookup` (the environment, or a test's map).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Credentials {
+        let get = |name: &str| {
+            lookup(name)
+                .filter(|v| !v.is_empty())
+                .map(SecretString::from)
+        };
+        Credentials {
+            token: get("ROSTER_TOKEN"),
+            api_key: get("ROSTER_API_KEY"),
+            tenant: get("ROSTER_TENANT"),
+            client_id: get("ROSTER_CLIENT_ID"),
+            client_secret: get("ROSTER_CLIENT_SECRET"),
+            username: get("ROSTER_USERNAME"),
+            password: get("ROSTER_PASSWORD"),
+            realm: get("ROSTER_REALM"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    #[test]
+    fn values_are_read_but_never_printed() {
+        let creds =
+            Credentials::from_lookup(|name| (name == "ROSTER_TOKEN").then(|| "s3cret".to_string()));
+        assert_eq!(
+            creds.token.as_ref().map(|t| t.expose_secret()),
+            Some("s3cret")
+        );
+        assert!(creds.api_key.is_none());
+        assert!(!format!("{creds:?}").contains("s3cret"));
+    }
+}
