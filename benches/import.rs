@@ -40,6 +40,7 @@ fn bench(c: &mut Criterion) {
                     name: "sandbox".into(),
                     base_url: sandbox.base_url(),
                     in_process: false,
+                    credentials: Default::default(),
                 };
                 let target = targets::build(&spec).unwrap();
                 let settings = ImportSettings {
