@@ -451,3 +451,79 @@ fn refused_credentials_abort_with_exit_3_naming_the_variable() {
     assert_eq!(run.json()["created"], 500, "{}", run.context());
     assert_eq!(server.sandbox.users().len(), 500);
 }
+
+#[test]
+fn sigterm_finishes_requests_in_flight_records_them_and_exits_3() {
+    let server = TestSandbox::start(SandboxConfig {
+        delay: std::time::Duration::from_millis(20),
+        ..Default::default()
+    });
+    let work = WorkDir::new();
+    work.write("people.csv", &people_csv(5_000));
+    let url = server.url();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_roster"))
+        .args([
+            "import",
+            "people.csv",
+            "--target",
+            "sandbox",
+            "--base-url",
+            &url,
+            "--concurrency",
+            "8",
+            "--json",
+        ])
+        .current_dir(work.dir.path())
+        .env("CI", "true")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait (bounded) until requests are flowing, then ask it to stop.
+    for _ in 0..500 {
+        if server.sandbox.stats().created >= 50 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let created = summary["created"].as_u64().unwrap();
+    assert!(created < 5_000, "it stopped early");
+
+    // Every user the server created is recorded as created; nothing is left `sending`.
+    let ledger = roster::ledger::entries(
+        &work.path("roster-ledger.sqlite"),
+        &format!("sandbox@{url}"),
+    )
+    .unwrap();
+    let recorded = ledger.iter().filter(|e| e.state == "created").count() as u64;
+    assert_eq!(recorded, server.sandbox.stats().created);
+    assert_eq!(recorded, created);
+    assert!(ledger.iter().all(|e| e.state != "sending"));
+
+    // The next run finishes the job without sending anyone twice.
+    let run = work.roster(&[
+        "import",
+        "people.csv",
+        "--target",
+        "sandbox",
+        "--base-url",
+        &url,
+        "--concurrency",
+        "32",
+        "--json",
+    ]);
+    run.expect_code(0);
+    assert_eq!(run.json()["created"].as_u64().unwrap(), 5_000 - created);
+    let stats = server.sandbox.stats();
+    assert_eq!((stats.created, stats.conflicts), (5_000, 0));
+}
