@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod cli;
+pub mod csv_safety;
 pub mod error;
 pub mod fields;
 pub mod input;

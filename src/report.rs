@@ -3,11 +3,13 @@
 //! One aggregator thread owns all counters and the error file; every stage reports to it
 //! through a channel (no shared mutable statistics).
 
+use crate::csv_safety::neutralise;
 use crate::error::RunError;
 use crate::fields::join_errors;
 use crate::outcome::{Outcome, RowReport};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
+use std::borrow::Cow;
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
@@ -207,37 +209,39 @@ impl ErrorFile {
         if self.writer.is_none() {
             let file = File::create(&self.path).map_err(|e| self.output_error(e))?;
             let mut writer = csv::Writer::from_writer(BufWriter::new(file));
-            let mut header: Vec<&str> = self
+            let mut header: Vec<Cow<str>> = self
                 .keep
                 .iter()
-                .map(|&i| self.headers[i].as_str())
+                .map(|&i| neutralise(&self.headers[i]))
                 .collect();
-            header.extend(META_COLUMNS);
+            header.extend(META_COLUMNS.map(Cow::Borrowed));
             writer
-                .write_record(&header)
+                .write_record(header.iter().map(|c| c.as_bytes()))
                 .map_err(|e| self.output_error(e))?;
             self.writer = Some(writer);
         }
-        let mut record: Vec<&str> = self
+        let mut record: Vec<Cow<str>> = self
             .keep
             .iter()
             .map(|&i| {
                 if self.secret_columns.contains(&i) {
-                    ""
+                    Cow::Borrowed("")
                 } else {
-                    report.cells.get(i).map_or("", String::as_str)
+                    neutralise(report.cells.get(i).map_or("", String::as_str))
                 }
             })
             .collect();
-        let row = report.row.to_string();
-        let status = report.outcome.status_text();
         let errors = join_errors(&report.errors);
-        record.extend([row.as_str(), status.as_str(), errors.as_str()]);
+        record.push(Cow::Owned(report.row.to_string()));
+        record.push(Cow::Owned(report.outcome.status_text()));
+        record.push(neutralise(&errors).into_owned().into());
         let writer = self.writer.as_mut().expect("created above");
-        writer.write_record(&record).map_err(|e| RunError::Output {
-            path: self.path.clone(),
-            source: e.into(),
-        })?;
+        writer
+            .write_record(record.iter().map(|c| c.as_bytes()))
+            .map_err(|e| RunError::Output {
+                path: self.path.clone(),
+                source: e.into(),
+            })?;
         self.in_order &= report.row >= self.last_row;
         self.last_row = report.row;
         self.rows_written += 1;

@@ -527,3 +527,44 @@ fn sigterm_finishes_requests_in_flight_records_them_and_exits_3() {
     let stats = server.sandbox.stats();
     assert_eq!((stats.created, stats.conflicts), (5_000, 0));
 }
+
+#[test]
+fn formula_cells_are_neutralised_in_the_error_file_and_restored_when_fed_back() {
+    let server = TestSandbox::start(SandboxConfig::default());
+    let work = WorkDir::new();
+    work.write(
+        "p.csv",
+        "Email,First Name,Last Name,Phone,Role\nann@example.com,Ann,-Lee,+44 20 7946 0958,=1+1\n",
+    );
+    let url = server.url();
+    let args = |file: &'static str| {
+        [
+            "import",
+            file,
+            "--target",
+            "sandbox",
+            "--base-url",
+            "URL",
+            "--json",
+        ]
+    };
+    let with_url = |a: [&'static str; 7]| a.map(|s| if s == "URL" { url.as_str() } else { s });
+    work.roster(&with_url(args("p.csv"))).expect_code(1);
+    let text = work.read("p.errors.csv");
+    assert!(
+        text.contains("ann@example.com,Ann,'-Lee,'+44 20 7946 0958,'=1+1,2,invalid,"),
+        "{text}"
+    );
+
+    // Fix the role in a spreadsheet-like edit and feed the error file straight back in.
+    work.write("fixed.csv", &text.replace("'=1+1", "user"));
+    let run = work.roster(&with_url(args("fixed.csv")));
+    run.expect_code(0);
+    let users = server.sandbox.users();
+    assert_eq!(users.len(), 1, "{}", run.context());
+    assert_eq!(
+        users[0].last_name, "-Lee",
+        "the prefix is undone on the way back in"
+    );
+    assert_eq!(users[0].phone.as_deref(), Some("+442079460958"));
+}

@@ -15,6 +15,8 @@ pub struct CsvSource {
     headers: Vec<String>,
     buffer: csv::ByteRecord,
     lines: Arc<Mutex<LineIndex>>,
+    /// The file is roster's own error file: undo its CSV-injection prefixes.
+    own_output: bool,
 }
 
 /// Where the line breaks are in the bytes the csv reader has pulled but not yet parsed, so a
@@ -114,6 +116,14 @@ impl CsvSource {
             })?;
             headers.push(text.trim().to_string());
         }
+        let own_output = crate::report::META_COLUMNS
+            .iter()
+            .all(|m| headers.iter().any(|h| h == m));
+        if own_output {
+            for h in &mut headers {
+                *h = crate::csv_safety::restore(h).to_string();
+            }
+        }
         // A trailing empty header is what a spreadsheet leaves after a trailing delimiter.
         while headers.len() > 1 && headers.last().is_some_and(|h| h.is_empty()) {
             headers.pop();
@@ -124,6 +134,7 @@ impl CsvSource {
             headers,
             buffer: csv::ByteRecord::new(),
             lines,
+            own_output,
         })
     }
 }
@@ -171,6 +182,9 @@ impl RecordSource for CsvSource {
             }
             for (i, cell) in self.buffer.iter().take(fields).enumerate() {
                 match std::str::from_utf8(cell) {
+                    Ok(text) if self.own_output => record
+                        .cells
+                        .push(crate::csv_safety::restore(text).to_string()),
                     Ok(text) => record.cells.push(text.to_string()),
                     Err(_) => {
                         let column = self.headers.get(i).map_or("?", String::as_str);
