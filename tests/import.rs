@@ -461,7 +461,7 @@ fn sigterm_finishes_requests_in_flight_records_them_and_exits_3() {
     let work = WorkDir::new();
     work.write("people.csv", &people_csv(5_000));
     let url = server.url();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_roster"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_roster"))
         .args([
             "import",
             "people.csv",
