@@ -5,6 +5,7 @@ use crate::auth::Credentials;
 use crate::error::{EXIT_ABORTED, EXIT_OK, EXIT_ROWS_REFUSED, EXIT_USAGE, RunError};
 use crate::fields::Field;
 use crate::input::Format;
+use crate::ledger::export::{self, ExportFilter, ExportFormat};
 use crate::mapping::{MappingOptions, parse_assignment};
 use crate::pipeline::{self, ImportSettings, RunMode};
 use crate::report::ProgressMode;
@@ -54,6 +55,12 @@ pub enum Command {
         after_help = "Example:\n  roster validate samples/people.csv --errors /tmp/refused.csv"
     )]
     Validate(ValidateArgs),
+    /// Audit the results ledger.
+    #[command(subcommand)]
+    Ledger(LedgerCommand),
+    /// List the built-in targets and the environment variables they read.
+    #[command(after_help = "Example:\n  roster targets")]
+    Targets,
     /// Run the fake target API standalone.
     #[command(after_help = "Example:\n  roster sandbox --port 8080 --rate 100 --fail-rate 0.05")]
     Sandbox(SandboxArgs),
@@ -162,6 +169,39 @@ pub struct SandboxArgs {
     pub require_token: bool,
 }
 
+/// `roster ledger …`.
+#[derive(Debug, Subcommand)]
+pub enum LedgerCommand {
+    /// Write every identity's record as CSV or JSONL.
+    #[command(
+        after_help = "Examples:\n  roster ledger export --state rejected > refused.csv\n  roster ledger export --format jsonl --target sandbox"
+    )]
+    Export {
+        /// The results ledger.
+        #[arg(long, default_value = "roster-ledger.sqlite")]
+        ledger: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ExportFormat::Csv)]
+        format: ExportFormat,
+        /// Only identities in this state (created, exists, rejected, failed, invalid, sending).
+        #[arg(long)]
+        state: Option<String>,
+        /// Only this target (profile name, or profile@base-url).
+        #[arg(long)]
+        target: Option<String>,
+        /// Write here instead of stdout.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Count identities per target and state.
+    #[command(after_help = "Example:\n  roster ledger stats --ledger nightly.sqlite")]
+    Stats {
+        /// The results ledger.
+        #[arg(long, default_value = "roster-ledger.sqlite")]
+        ledger: PathBuf,
+    },
+}
+
 /// `roster.toml`: the same settings as the flags; flags win. Secrets never live here.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -230,6 +270,11 @@ pub fn main() -> i32 {
             Command::Import(args) => import(args).await,
             Command::Validate(args) => validate(args).await,
             Command::Sandbox(args) => sandbox(args).await,
+            Command::Ledger(command) => ledger(command),
+            Command::Targets => {
+                print!("{}", targets::describe());
+                Ok(EXIT_OK)
+            }
         }
     });
     match result {
@@ -539,4 +584,41 @@ async fn sandbox(args: SandboxArgs) -> Result<i32, RunError> {
         stats.faults
     );
     Ok(EXIT_OK)
+}
+
+fn ledger(command: LedgerCommand) -> Result<i32, RunError> {
+    match command {
+        LedgerCommand::Export {
+            ledger,
+            format,
+            state,
+            target,
+            output,
+        } => {
+            let filter = ExportFilter { state, target };
+            match output {
+                Some(path) => {
+                    let file = std::fs::File::create(&path).map_err(|e| RunError::Output {
+                        path: path.clone(),
+                        source: e,
+                    })?;
+                    let mut out = std::io::BufWriter::new(file);
+                    export::export(&ledger, &filter, format, &mut out)?;
+                    std::io::Write::flush(&mut out)
+                        .map_err(|e| RunError::Output { path, source: e })?;
+                }
+                None => {
+                    let stdout = std::io::stdout();
+                    let mut out = std::io::BufWriter::new(stdout.lock());
+                    export::export(&ledger, &filter, format, &mut out)?;
+                    let _ = std::io::Write::flush(&mut out);
+                }
+            }
+            Ok(EXIT_OK)
+        }
+        LedgerCommand::Stats { ledger } => {
+            print!("{}", export::stats(&ledger)?);
+            Ok(EXIT_OK)
+        }
+    }
 }

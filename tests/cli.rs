@@ -113,3 +113,91 @@ fn help_lists_the_commands_with_examples() {
     run.expect_code(0);
     assert!(run.stdout().contains("Examples:") && run.stdout().contains("--concurrency"));
 }
+
+#[test]
+fn ledger_export_and_stats_describe_every_identity() {
+    let work = WorkDir::new();
+    work.sample("people.csv");
+    work.roster(&["import", "people.csv"]).expect_code(1);
+
+    let run = work.roster(&["ledger", "export"]);
+    run.expect_code(0);
+    let stdout = run.stdout();
+    let mut reader = csv::Reader::from_reader(stdout.as_bytes());
+    let headers = reader.headers().unwrap().clone();
+    assert_eq!(
+        headers.iter().collect::<Vec<_>>(),
+        [
+            "target",
+            "identity",
+            "state",
+            "remote_id",
+            "http_status",
+            "attempts",
+            "first_attempt",
+            "last_attempt",
+            "source_file",
+            "source_row",
+            "errors"
+        ]
+    );
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    // 46 created + 1 rejected + 2 invalid rows that had a valid email.
+    assert_eq!(rows.len(), 49, "{}", run.context());
+    let created = rows.iter().filter(|r| &r[2] == "created").count();
+    assert_eq!(created, 46);
+    assert!(
+        rows.iter()
+            .filter(|r| &r[2] == "created")
+            .all(|r| r[3].starts_with("usr_") && &r[4] == "201")
+    );
+    let rejected: Vec<&csv::StringRecord> = rows.iter().filter(|r| &r[2] == "rejected").collect();
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(&rejected[0][9], "32");
+    assert!(rejected[0][10].starts_with("First Name: The field firstName"));
+    assert!(
+        rejected[0][6].ends_with('Z'),
+        "RFC 3339 time: {}",
+        &rejected[0][6]
+    );
+
+    let run = work.roster(&[
+        "ledger", "export", "--format", "jsonl", "--state", "rejected", "--target", "sandbox",
+    ]);
+    run.expect_code(0);
+    let lines: Vec<serde_json::Value> = run
+        .stdout()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{}", run.context());
+    assert_eq!(lines[0]["errors"][0]["column"], "First Name");
+    assert_eq!(lines[0]["errors"][0]["source"], "remote");
+
+    let run = work.roster(&["ledger", "stats"]);
+    run.expect_code(0);
+    let stats = run.stdout();
+    assert!(
+        stats
+            .lines()
+            .any(|l| l.starts_with("sandbox ") && l.contains("created") && l.contains(" 46 ")),
+        "{stats}"
+    );
+    assert!(stats.contains("runs: 1"), "{stats}");
+}
+
+#[test]
+fn ledger_export_without_a_ledger_is_exit_2() {
+    let work = WorkDir::new();
+    let run = work.roster(&["ledger", "export"]);
+    run.expect_code(2);
+    assert!(run.stderr().contains("no ledger"), "{}", run.context());
+}
+
+#[test]
+fn targets_lists_each_target_with_its_variables() {
+    let work = WorkDir::new();
+    let run = work.roster(&["targets"]);
+    run.expect_code(0);
+    assert!(run.stdout().contains("sandbox") && run.stdout().contains("ROSTER_TOKEN"));
+}

@@ -2,6 +2,7 @@
 //! been done. A claim (`sending`) is committed before its request leaves; a result is committed
 //! before it is reported. [`writer`] runs it on one thread with batched transactions.
 
+pub mod export;
 pub mod writer;
 
 use crate::error::RunError;

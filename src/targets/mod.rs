@@ -174,6 +174,24 @@ pub struct TargetSpec {
 /// The built-in target names.
 pub const TARGETS: &[&str] = &["sandbox"];
 
+/// The `roster targets` listing: name, endpoint, auth and the variables each reads.
+pub fn describe() -> String {
+    let rows = [(
+        "sandbox",
+        "POST {base}/users (default: in-process on 127.0.0.1)",
+        "none, or Authorization: Bearer",
+        "ROSTER_TOKEN (optional)",
+    )];
+    let mut out = format!(
+        "{:<10} {:<55} {:<32} {}\n",
+        "target", "endpoint", "auth", "environment"
+    );
+    for (name, endpoint, auth, env) in rows {
+        out.push_str(&format!("{name:<10} {endpoint:<55} {auth:<32} {env}\n"));
+    }
+    out
+}
+
 /// Builds the target a run talks to.
 pub fn build(spec: &TargetSpec) -> Result<Arc<dyn Target>, RunError> {
     match spec.name.as_str() {
