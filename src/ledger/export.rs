@@ -56,7 +56,7 @@ pub struct ExportRow {
 }
 
 enum Sink<'a> {
-    Csv(csv::Writer<&'a mut dyn Write>),
+    Csv(Box<csv::Writer<&'a mut dyn Write>>),
     Jsonl(&'a mut dyn Write),
 }
 
@@ -126,7 +126,7 @@ pub fn export(
                 "errors",
             ])
             .map_err(|e| RunError::Startup(format!("cannot write the export: {e}")))?;
-            Sink::Csv(w)
+            Sink::Csv(Box::new(w))
         }
         ExportFormat::Jsonl => Sink::Jsonl(out),
     };
