@@ -49,6 +49,9 @@ fn bench(c: &mut Criterion) {
                     mapping: MappingOptions::default(),
                     ledger: ledger.to_path_buf(),
                     errors: dir.path().join("errors.csv"),
+                    errors_format: Default::default(),
+                    keep_secrets: false,
+                    show_requests: 0,
                     submit: SubmitSettings {
                         concurrency: 64,
                         ..SubmitSettings::default()

@@ -3,6 +3,7 @@
 
 use crate::auth::Credentials;
 use crate::error::{EXIT_ABORTED, EXIT_OK, EXIT_ROWS_REFUSED, EXIT_USAGE, RunError};
+use crate::error_file::ErrorFormat;
 use crate::fields::Field;
 use crate::input::Format;
 use crate::ledger::export::{self, ExportFilter, ExportFormat};
@@ -86,9 +87,18 @@ pub struct CommonArgs {
     /// The input format (default: from the file extension).
     #[arg(long, value_enum)]
     pub format: Option<Format>,
-    /// Where refused rows go (default: `<input>.errors.csv`).
+    /// Where refused rows go (default: `<input>.errors.csv`, or `.errors.jsonl`).
     #[arg(long)]
     pub errors: Option<PathBuf>,
+    /// The error file's format.
+    #[arg(long, value_enum)]
+    pub errors_format: Option<ErrorFormat>,
+    /// Keep password cells in the error file instead of blanking them.
+    #[arg(long)]
+    pub keep_secrets: bool,
+    /// Print the first N request bodies a dry run or validation would send (secrets redacted).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub show_requests: usize,
     /// Print one JSON summary object on stdout.
     #[arg(long)]
     pub json: bool,
@@ -224,6 +234,8 @@ pub struct ConfigFile {
     pub ledger: Option<PathBuf>,
     /// Error file path.
     pub errors: Option<PathBuf>,
+    /// Error file format.
+    pub errors_format: Option<ErrorFormat>,
     /// Input format.
     pub format: Option<Format>,
     /// field = "Column".
@@ -457,11 +469,21 @@ async fn import(args: ImportArgs) -> Result<i32, RunError> {
             .ledger
             .or(config.ledger)
             .unwrap_or_else(|| PathBuf::from("roster-ledger.sqlite")),
-        errors: common
-            .errors
-            .clone()
-            .or(config.errors)
-            .unwrap_or_else(|| pipeline::default_errors_path(&common.file)),
+        errors: common.errors.clone().or(config.errors).unwrap_or_else(|| {
+            pipeline::default_errors_path(
+                &common.file,
+                common
+                    .errors_format
+                    .or(config.errors_format)
+                    .unwrap_or_default(),
+            )
+        }),
+        errors_format: common
+            .errors_format
+            .or(config.errors_format)
+            .unwrap_or_default(),
+        keep_secrets: common.keep_secrets,
+        show_requests: common.show_requests,
         submit,
         mode: if args.dry_run {
             RunMode::DryRun
@@ -502,11 +524,21 @@ async fn validate(args: ValidateArgs) -> Result<i32, RunError> {
         format: common.format.or(config.format),
         mapping,
         ledger: PathBuf::new(),
-        errors: common
-            .errors
-            .clone()
-            .or(config.errors)
-            .unwrap_or_else(|| pipeline::default_errors_path(&common.file)),
+        errors: common.errors.clone().or(config.errors).unwrap_or_else(|| {
+            pipeline::default_errors_path(
+                &common.file,
+                common
+                    .errors_format
+                    .or(config.errors_format)
+                    .unwrap_or_default(),
+            )
+        }),
+        errors_format: common
+            .errors_format
+            .or(config.errors_format)
+            .unwrap_or_default(),
+        keep_secrets: common.keep_secrets,
+        show_requests: common.show_requests,
         submit: SubmitSettings::default(),
         mode: RunMode::ValidateOnly,
         progress: ProgressMode::detect(common.quiet),

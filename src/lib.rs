@@ -7,6 +7,7 @@ pub mod auth;
 pub mod cli;
 pub mod csv_safety;
 pub mod error;
+pub mod error_file;
 pub mod fields;
 pub mod input;
 pub mod ledger;

@@ -3,13 +3,14 @@
 //! flat however long the file is.
 
 use crate::error::RunError;
+use crate::error_file::{ErrorFile, ErrorFormat};
 use crate::fields::Field;
 use crate::input::{self, Format, Record, RecordSource};
 use crate::ledger::SqliteLedger;
 use crate::ledger::writer::{LedgerGone, LedgerSender, LedgerWriter};
 use crate::mapping::{Mapping, MappingOptions};
 use crate::outcome::{Outcome, RowReport};
-use crate::report::{Aggregator, ErrorFile, ProgressMode, Summary};
+use crate::report::{Aggregator, ProgressMode, Summary};
 use crate::stop::{Stop, StopReason};
 use crate::submit::{SubmitSettings, Submitter, http_client};
 use crate::targets::Target;
@@ -46,6 +47,12 @@ pub struct ImportSettings {
     pub ledger: PathBuf,
     /// The error file.
     pub errors: PathBuf,
+    /// Its format.
+    pub errors_format: ErrorFormat,
+    /// Write secret columns (passwords) to the error file instead of blanking them.
+    pub keep_secrets: bool,
+    /// In a dry run or validation, print this many request bodies (secrets redacted).
+    pub show_requests: usize,
     /// Concurrency, rate, retries.
     pub submit: SubmitSettings,
     /// Send, dry run or validate.
@@ -54,13 +61,18 @@ pub struct ImportSettings {
     pub progress: ProgressMode,
 }
 
-/// The default error file for an input: `people.csv` → `people.errors.csv` beside it.
-pub fn default_errors_path(input: &Path) -> PathBuf {
+/// The default error file for an input: `people.csv` → `people.errors.csv` beside it
+/// (`people.errors.jsonl` in JSONL format).
+pub fn default_errors_path(input: &Path, format: ErrorFormat) -> PathBuf {
     let stem = input
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    input.with_file_name(format!("{stem}.errors.csv"))
+    let ext = match format {
+        ErrorFormat::Csv => "csv",
+        ErrorFormat::Jsonl => "jsonl",
+    };
+    input.with_file_name(format!("{stem}.errors.{ext}"))
 }
 
 /// How a run ended: its totals, and why it stopped early if it did.
@@ -111,8 +123,16 @@ pub async fn run(
     let source_name = settings.input.display().to_string();
     let ledger = SqliteLedger::open(&ledger_path, target.ledger_key(), &source_name)?;
 
-    let secret_columns: Vec<usize> = mapping.column(Field::Password).into_iter().collect();
-    let errors = ErrorFile::new(&settings.errors, mapping.headers(), secret_columns);
+    let secret_columns: Vec<usize> = match settings.keep_secrets {
+        true => Vec::new(),
+        false => mapping.column(Field::Password).into_iter().collect(),
+    };
+    let errors = ErrorFile::new(
+        &settings.errors,
+        settings.errors_format,
+        mapping.headers(),
+        secret_columns,
+    );
     let (reports_tx, reports_rx) = std::sync::mpsc::channel();
     let aggregator = Aggregator::spawn(reports_rx, errors, settings.progress);
     let writer = LedgerWriter::spawn(ledger, reports_tx.clone());
@@ -142,6 +162,10 @@ pub async fn run(
     };
 
     let claim_batch = (concurrency * 2).clamp(16, 512);
+    let mut preview = RequestPreview {
+        left: settings.show_requests,
+        target: target.clone(),
+    };
     let dispatched = dispatch(
         chunks_rx,
         writer.sender(),
@@ -149,6 +173,7 @@ pub async fn run(
         &reports_tx,
         claim_batch,
         &stop,
+        &mut preview,
     )
     .await;
     if let Some(task) = submitter {
@@ -224,6 +249,7 @@ async fn dispatch(
     reports: &std::sync::mpsc::Sender<RowReport>,
     claim_batch: usize,
     stop: &Stop,
+    preview: &mut RequestPreview,
 ) -> Result<(), LedgerGone> {
     while let Some(chunk) = chunks.recv().await {
         if stop.is_stopped() {
@@ -262,6 +288,7 @@ async fn dispatch(
                         }
                     }
                     None => {
+                        preview.show(&user);
                         let _ = reports.send(RowReport::local(
                             user.row,
                             Outcome::WouldSend,
@@ -274,6 +301,51 @@ async fn dispatch(
         }
     }
     Ok(())
+}
+
+/// `--show-requests N`: the first N request bodies a dry run would send, on stderr, with
+/// secret values redacted.
+struct RequestPreview {
+    left: usize,
+    target: Arc<dyn Target>,
+}
+
+impl RequestPreview {
+    fn show(&mut self, user: &ReadyUser) {
+        if self.left == 0 {
+            return;
+        }
+        self.left -= 1;
+        let mut body: serde_json::Value = serde_json::from_slice(&user.body).unwrap_or_default();
+        redact(&mut body);
+        eprintln!(
+            "roster: row {}: POST {} {}",
+            user.row,
+            self.target.endpoint(),
+            body
+        );
+    }
+}
+
+/// Replaces the value of every key that names a secret (password, secret, token) with `***`.
+pub fn redact(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, v) in map.iter_mut() {
+                let k = key.to_ascii_lowercase();
+                if ["password", "secret", "token"]
+                    .iter()
+                    .any(|s| k.contains(s))
+                {
+                    *v = serde_json::Value::String("***".into());
+                } else {
+                    redact(v);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(redact),
+        _ => {}
+    }
 }
 
 /// A consistent copy of the ledger for a dry run (an empty one if there is none yet).

@@ -3,16 +3,12 @@
 //! One aggregator thread owns all counters and the error file; every stage reports to it
 //! through a channel (no shared mutable statistics).
 
-use crate::csv_safety::neutralise;
 use crate::error::RunError;
-use crate::fields::join_errors;
+pub use crate::error_file::{ErrorFile, ErrorFormat, META_COLUMNS};
 use crate::outcome::{Outcome, RowReport};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
-use std::borrow::Cow;
-use std::fs::File;
-use std::io::BufWriter;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -159,138 +155,6 @@ impl Summary {
     }
 }
 
-/// The error file's columns: the input's own (minus roster's `_` columns from an earlier error
-/// file), then `_row`, `_status`, `_errors`.
-pub struct ErrorFile {
-    path: PathBuf,
-    headers: Vec<String>,
-    keep: Vec<usize>,
-    secret_columns: Vec<usize>,
-    writer: Option<csv::Writer<BufWriter<File>>>,
-    rows_written: u64,
-    last_row: u64,
-    in_order: bool,
-}
-
-/// Roster's own columns in an error file.
-pub const META_COLUMNS: [&str; 3] = ["_row", "_status", "_errors"];
-
-/// Past this many rows the error file is left in completion order rather than sorted.
-const MAX_SORTED_ROWS: u64 = 100_000;
-
-impl ErrorFile {
-    /// An error file at `path` for an input with `headers`; cells of `secret_columns` are
-    /// blanked. Nothing is created until the first refused row.
-    pub fn new(path: &Path, headers: &[String], secret_columns: Vec<usize>) -> ErrorFile {
-        let keep: Vec<usize> = (0..headers.len())
-            .filter(|&i| !META_COLUMNS.contains(&headers[i].as_str()))
-            .collect();
-        ErrorFile {
-            path: path.to_path_buf(),
-            headers: headers.to_vec(),
-            keep,
-            secret_columns,
-            writer: None,
-            rows_written: 0,
-            last_row: 0,
-            in_order: true,
-        }
-    }
-
-    fn output_error(&self, e: impl Into<std::io::Error>) -> RunError {
-        RunError::Output {
-            path: self.path.clone(),
-            source: e.into(),
-        }
-    }
-
-    /// Appends one refused row.
-    pub fn write(&mut self, report: &RowReport) -> Result<(), RunError> {
-        if self.writer.is_none() {
-            let file = File::create(&self.path).map_err(|e| self.output_error(e))?;
-            let mut writer = csv::Writer::from_writer(BufWriter::new(file));
-            let mut header: Vec<Cow<str>> = self
-                .keep
-                .iter()
-                .map(|&i| neutralise(&self.headers[i]))
-                .collect();
-            header.extend(META_COLUMNS.map(Cow::Borrowed));
-            writer
-                .write_record(header.iter().map(|c| c.as_bytes()))
-                .map_err(|e| self.output_error(e))?;
-            self.writer = Some(writer);
-        }
-        let mut record: Vec<Cow<str>> = self
-            .keep
-            .iter()
-            .map(|&i| {
-                if self.secret_columns.contains(&i) {
-                    Cow::Borrowed("")
-                } else {
-                    neutralise(report.cells.get(i).map_or("", String::as_str))
-                }
-            })
-            .collect();
-        let errors = join_errors(&report.errors);
-        record.push(Cow::Owned(report.row.to_string()));
-        record.push(Cow::Owned(report.outcome.status_text()));
-        record.push(neutralise(&errors).into_owned().into());
-        let writer = self.writer.as_mut().expect("created above");
-        writer
-            .write_record(record.iter().map(|c| c.as_bytes()))
-            .map_err(|e| RunError::Output {
-                path: self.path.clone(),
-                source: e.into(),
-            })?;
-        self.in_order &= report.row >= self.last_row;
-        self.last_row = report.row;
-        self.rows_written += 1;
-        Ok(())
-    }
-
-    /// Flushes the file, sorting it by row when it is small enough; returns its path if any
-    /// row was written. A stale error file from an earlier run is removed when nothing was
-    /// refused this time, so what is on disk always describes the last run.
-    pub fn finish(mut self) -> Result<Option<PathBuf>, RunError> {
-        let Some(mut writer) = self.writer.take() else {
-            if self.path.exists() {
-                std::fs::remove_file(&self.path).map_err(|e| self.output_error(e))?;
-            }
-            return Ok(None);
-        };
-        writer.flush().map_err(|e| self.output_error(e))?;
-        drop(writer);
-        if !self.in_order && self.rows_written <= MAX_SORTED_ROWS {
-            sort_by_row(&self.path).map_err(|e| self.output_error(e))?;
-        }
-        Ok(Some(self.path))
-    }
-}
-
-/// Rewrites an error file in `_row` order.
-fn sort_by_row(path: &Path) -> std::io::Result<()> {
-    let mut reader = csv::Reader::from_path(path)?;
-    let headers = reader.byte_headers()?.clone();
-    let row_col = headers.len() - META_COLUMNS.len();
-    let mut records = reader.byte_records().collect::<Result<Vec<_>, _>>()?;
-    let row_of = |r: &csv::ByteRecord| -> u64 {
-        r.get(row_col)
-            .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
-            .unwrap_or(0)
-    };
-    records.sort_by_key(row_of);
-    let tmp = path.with_extension("sorting");
-    {
-        let mut writer = csv::Writer::from_path(&tmp)?;
-        writer.write_byte_record(&headers)?;
-        for r in &records {
-            writer.write_byte_record(r)?;
-        }
-        writer.flush()?;
-    }
-    std::fs::rename(tmp, path)
-}
-
 /// The aggregator thread: counts outcomes, writes the error file, shows progress.
 pub struct Aggregator {
     thread: std::thread::JoinHandle<Result<(Summary, Option<PathBuf>), RunError>>,
@@ -395,41 +259,6 @@ mod tests {
             errors,
             cells.iter().map(|s| s.to_string()).collect(),
         )
-    }
-
-    #[test]
-    fn error_file_keeps_columns_drops_old_meta_blanks_secrets_and_sorts() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("e.csv");
-        let headers: Vec<String> = ["Email", "Password", "_row", "_status", "_errors"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        let mut file = ErrorFile::new(&path, &headers, vec![1]);
-        file.write(&report(
-            5,
-            Outcome::Rejected { status: 400 },
-            &["b@x", "pw", "9", "x", "y"],
-        ))
-        .unwrap();
-        file.write(&report(3, Outcome::Invalid, &["a@x", "pw", "8", "x", "y"]))
-            .unwrap();
-        assert_eq!(file.finish().unwrap(), Some(path.clone()));
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert_eq!(
-            text,
-            "Email,Password,_row,_status,_errors\na@x,,3,invalid,Email: bad\nb@x,,5,400,Email: bad\n"
-        );
-    }
-
-    #[test]
-    fn no_refusals_remove_a_stale_error_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("e.csv");
-        std::fs::write(&path, "old").unwrap();
-        let file = ErrorFile::new(&path, &["Email".to_string()], Vec::new());
-        assert_eq!(file.finish().unwrap(), None);
-        assert!(!path.exists());
     }
 
     #[test]

@@ -201,3 +201,56 @@ fn targets_lists_each_target_with_its_variables() {
     run.expect_code(0);
     assert!(run.stdout().contains("sandbox") && run.stdout().contains("ROSTER_TOKEN"));
 }
+
+#[test]
+fn passwords_are_blanked_in_the_error_file_unless_kept() {
+    let work = WorkDir::new();
+    work.write(
+        "p.csv",
+        "Email,First Name,Last Name,Password\nbad-email,A,B,hunter2\n",
+    );
+    work.roster(&["validate", "p.csv"]).expect_code(1);
+    let text = work.read("p.errors.csv");
+    assert!(!text.contains("hunter2"), "{text}");
+    assert!(text.contains("bad-email,A,B,,"), "{text}");
+    work.roster(&["validate", "p.csv", "--keep-secrets"])
+        .expect_code(1);
+    assert!(work.read("p.errors.csv").contains("hunter2"));
+}
+
+#[test]
+fn errors_format_jsonl_writes_one_object_per_refused_row() {
+    let work = WorkDir::new();
+    work.sample("people.csv");
+    work.roster(&["validate", "people.csv", "--errors-format", "jsonl"])
+        .expect_code(1);
+    let text = work.read("people.errors.jsonl");
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let rows: Vec<u64> = lines.iter().map(|l| l["row"].as_u64().unwrap()).collect();
+    assert_eq!(rows, [7, 14, 22, 42]);
+    assert_eq!(lines[0]["status"], "invalid");
+    assert_eq!(lines[0]["errors"][0]["column"], "E-mail Address");
+    assert_eq!(lines[0]["errors"][0]["code"], "format");
+    assert_eq!(
+        lines[0]["record"]["E-mail Address"],
+        "malformed.example.com"
+    );
+}
+
+#[test]
+fn show_requests_prints_bodies_with_secrets_redacted() {
+    let work = WorkDir::new();
+    work.write(
+        "p.csv",
+        "Email,First Name,Last Name,Password\na@example.com,A,B,hunter2\nb@example.com,C,D,pw\n",
+    );
+    let run = work.roster(&["validate", "p.csv", "--show-requests", "1"]);
+    run.expect_code(0);
+    let stderr = run.stderr();
+    assert!(stderr.contains(r#""password":"***""#), "{}", run.context());
+    assert!(!stderr.contains("hunter2"));
+    assert_eq!(stderr.matches("POST ").count(), 1);
+}
