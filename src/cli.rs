@@ -247,11 +247,46 @@ pub struct ConfigFile {
 }
 
 impl ConfigFile {
-    /// Reads a config file.
+    /// The keys a config file may hold.
+    pub const KEYS: [&'static str; 12] = [
+        "target",
+        "base_url",
+        "rate",
+        "burst",
+        "concurrency",
+        "timeout",
+        "max_retries",
+        "ledger",
+        "errors",
+        "errors_format",
+        "format",
+        "map",
+    ];
+
+    /// Reads a config file; an unknown key is an error that suggests the closest valid one.
     pub fn load(path: &Path) -> Result<ConfigFile, RunError> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             RunError::Usage(format!("cannot read config `{}`: {e}", path.display()))
         })?;
+        let table: toml::Table = toml::from_str(&text)
+            .map_err(|e| RunError::Usage(format!("config `{}`: {e}", path.display())))?;
+        for key in table.keys() {
+            if key != "set" && !Self::KEYS.contains(&key.as_str()) {
+                let closest = Self::KEYS
+                    .iter()
+                    .chain(["set"].iter())
+                    .max_by(|a, b| {
+                        strsim::jaro_winkler(key, a).total_cmp(&strsim::jaro_winkler(key, b))
+                    })
+                    .filter(|k| strsim::jaro_winkler(key, k) > 0.7)
+                    .map(|k| format!(" (did you mean `{k}`?)"))
+                    .unwrap_or_default();
+                return Err(RunError::Usage(format!(
+                    "config `{}`: unknown key `{key}`{closest}; secrets never go in the config file, only in ROSTER_* variables",
+                    path.display()
+                )));
+            }
+        }
         toml::from_str(&text)
             .map_err(|e| RunError::Usage(format!("config `{}`: {e}", path.display())))
     }

@@ -254,3 +254,37 @@ fn show_requests_prints_bodies_with_secrets_redacted() {
     assert!(!stderr.contains("hunter2"));
     assert_eq!(stderr.matches("POST ").count(), 1);
 }
+
+#[test]
+fn a_config_file_sets_defaults_and_flags_override_it() {
+    let work = WorkDir::new();
+    work.write("p.csv", "Mail,First Name,Last Name\na@example.com,A,B\n");
+    work.write(
+        "roster.toml",
+        "errors = \"refused.csv\"\n[map]\nemail = \"Mail\"\n[set]\nrole = \"nope\"\n",
+    );
+    // The config maps Mail to email and gives role a default that is not a role.
+    work.roster(&["validate", "p.csv"]).expect_code(1);
+    assert!(
+        work.read("refused.csv")
+            .contains("role: `nope` is not a known role")
+    );
+    // A flag overrides the config's default.
+    work.roster(&["validate", "p.csv", "--set", "role=user"])
+        .expect_code(0);
+}
+
+#[test]
+fn an_unknown_config_key_suggests_the_closest() {
+    let work = WorkDir::new();
+    work.write("p.csv", "Email,First Name,Last Name\na@example.com,A,B\n");
+    work.write("roster.toml", "concurency = 4\n");
+    let run = work.roster(&["validate", "p.csv"]);
+    run.expect_code(2);
+    assert!(
+        run.stderr()
+            .contains("unknown key `concurency` (did you mean `concurrency`?)"),
+        "{}",
+        run.context()
+    );
+}
