@@ -52,6 +52,7 @@ fn bench(c: &mut Criterion) {
                     errors_format: Default::default(),
                     keep_secrets: false,
                     show_requests: 0,
+                    report: None,
                     submit: SubmitSettings {
                         concurrency: 64,
                         ..SubmitSettings::default()

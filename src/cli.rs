@@ -99,6 +99,9 @@ pub struct CommonArgs {
     /// Print the first N request bodies a dry run or validation would send (secrets redacted).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub show_requests: usize,
+    /// Write a self-contained HTML report of the run here.
+    #[arg(long, value_name = "PATH")]
+    pub report: Option<PathBuf>,
     /// Print one JSON summary object on stdout.
     #[arg(long)]
     pub json: bool,
@@ -519,6 +522,7 @@ async fn import(args: ImportArgs) -> Result<i32, RunError> {
             .unwrap_or_default(),
         keep_secrets: common.keep_secrets,
         show_requests: common.show_requests,
+        report: common.report.clone(),
         submit,
         mode: if args.dry_run {
             RunMode::DryRun
@@ -574,6 +578,7 @@ async fn validate(args: ValidateArgs) -> Result<i32, RunError> {
             .unwrap_or_default(),
         keep_secrets: common.keep_secrets,
         show_requests: common.show_requests,
+        report: common.report.clone(),
         submit: SubmitSettings::default(),
         mode: RunMode::ValidateOnly,
         progress: ProgressMode::detect(common.quiet),

@@ -9,6 +9,7 @@ pub mod csv_safety;
 pub mod error;
 pub mod error_file;
 pub mod fields;
+pub mod html_report;
 pub mod input;
 pub mod ledger;
 pub mod mapping;

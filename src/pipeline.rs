@@ -5,6 +5,7 @@
 use crate::error::RunError;
 use crate::error_file::{ErrorFile, ErrorFormat};
 use crate::fields::Field;
+use crate::html_report::ReportCollector;
 use crate::input::{self, Format, Record, RecordSource};
 use crate::ledger::SqliteLedger;
 use crate::ledger::writer::{LedgerGone, LedgerSender, LedgerWriter};
@@ -53,6 +54,8 @@ pub struct ImportSettings {
     pub keep_secrets: bool,
     /// In a dry run or validation, print this many request bodies (secrets redacted).
     pub show_requests: usize,
+    /// Write a self-contained HTML report here.
+    pub report: Option<PathBuf>,
     /// Concurrency, rate, retries.
     pub submit: SubmitSettings,
     /// Send, dry run or validate.
@@ -134,7 +137,8 @@ pub async fn run(
         secret_columns,
     );
     let (reports_tx, reports_rx) = std::sync::mpsc::channel();
-    let aggregator = Aggregator::spawn(reports_rx, errors, settings.progress);
+    let collector = settings.report.as_ref().map(|_| ReportCollector::default());
+    let aggregator = Aggregator::spawn(reports_rx, errors, settings.progress, collector);
     let writer = LedgerWriter::spawn(ledger, reports_tx.clone());
 
     let validator = Arc::new(Validator::new((*mapping).clone(), target.clone()));
@@ -184,7 +188,7 @@ pub async fn run(
         .map_err(|e| RunError::Startup(format!("the reader stopped: {e}")))?;
     let ledger_result = writer.finish();
     drop(reports_tx);
-    let (mut summary, errors_file) = aggregator.finish()?;
+    let (mut summary, errors_file, collector) = aggregator.finish()?;
     let mut ledger = ledger_result?;
     let rows = rows?;
     dispatched.map_err(|_| RunError::Ledger {
@@ -208,6 +212,13 @@ pub async fn run(
     if settings.mode == RunMode::Send {
         let json = serde_json::to_string(&summary).unwrap_or_default();
         ledger.finish_run(&json)?;
+    }
+    if let (Some(path), Some(collector)) = (&settings.report, collector) {
+        let html = collector.render(&summary, target.name(), &source_name);
+        std::fs::write(path, html).map_err(|e| RunError::Output {
+            path: path.clone(),
+            source: e,
+        })?;
     }
     Ok(RunResult {
         summary,

@@ -5,6 +5,7 @@
 
 use crate::error::RunError;
 pub use crate::error_file::{ErrorFile, ErrorFormat, META_COLUMNS};
+use crate::html_report::ReportCollector;
 use crate::outcome::{Outcome, RowReport};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -155,9 +156,13 @@ impl Summary {
     }
 }
 
+/// What the aggregator hands back: the totals, the error file if written, and the HTML
+/// report's data if one was asked for.
+pub type Aggregated = (Summary, Option<PathBuf>, Option<ReportCollector>);
+
 /// The aggregator thread: counts outcomes, writes the error file, shows progress.
 pub struct Aggregator {
-    thread: std::thread::JoinHandle<Result<(Summary, Option<PathBuf>), RunError>>,
+    thread: std::thread::JoinHandle<Result<Aggregated, RunError>>,
 }
 
 impl Aggregator {
@@ -166,16 +171,17 @@ impl Aggregator {
         reports: mpsc::Receiver<RowReport>,
         errors: ErrorFile,
         mode: ProgressMode,
+        collector: Option<ReportCollector>,
     ) -> Aggregator {
         let thread = std::thread::Builder::new()
             .name("roster-report".into())
-            .spawn(move || aggregate(reports, errors, mode))
+            .spawn(move || aggregate(reports, errors, mode, collector))
             .expect("spawning the report thread");
         Aggregator { thread }
     }
 
     /// Waits for every report sender to be dropped; returns the totals and the error file.
-    pub fn finish(self) -> Result<(Summary, Option<PathBuf>), RunError> {
+    pub fn finish(self) -> Result<Aggregated, RunError> {
         self.thread
             .join()
             .unwrap_or_else(|_| Err(RunError::Startup("the report thread panicked".into())))
@@ -186,7 +192,8 @@ fn aggregate(
     reports: mpsc::Receiver<RowReport>,
     mut errors: ErrorFile,
     mode: ProgressMode,
-) -> Result<(Summary, Option<PathBuf>), RunError> {
+    mut collector: Option<ReportCollector>,
+) -> Result<Aggregated, RunError> {
     let mut summary = Summary::default();
     let started = Instant::now();
     let bar = match mode {
@@ -207,6 +214,9 @@ fn aggregate(
         match reports.recv_timeout(tick) {
             Ok(report) => {
                 summary.count(&report);
+                if let Some(collector) = collector.as_mut() {
+                    collector.add(&report, started.elapsed().as_secs());
+                }
                 if report.outcome.is_refused() {
                     errors.write(&report)?;
                 }
@@ -243,7 +253,7 @@ fn aggregate(
         bar.finish_and_clear();
     }
     let path = errors.finish()?;
-    Ok((summary, path))
+    Ok((summary, path, collector))
 }
 
 #[cfg(test)]

@@ -568,3 +568,107 @@ fn formula_cells_are_neutralised_in_the_error_file_and_restored_when_fed_back() 
     );
     assert_eq!(users[0].phone.as_deref(), Some("+442079460958"));
 }
+
+#[test]
+fn the_html_report_is_self_contained_and_shows_totals_chart_groups_and_rows() {
+    let server = TestSandbox::start(SandboxConfig {
+        fail_first: 1,
+        ..Default::default()
+    });
+    let work = WorkDir::new();
+    work.sample("people.csv");
+    let url = server.url();
+    let run = work.roster(&[
+        "import",
+        "people.csv",
+        "--target",
+        "sandbox",
+        "--base-url",
+        &url,
+        "--report",
+        "report.html",
+    ]);
+    run.expect_code(1);
+    let html = work.read("report.html");
+    assert!(
+        !html.contains("src=") && !html.contains("href=") && !html.contains("@import"),
+        "no external assets"
+    );
+    assert!(!html.contains("<script"), "no scripts needed");
+    // Well-formed: parse it as XML (after the HTML doctype).
+    let body = html.trim_start_matches("<!DOCTYPE html>\n");
+    let doc = roxmltree::Document::parse(body).unwrap_or_else(|e| panic!("{e}\n{html}"));
+    let by_id = |id: &str| {
+        doc.descendants()
+            .find(|n| n.attribute("id") == Some(id))
+            .unwrap_or_else(|| panic!("#{id}"))
+    };
+    let cell_after = |table: roxmltree::Node, label: &str| -> String {
+        let row = table
+            .descendants()
+            .find(|n| {
+                n.has_tag_name("tr")
+                    && n.first_element_child().and_then(|c| c.text()) == Some(label)
+            })
+            .unwrap();
+        row.last_element_child()
+            .unwrap()
+            .text()
+            .unwrap()
+            .to_string()
+    };
+    let totals = by_id("totals");
+    assert_eq!(cell_after(totals, "created"), "46");
+    assert_eq!(
+        cell_after(totals, "requests sent"),
+        "93",
+        "46 created twice (first attempt 503) + the 400 once"
+    );
+    let chart = by_id("chart");
+    assert_eq!(
+        chart
+            .descendants()
+            .filter(|n| n.has_tag_name("polyline"))
+            .count(),
+        3
+    );
+    let groups = by_id("groups");
+    let group_rows: Vec<Vec<String>> = groups
+        .descendants()
+        .filter(|n| n.has_tag_name("tr"))
+        .skip(1)
+        .map(|tr| {
+            tr.children()
+                .filter(|c| c.is_element())
+                .map(|c| c.text().unwrap_or("").to_string())
+                .collect()
+        })
+        .collect();
+    assert!(
+        group_rows.contains(&vec![
+            "E-mail Address".to_string(),
+            "`…` has no `…`".to_string(),
+            "1".to_string()
+        ]),
+        "{group_rows:?}"
+    );
+    assert!(group_rows.contains(&vec![
+        "Last Name".to_string(),
+        "is required".to_string(),
+        "1".to_string()
+    ]));
+    let rows = by_id("rows");
+    let listed: Vec<String> = rows
+        .descendants()
+        .filter(|n| n.has_tag_name("tr"))
+        .skip(1)
+        .map(|tr| {
+            tr.first_element_child()
+                .unwrap()
+                .text()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(listed, ["7", "14", "22", "32", "42"]);
+}
