@@ -8,6 +8,7 @@ use crate::fields::Field;
 use crate::html_report::ReportCollector;
 use crate::input::{self, Format, Record, RecordSource};
 use crate::ledger::SqliteLedger;
+use crate::ledger::lock::LedgerLock;
 use crate::ledger::writer::{LedgerGone, LedgerSender, LedgerWriter};
 use crate::mapping::{Mapping, MappingOptions};
 use crate::outcome::{Outcome, RowReport};
@@ -122,6 +123,11 @@ pub async fn run(
         RunMode::Send => settings.ledger.clone(),
         RunMode::DryRun => copy_ledger(&settings.ledger, scratch.path())?,
         RunMode::ValidateOnly => scratch.path().join("ledger.sqlite"),
+    };
+    // One run per ledger; a dry run only reads a copy, so it needs no lock.
+    let _lock = match settings.mode {
+        RunMode::Send => Some(LedgerLock::acquire(&settings.ledger)?),
+        _ => None,
     };
     let source_name = settings.input.display().to_string();
     let ledger = SqliteLedger::open(&ledger_path, target.ledger_key(), &source_name)?;

@@ -288,3 +288,17 @@ fn an_unknown_config_key_suggests_the_closest() {
         run.context()
     );
 }
+
+#[test]
+fn a_ledger_in_use_by_another_run_is_exit_3_naming_its_pid() {
+    let work = WorkDir::new();
+    work.sample("people.csv");
+    let held =
+        roster::ledger::lock::LedgerLock::acquire(&work.path("roster-ledger.sqlite")).unwrap();
+    let run = work.roster(&["import", "people.csv"]);
+    run.expect_code(3);
+    let expected = format!("locked by another roster run (pid {})", std::process::id());
+    assert!(run.stderr().contains(&expected), "{}", run.context());
+    drop(held);
+    work.roster(&["import", "people.csv"]).expect_code(1);
+}

@@ -3,6 +3,7 @@
 //! before it is reported. [`writer`] runs it on one thread with batched transactions.
 
 pub mod export;
+pub mod lock;
 pub mod writer;
 
 use crate::error::RunError;
