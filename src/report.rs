@@ -233,20 +233,20 @@ fn aggregate(
                 summary.refused(),
                 summary.throttled
             ));
-        } else if let ProgressMode::Lines(every) = mode {
-            if last_line.elapsed() >= every {
-                last_line = Instant::now();
-                let secs = started.elapsed().as_secs_f64().max(1e-9);
-                tracing::info!(
-                    rows = summary.finished(),
-                    created = summary.created + summary.exists,
-                    skipped = summary.skipped,
-                    refused = summary.refused(),
-                    throttled = summary.throttled,
-                    rows_per_s = (summary.finished() as f64 / secs).round(),
-                    "progress"
-                );
-            }
+        } else if let ProgressMode::Lines(every) = mode
+            && last_line.elapsed() >= every
+        {
+            last_line = Instant::now();
+            let secs = started.elapsed().as_secs_f64().max(1e-9);
+            tracing::info!(
+                rows = summary.finished(),
+                created = summary.created + summary.exists,
+                skipped = summary.skipped,
+                refused = summary.refused(),
+                throttled = summary.throttled,
+                rows_per_s = (summary.finished() as f64 / secs).round(),
+                "progress"
+            );
         }
     }
     if let Some(bar) = bar {

@@ -56,10 +56,11 @@ pub fn server_wait(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
             .map(str::trim)
     };
     if let Some(value) = text("retry-after") {
-        if let Ok(secs) = value.parse::<f64>() {
-            if secs.is_finite() && secs >= 0.0 {
-                return Some(Duration::from_secs_f64(secs).min(MAX_SERVER_WAIT));
-            }
+        if let Ok(secs) = value.parse::<f64>()
+            && secs.is_finite()
+            && secs >= 0.0
+        {
+            return Some(Duration::from_secs_f64(secs).min(MAX_SERVER_WAIT));
         }
         if let Ok(date) = httpdate::parse_http_date(value) {
             return Some(
@@ -78,10 +79,10 @@ pub fn server_wait(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     if let Some(value) = text("ratelimit") {
         for part in value.split([',', ';']) {
             let (key, val) = part.trim().split_once('=').unwrap_or_default();
-            if matches!(key.trim(), "reset" | "t") {
-                if let Ok(secs) = val.trim().parse::<f64>() {
-                    return Some(reset_to_wait(secs, now));
-                }
+            if matches!(key.trim(), "reset" | "t")
+                && let Ok(secs) = val.trim().parse::<f64>()
+            {
+                return Some(reset_to_wait(secs, now));
             }
         }
     }

@@ -291,21 +291,21 @@ async fn create_user(
     if !config.delay.is_zero() {
         tokio::time::sleep(config.delay).await;
     }
-    if let Some(limiter) = &shared.limiter {
-        if limiter.check().is_err() {
-            counters.throttled.fetch_add(1, Ordering::Relaxed);
-            let mut response = problem(
-                StatusCode::TOO_MANY_REQUESTS,
-                "Too Many Requests",
-                "slow down",
-                None,
-            );
-            response.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from(config.retry_after_secs),
-            );
-            return response;
-        }
+    if let Some(limiter) = &shared.limiter
+        && limiter.check().is_err()
+    {
+        counters.throttled.fetch_add(1, Ordering::Relaxed);
+        let mut response = problem(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too Many Requests",
+            "slow down",
+            None,
+        );
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(config.retry_after_secs),
+        );
+        return response;
     }
     if config.fail_rate > 0.0 {
         let (roll, pick) = {

@@ -100,10 +100,11 @@ pub fn check(body: &[u8]) -> Result<Input, Refusal> {
             );
         }
     }
-    if let Some(role) = &raw.role {
-        if role != "user" && role != "organization-admin" {
-            push("role", format!("'{role}' is not a valid role."));
-        }
+    if let Some(role) = &raw.role
+        && role != "user"
+        && role != "organization-admin"
+    {
+        push("role", format!("'{role}' is not a valid role."));
     }
     if !errors.is_empty() {
         return Err(Refusal::Fields(errors));
