@@ -382,16 +382,19 @@ fn load_config(common: &CommonArgs) -> Result<ConfigFile, RunError> {
 async fn resolve_target(
     name: Option<String>,
     base_url: Option<String>,
+    quiet: bool,
 ) -> Result<(TargetSpec, Option<Sandbox>), RunError> {
     let name = name.unwrap_or_else(|| "sandbox".to_string());
     if name == "sandbox" && base_url.is_none() {
         let sandbox = Sandbox::start(SandboxConfig::default(), 0)
             .await
             .map_err(|e| RunError::Startup(format!("cannot start the in-process sandbox: {e}")))?;
-        eprintln!(
-            "roster: no --target given: using the in-process sandbox at {} (nothing leaves this machine)",
-            sandbox.base_url()
-        );
+        if !quiet {
+            eprintln!(
+                "roster: no --target given: using the in-process sandbox at {} (nothing leaves this machine)",
+                sandbox.base_url()
+            );
+        }
         let spec = TargetSpec {
             name,
             base_url: sandbox.base_url(),
@@ -462,6 +465,7 @@ async fn import(args: ImportArgs) -> Result<i32, RunError> {
     let (spec, _sandbox) = resolve_target(
         args.common.target.clone().or(config.target.clone()),
         args.base_url.or(config.base_url.clone()),
+        args.common.quiet,
     )
     .await?;
     let target = targets::build(&spec)?;

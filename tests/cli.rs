@@ -302,3 +302,14 @@ fn a_ledger_in_use_by_another_run_is_exit_3_naming_its_pid() {
     drop(held);
     work.roster(&["import", "people.csv"]).expect_code(1);
 }
+
+#[test]
+fn quiet_prints_only_the_summary_and_errors() {
+    let work = WorkDir::new();
+    work.sample("people.csv");
+    let run = work.roster(&["import", "people.csv", "--quiet"]);
+    run.expect_code(1);
+    let stderr = run.stderr();
+    assert!(stderr.starts_with("roster: summary"), "{}", run.context());
+    assert!(!stderr.contains("in-process sandbox"));
+}

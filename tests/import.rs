@@ -385,15 +385,17 @@ fn an_error_file_fed_back_in_is_read_with_no_flags() {
     let work = WorkDir::new();
     work.sample("people.csv");
     work.roster(&["import", "people.csv"]).expect_code(1);
-    // Fix the missing last name in the error file and feed it back.
+    // Fix two rows in the error file (the missing last name, the malformed email) and feed
+    // it back.
     let fixed = work
         .read("people.errors.csv")
-        .replace("Missing,,", "Missing,Person,");
+        .replace("Missing,,", "Missing,Person,")
+        .replace("malformed.example.com", "malformed@example.com");
     work.write("fixed.csv", &fixed);
     let run = work.roster(&["import", "fixed.csv", "--json"]);
     run.expect_code(1);
     let summary = run.json();
-    assert_eq!(summary["created"], 1, "{}", run.context());
+    assert_eq!(summary["created"], 2, "{}", run.context());
     assert_eq!(
         summary["skipped"], 1,
         "the duplicate row's identity was already created"
@@ -402,7 +404,11 @@ fn an_error_file_fed_back_in_is_read_with_no_flags() {
         summary["rejected"], 1,
         "the unchanged 400 row is refused again without a request"
     );
-    assert_eq!(summary["requests"], 1);
+    assert_eq!(summary["invalid"], 1, "the unknown role is refused again");
+    assert_eq!(summary["requests"], 2, "nothing is sent twice");
+    let rows = error_rows(&work.read("fixed.errors.csv"));
+    let statuses: Vec<&str> = rows.iter().map(|(_, status, _)| status.as_str()).collect();
+    assert_eq!(statuses, ["400", "invalid"]);
 }
 
 #[test]
