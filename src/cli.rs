@@ -503,38 +503,16 @@ async fn import(args: ImportArgs) -> Result<i32, RunError> {
         },
     };
     let common = &args.common;
-    let settings = ImportSettings {
-        input: common.file.clone(),
-        format: common.format.or(config.format),
-        mapping,
-        ledger: args
-            .ledger
-            .or(config.ledger)
-            .unwrap_or_else(|| PathBuf::from("roster-ledger.sqlite")),
-        errors: common.errors.clone().or(config.errors).unwrap_or_else(|| {
-            pipeline::default_errors_path(
-                &common.file,
-                common
-                    .errors_format
-                    .or(config.errors_format)
-                    .unwrap_or_default(),
-            )
-        }),
-        errors_format: common
-            .errors_format
-            .or(config.errors_format)
-            .unwrap_or_default(),
-        keep_secrets: common.keep_secrets,
-        show_requests: common.show_requests,
-        report: common.report.clone(),
-        submit,
-        mode: if args.dry_run {
-            RunMode::DryRun
-        } else {
-            RunMode::Send
-        },
-        progress: ProgressMode::detect(common.quiet),
+    let ledger = args
+        .ledger
+        .or(config.ledger.clone())
+        .unwrap_or_else(|| PathBuf::from("roster-ledger.sqlite"));
+    let mode = if args.dry_run {
+        RunMode::DryRun
+    } else {
+        RunMode::Send
     };
+    let settings = import_settings(common, &config, mapping, ledger, submit, mode);
     let stop = Arc::new(Stop::default());
     watch_signals(stop.clone());
     let result = pipeline::run(&settings, target.clone(), stop).await?;
@@ -562,31 +540,14 @@ async fn validate(args: ValidateArgs) -> Result<i32, RunError> {
     };
     let target = targets::build(&spec)?;
     let common = &args.common;
-    let settings = ImportSettings {
-        input: common.file.clone(),
-        format: common.format.or(config.format),
+    let settings = import_settings(
+        common,
+        &config,
         mapping,
-        ledger: PathBuf::new(),
-        errors: common.errors.clone().or(config.errors).unwrap_or_else(|| {
-            pipeline::default_errors_path(
-                &common.file,
-                common
-                    .errors_format
-                    .or(config.errors_format)
-                    .unwrap_or_default(),
-            )
-        }),
-        errors_format: common
-            .errors_format
-            .or(config.errors_format)
-            .unwrap_or_default(),
-        keep_secrets: common.keep_secrets,
-        show_requests: common.show_requests,
-        report: common.report.clone(),
-        submit: SubmitSettings::default(),
-        mode: RunMode::ValidateOnly,
-        progress: ProgressMode::detect(common.quiet),
-    };
+        PathBuf::new(),
+        SubmitSettings::default(),
+        RunMode::ValidateOnly,
+    );
     if args.print_mapping {
         let (_, mapping) = pipeline::prepare(&settings, target.as_ref())?;
         for line in mapping.describe() {
@@ -595,6 +556,40 @@ async fn validate(args: ValidateArgs) -> Result<i32, RunError> {
     }
     let result = pipeline::run(&settings, target.clone(), Arc::new(Stop::default())).await?;
     finish(result, target.name(), common.json)
+}
+
+/// The run's settings from the shared flags, the config file and what the command decided.
+fn import_settings(
+    common: &CommonArgs,
+    config: &ConfigFile,
+    mapping: MappingOptions,
+    ledger: PathBuf,
+    submit: SubmitSettings,
+    mode: RunMode,
+) -> ImportSettings {
+    let errors_format = common
+        .errors_format
+        .or(config.errors_format)
+        .unwrap_or_default();
+    let errors = common
+        .errors
+        .clone()
+        .or(config.errors.clone())
+        .unwrap_or_else(|| pipeline::default_errors_path(&common.file, errors_format));
+    ImportSettings {
+        input: common.file.clone(),
+        format: common.format.or(config.format),
+        mapping,
+        ledger,
+        errors,
+        errors_format,
+        keep_secrets: common.keep_secrets,
+        show_requests: common.show_requests,
+        report: common.report.clone(),
+        submit,
+        mode,
+        progress: ProgressMode::detect(common.quiet),
+    }
 }
 
 /// Prints the summary and turns the result into an exit code.
