@@ -41,6 +41,33 @@ impl Credentials {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
+    /// Reads the variables, with some credentials renamed by the config file's `[env]` table
+    /// (`token = "MY_TOKEN"` reads `MY_TOKEN` instead of `ROSTER_TOKEN`).
+    pub fn from_env_named(
+        names: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Credentials, String> {
+        for key in names.keys() {
+            if !ENV_VARS
+                .iter()
+                .any(|v| v.trim_start_matches("ROSTER_").eq_ignore_ascii_case(key))
+            {
+                let keys: Vec<String> = ENV_VARS
+                    .iter()
+                    .map(|v| v.trim_start_matches("ROSTER_").to_lowercase())
+                    .collect();
+                return Err(format!(
+                    "config [env]: unknown credential `{key}` (credentials: {})",
+                    keys.join(", ")
+                ));
+            }
+        }
+        Ok(Self::from_lookup(|default| {
+            let key = default.trim_start_matches("ROSTER_").to_lowercase();
+            let name = names.get(&key).map(String::as_str).unwrap_or(default);
+            std::env::var(name).ok()
+        }))
+    }
+
     /// Reads credentials through `lookup` (the environment, or a test's map).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Credentials {
         let get = |name: &str| {

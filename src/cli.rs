@@ -247,11 +247,17 @@ pub struct ConfigFile {
     /// field = "default value".
     #[serde(default)]
     pub set: BTreeMap<String, String>,
+    /// HTML report path.
+    pub report: Option<PathBuf>,
+    /// credential = "NAME_OF_ENV_VAR": read a credential from another variable than its
+    /// `ROSTER_*` default (the config names variables, never holds secrets).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
 }
 
 impl ConfigFile {
     /// The keys a config file may hold.
-    pub const KEYS: [&'static str; 12] = [
+    pub const KEYS: [&'static str; 15] = [
         "target",
         "base_url",
         "rate",
@@ -263,7 +269,10 @@ impl ConfigFile {
         "errors",
         "errors_format",
         "format",
+        "report",
         "map",
+        "set",
+        "env",
     ];
 
     /// Reads a config file; an unknown key is an error that suggests the closest valid one.
@@ -274,10 +283,9 @@ impl ConfigFile {
         let table: toml::Table = toml::from_str(&text)
             .map_err(|e| RunError::Usage(format!("config `{}`: {e}", path.display())))?;
         for key in table.keys() {
-            if key != "set" && !Self::KEYS.contains(&key.as_str()) {
+            if !Self::KEYS.contains(&key.as_str()) {
                 let closest = Self::KEYS
                     .iter()
-                    .chain(["set"].iter())
                     .max_by(|a, b| {
                         strsim::jaro_winkler(key, a).total_cmp(&strsim::jaro_winkler(key, b))
                     })
@@ -382,6 +390,7 @@ fn load_config(common: &CommonArgs) -> Result<ConfigFile, RunError> {
 async fn resolve_target(
     name: Option<String>,
     base_url: Option<String>,
+    credentials: Credentials,
     quiet: bool,
 ) -> Result<(TargetSpec, Option<Sandbox>), RunError> {
     let name = name.unwrap_or_else(|| "sandbox".to_string());
@@ -399,7 +408,7 @@ async fn resolve_target(
             name,
             base_url: sandbox.base_url(),
             in_process: true,
-            credentials: Credentials::from_env(),
+            credentials,
         };
         return Ok((spec, Some(sandbox)));
     }
@@ -410,7 +419,7 @@ async fn resolve_target(
             name,
             base_url,
             in_process: false,
-            credentials: Credentials::from_env(),
+            credentials,
         },
         None,
     ))
@@ -465,6 +474,7 @@ async fn import(args: ImportArgs) -> Result<i32, RunError> {
     let (spec, _sandbox) = resolve_target(
         args.common.target.clone().or(config.target.clone()),
         args.base_url.or(config.base_url.clone()),
+        Credentials::from_env_named(&config.env).map_err(RunError::Usage)?,
         args.common.quiet,
     )
     .await?;
@@ -585,7 +595,7 @@ fn import_settings(
         errors_format,
         keep_secrets: common.keep_secrets,
         show_requests: common.show_requests,
-        report: common.report.clone(),
+        report: common.report.clone().or(config.report.clone()),
         submit,
         mode,
         progress: ProgressMode::detect(common.quiet),

@@ -313,3 +313,20 @@ fn quiet_prints_only_the_summary_and_errors() {
     assert!(stderr.starts_with("roster: summary"), "{}", run.context());
     assert!(!stderr.contains("in-process sandbox"));
 }
+
+#[test]
+fn every_command_help_has_an_example() {
+    let work = WorkDir::new();
+    for command in [
+        &["import", "--help"][..],
+        &["validate", "--help"],
+        &["sandbox", "--help"],
+        &["targets", "--help"],
+        &["ledger", "export", "--help"],
+        &["ledger", "stats", "--help"],
+    ] {
+        let run = work.roster(command);
+        run.expect_code(0);
+        assert!(run.stdout().contains("Example"), "{}", run.context());
+    }
+}

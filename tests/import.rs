@@ -678,3 +678,24 @@ fn the_html_report_is_self_contained_and_shows_totals_chart_groups_and_rows() {
         .collect();
     assert_eq!(listed, ["7", "14", "22", "32", "42"]);
 }
+
+#[test]
+fn the_config_file_can_name_the_variable_a_credential_is_read_from() {
+    let server = TestSandbox::start(SandboxConfig {
+        token: Some("right".into()),
+        ..Default::default()
+    });
+    let work = WorkDir::new();
+    work.write("people.csv", &people_csv(3));
+    let url = server.url();
+    work.write(
+        "roster.toml",
+        &format!("target = \"sandbox\"\nbase_url = \"{url}\"\n[env]\ntoken = \"HR_SYNC_TOKEN\"\n"),
+    );
+    let run = work.roster_with_env(
+        &["import", "people.csv", "--json"],
+        &[("HR_SYNC_TOKEN", "right")],
+    );
+    run.expect_code(0);
+    assert_eq!(run.json()["created"], 3);
+}
