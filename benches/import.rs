@@ -45,7 +45,7 @@ fn bench(c: &mut Criterion) {
                 let target = targets::build(&spec).unwrap();
                 let settings = ImportSettings {
                     input: input.clone(),
-                    format: None,
+                    read: Default::default(),
                     mapping: MappingOptions::default(),
                     ledger: ledger.to_path_buf(),
                     errors: dir.path().join("errors.csv"),

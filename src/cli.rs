@@ -5,7 +5,8 @@ use crate::auth::Credentials;
 use crate::error::{EXIT_ABORTED, EXIT_OK, EXIT_ROWS_REFUSED, EXIT_USAGE, RunError};
 use crate::error_file::ErrorFormat;
 use crate::fields::Field;
-use crate::input::Format;
+use crate::input::decode::encoding_for_label;
+use crate::input::{Format, InputOptions};
 use crate::ledger::export::{self, ExportFilter, ExportFormat};
 use crate::mapping::{MappingOptions, parse_assignment};
 use crate::pipeline::{self, ImportSettings, RunMode};
@@ -87,6 +88,12 @@ pub struct CommonArgs {
     /// The input format (default: from the file extension).
     #[arg(long, value_enum)]
     pub format: Option<Format>,
+    /// The input's text encoding, e.g. utf-8, utf-16le, windows-1252 (default: detected).
+    #[arg(long, value_parser = parse_encoding)]
+    pub encoding: Option<&'static encoding_rs::Encoding>,
+    /// The CSV delimiter: one character, or `tab` (default: `sep=` line, else sniffed).
+    #[arg(long, value_parser = parse_delimiter)]
+    pub delimiter: Option<u8>,
     /// Where refused rows go (default: `<input>.errors.csv`, or `.errors.jsonl`).
     #[arg(long)]
     pub errors: Option<PathBuf>,
@@ -213,6 +220,18 @@ pub enum LedgerCommand {
         #[arg(long, default_value = "roster-ledger.sqlite")]
         ledger: PathBuf,
     },
+}
+
+fn parse_encoding(label: &str) -> Result<&'static encoding_rs::Encoding, String> {
+    encoding_for_label(label)
+}
+
+fn parse_delimiter(text: &str) -> Result<u8, String> {
+    match text {
+        "tab" | "\\t" | "\t" => Ok(b'\t'),
+        _ if text.len() == 1 && text.is_ascii() => Ok(text.as_bytes()[0]),
+        _ => Err(format!("`{text}` is not one ASCII character (or `tab`)")),
+    }
 }
 
 /// `roster.toml`: the same settings as the flags; flags win. Secrets never live here.
@@ -588,7 +607,11 @@ fn import_settings(
         .unwrap_or_else(|| pipeline::default_errors_path(&common.file, errors_format));
     ImportSettings {
         input: common.file.clone(),
-        format: common.format.or(config.format),
+        read: InputOptions {
+            format: common.format.or(config.format),
+            encoding: common.encoding,
+            delimiter: common.delimiter,
+        },
         mapping,
         ledger,
         errors,

@@ -6,7 +6,7 @@ use crate::error::RunError;
 use crate::error_file::{ErrorFile, ErrorFormat};
 use crate::fields::Field;
 use crate::html_report::ReportCollector;
-use crate::input::{self, Format, Record, RecordSource};
+use crate::input::{self, InputOptions, Record, RecordSource};
 use crate::ledger::SqliteLedger;
 use crate::ledger::lock::LedgerLock;
 use crate::ledger::writer::{LedgerGone, LedgerSender, LedgerWriter};
@@ -41,8 +41,8 @@ pub enum RunMode {
 pub struct ImportSettings {
     /// The people file.
     pub input: PathBuf,
-    /// Its format, when the extension does not say.
-    pub format: Option<Format>,
+    /// Format, encoding and delimiter, where the file itself should not decide.
+    pub read: InputOptions,
     /// Column choices.
     pub mapping: MappingOptions,
     /// The results ledger.
@@ -94,7 +94,7 @@ pub fn prepare(
     settings: &ImportSettings,
     target: &dyn Target,
 ) -> Result<(Box<dyn RecordSource>, Mapping), RunError> {
-    let source = input::open(&settings.input, settings.format)?;
+    let source = input::open_with(&settings.input, &settings.read)?;
     let mapping = Mapping::resolve(
         source.headers(),
         &settings.mapping,

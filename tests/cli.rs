@@ -330,3 +330,31 @@ fn every_command_help_has_an_example() {
         assert!(run.stdout().contains("Example"), "{}", run.context());
     }
 }
+
+#[test]
+fn encoding_and_delimiter_flags_override_detection() {
+    let work = WorkDir::new();
+    std::fs::write(
+        work.path("p.csv"),
+        b"Email|First Name|Last Name\na@x.io|Ren\xE9|B\n",
+    )
+    .unwrap();
+    let run = work.roster(&[
+        "validate",
+        "p.csv",
+        "--delimiter",
+        "|",
+        "--encoding",
+        "latin1",
+        "--show-requests",
+        "1",
+    ]);
+    run.expect_code(0);
+    assert!(
+        run.stderr().contains(r#""firstName":"René""#),
+        "{}",
+        run.context()
+    );
+    let bad = work.roster(&["validate", "p.csv", "--encoding", "klingon"]);
+    bad.expect_code(2);
+}

@@ -699,3 +699,53 @@ fn the_config_file_can_name_the_variable_a_credential_is_read_from() {
     run.expect_code(0);
     assert_eq!(run.json()["created"], 3);
 }
+
+#[test]
+fn windows_1252_utf16_and_utf8_bom_exports_give_the_same_users() {
+    let utf8_bom = "\u{feff}Email,First Name,Last Name\r\njurgen@example.de,Jürgen,Müller\r\nzoe@example.fr,Zoë,Lefèvre\r\n";
+    let cp1252: Vec<u8> = b"sep=;\r\nE-mail Address;Given Name;Surname;\r\njurgen@example.de;J\xFCrgen;M\xFCller;\r\nzoe@example.fr;Zo\xEB;Lef\xE8vre;\r\n".to_vec();
+    let utf16: Vec<u8> = utf8_bom
+        .replace(',', "\t")
+        .encode_utf16()
+        .flat_map(|u| u.to_le_bytes())
+        .collect();
+    let mut seen = Vec::new();
+    for (name, bytes) in [
+        ("bom.csv", utf8_bom.as_bytes().to_vec()),
+        ("excel.csv", cp1252),
+        ("utf16.txt", utf16),
+    ] {
+        let server = TestSandbox::start(SandboxConfig::default());
+        let work = WorkDir::new();
+        std::fs::write(work.path(name), bytes).unwrap();
+        let url = server.url();
+        let run = work.roster(&[
+            "import",
+            name,
+            "--target",
+            "sandbox",
+            "--base-url",
+            &url,
+            "--json",
+        ]);
+        run.expect_code(0);
+        let users: Vec<(String, String, String)> = server
+            .sandbox
+            .users()
+            .into_iter()
+            .map(|u| (u.email, u.first_name, u.last_name))
+            .collect();
+        seen.push(users);
+    }
+    assert_eq!(seen[0].len(), 2);
+    assert_eq!(
+        seen[0][0],
+        (
+            "jurgen@example.de".to_string(),
+            "Jürgen".to_string(),
+            "Müller".to_string()
+        )
+    );
+    assert_eq!(seen[0], seen[1]);
+    assert_eq!(seen[0], seen[2]);
+}

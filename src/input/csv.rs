@@ -1,9 +1,9 @@
 //! CSV and TSV records through the `csv` crate, streaming, one reused byte buffer.
 
-use super::{Record, RecordSource, input_error, open_text};
+use super::{Record, RecordSource, decode, input_error};
 use crate::error::RunError;
+use encoding_rs::Encoding;
 use std::collections::VecDeque;
-use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 /// A delimited file with a header row.
 pub struct CsvSource {
     path: PathBuf,
-    reader: csv::Reader<LineCounting<BufReader<File>>>,
+    reader: csv::Reader<LineCounting<BufReader<Box<dyn Read + Send>>>>,
     headers: Vec<String>,
     buffer: csv::ByteRecord,
     lines: Arc<Mutex<LineIndex>>,
@@ -86,11 +86,40 @@ impl<R: Read> Read for LineCounting<R> {
 }
 
 impl CsvSource {
-    /// Opens `path` with the given delimiter and reads its header row.
-    pub fn open(path: &Path, delimiter: u8) -> Result<CsvSource, RunError> {
-        let lines = Arc::new(Mutex::new(LineIndex::default()));
+    /// Opens `path` and reads its header row. The encoding is detected unless given; the
+    /// delimiter is taken from an Excel `sep=` first line, else sniffed among `, ; TAB |`,
+    /// unless given.
+    pub fn open(
+        path: &Path,
+        delimiter: Option<u8>,
+        encoding: Option<&'static Encoding>,
+    ) -> Result<CsvSource, RunError> {
+        let mut decoded = decode::open(path, encoding)?.reader;
+        // Look at the first decoded bytes for a `sep=` line and the delimiter, then read on
+        // from the same place.
+        let mut head = Vec::with_capacity(HEAD);
+        (&mut decoded)
+            .take(HEAD as u64)
+            .read_to_end(&mut head)
+            .map_err(|e| input_error(path, e))?;
+        let mut lines_before = 0;
+        let mut declared = None;
+        if let Some((sep, len)) = excel_separator_line(&head) {
+            declared = Some(sep);
+            lines_before = 1;
+            head.drain(..len);
+        }
+        let delimiter = delimiter
+            .or(declared)
+            .unwrap_or_else(|| sniff_delimiter(&head));
+        let joined: Box<dyn Read + Send> = Box::new(std::io::Cursor::new(head).chain(decoded));
+        let text = BufReader::with_capacity(256 * 1024, joined);
+        let lines = Arc::new(Mutex::new(LineIndex {
+            passed: lines_before,
+            ..LineIndex::default()
+        }));
         let reader = LineCounting {
-            inner: open_text(path)?,
+            inner: text,
             offset: 0,
             lines: lines.clone(),
         };
@@ -209,6 +238,78 @@ impl RecordSource for CsvSource {
     }
 }
 
+/// How much decoded text is looked at for a `sep=` line and the delimiter.
+const HEAD: usize = 64 * 1024;
+
+/// Excel's `sep=;` first line: the delimiter it declares and the line's length in bytes.
+fn excel_separator_line(head: &[u8]) -> Option<(u8, usize)> {
+    if head.len() < 5 || !head[..4].eq_ignore_ascii_case(b"sep=") {
+        return None;
+    }
+    let sep = head[4];
+    let rest = &head[5..];
+    let len = match rest {
+        [b'\r', b'\n', ..] => 7,
+        [b'\n', ..] | [b'\r', ..] => 6,
+        [] => 5,
+        _ => return None,
+    };
+    Some((sep, len))
+}
+
+/// The delimiter among `, ; TAB |` that splits the first lines most consistently (the same
+/// non-zero count on every line, the most fields winning), counting outside quotes only.
+fn sniff_delimiter(head: &[u8]) -> u8 {
+    const CANDIDATES: [u8; 4] = [b',', b';', b'\t', b'|'];
+    let mut counts: Vec<[usize; 4]> = Vec::new();
+    let mut current = [0usize; 4];
+    let mut in_quotes = false;
+    let mut blank = true;
+    for &b in head {
+        match b {
+            b'"' => in_quotes = !in_quotes,
+            b'\n' if !in_quotes => {
+                if !blank {
+                    counts.push(current);
+                }
+                current = [0; 4];
+                blank = true;
+                if counts.len() == 20 {
+                    break;
+                }
+                continue;
+            }
+            _ if !in_quotes => {
+                if let Some(i) = CANDIDATES.iter().position(|&c| c == b) {
+                    current[i] += 1;
+                }
+            }
+            _ => {}
+        }
+        if !b.is_ascii_whitespace() || b == b'\t' {
+            blank = false;
+        }
+    }
+    if !blank && counts.len() < 20 {
+        counts.push(current);
+    }
+    let Some(first) = counts.first() else {
+        return b',';
+    };
+    let score = |i: usize| -> (bool, usize) {
+        let consistent = first[i] > 0 && counts.iter().all(|c| c[i] == first[i]);
+        (consistent, counts.iter().map(|c| c[i]).sum())
+    };
+    let best = (0..4)
+        .max_by_key(|&i| (score(i), usize::MAX - i))
+        .unwrap_or(0);
+    if score(best).1 == 0 {
+        b','
+    } else {
+        CANDIDATES[best]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,7 +319,7 @@ mod tests {
     fn source(text: &[u8], delimiter: u8) -> (tempfile::NamedTempFile, CsvSource) {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         f.write_all(text).unwrap();
-        let s = CsvSource::open(f.path(), delimiter).unwrap();
+        let s = CsvSource::open(f.path(), Some(delimiter), None).unwrap();
         (f, s)
     }
 
@@ -262,10 +363,12 @@ mod tests {
 
     #[test]
     fn bad_bytes_refuse_the_row_naming_the_column() {
-        let (_f, mut s) = source(b"email,name\na@x.io,Ren\xe9\n", b',');
+        // A UTF-8 file (Zoë is UTF-8) with one Windows-1252 byte in one row.
+        let (_f, mut s) = source(b"email,name\nz@x.io,Zo\xc3\xab\na@x.io,Ren\xe9\n", b',');
         let recs = read_all(&mut s).unwrap();
+        assert_eq!(recs[0].defect, None);
         assert_eq!(
-            recs[0].defect.as_deref(),
+            recs[1].defect.as_deref(),
             Some("column `name` is not valid UTF-8 text")
         );
     }
@@ -274,6 +377,63 @@ mod tests {
     fn an_empty_file_is_a_run_error() {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         f.write_all(b"").unwrap();
-        assert!(CsvSource::open(f.path(), b',').is_err());
+        assert!(CsvSource::open(f.path(), None, None).is_err());
+    }
+
+    fn sniffed(text: &[u8]) -> (Vec<String>, Vec<Record>) {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(text).unwrap();
+        let mut s = CsvSource::open(f.path(), None, None).unwrap();
+        let headers = s.headers().to_vec();
+        (headers, read_all(&mut s).unwrap())
+    }
+
+    #[test]
+    fn delimiters_are_sniffed() {
+        for (text, expected) in [
+            (&b"a;b;c\n1;2,5;3\n"[..], vec!["a", "b", "c"]),
+            (b"a\tb\n1\t2\n", vec!["a", "b"]),
+            (b"a|b\n\"x|y\"|2\n", vec!["a", "b"]),
+            (b"a,b\n\"1;2\",3\n", vec!["a", "b"]),
+            (b"email\na@x.io\n", vec!["email"]),
+        ] {
+            assert_eq!(
+                sniffed(text).0,
+                expected,
+                "{}",
+                String::from_utf8_lossy(text)
+            );
+        }
+    }
+
+    #[test]
+    fn an_excel_sep_line_is_honoured_and_counted_as_a_line() {
+        let (headers, records) = sniffed(b"sep=;\r\nEmail;Name\r\na@x.io;A,B\r\n");
+        assert_eq!(headers, ["Email", "Name"]);
+        assert_eq!(records[0].cells, ["a@x.io", "A,B"]);
+        assert_eq!(
+            records[0].row, 3,
+            "the sep line is line 1, the header line 2"
+        );
+    }
+
+    #[test]
+    fn windows_1252_with_semicolons_and_a_trailing_column() {
+        let (headers, records) =
+            sniffed(b"E-Mail;Vorname;Nachname;\r\nj@x.de;J\xFCrgen;M\xFCller;\r\n");
+        assert_eq!(headers, ["E-Mail", "Vorname", "Nachname"]);
+        assert_eq!(records[0].cells, ["j@x.de", "Jürgen", "Müller"]);
+        assert_eq!(records[0].defect, None);
+    }
+
+    #[test]
+    fn utf16_with_bom_is_read() {
+        let text: Vec<u8> = "\u{feff}Email,Name\r\na@x.io,Zoë\r\n"
+            .encode_utf16()
+            .flat_map(|u| u.to_le_bytes())
+            .collect();
+        let (headers, records) = sniffed(&text);
+        assert_eq!(headers, ["Email", "Name"]);
+        assert_eq!((records[0].row, records[0].cells[1].as_str()), (2, "Zoë"));
     }
 }

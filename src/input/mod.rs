@@ -5,6 +5,7 @@
 //! still yielded, with a `defect`, so it becomes a row error instead of stopping the run.
 
 mod csv;
+pub mod decode;
 mod jsonl;
 
 pub use self::csv::CsvSource;
@@ -62,8 +63,31 @@ pub trait RecordSource: Send {
     fn read_record(&mut self, record: &mut Record) -> Result<bool, RunError>;
 }
 
+/// How to read a file when its own bytes should not decide.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InputOptions {
+    /// The format (default: from the extension).
+    pub format: Option<Format>,
+    /// The text encoding (default: detected).
+    pub encoding: Option<&'static encoding_rs::Encoding>,
+    /// The CSV delimiter (default: `sep=` line, else sniffed; TAB for TSV).
+    pub delimiter: Option<u8>,
+}
+
 /// Opens `path` as the given format (or the one its extension names).
 pub fn open(path: &Path, format: Option<Format>) -> Result<Box<dyn RecordSource>, RunError> {
+    open_with(
+        path,
+        &InputOptions {
+            format,
+            ..InputOptions::default()
+        },
+    )
+}
+
+/// Opens `path` with explicit options.
+pub fn open_with(path: &Path, options: &InputOptions) -> Result<Box<dyn RecordSource>, RunError> {
+    let format = options.format;
     let format = match format.or_else(|| Format::from_path(path)) {
         Some(f) => f,
         None => {
@@ -74,8 +98,19 @@ pub fn open(path: &Path, format: Option<Format>) -> Result<Box<dyn RecordSource>
         }
     };
     match format {
-        Format::Csv => Ok(Box::new(CsvSource::open(path, b',')?)),
-        Format::Tsv => Ok(Box::new(CsvSource::open(path, b'\t')?)),
+        Format::Csv => Ok(Box::new(CsvSource::open(
+            path,
+            options.delimiter,
+            options.encoding,
+        )?)),
+        Format::Tsv => {
+            let delimiter = options.delimiter.or(Some(b'\t'));
+            Ok(Box::new(CsvSource::open(
+                path,
+                delimiter,
+                options.encoding,
+            )?))
+        }
         Format::Jsonl => Ok(Box::new(JsonlSource::open(path)?)),
     }
 }
