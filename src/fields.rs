@@ -24,11 +24,19 @@ pub enum Field {
     Role,
     /// Initial password; a secret, never written to outputs.
     Password,
+    /// "First Last" in one column; split into first and last name when those are absent.
+    FullName,
+    /// Country (name or ISO code), the person's region.
+    Country,
+    /// Department.
+    Department,
+    /// Job title.
+    Title,
 }
 
 impl Field {
     /// Every canonical field, in a fixed order that indexes [`UserFields`].
-    pub const ALL: [Field; 7] = [
+    pub const ALL: [Field; 11] = [
         Field::Email,
         Field::FirstName,
         Field::LastName,
@@ -36,6 +44,10 @@ impl Field {
         Field::Phone,
         Field::Role,
         Field::Password,
+        Field::FullName,
+        Field::Country,
+        Field::Department,
+        Field::Title,
     ];
 
     /// Number of canonical fields.
@@ -51,6 +63,10 @@ impl Field {
             Field::Phone => "phone",
             Field::Role => "role",
             Field::Password => "password",
+            Field::FullName => "full_name",
+            Field::Country => "country",
+            Field::Department => "department",
+            Field::Title => "title",
         }
     }
 

@@ -22,6 +22,9 @@ fn aliases(field: Field) -> &'static [&'static str] {
             "businessemail",
             "emailid",
             "login email",
+            "contactemail",
+            "officeemail",
+            "companyemail",
         ],
         Field::FirstName => &[
             "firstname",
@@ -30,6 +33,7 @@ fn aliases(field: Field) -> &'static [&'static str] {
             "forename",
             "fname",
             "given",
+            "preferredfirstname",
         ],
         Field::LastName => &[
             "lastname",
@@ -39,7 +43,15 @@ fn aliases(field: Field) -> &'static [&'static str] {
             "lname",
             "family",
         ],
-        Field::Username => &["username", "login", "loginname", "userlogin", "handle"],
+        Field::Username => &[
+            "username",
+            "login",
+            "loginname",
+            "userlogin",
+            "handle",
+            "userprincipalname",
+            "upn",
+        ],
         Field::Phone => &[
             "phone",
             "phonenumber",
@@ -53,7 +65,30 @@ fn aliases(field: Field) -> &'static [&'static str] {
             "workphone",
             "businessphone",
         ],
-        Field::Role => &["role", "userrole", "accessrole", "accesslevel"],
+        Field::Role => &["role", "userrole", "accessrole", "accesslevel", "usertype"],
+        Field::FullName => &[
+            "fullname",
+            "name",
+            "displayname",
+            "employeename",
+            "employee",
+            "personname",
+        ],
+        Field::Country => &[
+            "country",
+            "countryregion",
+            "countrycode",
+            "usagelocation",
+            "nation",
+        ],
+        Field::Department => &[
+            "department",
+            "dept",
+            "division",
+            "team",
+            "organizationalunit",
+        ],
+        Field::Title => &["title", "jobtitle", "position", "designation"],
         Field::Password => &["password", "initialpassword", "pwd", "pass"],
     }
 }
@@ -113,7 +148,7 @@ impl Mapping {
                 })?;
             columns[field.index()] = Some(index);
         }
-        let squashed: Vec<String> = headers.iter().map(|h| squash(h)).collect();
+        let squashed: Vec<String> = headers.iter().map(|h| squash(&header_words(h))).collect();
         for field in Field::ALL {
             if columns[field.index()].is_some() {
                 continue;
@@ -126,8 +161,14 @@ impl Mapping {
             });
             columns[field.index()] = found;
         }
+        let full_name = columns[Field::FullName.index()].is_some();
         for &field in required {
-            if columns[field.index()].is_none() && defaults[field.index()].is_none() {
+            // A full name column can supply first and last names.
+            let from_full_name = full_name && matches!(field, Field::FirstName | Field::LastName);
+            if columns[field.index()].is_none()
+                && defaults[field.index()].is_none()
+                && !from_full_name
+            {
                 return Err(RunError::Usage(format!(
                     "no column for required field `{field}`{} (hint: --map {field}=COLUMN or --set {field}=VALUE)",
                     suggestion(headers, field.name())
@@ -195,6 +236,26 @@ impl Mapping {
             lines.push(format!("unused columns: {}", unused.join(", ")));
         }
         lines
+    }
+}
+
+/// A header without the annotations export templates add: Google Workspace's
+/// "First Name [Required]", Entra ID's "First name [givenName]", "(optional)".
+fn header_words(header: &str) -> String {
+    let mut out = String::with_capacity(header.len());
+    let mut depth = 0usize;
+    for c in header.chars() {
+        match c {
+            '[' | '(' => depth += 1,
+            ']' | ')' => depth = depth.saturating_sub(1),
+            _ if depth == 0 => out.push(c),
+            _ => {}
+        }
+    }
+    if out.trim().is_empty() {
+        header.to_string()
+    } else {
+        out
     }
 }
 

@@ -96,6 +96,7 @@ impl Validator {
                 Err(message) => errors.push(self.error(field, ErrorCode::Format, message)),
             }
         }
+        self.split_full_name(&mut fields, &mut errors);
         let rules = self.target.rules();
         for &field in &rules.required {
             let failed_already = errors.iter().any(|e| e.field == Some(field));
@@ -132,6 +133,34 @@ impl Validator {
                 errors,
                 cells,
             }),
+        }
+    }
+
+    /// With neither first nor last name given, a full name is split on its first whitespace;
+    /// a single word leaves the last name missing (refused, never guessed).
+    fn split_full_name(&self, fields: &mut UserFields, errors: &mut Vec<FieldError>) {
+        if fields.get(Field::FirstName).is_some() || fields.get(Field::LastName).is_some() {
+            return;
+        }
+        let Some(full) = fields.get(Field::FullName).map(str::to_string) else {
+            return;
+        };
+        match full.split_once(char::is_whitespace) {
+            Some((first, last)) => {
+                fields.set(Field::FirstName, Some(first.to_string()));
+                fields.set(Field::LastName, Some(last.trim().to_string()));
+            }
+            None => {
+                fields.set(Field::FirstName, Some(full.clone()));
+                let column = self.mapping.column_name(Field::FullName).to_string();
+                let message = format!("`{full}` is one word: no last name to take from it");
+                errors.push(FieldError::local(
+                    Some(Field::LastName),
+                    column,
+                    ErrorCode::Required,
+                    message,
+                ));
+            }
         }
     }
 
@@ -219,5 +248,39 @@ mod tests {
             })
             .collect();
         assert_eq!(rows, (2..102).collect::<Vec<u64>>());
+    }
+
+    #[test]
+    fn a_full_name_is_split_when_first_and_last_are_absent() {
+        let v = validator(&["Email", "Full Name"]);
+        let Checked::Ready(user) = v.check(record(2, &["a@x.io", "Mary Ann  Smith-Jones"])) else {
+            panic!("expected ready")
+        };
+        assert_eq!(user.fields.get(Field::FirstName), Some("Mary"));
+        assert_eq!(user.fields.get(Field::LastName), Some("Ann  Smith-Jones"));
+        let Checked::Invalid(bad) = v.check(record(3, &["b@x.io", "Cher"])) else {
+            panic!("expected invalid")
+        };
+        assert_eq!(bad.errors.len(), 1);
+        assert_eq!(bad.errors[0].column, "Full Name");
+        assert!(bad.errors[0].message.contains("one word"));
+    }
+
+    #[test]
+    fn export_template_annotations_are_ignored_when_matching_headers() {
+        let v = validator(&[
+            "Email Address [Required]",
+            "First Name [Required]",
+            "Last Name (optional)",
+            "Job title [jobTitle]",
+        ]);
+        let Checked::Ready(user) = v.check(record(2, &["a@x.io", "A", "B", "Engineer"])) else {
+            panic!("expected ready")
+        };
+        assert_eq!(user.fields.get(Field::Title), Some("Engineer"));
+        assert_eq!(
+            v.mapping().column_name(Field::LastName),
+            "Last Name (optional)"
+        );
     }
 }

@@ -154,6 +154,10 @@ pub fn field_for_common(api_name: &str) -> Option<Field> {
         "phone" | "phonenumber" | "phonenumbers" | "mobile" => Field::Phone,
         "role" | "roles" | "roleids" | "tenantadmin" => Field::Role,
         "password" => Field::Password,
+        "fullname" | "displayname" | "name" => Field::FullName,
+        "country" | "countrycode" => Field::Country,
+        "department" => Field::Department,
+        "title" | "jobtitle" => Field::Title,
         _ => return None,
     })
 }
