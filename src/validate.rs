@@ -41,6 +41,8 @@ pub struct InvalidRow {
 }
 
 /// The outcome of checking one record.
+// Ready is the common case; boxing it would cost an allocation per row on the hot path.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Checked {
     /// Ready to send.
