@@ -20,7 +20,16 @@ pub fn clean(raw: &str) -> String {
 pub fn email(raw: &str) -> Result<String, String> {
     let value = clean(raw).to_lowercase();
     check_email(&value)?;
-    Ok(value)
+    // Internationalised domains are sent as ASCII (punycode), which every API accepts.
+    match value.rsplit_once('@') {
+        Some((local, domain)) if !domain.is_ascii() => {
+            let ascii = idna::domain_to_ascii(domain).map_err(|_| {
+                format!("`{value}`: domain `{domain}` is not a valid internationalised domain name")
+            })?;
+            Ok(format!("{local}@{ascii}"))
+        }
+        _ => Ok(value),
+    }
 }
 
 fn check_email(value: &str) -> Result<(), String> {
@@ -183,6 +192,19 @@ mod tests {
         ] {
             assert!(email(bad).is_err(), "{bad} should be refused");
         }
+    }
+
+    #[test]
+    fn idn_domains_become_ascii() {
+        assert!(
+            email("jörg@bücher.de").is_err(),
+            "a non-ASCII local part is refused"
+        );
+        assert_eq!(email("ann@bücher.de").unwrap(), "ann@xn--bcher-kva.de");
+        assert_eq!(
+            email("ann@xn--bcher-kva.de").unwrap(),
+            "ann@xn--bcher-kva.de"
+        );
     }
 
     #[test]
