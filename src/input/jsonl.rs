@@ -8,14 +8,13 @@ use super::{Record, RecordSource, input_error, open_text};
 use crate::error::RunError;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 /// A JSONL file.
 pub struct JsonlSource {
     path: PathBuf,
-    reader: BufReader<File>,
+    reader: BufReader<Box<dyn Read + Send>>,
     headers: Vec<String>,
     index: HashMap<String, usize>,
     line: String,
@@ -99,7 +98,7 @@ impl RecordSource for JsonlSource {
 }
 
 fn read_line(
-    reader: &mut BufReader<File>,
+    reader: &mut BufReader<Box<dyn Read + Send>>,
     line: &mut String,
     path: &Path,
 ) -> Result<usize, RunError> {

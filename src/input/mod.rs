@@ -12,8 +12,7 @@ pub use self::csv::CsvSource;
 pub use self::jsonl::JsonlSource;
 
 use crate::error::RunError;
-use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
 /// Supported input formats.
@@ -116,17 +115,9 @@ pub fn open_with(path: &Path, options: &InputOptions) -> Result<Box<dyn RecordSo
 }
 
 /// Opens a file for buffered reading with its UTF-8 byte-order mark, if any, skipped.
-pub(crate) fn open_text(path: &Path) -> Result<BufReader<File>, RunError> {
-    let file = File::open(path).map_err(|e| input_error(path, e))?;
-    let mut reader = BufReader::with_capacity(256 * 1024, file);
-    let has_bom = reader
-        .fill_buf()
-        .map_err(|e| input_error(path, e))?
-        .starts_with(b"\xEF\xBB\xBF");
-    if has_bom {
-        reader.consume(3);
-    }
-    Ok(reader)
+pub(crate) fn open_text(path: &Path) -> Result<BufReader<Box<dyn Read + Send>>, RunError> {
+    let decoded = decode::open(path, Some(encoding_rs::UTF_8))?;
+    Ok(BufReader::with_capacity(256 * 1024, decoded.reader))
 }
 
 /// A run error for an unreadable input file.

@@ -328,14 +328,19 @@ async fn create_user(
         }
     }
     // Count attempts per email before judging the body, so refused requests count too.
+    let raw = rules::parse(&body);
     let attempt = {
-        let email = rules::email_of(&body);
+        let email = match &raw {
+            Ok(raw) => raw.email_key(),
+            // Only a malformed body is read a second time, leniently, for its email.
+            Err(_) => rules::email_of(&body),
+        };
         let mut attempts = shared.attempts.lock().unwrap_or_else(|p| p.into_inner());
         let n = attempts.entry(email).or_insert(0);
         *n += 1;
         *n
     };
-    let input = match rules::check(&body) {
+    let input = match raw.and_then(rules::validate) {
         Ok(input) => input,
         Err(rules::Refusal::Body(detail)) => {
             counters.invalid.fetch_add(1, Ordering::Relaxed);

@@ -18,9 +18,10 @@ pub struct Input {
     pub role: Option<String>,
 }
 
+/// A request body as sent, before any rule.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Raw {
+pub struct Raw {
     email: Option<String>,
     first_name: Option<String>,
     last_name: Option<String>,
@@ -37,7 +38,7 @@ pub enum Refusal {
     Fields(Vec<(&'static str, Vec<String>)>),
 }
 
-/// The lower-cased email of a body, or "" when it has none.
+/// The lower-cased email of a body that is not a valid user object, or "" when it has none.
 pub fn email_of(body: &[u8]) -> String {
     #[derive(Deserialize)]
     struct EmailOnly {
@@ -50,10 +51,25 @@ pub fn email_of(body: &[u8]) -> String {
         .unwrap_or_default()
 }
 
-/// Validates a request body.
-pub fn check(body: &[u8]) -> Result<Input, Refusal> {
-    let raw: Raw = serde_json::from_slice(body)
-        .map_err(|e| Refusal::Body(format!("the body is not a valid user object: {e}")))?;
+impl Raw {
+    /// The lower-cased email, the key attempts are counted under ("" when absent).
+    pub fn email_key(&self) -> String {
+        self.email
+            .as_deref()
+            .unwrap_or_default()
+            .trim()
+            .to_lowercase()
+    }
+}
+
+/// Parses a request body.
+pub fn parse(body: &[u8]) -> Result<Raw, Refusal> {
+    serde_json::from_slice(body)
+        .map_err(|e| Refusal::Body(format!("the body is not a valid user object: {e}")))
+}
+
+/// Validates a parsed body.
+pub fn validate(raw: Raw) -> Result<Input, Refusal> {
     let mut errors: Vec<(&'static str, Vec<String>)> = Vec::new();
     let mut push =
         |field: &'static str, message: String| match errors.iter_mut().find(|(f, _)| *f == field) {
@@ -122,6 +138,10 @@ pub fn check(body: &[u8]) -> Result<Input, Refusal> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn check(body: &[u8]) -> Result<Input, Refusal> {
+        parse(body).and_then(validate)
+    }
 
     fn refusal(body: &str) -> Vec<(&'static str, Vec<String>)> {
         match check(body.as_bytes()) {
