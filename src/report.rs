@@ -259,26 +259,20 @@ fn aggregate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fields::{ErrorCode, FieldError};
-
-    fn report(row: u64, outcome: Outcome, cells: &[&str]) -> RowReport {
-        let errors = vec![FieldError::local(None, "Email", ErrorCode::Format, "bad")];
-        RowReport::local(
-            row,
-            outcome,
-            errors,
-            cells.iter().map(|s| s.to_string()).collect(),
-        )
-    }
 
     #[test]
     fn summary_counts_requests_and_retries() {
         let mut s = Summary::default();
-        let mut r = report(2, Outcome::Created, &[]);
+        let mut r = RowReport::local(2, Outcome::Created, Vec::new(), Vec::new());
         r.attempts = 3;
         r.throttled = 1;
         s.count(&r);
-        s.count(&report(3, Outcome::Duplicate, &[]));
+        s.count(&RowReport::local(
+            3,
+            Outcome::Duplicate,
+            Vec::new(),
+            Vec::new(),
+        ));
         assert_eq!(
             (s.created, s.duplicates, s.requests, s.retries, s.throttled),
             (1, 1, 3, 2, 1)
