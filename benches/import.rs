@@ -38,9 +38,8 @@ fn bench(c: &mut Criterion) {
             |(sandbox, ledger)| {
                 let spec = TargetSpec {
                     name: "sandbox".into(),
-                    base_url: sandbox.base_url(),
-                    in_process: false,
-                    credentials: Default::default(),
+                    base_url: Some(sandbox.base_url()),
+                    ..TargetSpec::default()
                 };
                 let target = targets::build(&spec).unwrap();
                 let settings = ImportSettings {
@@ -59,6 +58,7 @@ fn bench(c: &mut Criterion) {
                     },
                     mode: RunMode::Send,
                     progress: ProgressMode::Quiet,
+                    generate_passwords: None,
                 };
                 let result = runtime
                     .block_on(pipeline::run(&settings, target, Arc::new(Stop::default())))

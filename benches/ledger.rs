@@ -18,6 +18,8 @@ fn user(i: usize) -> ReadyUser {
         body: Vec::new(),
         content_hash: i as u64,
         cells: Vec::new(),
+        generated_password: false,
+        remote_id: None,
     }
 }
 

@@ -85,6 +85,10 @@ pub struct CommonArgs {
     /// Default for FIELD when its cell is empty (repeatable), e.g. `--set role=user`.
     #[arg(long = "set", value_name = "FIELD=VALUE")]
     pub set: Vec<String>,
+    /// A target-specific setting (repeatable), e.g. `--target-option app_client_id=cradl:app-client:x`
+    /// (`roster targets` lists them).
+    #[arg(long = "target-option", value_name = "KEY=VALUE")]
+    pub target_option: Vec<String>,
     /// The input format (default: from the file extension).
     #[arg(long, value_enum)]
     pub format: Option<Format>,
@@ -126,6 +130,13 @@ pub struct ImportArgs {
     /// The target's base URL (default: the vendor's public one, or the in-process sandbox).
     #[arg(long)]
     pub base_url: Option<String>,
+    /// The OAuth2 token endpoint (default: the vendor's, see `roster targets`).
+    #[arg(long)]
+    pub token_url: Option<String>,
+    /// Give users without a password a strong random one, written only to FILE (mode 0600,
+    /// one `identity,password` line per created user).
+    #[arg(long, value_name = "FILE")]
+    pub generate_passwords: Option<PathBuf>,
     /// Attempts per second, retries included (0 = no limit; default: the target's).
     #[arg(long)]
     pub rate: Option<f64>,
@@ -272,11 +283,16 @@ pub struct ConfigFile {
     /// `ROSTER_*` default (the config names variables, never holds secrets).
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// OAuth2 token endpoint.
+    pub token_url: Option<String>,
+    /// key = "value" settings of the target (`[target_options]`).
+    #[serde(default)]
+    pub target_options: BTreeMap<String, String>,
 }
 
 impl ConfigFile {
     /// The keys a config file may hold.
-    pub const KEYS: [&'static str; 15] = [
+    pub const KEYS: [&'static str; 17] = [
         "target",
         "base_url",
         "rate",
@@ -292,6 +308,8 @@ impl ConfigFile {
         "map",
         "set",
         "env",
+        "token_url",
+        "target_options",
     ];
 
     /// Reads a config file; an unknown key is an error that suggests the closest valid one.
@@ -407,13 +425,13 @@ fn load_config(common: &CommonArgs) -> Result<ConfigFile, RunError> {
 
 /// Starts the in-process sandbox when no target (or `sandbox` without a URL) is named.
 async fn resolve_target(
-    name: Option<String>,
-    base_url: Option<String>,
-    credentials: Credentials,
+    mut spec: TargetSpec,
     quiet: bool,
 ) -> Result<(TargetSpec, Option<Sandbox>), RunError> {
-    let name = name.unwrap_or_else(|| "sandbox".to_string());
-    if name == "sandbox" && base_url.is_none() {
+    if spec.name.is_empty() {
+        spec.name = "sandbox".to_string();
+    }
+    if spec.name == "sandbox" && spec.base_url.is_none() {
         let sandbox = Sandbox::start(SandboxConfig::default(), 0)
             .await
             .map_err(|e| RunError::Startup(format!("cannot start the in-process sandbox: {e}")))?;
@@ -423,25 +441,26 @@ async fn resolve_target(
                 sandbox.base_url()
             );
         }
-        let spec = TargetSpec {
-            name,
-            base_url: sandbox.base_url(),
-            in_process: true,
-            credentials,
-        };
+        spec.base_url = Some(sandbox.base_url());
+        spec.in_process = true;
         return Ok((spec, Some(sandbox)));
     }
-    let base_url =
-        base_url.ok_or_else(|| RunError::Usage(format!("target `{name}` needs --base-url")))?;
-    Ok((
-        TargetSpec {
-            name,
-            base_url,
-            in_process: false,
-            credentials,
-        },
-        None,
-    ))
+    Ok((spec, None))
+}
+
+/// `--target-option key=value` (and the config's `[target_options]`) as one map; flags win.
+fn target_options(
+    common: &CommonArgs,
+    config: &ConfigFile,
+) -> Result<BTreeMap<String, String>, RunError> {
+    let mut options = config.target_options.clone();
+    for item in &common.target_option {
+        let (key, value) = item.split_once('=').ok_or_else(|| {
+            RunError::Usage(format!("--target-option `{item}`: expected KEY=VALUE"))
+        })?;
+        options.insert(key.trim().to_string(), value.to_string());
+    }
+    Ok(options)
 }
 
 /// Ctrl-C / SIGTERM: the first stops taking rows and lets in-flight requests finish; the
@@ -490,13 +509,20 @@ async fn wait_for_signal() {
 async fn import(args: ImportArgs) -> Result<i32, RunError> {
     let config = load_config(&args.common)?;
     let mapping = mapping_options(&args.common, &config)?;
-    let (spec, _sandbox) = resolve_target(
-        args.common.target.clone().or(config.target.clone()),
-        args.base_url.or(config.base_url.clone()),
-        Credentials::from_env_named(&config.env).map_err(RunError::Usage)?,
-        args.common.quiet,
-    )
-    .await?;
+    let spec = TargetSpec {
+        name: args
+            .common
+            .target
+            .clone()
+            .or(config.target.clone())
+            .unwrap_or_default(),
+        base_url: args.base_url.or(config.base_url.clone()),
+        token_url: args.token_url.or(config.token_url.clone()),
+        in_process: false,
+        credentials: Credentials::from_env_named(&config.env).map_err(RunError::Usage)?,
+        options: target_options(&args.common, &config)?,
+    };
+    let (spec, _sandbox) = resolve_target(spec, args.common.quiet).await?;
     let target = targets::build(&spec)?;
     let defaults = SubmitSettings::default();
     let timeout = args
@@ -521,7 +547,11 @@ async fn import(args: ImportArgs) -> Result<i32, RunError> {
             .unwrap_or(defaults.concurrency)
             .max(1),
         rate,
-        burst: args.burst.or(config.burst).unwrap_or(defaults.burst).max(1),
+        burst: args
+            .burst
+            .or(config.burst)
+            .unwrap_or(target.default_burst())
+            .max(1),
         timeout: Duration::from_secs_f64(timeout),
         retry: RetryPolicy {
             max_retries: args
@@ -541,10 +571,16 @@ async fn import(args: ImportArgs) -> Result<i32, RunError> {
     } else {
         RunMode::Send
     };
-    let settings = import_settings(common, &config, mapping, ledger, submit, mode);
+    let mut settings = import_settings(common, &config, mapping, ledger, submit, mode);
+    settings.generate_passwords = args.generate_passwords.clone();
     let stop = Arc::new(Stop::default());
     watch_signals(stop.clone());
     let result = pipeline::run(&settings, target.clone(), stop).await?;
+    if mode == RunMode::DryRun
+        && let Some(warning) = target.dry_run_warning(result.summary.would_send.unwrap_or(0))
+    {
+        eprintln!("roster: warning: {warning}");
+    }
     finish(result, target.name(), common.json)
 }
 
@@ -557,15 +593,18 @@ async fn validate(args: ValidateArgs) -> Result<i32, RunError> {
         .clone()
         .or(config.target.clone())
         .unwrap_or_else(|| "sandbox".into());
-    // No network: the target is only asked for its rules, so any URL will do.
+    // No network: the target is only asked for its rules and bodies, so any URL will do.
     let spec = TargetSpec {
         name,
-        base_url: config
-            .base_url
-            .clone()
-            .unwrap_or_else(|| "http://127.0.0.1:9".into()),
+        base_url: Some(
+            config
+                .base_url
+                .clone()
+                .unwrap_or_else(|| "http://127.0.0.1:9".into()),
+        ),
         in_process: true,
-        credentials: Credentials::default(),
+        options: target_options(&args.common, &config)?,
+        ..TargetSpec::default()
     };
     let target = targets::build(&spec)?;
     let common = &args.common;
@@ -622,6 +661,7 @@ fn import_settings(
         submit,
         mode,
         progress: ProgressMode::detect(common.quiet),
+        generate_passwords: None,
     }
 }
 

@@ -32,11 +32,13 @@ pub enum Field {
     Department,
     /// Job title.
     Title,
+    /// Account status: active (enabled) or not; targets spell it their way.
+    Status,
 }
 
 impl Field {
     /// Every canonical field, in a fixed order that indexes [`UserFields`].
-    pub const ALL: [Field; 11] = [
+    pub const ALL: [Field; 12] = [
         Field::Email,
         Field::FirstName,
         Field::LastName,
@@ -48,6 +50,7 @@ impl Field {
         Field::Country,
         Field::Department,
         Field::Title,
+        Field::Status,
     ];
 
     /// Number of canonical fields.
@@ -67,6 +70,7 @@ impl Field {
             Field::Country => "country",
             Field::Department => "department",
             Field::Title => "title",
+            Field::Status => "status",
         }
     }
 

@@ -15,6 +15,7 @@ pub mod ledger;
 pub mod mapping;
 pub mod normalize;
 pub mod outcome;
+pub mod password;
 pub mod pipeline;
 pub mod report;
 pub mod retry;

@@ -21,7 +21,7 @@ fn aliases(field: Field) -> &'static [&'static str] {
             "useremail",
             "businessemail",
             "emailid",
-            "login email",
+            "loginemail",
             "contactemail",
             "officeemail",
             "companyemail",
@@ -89,6 +89,15 @@ fn aliases(field: Field) -> &'static [&'static str] {
             "organizationalunit",
         ],
         Field::Title => &["title", "jobtitle", "position", "designation"],
+        Field::Status => &[
+            "status",
+            "accountstatus",
+            "userstatus",
+            "active",
+            "isactive",
+            "enabled",
+            "accountenabled",
+        ],
         Field::Password => &["password", "initialpassword", "pwd", "pass"],
     }
 }

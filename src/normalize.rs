@@ -161,9 +161,43 @@ pub fn role(raw: &str) -> Result<String, String> {
     }
 }
 
+/// An account status as `active` or `inactive`: "Active", "Enabled", "Yes", "True", "1" (and
+/// their opposites, "Suspended", "Blocked") in any case; anything else is refused.
+pub fn status(raw: &str) -> Result<String, String> {
+    let value = clean(raw);
+    let key: String = value
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '-' | '_'))
+        .flat_map(char::to_lowercase)
+        .collect();
+    match key.as_str() {
+        "active" | "enabled" | "enable" | "yes" | "y" | "true" | "1" => Ok("active".into()),
+        "inactive" | "disabled" | "disable" | "no" | "n" | "false" | "0" | "suspended"
+        | "blocked" | "deactivated" => Ok("inactive".into()),
+        _ => Err(format!(
+            "`{value}` is not a known status (active/enabled/yes or inactive/disabled/no)"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn statuses_have_two_values() {
+        for (raw, want) in [
+            ("Active", "active"),
+            (" ENABLED ", "active"),
+            ("TRUE", "active"),
+            ("Disabled", "inactive"),
+            ("no", "inactive"),
+            ("Suspended", "inactive"),
+        ] {
+            assert_eq!(status(raw).unwrap(), want, "{raw}");
+        }
+        assert!(status("maybe").is_err());
+    }
 
     #[test]
     fn clean_trims_unicode_space_and_composes() {

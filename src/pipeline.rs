@@ -2,6 +2,7 @@
 //! → submit (tokio) → ledger → reports. Stages are joined by bounded channels, so memory stays
 //! flat however long the file is.
 
+use crate::auth::AuthError;
 use crate::error::RunError;
 use crate::error_file::{ErrorFile, ErrorFormat};
 use crate::fields::Field;
@@ -12,10 +13,11 @@ use crate::ledger::lock::LedgerLock;
 use crate::ledger::writer::{LedgerGone, LedgerSender, LedgerWriter};
 use crate::mapping::{Mapping, MappingOptions};
 use crate::outcome::{Outcome, RowReport};
+use crate::password::PasswordFile;
 use crate::report::{Aggregator, ProgressMode, Summary};
 use crate::stop::{Stop, StopReason};
 use crate::submit::{SubmitSettings, Submitter, http_client};
-use crate::targets::Target;
+use crate::targets::{PasswordUse, Target};
 use crate::validate::{Checked, ReadyUser, Validator};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -63,6 +65,8 @@ pub struct ImportSettings {
     pub mode: RunMode,
     /// How progress is shown.
     pub progress: ProgressMode,
+    /// `--generate-passwords FILE`: users without a password get a random one, written here.
+    pub generate_passwords: Option<PathBuf>,
 }
 
 /// The default error file for an input: `people.csv` → `people.errors.csv` beside it
@@ -95,11 +99,32 @@ pub fn prepare(
     target: &dyn Target,
 ) -> Result<(Box<dyn RecordSource>, Mapping), RunError> {
     let source = input::open_with(&settings.input, &settings.read)?;
-    let mapping = Mapping::resolve(
-        source.headers(),
-        &settings.mapping,
-        &target.rules().required,
-    )?;
+    // A password is checked apart: its absence has its own remedy (--generate-passwords).
+    let required: Vec<Field> = target
+        .rules()
+        .required
+        .iter()
+        .copied()
+        .filter(|f| *f != Field::Password)
+        .collect();
+    let mapping = Mapping::resolve(source.headers(), &settings.mapping, &required)?;
+    let password_given = mapping.column(Field::Password).is_some()
+        || settings
+            .mapping
+            .defaults
+            .iter()
+            .any(|(f, _)| *f == Field::Password);
+    if target.password_use() == PasswordUse::Required
+        && !password_given
+        && settings.generate_passwords.is_none()
+    {
+        return Err(RunError::Usage(format!(
+            "target `{}` requires a password for every user and the file has no password column: \
+             add one, or pass --generate-passwords FILE to create a strong random password per \
+             user (written only to FILE)",
+            target.name()
+        )));
+    }
     Ok((source, mapping))
 }
 
@@ -117,6 +142,32 @@ pub async fn run(
     }
     let (source, mapping) = prepare(settings, target.as_ref())?;
     let mapping = Arc::new(mapping);
+    let passwords = match (&settings.generate_passwords, settings.mode) {
+        (Some(path), RunMode::Send) => {
+            if same_file(path, &settings.input) {
+                return Err(RunError::Usage(
+                    "--generate-passwords must not be the input file".into(),
+                ));
+            }
+            let file = PasswordFile::open(path).map_err(|e| RunError::Output {
+                path: path.clone(),
+                source: e,
+            })?;
+            Some(Arc::new(file))
+        }
+        _ => None,
+    };
+    if settings.mode == RunMode::Send {
+        // Missing or wrong credentials stop the run here, before any row is claimed.
+        target.auth().check().await.map_err(|e| match e {
+            AuthError::Missing(message) => RunError::Usage(message),
+            AuthError::Token(e) => RunError::Aborted(format!(
+                "target `{}`: {e} (hint: {})",
+                target.name(),
+                target.auth_hint()
+            )),
+        })?;
+    }
     let scratch = tempfile::tempdir()
         .map_err(|e| RunError::Startup(format!("cannot create a temporary directory: {e}")))?;
     let ledger_path = match settings.mode {
@@ -147,7 +198,10 @@ pub async fn run(
     let aggregator = Aggregator::spawn(reports_rx, errors, settings.progress, collector);
     let writer = LedgerWriter::spawn(ledger, reports_tx.clone());
 
-    let validator = Arc::new(Validator::new((*mapping).clone(), target.clone()));
+    let validator = Arc::new(
+        Validator::new((*mapping).clone(), target.clone())
+            .generating_passwords(settings.generate_passwords.is_some()),
+    );
     let (chunks_tx, chunks_rx) = mpsc::channel::<Vec<Checked>>(2);
     let reader = {
         let stop = stop.clone();
@@ -157,13 +211,16 @@ pub async fn run(
     let concurrency = settings.submit.concurrency.max(1);
     let (submit_tx, submitter) = if settings.mode == RunMode::Send {
         let client = http_client(&settings.submit)?;
-        let submitter = Arc::new(Submitter::new(
-            client,
-            target.clone(),
-            mapping.clone(),
-            settings.submit,
-            stop.clone(),
-        )?);
+        let submitter = Arc::new(
+            Submitter::new(
+                client,
+                target.clone(),
+                mapping.clone(),
+                settings.submit,
+                stop.clone(),
+            )?
+            .with_password_file(passwords),
+        );
         let (tx, rx) = mpsc::channel::<ReadyUser>(concurrency);
         let task = tokio::spawn(submitter.run(rx, writer.sender()));
         (Some(tx), Some(task))

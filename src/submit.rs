@@ -2,18 +2,20 @@
 //! attempt (retries included), retries with full-jitter backoff, and a pause for all workers
 //! when the server asks for one.
 
+use crate::auth::scheme::Used;
 use crate::error::RunError;
 use crate::fields::{ErrorCode, FieldError};
 use crate::ledger::now_ms;
 use crate::ledger::writer::LedgerSender;
 use crate::mapping::Mapping;
 use crate::outcome::Outcome;
+use crate::password::PasswordFile;
 use crate::retry::{PauseGate, RetryPolicy};
 use crate::stop::{Stop, StopReason};
 use crate::targets::{Target, Verdict};
 use crate::validate::ReadyUser;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
+use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -89,8 +91,19 @@ pub fn http_client(settings: &SubmitSettings) -> Result<reqwest::Client, RunErro
         .map_err(|e| RunError::Startup(format!("cannot build the HTTP client: {e}")))
 }
 
+/// How one request of a submission ended.
+enum StepEnd {
+    /// A final answer (never `Retry`: retries are spent inside the step).
+    Answered(Verdict),
+    /// Retries ran out; the message says after what.
+    Exhausted(String),
+    /// The run stopped first.
+    Stopped,
+}
+
 /// Sends users to one target.
 pub struct Submitter {
+    passwords: Option<Arc<PasswordFile>>,
     client: reqwest::Client,
     target: Arc<dyn Target>,
     mapping: Arc<Mapping>,
@@ -120,6 +133,7 @@ impl Submitter {
             None
         };
         Ok(Submitter {
+            passwords: None,
             client,
             target,
             mapping,
@@ -128,6 +142,12 @@ impl Submitter {
             settings,
             stop,
         })
+    }
+
+    /// Writes every generated password of a created user to `file`.
+    pub fn with_password_file(mut self, file: Option<Arc<PasswordFile>>) -> Submitter {
+        self.passwords = file;
+        self
     }
 
     /// Sends every user from `users`, at most `concurrency` at once, recording each result.
@@ -150,9 +170,9 @@ impl Submitter {
         while tasks.join_next().await.is_some() {}
     }
 
-    /// All attempts for one user.
+    /// All attempts for one user: the create request, then the target's follow-up step (if
+    /// any); a user created in an earlier run whose follow-up did not finish starts there.
     pub async fn submit(&self, user: ReadyUser) -> Submission {
-        let mut schedule = self.settings.retry.schedule();
         let mut done = Submission {
             user,
             outcome: Outcome::NotSent,
@@ -165,13 +185,107 @@ impl Submitter {
             first_attempt_ms: None,
             last_attempt_ms: None,
         };
+        match done.user.remote_id.clone() {
+            Some(id) => done.remote_id = Some(id),
+            None => {
+                let body = done.user.body.clone();
+                let endpoint = self.target.endpoint().to_string();
+                match self
+                    .run_step(&mut done, reqwest::Method::POST, &endpoint, body)
+                    .await
+                {
+                    StepEnd::Answered(Verdict::Created { remote_id }) => done.remote_id = remote_id,
+                    StepEnd::Answered(Verdict::Exists) => {
+                        done.outcome = Outcome::Exists;
+                        done.response_body = None;
+                        return done;
+                    }
+                    StepEnd::Answered(Verdict::Rejected { errors }) => {
+                        let errors = self.name_columns(errors);
+                        return self.rejected(done, errors);
+                    }
+                    StepEnd::Answered(Verdict::Fatal { message }) => {
+                        return self.fatal(done, message);
+                    }
+                    StepEnd::Answered(Verdict::Retry { .. }) => {
+                        unreachable!("retries are spent in run_step")
+                    }
+                    StepEnd::Exhausted(message) => return self.failed(done, &message),
+                    StepEnd::Stopped if done.attempts > 0 => {
+                        return self.failed(done, "the run stopped before this row succeeded");
+                    }
+                    StepEnd::Stopped => return done,
+                }
+            }
+        }
+        if let Some(id) = done.remote_id.clone()
+            && let Some(step) = self.target.follow_up(&id, &done.user.fields)
+        {
+            let what = step.what;
+            match self
+                .run_step(&mut done, step.method, &step.url, step.body)
+                .await
+            {
+                StepEnd::Answered(Verdict::Created { .. } | Verdict::Exists) => {}
+                StepEnd::Answered(Verdict::Rejected { errors }) => {
+                    let errors = self
+                        .name_columns(errors)
+                        .into_iter()
+                        .map(|mut e| {
+                            e.message =
+                                format!("created as {id}, but {what} was refused: {}", e.message);
+                            e
+                        })
+                        .collect();
+                    return self.rejected(done, errors);
+                }
+                StepEnd::Answered(Verdict::Fatal { message }) => return self.fatal(done, message),
+                StepEnd::Answered(Verdict::Retry { .. }) => {
+                    unreachable!("retries are spent in run_step")
+                }
+                StepEnd::Exhausted(message) => {
+                    let message = format!("created as {id}, but {what} failed: {message}");
+                    return self.failed(done, &message);
+                }
+                StepEnd::Stopped => {
+                    let message = format!(
+                        "created as {id}; the run stopped before {what}; the next run finishes it"
+                    );
+                    return self.failed(done, &message);
+                }
+            }
+        }
+        done.outcome = Outcome::Created;
+        done.response_body = None;
+        if done.user.generated_password
+            && let (Some(file), Some(password)) = (
+                &self.passwords,
+                done.user.fields.get(crate::fields::Field::Password),
+            )
+            && let Err(e) = file.write(&done.user.identity, password)
+        {
+            // The user exists either way; without its password line it needs a reset.
+            let message = format!("cannot write the password file: {e}");
+            self.stop.stop(StopReason::Aborted(message));
+        }
+        done
+    }
+
+    /// Sends one request until it gets a final answer, retrying transient failures with
+    /// backoff (and renewing a refused token once).
+    async fn run_step(
+        &self,
+        done: &mut Submission,
+        method: reqwest::Method,
+        url: &str,
+        body: Vec<u8>,
+    ) -> StepEnd {
+        let mut schedule = self.settings.retry.schedule();
         let mut problem = String::new();
+        let mut renewals = 0;
         loop {
             if self.stop.is_stopped() {
-                if done.attempts > 0 {
-                    return self.failed(done, "the run stopped before this row succeeded");
-                }
-                return done;
+                return StepEnd::Stopped;
             }
             self.gate.wait_open().await;
             if let Some(limiter) = &self.limiter {
@@ -181,51 +295,32 @@ impl Submitter {
             let started = now_ms();
             done.first_attempt_ms.get_or_insert(started);
             done.last_attempt_ms = Some(started);
-            let verdict = self.attempt(&mut done, &mut problem).await;
-            match verdict {
-                Verdict::Created { remote_id } => {
-                    done.outcome = Outcome::Created;
-                    done.remote_id = remote_id;
-                    done.response_body = None;
-                    return done;
-                }
-                Verdict::Exists => {
-                    done.outcome = Outcome::Exists;
-                    done.response_body = None;
-                    return done;
-                }
-                Verdict::Rejected { errors } => {
-                    done.outcome = Outcome::Rejected {
-                        status: done.status.unwrap_or(400),
-                    };
-                    done.errors = self.name_columns(errors);
-                    if done.errors.is_empty() {
-                        let message = format!("refused with HTTP {}", done.status.unwrap_or(400));
-                        done.errors.push(FieldError::remote(None, "", message));
+            let (verdict, used) = self
+                .attempt(done, method.clone(), url, body.clone(), &mut problem)
+                .await;
+            let auth = self.target.auth();
+            if done.status == Some(401) && auth.renewable() && renewals < 2 {
+                renewals += 1;
+                match auth.refused(used).await {
+                    Ok(()) => continue,
+                    Err(e) => {
+                        return StepEnd::Answered(Verdict::Fatal {
+                            message: format!("credentials refused (HTTP 401): {e}"),
+                        });
                     }
-                    return done;
                 }
-                Verdict::Fatal { message } => {
-                    let hint = self.target.auth_hint();
-                    let message = if hint.is_empty() {
-                        format!("target `{}`: {message}", self.target.name())
-                    } else {
-                        format!("target `{}`: {message} (hint: {hint})", self.target.name())
-                    };
-                    self.stop.stop(StopReason::Aborted(message.clone()));
-                    return self.failed(done, &message);
-                }
+            }
+            match verdict {
                 Verdict::Retry { wait } => {
                     let throttled = done.status == Some(429);
                     if throttled {
                         done.throttled += 1;
                     }
                     let Some(delay) = schedule.next() else {
-                        let message = format!(
+                        return StepEnd::Exhausted(format!(
                             "{problem} after {} attempts; it will be retried on the next run",
                             done.attempts
-                        );
-                        return self.failed(done, &message);
+                        ));
                     };
                     match wait {
                         // The server said how long: every worker waits that long.
@@ -236,22 +331,46 @@ impl Submitter {
                     }
                     tokio::time::sleep(delay).await;
                 }
+                verdict => {
+                    if matches!(verdict, Verdict::Created { .. } | Verdict::Exists) {
+                        auth.confirm(used);
+                    }
+                    return StepEnd::Answered(verdict);
+                }
             }
         }
     }
 
     /// One HTTP request; network trouble is a retryable verdict, described in `problem`.
-    async fn attempt(&self, done: &mut Submission, problem: &mut String) -> Verdict {
+    async fn attempt(
+        &self,
+        done: &mut Submission,
+        method: reqwest::Method,
+        url: &str,
+        body: Vec<u8>,
+        problem: &mut String,
+    ) -> (Verdict, Used) {
         let request = self
             .client
-            .post(self.target.endpoint())
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .body(done.user.body.clone());
-        let response = match self.target.prepare(request).send().await {
+            .request(method, url)
+            .header(
+                CONTENT_TYPE,
+                HeaderValue::from_static(self.target.content_type()),
+            )
+            .header(ACCEPT, HeaderValue::from_static("application/json"))
+            .body(body);
+        let (request, used) = match self.target.auth().authorize(request).await {
+            Ok(authorised) => authorised,
+            Err(e) => {
+                let message = format!("cannot authenticate: {e}");
+                return (Verdict::Fatal { message }, Used::default());
+            }
+        };
+        let response = match request.send().await {
             Ok(response) => response,
             Err(e) => {
                 *problem = describe_transport_error(&e);
-                return Verdict::Retry { wait: None };
+                return (Verdict::Retry { wait: None }, used);
             }
         };
         let status = response.status().as_u16();
@@ -266,7 +385,7 @@ impl Submitter {
             Ok(body) => body,
             Err(e) => {
                 *problem = format!("HTTP {status}, then {}", describe_transport_error(&e));
-                return Verdict::Retry { wait: None };
+                return (Verdict::Retry { wait: None }, used);
             }
         };
         if !(200..300).contains(&status) {
@@ -274,7 +393,32 @@ impl Submitter {
             done.response_body = Some(String::from_utf8_lossy(kept).into_owned());
             *problem = format!("HTTP {status}");
         }
-        self.target.classify(status, &headers, &body)
+        (self.target.classify(status, &headers, &body), used)
+    }
+
+    fn rejected(&self, mut done: Submission, errors: Vec<FieldError>) -> Submission {
+        done.outcome = Outcome::Rejected {
+            status: done.status.unwrap_or(400),
+        };
+        done.errors = errors;
+        if done.errors.is_empty() {
+            let message = format!("refused with HTTP {}", done.status.unwrap_or(400));
+            done.errors.push(FieldError::remote(None, "", message));
+        }
+        done
+    }
+
+    /// Going on is pointless: stop the run, naming the target and what to check.
+    fn fatal(&self, done: Submission, message: String) -> Submission {
+        let hint = self.target.auth_hint();
+        let credentials = message.contains("credentials") || message.contains("authenticate");
+        let message = if hint.is_empty() || !credentials {
+            format!("target `{}`: {message}", self.target.name())
+        } else {
+            format!("target `{}`: {message} (hint: {hint})", self.target.name())
+        };
+        self.stop.stop(StopReason::Aborted(message.clone()));
+        self.failed(done, &message)
     }
 
     fn failed(&self, mut done: Submission, message: &str) -> Submission {

@@ -147,7 +147,7 @@ impl SqliteLedger {
             let existing = self
                 .conn
                 .prepare_cached(
-                    "SELECT state, run_id, source_row, content_hash, errors, http_status
+                    "SELECT state, run_id, source_row, content_hash, errors, http_status, remote_id
                      FROM entries WHERE target = ?1 AND identity = ?2",
                 )?
                 .query_row(params![self.target, user.identity], |r| {
@@ -158,10 +158,12 @@ impl SqliteLedger {
                         r.get::<_, Option<i64>>(3)?,
                         r.get::<_, Option<String>>(4)?,
                         r.get::<_, Option<u16>>(5)?,
+                        r.get::<_, Option<String>>(6)?,
                     ))
                 })
                 .optional()?;
-            if let Some((state, run_id, source_row, hash, errors, status)) = existing {
+            let mut user = user;
+            if let Some((state, run_id, source_row, hash, errors, status, remote_id)) = existing {
                 if run_id == Some(self.run_id) {
                     let first = source_row.unwrap_or(0);
                     let error = FieldError::local(
@@ -207,6 +209,9 @@ impl SqliteLedger {
                     reports.push(report);
                     continue;
                 }
+                // Created in an earlier run, but a later step (setting the password) did not
+                // finish: resume at that step.
+                user.remote_id = remote_id;
             }
             self.conn
                 .prepare_cached(
@@ -381,6 +386,8 @@ mod tests {
             body: Vec::new(),
             content_hash: hash,
             cells: vec![identity.to_string()],
+            generated_password: false,
+            remote_id: None,
         }
     }
 

@@ -2,14 +2,22 @@
 //!
 //! Adding a vendor means one new file here and one line in [`build`].
 
+pub mod cl2c;
+pub mod cradl;
+pub mod crayon;
+pub mod cryptlex;
+pub mod nexway;
 pub mod problem;
 pub mod sandbox;
+pub mod scim;
 
+use crate::auth::{Authenticator, Credentials};
 use crate::error::RunError;
-use crate::fields::{Field, UserFields, squash};
+use crate::fields::{ErrorCode, Field, UserFields, squash};
 use crate::retry::server_wait;
 use problem::ApiError;
 use reqwest::header::HeaderMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -49,6 +57,35 @@ pub enum Verdict {
     },
 }
 
+/// Whether a target takes a password with each user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordUse {
+    /// The API refuses a user without one (a password column or `--generate-passwords`).
+    Required,
+    /// Sent when the row has one (or one is generated).
+    Optional,
+    /// The API has no password field.
+    Unused,
+}
+
+/// A second request made after the user is created (Crayon's set-password call).
+#[derive(Debug, Clone)]
+pub struct FollowUp {
+    /// The HTTP method.
+    pub method: reqwest::Method,
+    /// The URL.
+    pub url: String,
+    /// The JSON body.
+    pub body: Vec<u8>,
+    /// What the step does, for messages ("setting the password").
+    pub what: &'static str,
+}
+
+/// A problem a target's own rules find with a row (patterns, enumerations).
+pub type RuleProblem = (Field, ErrorCode, String);
+
+static NO_AUTH: Authenticator = Authenticator::None;
+
 /// A target API.
 pub trait Target: Send + Sync {
     /// The profile name (`sandbox`, `cryptlex`, …).
@@ -66,13 +103,46 @@ pub trait Target: Send + Sync {
     /// Requests per second when `--rate` is not given (0 = unlimited).
     fn default_rate(&self) -> f64;
 
+    /// Requests allowed at once when `--burst` is not given.
+    fn default_burst(&self) -> u32 {
+        1
+    }
+
+    /// How requests are authenticated.
+    fn auth(&self) -> &Authenticator {
+        &NO_AUTH
+    }
+
+    /// The request body's media type.
+    fn content_type(&self) -> &'static str {
+        "application/json"
+    }
+
+    /// Whether users carry a password.
+    fn password_use(&self) -> PasswordUse {
+        PasswordUse::Optional
+    }
+
+    /// Normalises a role cell into the target's vocabulary.
+    fn normalize_role(&self, raw: &str) -> Result<String, String> {
+        crate::normalize::role(raw)
+    }
+
+    /// The target's own rules beyond required fields and lengths (patterns, enumerations).
+    fn check(&self, _user: &UserFields, _problems: &mut Vec<RuleProblem>) {}
+
+    /// A request to make after the user is created, if the target needs one.
+    fn follow_up(&self, _remote_id: &str, _user: &UserFields) -> Option<FollowUp> {
+        None
+    }
+
+    /// A warning for a dry run that would send `would_send` users (quotas).
+    fn dry_run_warning(&self, _would_send: u64) -> Option<String> {
+        None
+    }
+
     /// The JSON request body for one user.
     fn body(&self, user: &UserFields) -> Vec<u8>;
-
-    /// Adds authentication and any fixed headers to a request.
-    fn prepare(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        request
-    }
 
     /// Reads one response.
     fn classify(&self, status: u16, headers: &HeaderMap, body: &[u8]) -> Verdict {
@@ -163,50 +233,181 @@ pub fn field_for_common(api_name: &str) -> Option<Field> {
 }
 
 /// Where a target lives and how the run reaches it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct TargetSpec {
     /// The profile name.
     pub name: String,
-    /// The base URL requests go to.
-    pub base_url: String,
+    /// The base URL requests go to (default: the vendor's public one).
+    pub base_url: Option<String>,
+    /// The token endpoint, where the target fetches tokens (default: the vendor's).
+    pub token_url: Option<String>,
     /// The base URL is roster's own in-process sandbox (its ledger key then has no port).
     pub in_process: bool,
     /// Credentials from the environment.
-    pub credentials: crate::auth::Credentials,
+    pub credentials: Credentials,
+    /// Target-specific settings (`--target-option key=value`), e.g. Cradl's `app_client_id`.
+    pub options: BTreeMap<String, String>,
+}
+
+impl TargetSpec {
+    /// The base URL without a trailing slash, or `default`.
+    pub fn base_or(&self, default: &str) -> String {
+        self.base_url
+            .as_deref()
+            .unwrap_or(default)
+            .trim_end_matches('/')
+            .to_string()
+    }
+
+    /// The base URL, which this target has no public default for.
+    pub fn base_required(&self) -> Result<String, RunError> {
+        match &self.base_url {
+            Some(base) => Ok(base.trim_end_matches('/').to_string()),
+            None => Err(RunError::Usage(format!(
+                "target `{}` has no public default URL: give --base-url",
+                self.name
+            ))),
+        }
+    }
+
+    /// Fails on an option this target does not know.
+    pub fn check_options(&self, known: &[&str]) -> Result<(), RunError> {
+        for key in self.options.keys() {
+            if !known.contains(&key.as_str()) {
+                let known = if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                };
+                return Err(RunError::Usage(format!(
+                    "target `{}` has no option `{key}` (its options: {known})",
+                    self.name
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The value of option `key`.
+    pub fn option(&self, key: &str) -> Option<&str> {
+        self.options
+            .get(key)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+    }
+}
+
+/// The HTTP client token endpoints are called with.
+pub fn token_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .user_agent(concat!("roster/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .unwrap_or_default()
 }
 
 /// The built-in target names.
-pub const TARGETS: &[&str] = &["sandbox"];
+pub const TARGETS: &[&str] = &[
+    "sandbox", "cryptlex", "crayon", "cl2c", "nexway", "cradl", "scim",
+];
 
 /// The `roster targets` listing: name, endpoint, auth and the variables each reads.
 pub fn describe() -> String {
-    let rows = [(
-        "sandbox",
-        "POST {base}/users (default: in-process on 127.0.0.1)",
-        "none, or Authorization: Bearer",
-        "ROSTER_TOKEN (optional)",
-    )];
+    let rows = [
+        (
+            "sandbox",
+            "POST {base}/users (default: in-process on 127.0.0.1)",
+            "none, or bearer",
+            "ROSTER_TOKEN (optional)",
+        ),
+        (
+            "cryptlex",
+            "POST https://api.cryptlex.com/v3/users",
+            "bearer access token",
+            "ROSTER_TOKEN",
+        ),
+        (
+            "crayon",
+            "POST https://api.crayon.com/api/v1/users/",
+            "OAuth2 password grant",
+            "ROSTER_CLIENT_ID ROSTER_CLIENT_SECRET ROSTER_USERNAME ROSTER_PASSWORD (or ROSTER_TOKEN)",
+        ),
+        (
+            "cl2c",
+            "POST {base}/v1/cl2c/user (--base-url required)",
+            "tenant + X-API-Key headers",
+            "ROSTER_TENANT ROSTER_API_KEY",
+        ),
+        (
+            "nexway",
+            "POST https://api.nexway.store/iam/users",
+            "bearer, or token from /iam/tokens",
+            "ROSTER_TOKEN, or ROSTER_REALM + ROSTER_CLIENT_ID/SECRET or ROSTER_USERNAME/PASSWORD",
+        ),
+        (
+            "cradl",
+            "POST https://api.cradl.ai/v1/users",
+            "OAuth2 client credentials",
+            "ROSTER_CLIENT_ID ROSTER_CLIENT_SECRET (or ROSTER_TOKEN)",
+        ),
+        (
+            "scim",
+            "POST {base}/Users (SCIM 2.0; --base-url required)",
+            "bearer",
+            "ROSTER_TOKEN",
+        ),
+    ];
     let mut out = format!(
-        "{:<10} {:<55} {:<32} {}\n",
+        "{:<9} {:<52} {:<34} {}\n",
         "target", "endpoint", "auth", "environment"
     );
     for (name, endpoint, auth, env) in rows {
-        out.push_str(&format!("{name:<10} {endpoint:<55} {auth:<32} {env}\n"));
+        out.push_str(&format!("{name:<9} {endpoint:<52} {auth:<34} {env}\n"));
     }
     out
 }
 
 /// Builds the target a run talks to.
 pub fn build(spec: &TargetSpec) -> Result<Arc<dyn Target>, RunError> {
-    match spec.name.as_str() {
-        "sandbox" => Ok(Arc::new(
-            sandbox::SandboxTarget::new(&spec.base_url, spec.in_process)
+    let target: Arc<dyn Target> = match spec.name.as_str() {
+        "sandbox" => {
+            spec.check_options(&[])?;
+            Arc::new(
+                sandbox::SandboxTarget::new(
+                    &spec.base_or("http://127.0.0.1:8080"),
+                    spec.in_process,
+                )
                 .with_token(spec.credentials.token.clone()),
-        )),
-        other => Err(RunError::Usage(format!(
-            "unknown target `{other}` (built-in targets: {})",
-            TARGETS.join(", ")
-        ))),
+            )
+        }
+        "cryptlex" => Arc::new(cryptlex::Cryptlex::new(spec)?),
+        "crayon" => Arc::new(crayon::Crayon::new(spec)?),
+        "cl2c" => Arc::new(cl2c::Cl2c::new(spec)?),
+        "nexway" => Arc::new(nexway::Nexway::new(spec)?),
+        "cradl" => Arc::new(cradl::Cradl::new(spec)?),
+        "scim" => Arc::new(scim::Scim::new(spec)?),
+        other => {
+            return Err(RunError::Usage(format!(
+                "unknown target `{other}` (built-in targets: {})",
+                TARGETS.join(", ")
+            )));
+        }
+    };
+    Ok(target)
+}
+
+/// The user name a target gets: the username column, else the email.
+pub fn username_or_email(user: &UserFields) -> Option<&str> {
+    user.get(Field::Username).or_else(|| user.get(Field::Email))
+}
+
+/// "First Last" from the name fields (or the full-name column).
+pub fn display_name(user: &UserFields) -> Option<String> {
+    match (user.get(Field::FirstName), user.get(Field::LastName)) {
+        (Some(first), Some(last)) => Some(format!("{first} {last}")),
+        (Some(one), None) | (None, Some(one)) => Some(one.to_string()),
+        (None, None) => user.get(Field::FullName).map(str::to_string),
     }
 }
 

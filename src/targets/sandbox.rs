@@ -6,13 +6,14 @@
 //! only when started with a token).
 
 use super::{Target, TargetRules};
+use crate::auth::Authenticator;
 use crate::fields::{Field, UserFields};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::Serialize;
 
 /// The sandbox target.
 pub struct SandboxTarget {
-    token: Option<SecretString>,
+    auth: Authenticator,
     ledger_key: String,
     endpoint: String,
     rules: TargetRules,
@@ -29,7 +30,7 @@ impl SandboxTarget {
             format!("sandbox@{base}")
         };
         SandboxTarget {
-            token: None,
+            auth: Authenticator::None,
             ledger_key,
             endpoint: format!("{base}/users"),
             rules: TargetRules {
@@ -43,7 +44,10 @@ impl SandboxTarget {
 impl SandboxTarget {
     /// Sends `Authorization: Bearer <token>` (from `ROSTER_TOKEN`) when given one.
     pub fn with_token(mut self, token: Option<SecretString>) -> SandboxTarget {
-        self.token = token;
+        self.auth = match token {
+            Some(token) => Authenticator::bearer(token),
+            None => Authenticator::None,
+        };
         self
     }
 }
@@ -87,11 +91,8 @@ impl Target for SandboxTarget {
         0.0
     }
 
-    fn prepare(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        match &self.token {
-            Some(token) => request.bearer_auth(token.expose_secret()),
-            None => request,
-        }
+    fn auth(&self) -> &Authenticator {
+        &self.auth
     }
 
     fn auth_hint(&self) -> &str {

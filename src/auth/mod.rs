@@ -1,6 +1,25 @@
 //! Credentials, read from environment variables only, held as secrets that never print.
 
+pub mod scheme;
+pub mod token;
+
+pub use scheme::{AuthError, Authenticator};
 use secrecy::SecretString;
+
+/// `Authenticator::Missing` naming the unset variables among `needed`, or `None` if all are set.
+pub fn missing(target: &str, needed: &[(&str, &Option<SecretString>)]) -> Option<Authenticator> {
+    let unset: Vec<&str> = needed
+        .iter()
+        .filter(|(_, value)| value.is_none())
+        .map(|(name, _)| *name)
+        .collect();
+    (!unset.is_empty()).then(|| {
+        Authenticator::Missing(format!(
+            "target `{target}` needs {} in the environment",
+            unset.join(" and ")
+        ))
+    })
+}
 
 /// The environment variables roster reads credentials from.
 pub const ENV_VARS: [&str; 8] = [

@@ -1,0 +1,412 @@
+//! Access tokens fetched from a token endpoint, shared by every worker.
+//!
+//! One [`TokenSource`] per run: the first request fetches a token, every worker reuses it, it
+//! is renewed shortly before it expires, and after a 401 it is renewed once — whoever sees the
+//! 401 first renews, the others wait for and reuse the new token (single flight).
+//!
+//! Why not the `oauth2` crate: its standard token response needs snake_case `access_token` and
+//! `token_type`, which Crayon's PascalCase `{AccessToken, ExpiresIn}` does not have, and Nexway's
+//! token request is a JSON body rather than a form. One small client that reads every spelling
+//! serves all three flows.
+
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
+
+/// How long a token lives when the endpoint does not say.
+const DEFAULT_LIFETIME: Duration = Duration::from_secs(300);
+
+/// How a token is asked for.
+#[derive(Clone)]
+pub enum Grant {
+    /// RFC 6749 password grant (form), client id and secret in HTTP Basic (Crayon).
+    Password {
+        /// OAuth2 client id.
+        client_id: SecretString,
+        /// OAuth2 client secret.
+        client_secret: SecretString,
+        /// The API user's name.
+        username: SecretString,
+        /// The API user's password.
+        password: SecretString,
+        /// Space-separated scopes.
+        scope: Option<String>,
+    },
+    /// RFC 6749 client credentials grant (form), client id and secret in HTTP Basic (Cradl).
+    ClientCredentials {
+        /// OAuth2 client id.
+        client_id: SecretString,
+        /// OAuth2 client secret.
+        client_secret: SecretString,
+        /// The `audience` parameter, where the server wants one.
+        audience: Option<String>,
+    },
+    /// Nexway's `POST /iam/tokens` with a JSON body `{realmName, grantType, …}`; renewals
+    /// prefer the refresh token.
+    NexwayJson {
+        /// `realmName`.
+        realm: SecretString,
+        /// Client credentials, when given.
+        client: Option<(SecretString, SecretString)>,
+        /// User name and password, when given.
+        user: Option<(SecretString, SecretString)>,
+    },
+}
+
+/// Why no token could be had.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// The endpoint refused the credentials (or answered something unreadable).
+    #[error("the token endpoint {url} refused the credentials: {message}")]
+    Refused {
+        /// The token endpoint.
+        url: String,
+        /// What it said.
+        message: String,
+    },
+    /// The endpoint could not be reached.
+    #[error("cannot reach the token endpoint {url}: {message}")]
+    Unreachable {
+        /// The token endpoint.
+        url: String,
+        /// The transport error.
+        message: String,
+    },
+    /// A token fetched right after a 401 was refused too.
+    #[error("a freshly issued access token was refused as well")]
+    FreshTokenRefused,
+}
+
+/// A token in use, with the generation it belongs to (to tell renewals apart).
+#[derive(Clone)]
+pub struct Lease {
+    /// The access token.
+    pub token: SecretString,
+    /// Increases with every renewal.
+    pub generation: u64,
+}
+
+struct Live {
+    token: SecretString,
+    renew_at: Instant,
+    generation: u64,
+    /// This token was fetched because its predecessor got a 401.
+    after_refusal: bool,
+}
+
+#[derive(Default)]
+struct State {
+    live: Option<Live>,
+    refresh: Option<SecretString>,
+    generation: u64,
+}
+
+/// A shared, self-renewing access token.
+pub struct TokenSource {
+    url: String,
+    grant: Grant,
+    client: reqwest::Client,
+    state: Mutex<State>,
+    /// The newest generation a request has succeeded with.
+    confirmed: AtomicU64,
+    fetches: AtomicU64,
+}
+
+impl TokenSource {
+    /// A source fetching tokens from `url` with `grant`, over `client`.
+    pub fn new(url: String, grant: Grant, client: reqwest::Client) -> TokenSource {
+        TokenSource {
+            url,
+            grant,
+            client,
+            state: Mutex::default(),
+            confirmed: AtomicU64::new(0),
+            fetches: AtomicU64::new(0),
+        }
+    }
+
+    /// The token endpoint.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// How many tokens were fetched so far.
+    pub fn fetches(&self) -> u64 {
+        self.fetches.load(Ordering::Relaxed)
+    }
+
+    /// The current token, fetched or renewed first when needed.
+    pub async fn lease(&self) -> Result<Lease, TokenError> {
+        let mut state = self.state.lock().await;
+        if let Some(live) = &state.live
+            && Instant::now() < live.renew_at
+        {
+            return Ok(Lease {
+                token: live.token.clone(),
+                generation: live.generation,
+            });
+        }
+        self.renew(&mut state, false).await
+    }
+
+    /// A request with `generation`'s token succeeded: that token is good.
+    pub fn confirm(&self, generation: u64) {
+        self.confirmed.fetch_max(generation, Ordering::Relaxed);
+    }
+
+    /// The token of `generation` got a 401: renew it once (if nobody has yet) and hand back
+    /// the token to retry with. A token fetched after a 401 that is refused before any success
+    /// means the credentials themselves are refused.
+    pub async fn refused(&self, generation: u64) -> Result<Lease, TokenError> {
+        let mut state = self.state.lock().await;
+        if let Some(live) = &state.live {
+            if live.generation > generation {
+                return Ok(Lease {
+                    token: live.token.clone(),
+                    generation: live.generation,
+                });
+            }
+            if live.after_refusal && self.confirmed.load(Ordering::Relaxed) < live.generation {
+                return Err(TokenError::FreshTokenRefused);
+            }
+        }
+        self.renew(&mut state, true).await
+    }
+
+    async fn renew(&self, state: &mut State, after_refusal: bool) -> Result<Lease, TokenError> {
+        let fetched = match (state.refresh.clone(), &self.grant) {
+            // Nexway: the refresh token first, the full grant if it is refused.
+            (Some(refresh), Grant::NexwayJson { .. }) => match self.fetch(Some(&refresh)).await {
+                Ok(token) => token,
+                Err(_) => self.fetch(None).await?,
+            },
+            _ => self.fetch(None).await?,
+        };
+        self.fetches.fetch_add(1, Ordering::Relaxed);
+        state.generation += 1;
+        // Renew a tenth of the lifetime early (at least 1 s, at most a minute).
+        let margin = (fetched.lifetime / 10).clamp(Duration::from_secs(1), Duration::from_secs(60));
+        let renew_at = Instant::now() + fetched.lifetime.saturating_sub(margin);
+        state.refresh = fetched.refresh;
+        state.live = Some(Live {
+            token: fetched.access.clone(),
+            renew_at,
+            generation: state.generation,
+            after_refusal,
+        });
+        Ok(Lease {
+            token: fetched.access,
+            generation: state.generation,
+        })
+    }
+
+    async fn fetch(&self, refresh: Option<&SecretString>) -> Result<Fetched, TokenError> {
+        let request = self.client.post(&self.url);
+        let request = match (&self.grant, refresh) {
+            (
+                Grant::Password {
+                    client_id,
+                    client_secret,
+                    username,
+                    password,
+                    scope,
+                },
+                _,
+            ) => {
+                let mut form = vec![
+                    ("grant_type", "password"),
+                    ("username", username.expose_secret()),
+                    ("password", password.expose_secret()),
+                ];
+                if let Some(scope) = scope {
+                    form.push(("scope", scope));
+                }
+                request
+                    .basic_auth(
+                        client_id.expose_secret(),
+                        Some(client_secret.expose_secret()),
+                    )
+                    .body(form_encode(&form))
+                    .header("content-type", "application/x-www-form-urlencoded")
+            }
+            (
+                Grant::ClientCredentials {
+                    client_id,
+                    client_secret,
+                    audience,
+                },
+                _,
+            ) => {
+                // Client authentication is HTTP Basic only (RFC 6749 §2.3: one method).
+                let mut form = vec![("grant_type", "client_credentials")];
+                if let Some(audience) = audience {
+                    form.push(("audience", audience));
+                }
+                request
+                    .basic_auth(
+                        client_id.expose_secret(),
+                        Some(client_secret.expose_secret()),
+                    )
+                    .body(form_encode(&form))
+                    .header("content-type", "application/x-www-form-urlencoded")
+            }
+            (
+                Grant::NexwayJson {
+                    realm,
+                    client,
+                    user,
+                },
+                refresh,
+            ) => {
+                let mut body = serde_json::Map::new();
+                body.insert("realmName".into(), realm.expose_secret().into());
+                if let Some((id, secret)) = client {
+                    body.insert("clientId".into(), id.expose_secret().into());
+                    body.insert("clientSecret".into(), secret.expose_secret().into());
+                }
+                match (refresh, user) {
+                    (Some(refresh), _) => {
+                        body.insert("grantType".into(), "refresh_token".into());
+                        body.insert("refreshToken".into(), refresh.expose_secret().into());
+                    }
+                    (None, Some((name, password))) => {
+                        body.insert("grantType".into(), "password".into());
+                        body.insert("username".into(), name.expose_secret().into());
+                        body.insert("password".into(), password.expose_secret().into());
+                    }
+                    (None, None) => {
+                        body.insert("grantType".into(), "client_credentials".into());
+                    }
+                }
+                request
+                    .header("content-type", "application/json")
+                    .body(Value::Object(body).to_string())
+            }
+        };
+        let response = request
+            .header("accept", "application/json")
+            .send()
+            .await
+            .map_err(|e| TokenError::Unreachable {
+                url: self.url.clone(),
+                message: e.to_string(),
+            })?;
+        let status = response.status().as_u16();
+        let body = response.bytes().await.unwrap_or_default();
+        if !(200..300).contains(&status) {
+            return Err(TokenError::Refused {
+                url: self.url.clone(),
+                message: format!("HTTP {status}: {}", crate::targets::summary(&body)),
+            });
+        }
+        read_token(&body).ok_or_else(|| TokenError::Refused {
+            url: self.url.clone(),
+            message: "the answer holds no access token".into(),
+        })
+    }
+}
+
+struct Fetched {
+    access: SecretString,
+    refresh: Option<SecretString>,
+    lifetime: Duration,
+}
+
+/// Reads a token response in any common spelling: `access_token`, `accessToken`,
+/// `AccessToken` (and the same for `expires_in` and `refresh_token`), also inside a `data`
+/// envelope.
+fn read_token(body: &[u8]) -> Option<Fetched> {
+    let value: Value = serde_json::from_slice(body).ok()?;
+    let map = value.as_object()?;
+    let map = match map.get("data").and_then(Value::as_object) {
+        Some(inner) if find(inner, "accesstoken").is_some() => inner,
+        _ => map,
+    };
+    let access = find(map, "accesstoken")
+        .or_else(|| find(map, "token"))?
+        .as_str()
+        .filter(|s| !s.is_empty())?;
+    let lifetime = find(map, "expiresin")
+        .and_then(|v| v.as_f64().or_else(|| v.as_str()?.parse().ok()))
+        .filter(|s| *s > 0.0)
+        .map(Duration::from_secs_f64)
+        .unwrap_or(DEFAULT_LIFETIME);
+    let refresh = find(map, "refreshtoken")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(SecretString::from);
+    Some(Fetched {
+        access: SecretString::from(access),
+        refresh,
+        lifetime,
+    })
+}
+
+/// A key compared without case and `_`.
+fn find<'a>(map: &'a serde_json::Map<String, Value>, squashed: &str) -> Option<&'a Value> {
+    map.iter()
+        .find(|(k, _)| {
+            k.chars()
+                .filter(|c| *c != '_')
+                .flat_map(char::to_lowercase)
+                .eq(squashed.chars())
+        })
+        .map(|(_, v)| v)
+}
+
+/// `application/x-www-form-urlencoded` per the WHATWG URL standard.
+fn form_encode(pairs: &[(&str, &str)]) -> String {
+    fn encode(out: &mut String, s: &str) {
+        for b in s.bytes() {
+            match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => {
+                    out.push(b as char)
+                }
+                b' ' => out.push('+'),
+                _ => out.push_str(&format!("%{b:02X}")),
+            }
+        }
+    }
+    let mut out = String::new();
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        encode(&mut out, k);
+        out.push('=');
+        encode(&mut out, v);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_responses_are_read_in_every_spelling() {
+        let t = read_token(br#"{"access_token":"a","expires_in":60,"refresh_token":"r"}"#).unwrap();
+        assert_eq!(t.access.expose_secret(), "a");
+        assert_eq!(t.lifetime, Duration::from_secs(60));
+        assert_eq!(t.refresh.unwrap().expose_secret(), "r");
+        let t =
+            read_token(br#"{"AccessToken":"b","ExpiresIn":"3600","TokenType":"Bearer"}"#).unwrap();
+        assert_eq!(t.access.expose_secret(), "b");
+        assert_eq!(t.lifetime, Duration::from_secs(3600));
+        let t = read_token(br#"{"data":{"accessToken":"c"}}"#).unwrap();
+        assert_eq!(t.access.expose_secret(), "c");
+        assert_eq!(t.lifetime, DEFAULT_LIFETIME);
+        assert!(read_token(br#"{"error":"invalid_client"}"#).is_none());
+        assert!(read_token(b"not json").is_none());
+    }
+
+    #[test]
+    fn forms_are_percent_encoded() {
+        assert_eq!(
+            form_encode(&[("username", "a b@c.co"), ("password", "p&=ß")]),
+            "username=a+b%40c.co&password=p%26%3D%C3%9F"
+        );
+    }
+}

@@ -1,0 +1,140 @@
+//! cl2c: `POST {base}/v1/cl2c/user` (no public default base: `--base-url` is required).
+//!
+//! Body `{firstName, lastName, email, userName, phoneNumber}`; `userName` is the username
+//! column, else the email. The page calls all five "essential"; first name, last name and email
+//! are required here, and a missing phone is left for the API to judge (refusing it locally
+//! would drop rows the API may well accept). Auth: headers `tenant` ($ROSTER_TENANT) and
+//! `X-API-Key` ($ROSTER_API_KEY). Success: 200 with `id`. A 400 is RFC 7807 problem details
+//! with an `errors` map (ASP.NET `ValidationProblemDetails`); the RFC 9457 array form with
+//! JSON pointers is read too. ASP.NET Identity's "… is already taken." means the user exists.
+
+use super::{PasswordUse, Target, TargetRules, TargetSpec, username_or_email};
+use crate::auth::{self, Authenticator};
+use crate::error::RunError;
+use crate::fields::{Field, UserFields};
+use reqwest::header::HeaderName;
+use serde::Serialize;
+
+/// The cl2c target.
+pub struct Cl2c {
+    ledger_key: String,
+    endpoint: String,
+    rules: TargetRules,
+    auth: Authenticator,
+}
+
+impl Cl2c {
+    /// The target described by `spec`.
+    pub fn new(spec: &TargetSpec) -> Result<Cl2c, RunError> {
+        spec.check_options(&[])?;
+        let base = spec.base_required()?;
+        let c = &spec.credentials;
+        let auth = auth::missing(
+            "cl2c",
+            &[("ROSTER_TENANT", &c.tenant), ("ROSTER_API_KEY", &c.api_key)],
+        )
+        .unwrap_or_else(|| {
+            Authenticator::Headers(vec![
+                (
+                    HeaderName::from_static("tenant"),
+                    c.tenant.clone().expect("checked"),
+                ),
+                (
+                    HeaderName::from_static("x-api-key"),
+                    c.api_key.clone().expect("checked"),
+                ),
+            ])
+        });
+        Ok(Cl2c {
+            ledger_key: format!("cl2c@{base}"),
+            endpoint: format!("{base}/v1/cl2c/user"),
+            rules: TargetRules {
+                required: vec![Field::Email, Field::FirstName, Field::LastName],
+                max_len: vec![(Field::Email, 256), (Field::Username, 256)],
+            },
+            auth,
+        })
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Body<'a> {
+    first_name: Option<&'a str>,
+    last_name: Option<&'a str>,
+    email: Option<&'a str>,
+    user_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    phone_number: Option<&'a str>,
+}
+
+impl Target for Cl2c {
+    fn name(&self) -> &str {
+        "cl2c"
+    }
+
+    fn ledger_key(&self) -> &str {
+        &self.ledger_key
+    }
+
+    fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    fn rules(&self) -> &TargetRules {
+        &self.rules
+    }
+
+    fn default_rate(&self) -> f64 {
+        10.0
+    }
+
+    fn auth(&self) -> &Authenticator {
+        &self.auth
+    }
+
+    fn password_use(&self) -> PasswordUse {
+        PasswordUse::Unused
+    }
+
+    fn auth_hint(&self) -> &str {
+        "check ROSTER_TENANT and ROSTER_API_KEY"
+    }
+
+    fn body(&self, user: &UserFields) -> Vec<u8> {
+        let body = Body {
+            first_name: user.get(Field::FirstName),
+            last_name: user.get(Field::LastName),
+            email: user.get(Field::Email),
+            user_name: username_or_email(user),
+            phone_number: user.get(Field::Phone),
+        };
+        serde_json::to_vec(&body).expect("a struct of strings always serialises")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_is_appended_to_the_base_and_the_base_is_required() {
+        let mut spec = TargetSpec {
+            name: "cl2c".into(),
+            ..TargetSpec::default()
+        };
+        assert!(Cl2c::new(&spec).is_err());
+        spec.base_url = Some("http://127.0.0.1:8080/cl2c".into());
+        let target = Cl2c::new(&spec).unwrap();
+        assert_eq!(target.endpoint(), "http://127.0.0.1:8080/cl2c/v1/cl2c/user");
+        let mut user = UserFields::default();
+        user.set(Field::Email, Some("a@b.co".into()));
+        user.set(Field::FirstName, Some("A".into()));
+        user.set(Field::LastName, Some("B".into()));
+        user.set(Field::Phone, Some("+14155550123".into()));
+        assert_eq!(
+            String::from_utf8(target.body(&user)).unwrap(),
+            r#"{"firstName":"A","lastName":"B","email":"a@b.co","userName":"a@b.co","phoneNumber":"+14155550123"}"#
+        );
+    }
+}

@@ -1,0 +1,389 @@
+//! Cradl: `POST {base}/users` (default base `https://api.cradl.ai/v1`), 200 with `userId`.
+//!
+//! Body `{email, name, description, appClientId, roleIds, metadata}`: `name` is "First Last"
+//! (or the full-name column); `roleIds` are the role column's Cradl role ids (`cradl:role:…`,
+//! several separated by `,` `;` `|`), else `--target-option role_ids=…`; `appClientId` and
+//! `description` come from `--target-option app_client_id=…` / `description=…`; `metadata`
+//! keeps the columns Cradl has no field for (phone, department, title, country).
+//! Local rules from the page: the email pattern
+//! `^[A-Za-z0-9][-+._A-Za-z0-9]*@([-_.A-Za-z0-9]+\.)+[A-Za-z]{2,}$`, role ids
+//! `^(cradl|las):role:[0-9A-Za-z-_]{1,32}$`, app client ids `^(cradl|las):app-client:[a-z0-9-_]+$`,
+//! name and description at most 4096 characters.
+//!
+//! Auth: OAuth2 client credentials ($ROSTER_CLIENT_ID, $ROSTER_CLIENT_SECRET) at
+//! `https://auth.cradl.ai/oauth2/token` with `audience=https://api.cradl.ai/v1` — or, when
+//! `--base-url` points elsewhere, at `{base}/oauth2/token` with that base as audience;
+//! `--token-url` overrides. $ROSTER_TOKEN is used as given when set. Errors are
+//! `{"message": …}`; 403 "Forbidden" means bad credentials; 429 "Too Many Requests" is the
+//! per-second limit (retried) but 429 "Limit Exceeded" is the monthly quota: the run stops.
+
+use super::{PasswordUse, Target, TargetRules, TargetSpec, Verdict, display_name};
+use crate::auth::token::{Grant, TokenSource};
+use crate::auth::{self, Authenticator};
+use crate::error::RunError;
+use crate::fields::{ErrorCode, Field, UserFields};
+use reqwest::header::HeaderMap;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The public API.
+pub const DEFAULT_BASE: &str = "https://api.cradl.ai/v1";
+/// The public token endpoint.
+pub const DEFAULT_TOKEN_URL: &str = "https://auth.cradl.ai/oauth2/token";
+/// Users a new Cradl organisation may create in total.
+const DEFAULT_QUOTA: u64 = 5;
+
+/// The Cradl target.
+pub struct Cradl {
+    ledger_key: String,
+    endpoint: String,
+    rules: TargetRules,
+    auth: Authenticator,
+    app_client_id: Option<String>,
+    role_ids: Vec<String>,
+    description: Option<String>,
+}
+
+impl Cradl {
+    /// The target described by `spec`.
+    pub fn new(spec: &TargetSpec) -> Result<Cradl, RunError> {
+        spec.check_options(&["app_client_id", "role_ids", "description"])?;
+        let base = spec.base_or(DEFAULT_BASE);
+        let c = &spec.credentials;
+        let auth = match &c.token {
+            Some(token) => Authenticator::bearer(token.clone()),
+            None => auth::missing(
+                "cradl",
+                &[
+                    ("ROSTER_CLIENT_ID", &c.client_id),
+                    ("ROSTER_CLIENT_SECRET", &c.client_secret),
+                ],
+            )
+            .unwrap_or_else(|| {
+                let (default_url, audience) = if base == DEFAULT_BASE {
+                    (DEFAULT_TOKEN_URL.to_string(), DEFAULT_BASE.to_string())
+                } else {
+                    (format!("{base}/oauth2/token"), base.clone())
+                };
+                let grant = Grant::ClientCredentials {
+                    client_id: c.client_id.clone().expect("checked"),
+                    client_secret: c.client_secret.clone().expect("checked"),
+                    audience: Some(audience),
+                };
+                let url = spec.token_url.clone().unwrap_or(default_url);
+                Authenticator::Token(Arc::new(TokenSource::new(
+                    url,
+                    grant,
+                    super::token_client(),
+                )))
+            }),
+        };
+        let app_client_id = spec.option("app_client_id").map(str::to_string);
+        if let Some(id) = &app_client_id
+            && !is_app_client_id(id)
+        {
+            return Err(RunError::Usage(format!(
+                "cradl app_client_id `{id}` does not look like cradl:app-client:…"
+            )));
+        }
+        let role_ids = match spec.option("role_ids") {
+            Some(list) => role_id_list(list).map_err(|bad| {
+                RunError::Usage(format!(
+                    "cradl role_ids: `{bad}` does not look like cradl:role:…"
+                ))
+            })?,
+            None => Vec::new(),
+        };
+        if let Some(description) = spec.option("description")
+            && description.chars().count() > 4096
+        {
+            return Err(RunError::Usage(
+                "cradl description: at most 4096 characters".into(),
+            ));
+        }
+        Ok(Cradl {
+            ledger_key: format!("cradl@{base}"),
+            endpoint: format!("{base}/users"),
+            rules: TargetRules {
+                required: vec![Field::Email],
+                max_len: vec![(Field::FullName, 4096)],
+            },
+            auth,
+            app_client_id,
+            role_ids,
+            description: spec.option("description").map(str::to_string),
+        })
+    }
+}
+
+/// `^(cradl|las):role:[0-9A-Za-z-_]{1,32}$`
+fn is_role_id(s: &str) -> bool {
+    let rest = s
+        .strip_prefix("cradl:role:")
+        .or_else(|| s.strip_prefix("las:role:"));
+    rest.is_some_and(|r| {
+        (1..=32).contains(&r.len())
+            && r.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    })
+}
+
+/// `^(cradl|las):app-client:[a-z0-9-_]+$`
+fn is_app_client_id(s: &str) -> bool {
+    let rest = s
+        .strip_prefix("cradl:app-client:")
+        .or_else(|| s.strip_prefix("las:app-client:"));
+    rest.is_some_and(|r| {
+        !r.is_empty()
+            && r.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+    })
+}
+
+/// `^[A-Za-z0-9][-+._A-Za-z0-9]*@([-_.A-Za-z0-9]+\.)+[A-Za-z]{2,}$`
+fn is_cradl_email(s: &str) -> bool {
+    let Some((local, domain)) = s.split_once('@') else {
+        return false;
+    };
+    let local_ok = local
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphanumeric())
+        && local
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'+' | b'.' | b'_'));
+    let Some((labels, tld)) = domain.rsplit_once('.') else {
+        return false;
+    };
+    let labels_ok = !labels.is_empty()
+        && labels
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    let tld_ok = tld.len() >= 2 && tld.bytes().all(|b| b.is_ascii_alphabetic());
+    local_ok && labels_ok && tld_ok
+}
+
+/// Role ids separated by `,` `;` `|` or whitespace; the first that is not one is the error.
+fn role_id_list(list: &str) -> Result<Vec<String>, String> {
+    list.split([',', ';', '|', ' ', '\t'])
+        .filter(|r| !r.is_empty())
+        .map(|r| {
+            if is_role_id(r) {
+                Ok(r.to_string())
+            } else {
+                Err(r.to_string())
+            }
+        })
+        .collect()
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Body<'a> {
+    email: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    app_client_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    role_ids: Vec<&'a str>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    metadata: BTreeMap<&'static str, &'a str>,
+}
+
+impl Target for Cradl {
+    fn name(&self) -> &str {
+        "cradl"
+    }
+
+    fn ledger_key(&self) -> &str {
+        &self.ledger_key
+    }
+
+    fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    fn rules(&self) -> &TargetRules {
+        &self.rules
+    }
+
+    fn default_rate(&self) -> f64 {
+        5.0
+    }
+
+    fn auth(&self) -> &Authenticator {
+        &self.auth
+    }
+
+    fn password_use(&self) -> PasswordUse {
+        PasswordUse::Unused
+    }
+
+    fn auth_hint(&self) -> &str {
+        "check ROSTER_CLIENT_ID and ROSTER_CLIENT_SECRET (or ROSTER_TOKEN)"
+    }
+
+    /// Cradl roles are role ids; a plain "user" means Cradl's default (no role ids).
+    fn normalize_role(&self, raw: &str) -> Result<String, String> {
+        let value = crate::normalize::clean(raw);
+        if let Ok(ids) = role_id_list(&value) {
+            return Ok(ids.join(","));
+        }
+        match crate::normalize::role(&value) {
+            Ok(role) if role == "user" => Ok(String::new()),
+            _ => Err(format!(
+                "`{value}` is not a Cradl role id (cradl:role:… — up to 32 letters, digits, - or _)"
+            )),
+        }
+    }
+
+    fn check(&self, user: &UserFields, problems: &mut Vec<super::RuleProblem>) {
+        if let Some(email) = user.get(Field::Email)
+            && !is_cradl_email(email)
+        {
+            problems.push((
+                Field::Email,
+                ErrorCode::Format,
+                format!("`{email}` does not match Cradl's email pattern"),
+            ));
+        }
+        if let Some(name) = display_name(user)
+            && name.chars().count() > 4096
+        {
+            problems.push((
+                Field::FirstName,
+                ErrorCode::Length,
+                "the name is longer than Cradl's 4096 characters".into(),
+            ));
+        }
+    }
+
+    fn classify(&self, status: u16, headers: &HeaderMap, body: &[u8]) -> Verdict {
+        if status == 429
+            && super::summary(body)
+                .to_lowercase()
+                .contains("limit exceeded")
+        {
+            return Verdict::Fatal {
+                message: "Cradl's quota is used up (429 Limit Exceeded): raise it in the Cradl \
+                          app before importing more users"
+                    .into(),
+            };
+        }
+        super::classify_common(status, headers, body, "/userId")
+    }
+
+    fn dry_run_warning(&self, would_send: u64) -> Option<String> {
+        (would_send > DEFAULT_QUOTA).then(|| {
+            format!(
+                "cradl: {would_send} users would be created, but a Cradl organisation's default \
+                 quota is {DEFAULT_QUOTA} users in total; check yours before importing"
+            )
+        })
+    }
+
+    fn body(&self, user: &UserFields) -> Vec<u8> {
+        let mut role_ids: Vec<&str> = user
+            .get(Field::Role)
+            .map(|r| r.split(',').filter(|r| !r.is_empty()).collect())
+            .unwrap_or_default();
+        if role_ids.is_empty() {
+            role_ids = self.role_ids.iter().map(String::as_str).collect();
+        }
+        let mut metadata = BTreeMap::new();
+        for (key, field) in [
+            ("phone", Field::Phone),
+            ("department", Field::Department),
+            ("title", Field::Title),
+            ("country", Field::Country),
+        ] {
+            if let Some(value) = user.get(field) {
+                metadata.insert(key, value);
+            }
+        }
+        let body = Body {
+            email: user.get(Field::Email),
+            name: display_name(user),
+            description: self.description.as_deref(),
+            app_client_id: self.app_client_id.as_deref(),
+            role_ids,
+            metadata,
+        };
+        serde_json::to_vec(&body).expect("a struct of strings always serialises")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_follow_the_page() {
+        assert!(is_cradl_email("a.b+c@x-y.example.com"));
+        for bad in ["_a@b.co", "a@b.c", "a@b", "a b@c.co", "a@b.c0m", "a@.co"] {
+            assert!(!is_cradl_email(bad), "{bad}");
+        }
+        assert!(is_role_id("cradl:role:admin-1"));
+        assert!(is_role_id("las:role:x"));
+        assert!(!is_role_id("cradl:role:"));
+        assert!(!is_role_id(&format!("cradl:role:{}", "a".repeat(33))));
+        assert!(is_app_client_id("cradl:app-client:abc-1"));
+        assert!(!is_app_client_id("cradl:app-client:ABC"));
+    }
+
+    #[test]
+    fn roles_are_role_ids_and_body_has_name_and_metadata() {
+        let spec = TargetSpec {
+            name: "cradl".into(),
+            ..TargetSpec::default()
+        };
+        let target = Cradl::new(&spec).unwrap();
+        assert_eq!(target.endpoint(), "https://api.cradl.ai/v1/users");
+        assert_eq!(
+            target
+                .normalize_role(" cradl:role:a; cradl:role:b ")
+                .unwrap(),
+            "cradl:role:a,cradl:role:b"
+        );
+        assert_eq!(target.normalize_role("User").unwrap(), "");
+        assert!(target.normalize_role("Org Admin").is_err());
+        let mut user = UserFields::default();
+        user.set(Field::Email, Some("a@b.co".into()));
+        user.set(Field::FirstName, Some("Ann".into()));
+        user.set(Field::LastName, Some("Lee".into()));
+        user.set(Field::Role, Some("cradl:role:a".into()));
+        user.set(Field::Phone, Some("+14155550123".into()));
+        assert_eq!(
+            String::from_utf8(target.body(&user)).unwrap(),
+            r#"{"email":"a@b.co","name":"Ann Lee","roleIds":["cradl:role:a"],"metadata":{"phone":"+14155550123"}}"#
+        );
+    }
+
+    #[test]
+    fn quota_exhaustion_stops_but_throttling_retries() {
+        let spec = TargetSpec {
+            name: "cradl".into(),
+            ..TargetSpec::default()
+        };
+        let target = Cradl::new(&spec).unwrap();
+        let h = HeaderMap::new();
+        assert!(matches!(
+            target.classify(429, &h, br#"{"message":"Limit Exceeded"}"#),
+            Verdict::Fatal { .. }
+        ));
+        assert!(matches!(
+            target.classify(429, &h, br#"{"message":"Too Many Requests"}"#),
+            Verdict::Retry { .. }
+        ));
+        assert_eq!(
+            target.classify(200, &h, br#"{"userId":"cradl:user:1"}"#),
+            Verdict::Created {
+                remote_id: Some("cradl:user:1".into())
+            }
+        );
+    }
+}

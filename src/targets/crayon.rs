@@ -1,0 +1,200 @@
+//! Crayon: `POST {base}/api/v1/users/` (default base `https://api.crayon.com`), PascalCase body.
+//!
+//! Body `{UserName, FirstName, LastName, Email, PhoneNumber, TenantAdmin}`: `UserName` is the
+//! username column, else the email; `TenantAdmin` is `true` when the role is
+//! organization-admin (omitted otherwise, as the docs say it need not be set). UserName,
+//! FirstName and LastName are required (the seed page). Success: 200 with the User and its
+//! `Id`. Errors: `{ErrorCode, Message, ObjectErrors: [{ErrorCode, Message, Parameters}]}`.
+//!
+//! Auth: OAuth2 password grant at `{base}/api/v1/connect/token/` (or `--token-url`), client id
+//! and secret in HTTP Basic, scope `CustomerApi` ($ROSTER_CLIENT_ID, $ROSTER_CLIENT_SECRET,
+//! $ROSTER_USERNAME, $ROSTER_PASSWORD); or a ready token in $ROSTER_TOKEN.
+//!
+//! A password (column or `--generate-passwords`) is a second call,
+//! `PUT {base}/api/v1/users/{Id}/changepassword/` with `{UserId, NewPassword}`.
+//! No published rate limit: 5 requests/s by default.
+
+use super::{FollowUp, Target, TargetRules, TargetSpec, username_or_email};
+use crate::auth::token::{Grant, TokenSource};
+use crate::auth::{self, Authenticator};
+use crate::error::RunError;
+use crate::fields::{Field, UserFields};
+use reqwest::header::HeaderMap;
+use serde::Serialize;
+use std::sync::Arc;
+
+/// The public API.
+pub const DEFAULT_BASE: &str = "https://api.crayon.com";
+
+/// The Crayon target.
+pub struct Crayon {
+    base: String,
+    ledger_key: String,
+    endpoint: String,
+    rules: TargetRules,
+    auth: Authenticator,
+}
+
+impl Crayon {
+    /// The target described by `spec`.
+    pub fn new(spec: &TargetSpec) -> Result<Crayon, RunError> {
+        spec.check_options(&[])?;
+        let base = spec.base_or(DEFAULT_BASE);
+        let c = &spec.credentials;
+        let auth = match &c.token {
+            Some(token) => Authenticator::bearer(token.clone()),
+            None => auth::missing(
+                "crayon",
+                &[
+                    ("ROSTER_CLIENT_ID", &c.client_id),
+                    ("ROSTER_CLIENT_SECRET", &c.client_secret),
+                    ("ROSTER_USERNAME", &c.username),
+                    ("ROSTER_PASSWORD", &c.password),
+                ],
+            )
+            .unwrap_or_else(|| {
+                let url = spec
+                    .token_url
+                    .clone()
+                    .unwrap_or_else(|| format!("{base}/api/v1/connect/token/"));
+                let grant = Grant::Password {
+                    client_id: c.client_id.clone().expect("checked"),
+                    client_secret: c.client_secret.clone().expect("checked"),
+                    username: c.username.clone().expect("checked"),
+                    password: c.password.clone().expect("checked"),
+                    scope: Some("CustomerApi".into()),
+                };
+                Authenticator::Token(Arc::new(TokenSource::new(
+                    url,
+                    grant,
+                    super::token_client(),
+                )))
+            }),
+        };
+        Ok(Crayon {
+            ledger_key: format!("crayon@{base}"),
+            endpoint: format!("{base}/api/v1/users/"),
+            base,
+            rules: TargetRules {
+                required: vec![Field::Email, Field::FirstName, Field::LastName],
+                max_len: vec![(Field::Email, 256), (Field::Username, 256)],
+            },
+            auth,
+        })
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct Body<'a> {
+    user_name: Option<&'a str>,
+    first_name: Option<&'a str>,
+    last_name: Option<&'a str>,
+    email: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    phone_number: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tenant_admin: Option<bool>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ChangePassword<'a> {
+    user_id: &'a str,
+    new_password: &'a str,
+}
+
+impl Target for Crayon {
+    fn name(&self) -> &str {
+        "crayon"
+    }
+
+    fn ledger_key(&self) -> &str {
+        &self.ledger_key
+    }
+
+    fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    fn rules(&self) -> &TargetRules {
+        &self.rules
+    }
+
+    fn default_rate(&self) -> f64 {
+        5.0
+    }
+
+    fn auth(&self) -> &Authenticator {
+        &self.auth
+    }
+
+    fn auth_hint(&self) -> &str {
+        "check ROSTER_CLIENT_ID, ROSTER_CLIENT_SECRET, ROSTER_USERNAME and ROSTER_PASSWORD (or ROSTER_TOKEN)"
+    }
+
+    fn classify(&self, status: u16, headers: &HeaderMap, body: &[u8]) -> super::Verdict {
+        super::classify_common(status, headers, body, "/Id")
+    }
+
+    fn body(&self, user: &UserFields) -> Vec<u8> {
+        let body = Body {
+            user_name: username_or_email(user),
+            first_name: user.get(Field::FirstName),
+            last_name: user.get(Field::LastName),
+            email: user.get(Field::Email),
+            phone_number: user.get(Field::Phone),
+            tenant_admin: (user.get(Field::Role) == Some("organization-admin")).then_some(true),
+        };
+        serde_json::to_vec(&body).expect("a struct of strings always serialises")
+    }
+
+    fn follow_up(&self, remote_id: &str, user: &UserFields) -> Option<FollowUp> {
+        let password = user.get(Field::Password)?;
+        let body = ChangePassword {
+            user_id: remote_id,
+            new_password: password,
+        };
+        Some(FollowUp {
+            method: reqwest::Method::PUT,
+            url: format!("{}/api/v1/users/{remote_id}/changepassword/", self.base),
+            body: serde_json::to_vec(&body).expect("strings always serialise"),
+            what: "setting the password",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_is_pascal_case_with_username_from_email() {
+        let spec = TargetSpec {
+            name: "crayon".into(),
+            ..TargetSpec::default()
+        };
+        let target = Crayon::new(&spec).unwrap();
+        assert_eq!(target.endpoint(), "https://api.crayon.com/api/v1/users/");
+        let mut user = UserFields::default();
+        user.set(Field::Email, Some("a@b.co".into()));
+        user.set(Field::FirstName, Some("A".into()));
+        user.set(Field::LastName, Some("B".into()));
+        user.set(Field::Role, Some("organization-admin".into()));
+        assert_eq!(
+            String::from_utf8(target.body(&user)).unwrap(),
+            r#"{"UserName":"a@b.co","FirstName":"A","LastName":"B","Email":"a@b.co","TenantAdmin":true}"#
+        );
+        assert!(target.follow_up("u1", &user).is_none());
+        user.set(Field::Password, Some("pw".into()));
+        let step = target.follow_up("u1", &user).unwrap();
+        assert_eq!(
+            step.url,
+            "https://api.crayon.com/api/v1/users/u1/changepassword/"
+        );
+        assert_eq!(
+            String::from_utf8(step.body).unwrap(),
+            r#"{"UserId":"u1","NewPassword":"pw"}"#
+        );
+    }
+}

@@ -1,0 +1,131 @@
+//! Cryptlex: `POST {base}/v3/users` (default base `https://api.cryptlex.com`).
+//!
+//! Body `{firstName, lastName, email, password, role}`, all required by the docs; `role` is
+//! `user` or `organization-admin` (`user` when the row has none). Auth: a personal access token
+//! as `Authorization: Bearer $ROSTER_TOKEN`. Success: the user object with `id`.
+//! Errors are `{message, code}` or `{message, errors: [{message, code, field}]}` (Cryptlex's
+//! response-format guide); a duplicate email is a 409 or a message saying it exists.
+//! Rate limit: bursts of 50 per 5 s per IP, so the default is 9.5 requests/s evenly spaced.
+
+use super::{PasswordUse, Target, TargetRules, TargetSpec};
+use crate::auth::{self, Authenticator};
+use crate::error::RunError;
+use crate::fields::{Field, UserFields};
+use serde::Serialize;
+
+/// The public API.
+pub const DEFAULT_BASE: &str = "https://api.cryptlex.com";
+
+/// The Cryptlex target.
+pub struct Cryptlex {
+    ledger_key: String,
+    endpoint: String,
+    rules: TargetRules,
+    auth: Authenticator,
+}
+
+impl Cryptlex {
+    /// The target described by `spec`.
+    pub fn new(spec: &TargetSpec) -> Result<Cryptlex, RunError> {
+        spec.check_options(&[])?;
+        let base = spec.base_or(DEFAULT_BASE);
+        let token = &spec.credentials.token;
+        let auth = auth::missing("cryptlex", &[("ROSTER_TOKEN", token)])
+            .unwrap_or_else(|| Authenticator::bearer(token.clone().expect("checked above")));
+        Ok(Cryptlex {
+            ledger_key: format!("cryptlex@{base}"),
+            endpoint: format!("{base}/v3/users"),
+            rules: TargetRules {
+                required: vec![
+                    Field::Email,
+                    Field::FirstName,
+                    Field::LastName,
+                    Field::Password,
+                ],
+                max_len: vec![(Field::Email, 254)],
+            },
+            auth,
+        })
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Body<'a> {
+    first_name: Option<&'a str>,
+    last_name: Option<&'a str>,
+    email: Option<&'a str>,
+    password: Option<&'a str>,
+    role: &'a str,
+}
+
+impl Target for Cryptlex {
+    fn name(&self) -> &str {
+        "cryptlex"
+    }
+
+    fn ledger_key(&self) -> &str {
+        &self.ledger_key
+    }
+
+    fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    fn rules(&self) -> &TargetRules {
+        &self.rules
+    }
+
+    fn default_rate(&self) -> f64 {
+        9.5
+    }
+
+    fn auth(&self) -> &Authenticator {
+        &self.auth
+    }
+
+    fn password_use(&self) -> PasswordUse {
+        PasswordUse::Required
+    }
+
+    fn auth_hint(&self) -> &str {
+        "check ROSTER_TOKEN (a Cryptlex personal access token with user write scope)"
+    }
+
+    fn body(&self, user: &UserFields) -> Vec<u8> {
+        let body = Body {
+            first_name: user.get(Field::FirstName),
+            last_name: user.get(Field::LastName),
+            email: user.get(Field::Email),
+            password: user.get(Field::Password),
+            role: user.get(Field::Role).unwrap_or("user"),
+        };
+        serde_json::to_vec(&body).expect("a struct of strings always serialises")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_follows_the_docs() {
+        let spec = TargetSpec {
+            name: "cryptlex".into(),
+            base_url: Some("http://127.0.0.1:9/cryptlex/".into()),
+            ..TargetSpec::default()
+        };
+        let target = Cryptlex::new(&spec).unwrap();
+        assert_eq!(target.endpoint(), "http://127.0.0.1:9/cryptlex/v3/users");
+        assert!(matches!(target.auth(), Authenticator::Missing(m) if m.contains("ROSTER_TOKEN")));
+        let mut user = UserFields::default();
+        user.set(Field::Email, Some("a@b.co".into()));
+        user.set(Field::FirstName, Some("A".into()));
+        user.set(Field::LastName, Some("B".into()));
+        user.set(Field::Password, Some("pw".into()));
+        assert_eq!(
+            String::from_utf8(target.body(&user)).unwrap(),
+            r#"{"firstName":"A","lastName":"B","email":"a@b.co","password":"pw","role":"user"}"#
+        );
+    }
+}

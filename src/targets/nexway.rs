@@ -1,0 +1,222 @@
+//! Nexway: `POST {base}/iam/users` (default base `https://api.nexway.store`), 201 on success.
+//!
+//! Body `{email, firstName, lastName, userName, password, status, roles, authorizedCustomers}`:
+//! `userName` is the username column, else the email; `status` is `ENABLED` or `DISABLED`
+//! from the status column (`ENABLED` when empty); `password` only when the row has one (or one
+//! is generated) — the page does not mark it optional, but Keycloak, which Nexway's IAM is
+//! built on, creates users without one. `roles` (`[{name}]`) and `authorizedCustomers`
+//! (`[{customerId, name}]`) come from `--target-option roles=a,b`, `customer_id=…`,
+//! `customer_name=…`, the same for every user.
+//!
+//! Auth: a JWT bearer: $ROSTER_TOKEN as given, or one fetched from `POST {base}/iam/tokens`
+//! (or `--token-url`) with `{realmName: $ROSTER_REALM, grantType: client_credentials}` and
+//! $ROSTER_CLIENT_ID/$ROSTER_CLIENT_SECRET, or `grantType: password` with
+//! $ROSTER_USERNAME/$ROSTER_PASSWORD. Tokens live 300 s: renewed ahead of expiry with the
+//! refresh token. Only 201/401/403/404/500 are documented; other refusals are read
+//! generically (Keycloak's 409 `{"errorMessage": "User exists with same email"}` = exists).
+//! Rate limit: 10 requests/s.
+
+use super::{Target, TargetRules, TargetSpec, username_or_email};
+use crate::auth::Authenticator;
+use crate::auth::token::{Grant, TokenSource};
+use crate::error::RunError;
+use crate::fields::{Field, UserFields};
+use serde::Serialize;
+use std::sync::Arc;
+
+/// The public API.
+pub const DEFAULT_BASE: &str = "https://api.nexway.store";
+
+/// The Nexway target.
+pub struct Nexway {
+    ledger_key: String,
+    endpoint: String,
+    rules: TargetRules,
+    auth: Authenticator,
+    roles: Vec<Role>,
+    customers: Vec<Customer>,
+}
+
+#[derive(Serialize, Clone)]
+struct Role {
+    name: String,
+}
+
+#[derive(Serialize, Clone)]
+#[serde(rename_all = "camelCase")]
+struct Customer {
+    customer_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+}
+
+impl Nexway {
+    /// The target described by `spec`.
+    pub fn new(spec: &TargetSpec) -> Result<Nexway, RunError> {
+        spec.check_options(&["roles", "customer_id", "customer_name"])?;
+        let base = spec.base_or(DEFAULT_BASE);
+        let auth = authenticator(spec, &base);
+        let roles = spec
+            .option("roles")
+            .map(|list| {
+                list.split(',')
+                    .map(str::trim)
+                    .filter(|r| !r.is_empty())
+                    .map(|name| Role { name: name.into() })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let customers = spec
+            .option("customer_id")
+            .map(|id| Customer {
+                customer_id: id.into(),
+                name: spec.option("customer_name").map(str::to_string),
+            })
+            .into_iter()
+            .collect();
+        Ok(Nexway {
+            ledger_key: format!("nexway@{base}"),
+            endpoint: format!("{base}/iam/users"),
+            rules: TargetRules {
+                required: vec![Field::Email, Field::FirstName, Field::LastName],
+                max_len: vec![(Field::Email, 255), (Field::Username, 255)],
+            },
+            auth,
+            roles,
+            customers,
+        })
+    }
+}
+
+fn authenticator(spec: &TargetSpec, base: &str) -> Authenticator {
+    let c = &spec.credentials;
+    if let Some(token) = &c.token {
+        return Authenticator::bearer(token.clone());
+    }
+    let client = c.client_id.clone().zip(c.client_secret.clone());
+    let user = c.username.clone().zip(c.password.clone());
+    let Some(realm) = c
+        .realm
+        .clone()
+        .filter(|_| client.is_some() || user.is_some())
+    else {
+        return Authenticator::Missing(
+            "target `nexway` needs ROSTER_TOKEN, or ROSTER_REALM with ROSTER_CLIENT_ID and \
+             ROSTER_CLIENT_SECRET (or ROSTER_USERNAME and ROSTER_PASSWORD), in the environment"
+                .into(),
+        );
+    };
+    let url = spec
+        .token_url
+        .clone()
+        .unwrap_or_else(|| format!("{base}/iam/tokens"));
+    let grant = Grant::NexwayJson {
+        realm,
+        client,
+        user,
+    };
+    Authenticator::Token(Arc::new(TokenSource::new(
+        url,
+        grant,
+        super::token_client(),
+    )))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Body<'a> {
+    email: Option<&'a str>,
+    first_name: Option<&'a str>,
+    last_name: Option<&'a str>,
+    user_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    password: Option<&'a str>,
+    status: &'a str,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    roles: &'a [Role],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    authorized_customers: &'a [Customer],
+}
+
+impl Target for Nexway {
+    fn name(&self) -> &str {
+        "nexway"
+    }
+
+    fn ledger_key(&self) -> &str {
+        &self.ledger_key
+    }
+
+    fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    fn rules(&self) -> &TargetRules {
+        &self.rules
+    }
+
+    fn default_rate(&self) -> f64 {
+        10.0
+    }
+
+    fn auth(&self) -> &Authenticator {
+        &self.auth
+    }
+
+    fn auth_hint(&self) -> &str {
+        "check ROSTER_TOKEN, or ROSTER_REALM and ROSTER_CLIENT_ID/ROSTER_CLIENT_SECRET (or ROSTER_USERNAME/ROSTER_PASSWORD)"
+    }
+
+    /// Nexway roles come from `--target-option roles=…`; the role column is not sent, so it
+    /// is taken as written rather than refused for not being `user`/`organization-admin`.
+    fn normalize_role(&self, raw: &str) -> Result<String, String> {
+        Ok(crate::normalize::clean(raw))
+    }
+
+    fn body(&self, user: &UserFields) -> Vec<u8> {
+        let status = match user.get(Field::Status) {
+            Some("inactive") => "DISABLED",
+            _ => "ENABLED",
+        };
+        let body = Body {
+            email: user.get(Field::Email),
+            first_name: user.get(Field::FirstName),
+            last_name: user.get(Field::LastName),
+            user_name: username_or_email(user),
+            password: user.get(Field::Password),
+            status,
+            roles: &self.roles,
+            authorized_customers: &self.customers,
+        };
+        serde_json::to_vec(&body).expect("a struct of strings always serialises")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_has_status_roles_and_customers() {
+        let mut spec = TargetSpec {
+            name: "nexway".into(),
+            ..TargetSpec::default()
+        };
+        spec.options.insert("roles".into(), "buyer, admin".into());
+        spec.options.insert("customer_id".into(), "c-1".into());
+        let target = Nexway::new(&spec).unwrap();
+        assert_eq!(target.endpoint(), "https://api.nexway.store/iam/users");
+        assert!(matches!(target.auth(), Authenticator::Missing(m) if m.contains("ROSTER_REALM")));
+        let mut user = UserFields::default();
+        user.set(Field::Email, Some("a@b.co".into()));
+        user.set(Field::FirstName, Some("A".into()));
+        user.set(Field::LastName, Some("B".into()));
+        user.set(Field::Status, Some("inactive".into()));
+        assert_eq!(
+            String::from_utf8(target.body(&user)).unwrap(),
+            r#"{"email":"a@b.co","firstName":"A","lastName":"B","userName":"a@b.co","status":"DISABLED","roles":[{"name":"buyer"},{"name":"admin"}],"authorizedCustomers":[{"customerId":"c-1"}]}"#
+        );
+        spec.options.insert("colour".into(), "red".into());
+        assert!(Nexway::new(&spec).is_err());
+    }
+}

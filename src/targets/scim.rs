@@ -1,0 +1,204 @@
+//! SCIM 2.0 (RFC 7643/7644): `POST {base}/Users` (`--base-url` required), how Okta, Entra ID
+//! and most identity providers provision users.
+//!
+//! Body: the core User schema, `application/scim+json`: `userName` (the username column, else
+//! the email), `name {givenName, familyName, formatted}`, `displayName`,
+//! `emails [{value, type: work, primary: true}]`, `phoneNumbers [{value, type: work}]`,
+//! `title`, `active` (from the status column, `true` when empty) and the enterprise
+//! extension's `department`. Auth: `Authorization: Bearer $ROSTER_TOKEN`. Success: 201 with
+//! `id`. Errors are SCIM error messages `{schemas, scimType, detail, status}`; a 409
+//! `uniqueness` means the user exists.
+
+use super::{PasswordUse, Target, TargetRules, TargetSpec, display_name, username_or_email};
+use crate::auth::{self, Authenticator};
+use crate::error::RunError;
+use crate::fields::{Field, UserFields};
+use serde::Serialize;
+
+const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+const ENTERPRISE_SCHEMA: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+
+/// The SCIM target.
+pub struct Scim {
+    ledger_key: String,
+    endpoint: String,
+    rules: TargetRules,
+    auth: Authenticator,
+}
+
+impl Scim {
+    /// The target described by `spec`.
+    pub fn new(spec: &TargetSpec) -> Result<Scim, RunError> {
+        spec.check_options(&[])?;
+        let base = spec.base_required()?;
+        let token = &spec.credentials.token;
+        let auth = auth::missing("scim", &[("ROSTER_TOKEN", token)])
+            .unwrap_or_else(|| Authenticator::bearer(token.clone().expect("checked above")));
+        Ok(Scim {
+            ledger_key: format!("scim@{base}"),
+            endpoint: format!("{base}/Users"),
+            rules: TargetRules {
+                required: vec![Field::Email],
+                max_len: vec![],
+            },
+            auth,
+        })
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Name<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    given_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    family_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    formatted: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Multi<'a> {
+    value: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    primary: bool,
+}
+
+#[derive(Serialize)]
+struct Enterprise<'a> {
+    department: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Body<'a> {
+    schemas: Vec<&'static str>,
+    user_name: Option<&'a str>,
+    name: Name<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    display_name: Option<&'a str>,
+    emails: Vec<Multi<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    phone_numbers: Vec<Multi<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    title: Option<&'a str>,
+    active: bool,
+    #[serde(
+        rename = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User",
+        skip_serializing_if = "Option::is_none"
+    )]
+    enterprise: Option<Enterprise<'a>>,
+}
+
+impl Target for Scim {
+    fn name(&self) -> &str {
+        "scim"
+    }
+
+    fn ledger_key(&self) -> &str {
+        &self.ledger_key
+    }
+
+    fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    fn rules(&self) -> &TargetRules {
+        &self.rules
+    }
+
+    fn default_rate(&self) -> f64 {
+        10.0
+    }
+
+    fn auth(&self) -> &Authenticator {
+        &self.auth
+    }
+
+    fn content_type(&self) -> &'static str {
+        "application/scim+json"
+    }
+
+    fn password_use(&self) -> PasswordUse {
+        PasswordUse::Unused
+    }
+
+    fn auth_hint(&self) -> &str {
+        "check ROSTER_TOKEN (the SCIM provisioning bearer token)"
+    }
+
+    /// Roles are not part of the SCIM core User; the column is not sent, so not judged.
+    fn normalize_role(&self, raw: &str) -> Result<String, String> {
+        Ok(crate::normalize::clean(raw))
+    }
+
+    fn body(&self, user: &UserFields) -> Vec<u8> {
+        let display = display_name(user);
+        let department = user.get(Field::Department);
+        let mut schemas = vec![USER_SCHEMA];
+        if department.is_some() {
+            schemas.push(ENTERPRISE_SCHEMA);
+        }
+        let body = Body {
+            schemas,
+            user_name: username_or_email(user),
+            name: Name {
+                given_name: user.get(Field::FirstName),
+                family_name: user.get(Field::LastName),
+                formatted: display.as_deref(),
+            },
+            display_name: display.as_deref(),
+            emails: user
+                .get(Field::Email)
+                .map(|value| Multi {
+                    value,
+                    kind: "work",
+                    primary: true,
+                })
+                .into_iter()
+                .collect(),
+            phone_numbers: user
+                .get(Field::Phone)
+                .map(|value| Multi {
+                    value,
+                    kind: "work",
+                    primary: true,
+                })
+                .into_iter()
+                .collect(),
+            title: user.get(Field::Title),
+            active: user.get(Field::Status) != Some("inactive"),
+            enterprise: department.map(|department| Enterprise { department }),
+        };
+        serde_json::to_vec(&body).expect("a struct of strings always serialises")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_is_a_core_scim_user() {
+        let spec = TargetSpec {
+            name: "scim".into(),
+            base_url: Some("http://127.0.0.1:9/scim/v2/".into()),
+            ..TargetSpec::default()
+        };
+        let target = Scim::new(&spec).unwrap();
+        assert_eq!(target.endpoint(), "http://127.0.0.1:9/scim/v2/Users");
+        let mut user = UserFields::default();
+        user.set(Field::Email, Some("a@b.co".into()));
+        user.set(Field::FirstName, Some("Ann".into()));
+        user.set(Field::LastName, Some("Lee".into()));
+        let body: serde_json::Value = serde_json::from_slice(&target.body(&user)).unwrap();
+        assert_eq!(body["userName"], "a@b.co");
+        assert_eq!(body["name"]["givenName"], "Ann");
+        assert_eq!(body["name"]["familyName"], "Lee");
+        assert_eq!(body["emails"][0]["value"], "a@b.co");
+        assert_eq!(body["emails"][0]["primary"], true);
+        assert_eq!(body["active"], true);
+        assert_eq!(body["schemas"][0], USER_SCHEMA);
+    }
+}
