@@ -12,7 +12,7 @@ use crate::mapping::{MappingOptions, parse_assignment};
 use crate::pipeline::{self, ImportSettings, RunMode};
 use crate::report::ProgressMode;
 use crate::retry::RetryPolicy;
-use crate::sandbox::{Sandbox, SandboxConfig};
+use crate::sandbox::{Profile, Sandbox, SandboxConfig, SandboxCredentials};
 use crate::stop::{Stop, StopReason};
 use crate::submit::SubmitSettings;
 use crate::targets::{self, TargetSpec};
@@ -64,7 +64,9 @@ pub enum Command {
     #[command(after_help = "Example:\n  roster targets")]
     Targets,
     /// Run the fake target API standalone.
-    #[command(after_help = "Example:\n  roster sandbox --port 8080 --rate 100 --fail-rate 0.05")]
+    #[command(
+        after_help = "Examples:\n  roster sandbox --port 8080 --rate 100 --fail-rate 0.05\n  roster sandbox --profile cl2c   # also serve cl2c at the root\n\nVendor profiles are served under /<profile> (cryptlex, crayon, cl2c, nexway, cradl, scim)\nand accept each ROSTER_* variable set in the sandbox's environment, else these defaults:\n  ROSTER_TOKEN=sandbox-token ROSTER_API_KEY=sandbox-key ROSTER_TENANT=sandbox-tenant\n  ROSTER_CLIENT_ID=sandbox-client ROSTER_CLIENT_SECRET=sandbox-secret\n  ROSTER_USERNAME=sandbox-user ROSTER_PASSWORD=sandbox-password ROSTER_REALM=sandbox"
+    )]
     Sandbox(SandboxArgs),
 }
 
@@ -198,6 +200,26 @@ pub struct SandboxArgs {
     /// Require `Authorization: Bearer $ROSTER_TOKEN` (read from the environment).
     #[arg(long)]
     pub require_token: bool,
+    /// Also serve this vendor profile at the root (every profile is always served under
+    /// `/<name>`, e.g. `/cl2c/v1/cl2c/user`).
+    #[arg(long, value_parser = parse_profile)]
+    pub profile: Option<Profile>,
+    /// Lifetime of issued tokens in seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub token_ttl: u64,
+    /// Issued tokens stop working after N requests (to exercise renewal after a 401).
+    #[arg(long, value_name = "N")]
+    pub token_uses: Option<u32>,
+    /// Users a profile creates before answering 429 "Limit Exceeded" (Cradl's quota).
+    #[arg(long)]
+    pub quota: Option<u64>,
+}
+
+fn parse_profile(name: &str) -> Result<Profile, String> {
+    Profile::parse(name).ok_or_else(|| {
+        let names: Vec<&str> = Profile::ALL.iter().map(|p| p.name()).collect();
+        format!("unknown profile (profiles: {})", names.join(", "))
+    })
 }
 
 /// `roster ledger …`.
@@ -689,6 +711,28 @@ fn finish(result: pipeline::RunResult, target: &str, json: bool) -> Result<i32, 
     }
 }
 
+/// The credentials the sandbox's vendor profiles accept: each `ROSTER_*` variable set in this
+/// environment, else the documented `sandbox-…` default.
+fn sandbox_credentials() -> SandboxCredentials {
+    let mut creds = SandboxCredentials::default();
+    let read = |name: &str, slot: &mut String| {
+        if let Ok(value) = std::env::var(name)
+            && !value.is_empty()
+        {
+            *slot = value;
+        }
+    };
+    read("ROSTER_TOKEN", &mut creds.token);
+    read("ROSTER_API_KEY", &mut creds.api_key);
+    read("ROSTER_TENANT", &mut creds.tenant);
+    read("ROSTER_CLIENT_ID", &mut creds.client_id);
+    read("ROSTER_CLIENT_SECRET", &mut creds.client_secret);
+    read("ROSTER_USERNAME", &mut creds.username);
+    read("ROSTER_PASSWORD", &mut creds.password);
+    read("ROSTER_REALM", &mut creds.realm);
+    creds
+}
+
 async fn sandbox(args: SandboxArgs) -> Result<i32, RunError> {
     let config = SandboxConfig {
         rate: args.rate,
@@ -708,6 +752,11 @@ async fn sandbox(args: SandboxArgs) -> Result<i32, RunError> {
         } else {
             None
         },
+        profile: args.profile,
+        credentials: sandbox_credentials(),
+        token_ttl_secs: args.token_ttl,
+        token_uses: args.token_uses,
+        quota: args.quota,
     };
     let sandbox = Sandbox::start(config, args.port)
         .await
@@ -715,6 +764,12 @@ async fn sandbox(args: SandboxArgs) -> Result<i32, RunError> {
     eprintln!(
         "roster: sandbox listening on {} (POST /users; Ctrl-C to stop)",
         sandbox.base_url()
+    );
+    let names: Vec<&str> = Profile::ALL.iter().map(|p| p.name()).collect();
+    eprintln!(
+        "roster: vendor profiles under {}/<profile> ({}); credentials: the ROSTER_* variables of this environment, else the sandbox defaults",
+        sandbox.base_url(),
+        names.join(", ")
     );
     wait_for_signal().await;
     let stats = sandbox.stats();

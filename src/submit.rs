@@ -299,13 +299,18 @@ impl Submitter {
                 .attempt(done, method.clone(), url, body.clone(), &mut problem)
                 .await;
             let auth = self.target.auth();
-            if done.status == Some(401) && auth.renewable() && renewals < 2 {
+            // Some APIs (Cradl) answer an expired token with 403: renewal settles which it is.
+            let refused = matches!(done.status, Some(401 | 403));
+            if refused && auth.renewable() && renewals < 3 {
                 renewals += 1;
                 match auth.refused(used).await {
                     Ok(()) => continue,
                     Err(e) => {
                         return StepEnd::Answered(Verdict::Fatal {
-                            message: format!("credentials refused (HTTP 401): {e}"),
+                            message: format!(
+                                "credentials refused (HTTP {}): {e}",
+                                done.status.unwrap_or(401)
+                            ),
                         });
                     }
                 }

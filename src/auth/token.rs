@@ -88,12 +88,14 @@ pub struct Lease {
     pub generation: u64,
 }
 
+/// Renewals after a 401 in a row, with no request succeeding in between, before the
+/// credentials themselves are judged refused.
+const MAX_UNCONFIRMED_RENEWALS: u32 = 3;
+
 struct Live {
     token: SecretString,
     renew_at: Instant,
     generation: u64,
-    /// This token was fetched because its predecessor got a 401.
-    after_refusal: bool,
 }
 
 #[derive(Default)]
@@ -101,6 +103,8 @@ struct State {
     live: Option<Live>,
     refresh: Option<SecretString>,
     generation: u64,
+    /// Renewals after a 401 since a request last succeeded.
+    unconfirmed_renewals: u32,
 }
 
 /// A shared, self-renewing access token.
@@ -148,7 +152,7 @@ impl TokenSource {
                 generation: live.generation,
             });
         }
-        self.renew(&mut state, false).await
+        self.renew(&mut state).await
     }
 
     /// A request with `generation`'s token succeeded: that token is good.
@@ -157,8 +161,8 @@ impl TokenSource {
     }
 
     /// The token of `generation` got a 401: renew it once (if nobody has yet) and hand back
-    /// the token to retry with. A token fetched after a 401 that is refused before any success
-    /// means the credentials themselves are refused.
+    /// the token to retry with. Fresh tokens refused again and again, with no request
+    /// succeeding in between, mean the credentials themselves are refused.
     pub async fn refused(&self, generation: u64) -> Result<Lease, TokenError> {
         let mut state = self.state.lock().await;
         if let Some(live) = &state.live {
@@ -168,14 +172,18 @@ impl TokenSource {
                     generation: live.generation,
                 });
             }
-            if live.after_refusal && self.confirmed.load(Ordering::Relaxed) < live.generation {
-                return Err(TokenError::FreshTokenRefused);
+            if self.confirmed.load(Ordering::Relaxed) >= live.generation {
+                state.unconfirmed_renewals = 0;
             }
         }
-        self.renew(&mut state, true).await
+        if state.unconfirmed_renewals >= MAX_UNCONFIRMED_RENEWALS {
+            return Err(TokenError::FreshTokenRefused);
+        }
+        state.unconfirmed_renewals += 1;
+        self.renew(&mut state).await
     }
 
-    async fn renew(&self, state: &mut State, after_refusal: bool) -> Result<Lease, TokenError> {
+    async fn renew(&self, state: &mut State) -> Result<Lease, TokenError> {
         let fetched = match (state.refresh.clone(), &self.grant) {
             // Nexway: the refresh token first, the full grant if it is refused.
             (Some(refresh), Grant::NexwayJson { .. }) => match self.fetch(Some(&refresh)).await {
@@ -194,7 +202,6 @@ impl TokenSource {
             token: fetched.access.clone(),
             renew_at,
             generation: state.generation,
-            after_refusal,
         });
         Ok(Lease {
             token: fetched.access,
@@ -356,29 +363,11 @@ fn find<'a>(map: &'a serde_json::Map<String, Value>, squashed: &str) -> Option<&
         .map(|(_, v)| v)
 }
 
-/// `application/x-www-form-urlencoded` per the WHATWG URL standard.
+/// `application/x-www-form-urlencoded` (the `url` crate's own encoder).
 fn form_encode(pairs: &[(&str, &str)]) -> String {
-    fn encode(out: &mut String, s: &str) {
-        for b in s.bytes() {
-            match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => {
-                    out.push(b as char)
-                }
-                b' ' => out.push('+'),
-                _ => out.push_str(&format!("%{b:02X}")),
-            }
-        }
-    }
-    let mut out = String::new();
-    for (i, (k, v)) in pairs.iter().enumerate() {
-        if i > 0 {
-            out.push('&');
-        }
-        encode(&mut out, k);
-        out.push('=');
-        encode(&mut out, v);
-    }
-    out
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
 }
 
 #[cfg(test)]

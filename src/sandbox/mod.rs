@@ -7,18 +7,26 @@
 //! (429 + `Retry-After`), random 5xx, the first N attempts per email failing, a delay.
 //! With a token configured, requests need `Authorization: Bearer <token>` (else 401).
 //! `GET /users` lists the store and `GET /_sandbox/stats` the counters, for tests.
+//!
+//! Every vendor profile is served too, under its name (`/cl2c/v1/cl2c/user`,
+//! `/crayon/api/v1/connect/token/`…, see [`profiles`]), with that API's shapes and
+//! authentication against [`SandboxCredentials`]; `profile` also serves one at the root.
 
+pub mod profiles;
 mod rules;
+
+pub use profiles::Profile;
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
+use base64::Engine;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use profiles::{AuthKind, problem};
 use serde::Serialize;
-use serde_json::json;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -44,6 +52,68 @@ pub struct SandboxConfig {
     pub seed: u64,
     /// When set, requests must carry `Authorization: Bearer <token>` or get 401.
     pub token: Option<String>,
+    /// A profile also served at the root (the plain sandbox when `None`).
+    pub profile: Option<Profile>,
+    /// The credentials the vendor profiles accept.
+    pub credentials: SandboxCredentials,
+    /// Lifetime of issued tokens, in seconds.
+    pub token_ttl_secs: u64,
+    /// Issued tokens stop working after this many requests (to test renewal after a 401).
+    pub token_uses: Option<u32>,
+    /// Users a profile creates before answering Cradl's 429 "Limit Exceeded".
+    pub quota: Option<u64>,
+}
+
+/// The credentials the vendor profiles accept (defaults: `sandbox-…`).
+#[derive(Debug, Clone)]
+pub struct SandboxCredentials {
+    /// Bearer token (Cryptlex, SCIM; also accepted as a ready token by the token profiles).
+    pub token: String,
+    /// cl2c `X-API-Key`.
+    pub api_key: String,
+    /// cl2c `tenant`.
+    pub tenant: String,
+    /// OAuth2 client id.
+    pub client_id: String,
+    /// OAuth2 client secret.
+    pub client_secret: String,
+    /// Password-grant user name.
+    pub username: String,
+    /// Password-grant password.
+    pub password: String,
+    /// Nexway realm.
+    pub realm: String,
+}
+
+impl Default for SandboxCredentials {
+    fn default() -> Self {
+        SandboxCredentials {
+            token: "sandbox-token".into(),
+            api_key: "sandbox-key".into(),
+            tenant: "sandbox-tenant".into(),
+            client_id: "sandbox-client".into(),
+            client_secret: "sandbox-secret".into(),
+            username: "sandbox-user".into(),
+            password: "sandbox-password".into(),
+            realm: "sandbox".into(),
+        }
+    }
+}
+
+impl SandboxCredentials {
+    /// The `ROSTER_*` variables that authenticate against these credentials.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("ROSTER_TOKEN", self.token.clone()),
+            ("ROSTER_API_KEY", self.api_key.clone()),
+            ("ROSTER_TENANT", self.tenant.clone()),
+            ("ROSTER_CLIENT_ID", self.client_id.clone()),
+            ("ROSTER_CLIENT_SECRET", self.client_secret.clone()),
+            ("ROSTER_USERNAME", self.username.clone()),
+            ("ROSTER_PASSWORD", self.password.clone()),
+            ("ROSTER_REALM", self.realm.clone()),
+        ]
+    }
 }
 
 impl Default for SandboxConfig {
@@ -56,6 +126,11 @@ impl Default for SandboxConfig {
             delay: Duration::ZERO,
             seed: 1,
             token: None,
+            profile: None,
+            credentials: SandboxCredentials::default(),
+            token_ttl_secs: 3600,
+            token_uses: None,
+            quota: None,
         }
     }
 }
@@ -80,6 +155,15 @@ pub struct StoredUser {
     pub phone: Option<String>,
     /// Role.
     pub role: String,
+    /// The profile that stored it.
+    #[serde(skip)]
+    pub profile: Option<Profile>,
+    /// A password was given (in the body, or set afterwards).
+    #[serde(skip)]
+    pub has_password: bool,
+    /// Status as sent (`ENABLED`, `DISABLED`), when the API has one.
+    #[serde(skip)]
+    pub status: Option<String>,
 }
 
 /// The sandbox's counters.
@@ -99,6 +183,12 @@ pub struct SandboxStats {
     pub faults: u64,
     /// Most requests being handled at once.
     pub peak_in_flight: u64,
+    /// Tokens issued by the token endpoints.
+    pub tokens_issued: u64,
+    /// Requests refused for their credentials.
+    pub unauthorized: u64,
+    /// Passwords set by a follow-up call.
+    pub passwords_set: u64,
 }
 
 #[derive(Default)]
@@ -111,11 +201,22 @@ struct Counters {
     faults: AtomicU64,
     in_flight: AtomicU64,
     peak_in_flight: AtomicU64,
+    tokens_issued: AtomicU64,
+    unauthorized: AtomicU64,
+    passwords_set: AtomicU64,
+}
+
+struct IssuedToken {
+    expires: std::time::Instant,
+    uses_left: Option<u32>,
 }
 
 struct Shared {
     config: SandboxConfig,
-    users: Mutex<HashMap<String, StoredUser>>,
+    users: Mutex<HashMap<(Profile, String), StoredUser>>,
+    tokens: Mutex<HashMap<String, IssuedToken>>,
+    refresh_tokens: Mutex<std::collections::HashSet<String>>,
+    revoked: std::sync::atomic::AtomicBool,
     attempts: Mutex<HashMap<String, u32>>,
     rng: Mutex<fastrand::Rng>,
     limiter: Option<DefaultDirectRateLimiter>,
@@ -143,12 +244,21 @@ impl Sandbox {
             rng: Mutex::new(fastrand::Rng::with_seed(config.seed)),
             config,
             users: Mutex::default(),
+            tokens: Mutex::default(),
+            refresh_tokens: Mutex::default(),
+            revoked: Default::default(),
             attempts: Mutex::default(),
             limiter,
             counters: Counters::default(),
         });
-        let app = Router::new()
-            .route("/users", post(create_user).get(list_users))
+        let mut app = Router::new();
+        for profile in Profile::ALL {
+            app = app.nest(&format!("/{}", profile.name()), profile_routes(profile));
+        }
+        let app = app
+            .merge(profile_routes(
+                shared.config.profile.unwrap_or(Profile::Sandbox),
+            ))
             .route("/_sandbox/stats", get(stats))
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
@@ -181,6 +291,39 @@ impl Sandbox {
     /// Every stored user, ordered by email.
     pub fn users(&self) -> Vec<StoredUser> {
         sorted_users(&self.shared)
+    }
+
+    /// The users one profile stored, ordered by email.
+    pub fn users_of(&self, profile: Profile) -> Vec<StoredUser> {
+        sorted_users(&self.shared)
+            .into_iter()
+            .filter(|u| u.profile.unwrap_or(Profile::Sandbox) == profile)
+            .collect()
+    }
+
+    /// Stores a user as if created earlier, so an import meets an existing account.
+    pub fn seed_user(&self, profile: Profile, email: &str) {
+        let n = self.shared.counters.created.fetch_add(1, Ordering::Relaxed) + 1;
+        let email = email.to_lowercase();
+        let user = StoredUser {
+            id: profile.id(n),
+            email: email.clone(),
+            first_name: "Seeded".into(),
+            last_name: "User".into(),
+            username: Some(email.clone()),
+            phone: None,
+            role: "user".into(),
+            profile: Some(profile),
+            has_password: false,
+            status: None,
+        };
+        let mut users = self.shared.users.lock().unwrap_or_else(|p| p.into_inner());
+        users.insert((profile, email), user);
+    }
+
+    /// From now on every credential is refused (credentials revoked mid-run).
+    pub fn revoke_credentials(&self) {
+        self.shared.revoked.store(true, Ordering::SeqCst);
     }
 
     /// The counters so far.
@@ -223,6 +366,9 @@ fn snapshot(c: &Counters) -> SandboxStats {
         throttled: get(&c.throttled),
         faults: get(&c.faults),
         peak_in_flight: get(&c.peak_in_flight),
+        tokens_issued: get(&c.tokens_issued),
+        unauthorized: get(&c.unauthorized),
+        passwords_set: get(&c.passwords_set),
     }
 }
 
@@ -243,31 +389,245 @@ impl Drop for InFlight<'_> {
     }
 }
 
-fn problem(
-    status: StatusCode,
-    title: &str,
-    detail: &str,
-    errors: Option<serde_json::Value>,
-) -> Response {
-    let mut body = json!({
-        "type": "about:blank",
-        "title": title,
-        "status": status.as_u16(),
-        "detail": detail,
-    });
-    if let Some(errors) = errors {
-        body["errors"] = errors;
+/// The routes of one profile: create, token endpoint, Crayon's set-password call.
+fn profile_routes(profile: Profile) -> Router<Arc<Shared>> {
+    let mut router = Router::new();
+    for path in profile.create_paths() {
+        let create = post(
+            move |State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes| {
+                create_user(shared, profile, headers, body)
+            },
+        );
+        let create = match profile {
+            Profile::Sandbox => create.get(list_users),
+            _ => create,
+        };
+        router = router.route(path, create);
     }
-    let mut response = (status, axum::Json(body)).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/problem+json"),
-    );
-    response
+    for path in profile.token_paths() {
+        router = router.route(
+            path,
+            post(
+                move |State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes| async move {
+                    issue_token(&shared, profile, &headers, &body)
+                },
+            ),
+        );
+    }
+    if profile == Profile::Crayon {
+        for path in [
+            "/api/v1/users/{id}/changepassword/",
+            "/api/v1/users/{id}/changepassword",
+        ] {
+            router = router.route(path, put(change_password));
+        }
+    }
+    router
+}
+
+/// Whether a request carries credentials this profile accepts.
+fn authorized(shared: &Shared, profile: Profile, headers: &HeaderMap) -> bool {
+    let config = &shared.config;
+    let open_sandbox = matches!(profile.auth(), AuthKind::Optional) && config.token.is_none();
+    if shared.revoked.load(Ordering::SeqCst) {
+        return open_sandbox;
+    }
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        });
+    let creds = &config.credentials;
+    match profile.auth() {
+        AuthKind::Optional => match &config.token {
+            Some(token) => bearer == Some(token.as_str()),
+            None => true,
+        },
+        AuthKind::Bearer => bearer == Some(creds.token.as_str()),
+        AuthKind::ApiKey => {
+            let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+            get("tenant") == Some(creds.tenant.as_str())
+                && get("x-api-key") == Some(creds.api_key.as_str())
+        }
+        AuthKind::Issued => bearer.is_some_and(|b| b == creds.token || use_token(shared, b)),
+    }
+}
+
+/// Spends one use of an issued token; false when it is unknown, expired or used up.
+fn use_token(shared: &Shared, token: &str) -> bool {
+    let mut tokens = shared.tokens.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(issued) = tokens.get_mut(token) else {
+        return false;
+    };
+    if std::time::Instant::now() >= issued.expires {
+        return false;
+    }
+    match &mut issued.uses_left {
+        Some(0) => false,
+        Some(n) => {
+            *n -= 1;
+            true
+        }
+        None => true,
+    }
+}
+
+/// `Authorization: Basic` → (id, secret).
+fn basic_auth(headers: &HeaderMap) -> Option<(String, String)> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let encoded = value.strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (id, secret) = text.split_once(':')?;
+    Some((id.to_string(), secret.to_string()))
+}
+
+/// The token endpoints: Crayon's password grant, Cradl's client credentials (both forms with
+/// HTTP Basic), Nexway's JSON `{realmName, grantType, …}`.
+fn issue_token(shared: &Shared, profile: Profile, headers: &HeaderMap, body: &[u8]) -> Response {
+    let creds = &shared.config.credentials;
+    let form: HashMap<String, String> = form_urlencoded::parse(body).into_owned().collect();
+    let field = |k: &str| form.get(k).map(String::as_str);
+    let client_ok = basic_auth(headers)
+        .is_some_and(|(id, secret)| id == creds.client_id && secret == creds.client_secret);
+    let accepted = !shared.revoked.load(Ordering::SeqCst)
+        && match profile {
+            Profile::Crayon => {
+                client_ok
+                    && field("grant_type") == Some("password")
+                    && field("username") == Some(creds.username.as_str())
+                    && field("password") == Some(creds.password.as_str())
+            }
+            Profile::Cradl => client_ok && field("grant_type") == Some("client_credentials"),
+            Profile::Nexway => {
+                let json: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+                let get = |k: &str| json.get(k).and_then(|v| v.as_str());
+                // A client id, when sent, must come with its right secret whatever the grant.
+                let client_ok = match get("clientId") {
+                    Some(id) => {
+                        id == creds.client_id
+                            && get("clientSecret") == Some(creds.client_secret.as_str())
+                    }
+                    None => true,
+                };
+                get("realmName") == Some(creds.realm.as_str())
+                    && client_ok
+                    && match get("grantType") {
+                        Some("client_credentials") => {
+                            get("clientId") == Some(creds.client_id.as_str())
+                                && get("clientSecret") == Some(creds.client_secret.as_str())
+                        }
+                        Some("password") => {
+                            get("username") == Some(creds.username.as_str())
+                                && get("password") == Some(creds.password.as_str())
+                        }
+                        Some("refresh_token") => get("refreshToken").is_some_and(|r| {
+                            shared
+                                .refresh_tokens
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .contains(r)
+                        }),
+                        _ => false,
+                    }
+            }
+            _ => false,
+        };
+    if !accepted {
+        shared.counters.unauthorized.fetch_add(1, Ordering::Relaxed);
+        let body = serde_json::json!({"error": "invalid_client", "error_description": "the credentials were refused"});
+        return (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
+    }
+    let n = shared
+        .counters
+        .tokens_issued
+        .fetch_add(1, Ordering::Relaxed)
+        + 1;
+    let token = format!("{}-token-{n}-{:08x}", profile.name(), fastrand::u32(..));
+    let ttl = shared.config.token_ttl_secs.max(1);
+    shared
+        .tokens
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(
+            token.clone(),
+            IssuedToken {
+                expires: std::time::Instant::now() + Duration::from_secs(ttl),
+                uses_left: shared.config.token_uses,
+            },
+        );
+    let body = match profile {
+        Profile::Crayon => serde_json::json!({
+            "AccessToken": token, "IdentityToken": null, "Error": null,
+            "ExpiresIn": ttl, "TokenType": "Bearer", "RefreshToken": null,
+        }),
+        Profile::Nexway => {
+            let refresh = format!("refresh-{n}");
+            shared
+                .refresh_tokens
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(refresh.clone());
+            serde_json::json!({
+                "access_token": token, "expires_in": ttl, "refresh_expires_in": 1800,
+                "refresh_token": refresh, "token_type": "bearer",
+            })
+        }
+        _ => serde_json::json!({"access_token": token, "expires_in": ttl, "token_type": "Bearer"}),
+    };
+    (StatusCode::OK, axum::Json(body)).into_response()
+}
+
+/// Crayon's `PUT /api/v1/users/{id}/changepassword/` with `{UserId, NewPassword}` → `true`.
+async fn change_password(
+    State(shared): State<Arc<Shared>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !authorized(&shared, Profile::Crayon, &headers) {
+        shared.counters.unauthorized.fetch_add(1, Ordering::Relaxed);
+        return Profile::Crayon.unauthorized();
+    }
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let password = json
+        .get("NewPassword")
+        .and_then(|v| v.as_str())
+        .unwrap_or("");
+    if password.len() < 8 {
+        return Profile::Crayon.refuse(rules::Refusal::Fields(vec![(
+            "NewPassword",
+            vec!["Passwords must be at least 8 characters.".into()],
+        )]));
+    }
+    let mut users = shared.users.lock().unwrap_or_else(|p| p.into_inner());
+    match users
+        .values_mut()
+        .find(|u| u.profile == Some(Profile::Crayon) && u.id == id)
+    {
+        Some(user) => {
+            user.has_password = true;
+            shared
+                .counters
+                .passwords_set
+                .fetch_add(1, Ordering::Relaxed);
+            (StatusCode::OK, axum::Json(true)).into_response()
+        }
+        None => (
+            StatusCode::NOT_FOUND,
+            axum::Json(serde_json::json!({"ErrorCode": "NotFound", "Message": "User not found"})),
+        )
+            .into_response(),
+    }
 }
 
 async fn create_user(
-    State(shared): State<Arc<Shared>>,
+    shared: Arc<Shared>,
+    profile: Profile,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -275,18 +635,9 @@ async fn create_user(
     let _in_flight = InFlight::enter(counters);
     counters.requests.fetch_add(1, Ordering::Relaxed);
     let config = &shared.config;
-    if let Some(token) = &config.token {
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        if given.and_then(|v| v.strip_prefix("Bearer ")) != Some(token.as_str()) {
-            return problem(
-                StatusCode::UNAUTHORIZED,
-                "Unauthorized",
-                "missing or invalid bearer token",
-                None,
-            );
-        }
+    if !authorized(&shared, profile, &headers) {
+        counters.unauthorized.fetch_add(1, Ordering::Relaxed);
+        return profile.unauthorized();
     }
     if !config.delay.is_zero() {
         tokio::time::sleep(config.delay).await;
@@ -328,7 +679,7 @@ async fn create_user(
         }
     }
     // Count attempts per email before judging the body, so refused requests count too.
-    let raw = rules::parse(&body);
+    let raw = profile.read(&body);
     let attempt = {
         let email = match &raw {
             Ok(raw) => raw.email_key(),
@@ -340,24 +691,11 @@ async fn create_user(
         *n += 1;
         *n
     };
-    let input = match raw.and_then(rules::validate) {
+    let input = match raw.and_then(|raw| profile.validate(raw)) {
         Ok(input) => input,
-        Err(rules::Refusal::Body(detail)) => {
+        Err(refusal) => {
             counters.invalid.fetch_add(1, Ordering::Relaxed);
-            return problem(StatusCode::BAD_REQUEST, "Bad Request", &detail, None);
-        }
-        Err(rules::Refusal::Fields(errors)) => {
-            counters.invalid.fetch_add(1, Ordering::Relaxed);
-            let map: serde_json::Map<String, serde_json::Value> = errors
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), json!(v)))
-                .collect();
-            return problem(
-                StatusCode::BAD_REQUEST,
-                "One or more validation errors occurred.",
-                "see errors",
-                Some(serde_json::Value::Object(map)),
-            );
+            return profile.refuse(refusal);
         }
     };
     if attempt <= config.fail_first {
@@ -370,32 +708,38 @@ async fn create_user(
         );
     }
     let mut users = shared.users.lock().unwrap_or_else(|p| p.into_inner());
-    if users.contains_key(&input.email) {
+    let key = (profile, input.email.clone());
+    if users.contains_key(&key) {
         counters.conflicts.fetch_add(1, Ordering::Relaxed);
         drop(users);
-        return problem(
-            StatusCode::CONFLICT,
-            "Conflict",
-            "a user with this email already exists",
-            None,
-        );
+        return profile.duplicate(&input.email);
     }
-    let id = format!(
-        "usr_{:06}",
-        counters.created.fetch_add(1, Ordering::Relaxed) + 1
-    );
+    if let Some(quota) = config.quota
+        && users.keys().filter(|(p, _)| *p == profile).count() as u64 >= quota
+    {
+        drop(users);
+        counters.throttled.fetch_add(1, Ordering::Relaxed);
+        let body = serde_json::json!({"message": "Limit Exceeded"});
+        return (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
+    }
+    let n = counters.created.fetch_add(1, Ordering::Relaxed) + 1;
     let user = StoredUser {
-        id,
+        id: profile.id(n),
+        username: input
+            .username
+            .or_else(|| (profile != Profile::Sandbox).then(|| input.email.clone())),
         email: input.email,
         first_name: input.first_name,
         last_name: input.last_name,
-        username: input.username,
         phone: input.phone,
         role: input.role.unwrap_or_else(|| "user".to_string()),
+        profile: Some(profile),
+        has_password: input.has_password,
+        status: input.status,
     };
-    users.insert(user.email.clone(), user.clone());
+    users.insert(key, user.clone());
     drop(users);
-    (StatusCode::CREATED, axum::Json(user)).into_response()
+    profile.created(&user)
 }
 
 async fn list_users(State(shared): State<Arc<Shared>>) -> Response {

@@ -7,8 +7,7 @@ use serde::Deserialize;
 pub const MAX_NAME: usize = 64;
 
 /// A request body that passed validation.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug)]
 pub struct Input {
     pub email: String,
     pub first_name: String,
@@ -16,18 +15,75 @@ pub struct Input {
     pub username: Option<String>,
     pub phone: Option<String>,
     pub role: Option<String>,
+    pub has_password: bool,
+    pub status: Option<String>,
 }
 
-/// A request body as sent, before any rule.
+/// A request body as sent, in canonical terms (each profile reads its own shape into this).
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Raw {
-    email: Option<String>,
-    first_name: Option<String>,
-    last_name: Option<String>,
-    username: Option<String>,
-    phone: Option<String>,
-    role: Option<String>,
+    pub email: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub username: Option<String>,
+    pub phone: Option<String>,
+    pub role: Option<String>,
+    pub password: Option<String>,
+    #[serde(skip)]
+    pub status: Option<String>,
+    #[serde(skip)]
+    pub role_ids: Vec<String>,
+}
+
+/// A canonical field, named the profile's way in refusals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Canon {
+    Email,
+    FirstName,
+    LastName,
+    Username,
+    Phone,
+    Role,
+    Password,
+    Status,
+}
+
+/// What one profile demands of a body.
+pub struct Demands {
+    /// The API's name for each canonical field.
+    pub name: fn(Canon) -> &'static str,
+    /// Fields that must be present.
+    pub required: &'static [Canon],
+    /// Allowed roles (empty: any).
+    pub roles: &'static [&'static str],
+    /// Allowed statuses (empty: any).
+    pub statuses: &'static [&'static str],
+    /// Role ids must look like `cradl:role:…`.
+    pub cradl_role_ids: bool,
+}
+
+/// The plain sandbox's demands.
+pub const SANDBOX: Demands = Demands {
+    name: camel_names,
+    required: &[Canon::Email, Canon::FirstName, Canon::LastName],
+    roles: &["user", "organization-admin"],
+    statuses: &[],
+    cradl_role_ids: false,
+};
+
+/// camelCase API names (`firstName`, `userName`, `phoneNumber`).
+pub fn camel_names(c: Canon) -> &'static str {
+    match c {
+        Canon::Email => "email",
+        Canon::FirstName => "firstName",
+        Canon::LastName => "lastName",
+        Canon::Username => "userName",
+        Canon::Phone => "phoneNumber",
+        Canon::Role => "role",
+        Canon::Password => "password",
+        Canon::Status => "status",
+    }
 }
 
 /// Why a body was refused.
@@ -62,35 +118,71 @@ impl Raw {
     }
 }
 
-/// Parses a request body.
+/// Parses a plain sandbox request body.
 pub fn parse(body: &[u8]) -> Result<Raw, Refusal> {
     serde_json::from_slice(body)
         .map_err(|e| Refusal::Body(format!("the body is not a valid user object: {e}")))
 }
 
-/// Validates a parsed body.
+/// Validates a parsed body against the plain sandbox's demands.
+#[cfg(test)]
 pub fn validate(raw: Raw) -> Result<Input, Refusal> {
+    validate_with(raw, &SANDBOX)
+}
+
+/// Validates a parsed body against a profile's demands.
+pub fn validate_with(raw: Raw, demands: &Demands) -> Result<Input, Refusal> {
+    let name = demands.name;
     let mut errors: Vec<(&'static str, Vec<String>)> = Vec::new();
-    let mut push =
-        |field: &'static str, message: String| match errors.iter_mut().find(|(f, _)| *f == field) {
+    let mut push = |field: Canon, message: String| {
+        let field = name(field);
+        match errors.iter_mut().find(|(f, _)| *f == field) {
             Some((_, list)) => list.push(message),
             None => errors.push((field, vec![message])),
+        }
+    };
+    let present = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.trim().is_empty());
+    for &field in demands.required {
+        let value = match field {
+            Canon::Email => &raw.email,
+            Canon::FirstName => &raw.first_name,
+            Canon::LastName => &raw.last_name,
+            Canon::Username => &raw.username,
+            Canon::Phone => &raw.phone,
+            Canon::Role => &raw.role,
+            Canon::Password => &raw.password,
+            Canon::Status => &raw.status,
         };
+        if !present(value) {
+            push(field, format!("The {} field is required.", name(field)));
+        }
+    }
     let email = raw.email.unwrap_or_default().trim().to_lowercase();
     match email.split_once('@') {
-        _ if email.is_empty() => push("email", "The email field is required.".into()),
+        _ if email.is_empty() => {}
         Some((local, domain))
-            if !local.is_empty() && domain.contains('.') && !domain.contains('@') => {}
-        _ => push("email", format!("'{email}' is not a valid email address.")),
+            if !local.is_empty()
+                && domain.contains('.')
+                && !domain.contains('@')
+                && !domain.ends_with('.')
+                && !email.contains(' ') => {}
+        _ => push(
+            Canon::Email,
+            format!("'{email}' is not a valid email address."),
+        ),
     }
-    for (field, value) in [("firstName", &raw.first_name), ("lastName", &raw.last_name)] {
+    for (field, value) in [
+        (Canon::FirstName, &raw.first_name),
+        (Canon::LastName, &raw.last_name),
+    ] {
         let value = value.as_deref().unwrap_or("").trim();
-        if value.is_empty() {
-            push(field, format!("The {field} field is required."));
-        } else if value.chars().count() > MAX_NAME {
+        if value.chars().count() > MAX_NAME {
             push(
                 field,
-                format!("The field {field} must be a string with a maximum length of {MAX_NAME}."),
+                format!(
+                    "The field {} must be a string with a maximum length of {MAX_NAME}.",
+                    name(field)
+                ),
             );
         }
     }
@@ -99,10 +191,10 @@ pub fn validate(raw: Raw) -> Result<Input, Refusal> {
             && username.len() <= 64
             && username
                 .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "._@-".contains(c));
+                .all(|c| c.is_ascii_alphanumeric() || "._@-+".contains(c));
         if !ok {
             push(
-                "userName",
+                Canon::Username,
                 format!("Username '{username}' is invalid, can only contain letters or digits."),
             );
         }
@@ -111,16 +203,35 @@ pub fn validate(raw: Raw) -> Result<Input, Refusal> {
         let digits = phone.strip_prefix('+').unwrap_or(phone);
         if !(4..=15).contains(&digits.len()) || !digits.chars().all(|c| c.is_ascii_digit()) {
             push(
-                "phoneNumber",
+                Canon::Phone,
                 format!("'{phone}' is not a valid phone number."),
             );
         }
     }
     if let Some(role) = &raw.role
-        && role != "user"
-        && role != "organization-admin"
+        && !demands.roles.is_empty()
+        && !demands.roles.contains(&role.as_str())
     {
-        push("role", format!("'{role}' is not a valid role."));
+        push(Canon::Role, format!("'{role}' is not a valid role."));
+    }
+    if let Some(status) = &raw.status
+        && !demands.statuses.is_empty()
+        && !demands.statuses.contains(&status.as_str())
+    {
+        push(Canon::Status, format!("'{status}' is not a valid status."));
+    }
+    if demands.cradl_role_ids {
+        for id in &raw.role_ids {
+            let rest = id
+                .strip_prefix("cradl:role:")
+                .or_else(|| id.strip_prefix("las:role:"));
+            if !rest.is_some_and(|r| (1..=32).contains(&r.len())) {
+                push(
+                    Canon::Role,
+                    format!("{id} does not match the role id pattern"),
+                );
+            }
+        }
     }
     if !errors.is_empty() {
         return Err(Refusal::Fields(errors));
@@ -132,6 +243,8 @@ pub fn validate(raw: Raw) -> Result<Input, Refusal> {
         username: raw.username,
         phone: raw.phone,
         role: raw.role,
+        has_password: present(&raw.password),
+        status: raw.status,
     })
 }
 
@@ -165,7 +278,8 @@ mod tests {
         let errors = refusal(&format!(
             r#"{{"email":"a@x.io","firstName":"{long}","lastName":""}}"#
         ));
-        let fields: Vec<&str> = errors.iter().map(|(f, _)| *f).collect();
+        let mut fields: Vec<&str> = errors.iter().map(|(f, _)| *f).collect();
+        fields.sort();
         assert_eq!(fields, ["firstName", "lastName"]);
         let errors = refusal(
             r#"{"email":"a@x.io","firstName":"A","lastName":"B","username":"a b","role":"root"}"#,

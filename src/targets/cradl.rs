@@ -277,6 +277,14 @@ impl Target for Cradl {
         super::classify_common(status, headers, body, "/userId")
     }
 
+    /// Cradl's one `name` holds first and last name: its errors belong to the first-name column.
+    fn field_for(&self, api_name: &str) -> Option<Field> {
+        match api_name {
+            "name" => Some(Field::FirstName),
+            other => super::field_for_common(other),
+        }
+    }
+
     fn dry_run_warning(&self, would_send: u64) -> Option<String> {
         (would_send > DEFAULT_QUOTA).then(|| {
             format!(

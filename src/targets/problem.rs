@@ -119,7 +119,9 @@ fn parse_object(map: &Map<String, Value>, out: &mut Vec<ApiError>) {
         &["detail", "message", "error_description", "error", "title"],
     );
     if let Some(message) = message {
-        let field = get_str(map, &["field", "param", "parameter", "attribute"]).map(field_name);
+        let field = get_str(map, &["field", "param", "parameter", "attribute"])
+            .map(field_name)
+            .or_else(|| field_named_in(message));
         out.push(ApiError::new(field, message));
     } else if let Some(Value::Object(inner)) = get(map, "error") {
         parse_object(inner, out);
@@ -224,6 +226,53 @@ fn field_name(raw: &str) -> String {
     trimmed.replace('/', ".")
 }
 
+/// The field a plain message talks about ("email: invalid", "The FirstName field is
+/// required", "first name too long"), when it names exactly one field unambiguously.
+pub fn field_named_in(message: &str) -> Option<String> {
+    const FIELDS: [&str; 14] = [
+        "email",
+        "emailaddress",
+        "firstname",
+        "givenname",
+        "lastname",
+        "familyname",
+        "surname",
+        "username",
+        "phone",
+        "phonenumber",
+        "password",
+        "roleids",
+        "role",
+        "appclientid",
+    ];
+    let lower = message.to_lowercase();
+    // Two-word spellings first ("first name"), then single tokens ("firstName", "e-mail").
+    for (phrase, field) in [
+        ("first name", "firstName"),
+        ("last name", "lastName"),
+        ("user name", "userName"),
+        ("phone number", "phoneNumber"),
+        ("e-mail", "email"),
+    ] {
+        if lower.contains(phrase) {
+            return Some(field.to_string());
+        }
+    }
+    let squash = |token: &str| -> String {
+        token
+            .chars()
+            .filter(|c| c.is_alphanumeric())
+            .flat_map(char::to_lowercase)
+            .collect()
+    };
+    let tokens = || message.split(|c: char| !(c.is_alphanumeric() || c == '_'));
+    tokens()
+        .find(|token| FIELDS.contains(&squash(token).as_str()))
+        // A bare "name" only when nothing more precise is named (Cradl's one name field).
+        .or_else(|| tokens().find(|token| squash(token) == "name"))
+        .map(str::to_string)
+}
+
 /// Whether a message says the user already exists (a duplicate, not a refusal).
 pub fn says_already_exists(message: &str) -> bool {
     let m = message.to_lowercase();
@@ -257,6 +306,26 @@ mod tests {
 
     fn one(field: &str, message: &str) -> (Option<String>, String) {
         (Some(field.to_string()), message.to_string())
+    }
+
+    #[test]
+    fn plain_messages_are_attributed_to_the_field_they_name() {
+        assert_eq!(
+            fields(r#"{"message":"email: not valid"}"#),
+            vec![one("email", "email: not valid")]
+        );
+        assert_eq!(
+            fields(r#"{"message":"The first name is too long"}"#),
+            vec![one("firstName", "The first name is too long")]
+        );
+        assert_eq!(
+            fields(r#"{"error":"Invalid value for roleIds"}"#),
+            vec![one("roleIds", "Invalid value for roleIds")]
+        );
+        assert_eq!(
+            fields(r#"{"message":"Internal error"}"#),
+            vec![(None, "Internal error".into())]
+        );
     }
 
     #[test]

@@ -1,0 +1,358 @@
+//! Every built-in target end to end over HTTP, against the sandbox's profile of that API:
+//! success with the remote id in the ledger, a row refused locally without a request, a 400
+//! whose messages reach the error file under the user's column, a duplicate recorded as
+//! `exists`, token renewal after a 401, and wrong credentials stopping the run with exit 3.
+
+mod common;
+
+use common::{TestSandbox, WorkDir};
+use roster::sandbox::{Profile, SandboxConfig, SandboxCredentials};
+
+/// Ann and Bob are created; Cy's 65-character last name is refused by the API (400); Dee's
+/// email is refused locally; Eve already exists on the server.
+fn people() -> String {
+    let long = "L".repeat(65);
+    format!(
+        "First Name,Last Name,Email,Phone,Role\n\
+         Ann,Lee,ann@example.com,+14155550100,user\n\
+         Bob,Ray,bob@example.com,+14155550101,user\n\
+         Cy,{long},cy@example.com,+14155550102,user\n\
+         Dee,Fox,not-an-email,,user\n\
+         Eve,Gil,eve@example.com,,user\n"
+    )
+}
+
+fn env_of(creds: &SandboxCredentials) -> Vec<(&'static str, String)> {
+    creds.env()
+}
+
+/// The default sandbox credentials, minus the bearer token for targets that must fetch one.
+fn credentials(profile: Profile) -> Vec<(&'static str, String)> {
+    let all = env_of(&SandboxCredentials::default());
+    match profile {
+        Profile::Crayon | Profile::Nexway | Profile::Cradl => all
+            .into_iter()
+            .filter(|(k, _)| *k != "ROSTER_TOKEN")
+            .collect(),
+        _ => all,
+    }
+}
+
+struct Outcome {
+    server: TestSandbox,
+    work: WorkDir,
+    run: common::Run,
+    base: String,
+}
+
+fn import(profile: Profile, config: SandboxConfig, csv: &str, extra: &[&str]) -> Outcome {
+    let server = TestSandbox::start(config);
+    server.sandbox.seed_user(profile, "eve@example.com");
+    let work = WorkDir::new();
+    let input = work.write("people.csv", csv);
+    let base = format!("{}/{}", server.url(), profile.name());
+    let mut args = vec![
+        "import",
+        input.to_str().unwrap(),
+        "--target",
+        profile.name(),
+        "--base-url",
+        &base,
+        "--rate",
+        "0",
+        "--json",
+        "--quiet",
+    ];
+    args.extend_from_slice(extra);
+    let env = credentials(profile);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let run = work.roster_with_env(&args, &env);
+    Outcome {
+        server,
+        work,
+        run,
+        base,
+    }
+}
+
+fn check_standard_run(profile: Profile, extra: &[&str]) -> Outcome {
+    // Cradl has one `name`: its refusal is attributed to the first-name column.
+    let refused_column = match profile {
+        Profile::Cradl => "First Name: ",
+        _ => "Last Name: ",
+    };
+    let out = import(profile, SandboxConfig::default(), &people(), extra);
+    let run = &out.run;
+    run.expect_code(1);
+    let summary = run.json();
+    assert_eq!(summary["created"], 2, "{}", run.context());
+    assert_eq!(summary["exists"], 1, "{}", run.context());
+    assert_eq!(summary["rejected"], 1, "{}", run.context());
+    assert_eq!(summary["invalid"], 1, "{}", run.context());
+    // The locally refused row cost no request: Ann, Bob, Cy and Eve only.
+    let stats = out.server.sandbox.stats();
+    assert_eq!(stats.requests, 4, "{stats:?}{}", run.context());
+
+    // The remote id the API gave is in the ledger.
+    let users = out.server.sandbox.users_of(profile);
+    let ann = users.iter().find(|u| u.email == "ann@example.com").unwrap();
+    let key = format!("{}@{}", profile.name(), out.base);
+    let entries = roster::ledger::entries(&out.work.path("roster-ledger.sqlite"), &key).unwrap();
+    let entry = |id: &str| entries.iter().find(|e| e.identity == id).unwrap();
+    assert_eq!(entry("ann@example.com").state, "created");
+    assert_eq!(
+        entry("ann@example.com").remote_id.as_deref(),
+        Some(ann.id.as_str())
+    );
+    assert_eq!(entry("eve@example.com").state, "exists");
+    assert_eq!(entry("cy@example.com").state, "rejected");
+
+    // The API's message for Cy lands under the user's own column.
+    let errors = out.work.read("people.errors.csv");
+    let cy = errors
+        .lines()
+        .find(|l| l.contains("cy@example.com"))
+        .unwrap_or_else(|| panic!("no error line for cy:\n{errors}"));
+    assert!(cy.contains(refused_column), "{cy}");
+    assert!(cy.contains(",400,"), "{cy}");
+    let dee = errors.lines().find(|l| l.contains("not-an-email")).unwrap();
+    assert!(dee.contains("invalid"), "{dee}");
+    out
+}
+
+#[test]
+fn cryptlex_creates_with_generated_passwords_kept_out_of_every_output() {
+    let out = check_standard_run(
+        Profile::Cryptlex,
+        &["--generate-passwords", "passwords.txt"],
+    );
+    let users = out.server.sandbox.users_of(Profile::Cryptlex);
+    assert!(
+        users
+            .iter()
+            .filter(|u| u.email != "eve@example.com")
+            .all(|u| u.has_password)
+    );
+    let file = out.work.path("passwords.txt");
+    let lines = std::fs::read_to_string(&file).unwrap();
+    let lines: Vec<&str> = lines.lines().collect();
+    assert_eq!(lines.len(), 2, "one line per created user: {lines:?}");
+    assert!(lines.iter().any(|l| l.starts_with("ann@example.com,")));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let password = lines[0].split_once(',').unwrap().1;
+    let ledger = std::fs::read(out.work.path("roster-ledger.sqlite")).unwrap();
+    let needle = password.as_bytes();
+    assert!(!ledger.windows(needle.len()).any(|w| w == needle));
+    assert!(!out.work.read("people.errors.csv").contains(password));
+    assert!(!out.run.stderr().contains(password));
+}
+
+#[test]
+fn cryptlex_without_a_password_column_asks_for_generated_passwords() {
+    let out = import(Profile::Cryptlex, SandboxConfig::default(), &people(), &[]);
+    out.run.expect_code(2);
+    assert!(
+        out.run.stderr().contains("--generate-passwords"),
+        "{}",
+        out.run.context()
+    );
+    assert_eq!(out.server.sandbox.stats().requests, 0);
+}
+
+#[test]
+fn crayon_fetches_a_token_and_sets_passwords_in_a_second_call() {
+    let out = check_standard_run(Profile::Crayon, &["--generate-passwords", "pw.txt"]);
+    let stats = out.server.sandbox.stats();
+    assert_eq!(stats.tokens_issued, 1, "one token shared by every worker");
+    assert_eq!(stats.passwords_set, 2);
+    let users = out.server.sandbox.users_of(Profile::Crayon);
+    assert!(
+        users
+            .iter()
+            .filter(|u| u.email != "eve@example.com")
+            .all(|u| u.has_password)
+    );
+}
+
+#[test]
+fn cl2c_sends_tenant_and_api_key_headers() {
+    check_standard_run(Profile::Cl2c, &[]);
+}
+
+#[test]
+fn nexway_fetches_a_token_from_iam_tokens() {
+    let out = check_standard_run(Profile::Nexway, &[]);
+    assert_eq!(out.server.sandbox.stats().tokens_issued, 1);
+    let users = out.server.sandbox.users_of(Profile::Nexway);
+    assert!(
+        users
+            .iter()
+            .filter(|u| u.email != "eve@example.com")
+            .all(|u| u.status.as_deref() == Some("ENABLED"))
+    );
+}
+
+#[test]
+fn cradl_uses_client_credentials() {
+    check_standard_run(Profile::Cradl, &[]);
+}
+
+#[test]
+fn scim_posts_core_users() {
+    check_standard_run(Profile::Scim, &[]);
+}
+
+#[test]
+fn an_expired_token_is_renewed_once_and_no_row_is_lost_or_doubled() {
+    for profile in [Profile::Crayon, Profile::Nexway, Profile::Cradl] {
+        let config = SandboxConfig {
+            token_uses: Some(5),
+            ..SandboxConfig::default()
+        };
+        let out = import(
+            profile,
+            config,
+            &common::people_csv(20),
+            &["--concurrency", "2"],
+        );
+        out.run.expect_code(0);
+        let summary = out.run.json();
+        assert_eq!(summary["created"], 20, "{profile:?}{}", out.run.context());
+        let stats = out.server.sandbox.stats();
+        assert!(stats.tokens_issued >= 2, "{profile:?}: {stats:?}");
+        assert_eq!(out.server.sandbox.users_of(profile).len(), 21); // 20 + the seeded Eve
+        let attempts = out.server.sandbox.attempts();
+        assert!(
+            attempts
+                .iter()
+                .filter(|(email, _)| email.starts_with("person"))
+                .all(|(_, n)| *n >= 1),
+        );
+    }
+}
+
+#[test]
+fn wrong_credentials_stop_the_run_with_exit_3_and_name_the_variable() {
+    for (profile, var) in [
+        (Profile::Cryptlex, "ROSTER_TOKEN"),
+        (Profile::Crayon, "ROSTER_CLIENT_SECRET"),
+        (Profile::Cl2c, "ROSTER_API_KEY"),
+        (Profile::Nexway, "ROSTER_CLIENT_SECRET"),
+        (Profile::Cradl, "ROSTER_CLIENT_SECRET"),
+        (Profile::Scim, "ROSTER_TOKEN"),
+    ] {
+        let server = TestSandbox::start(SandboxConfig::default());
+        let work = WorkDir::new();
+        let input = work.write("people.csv", &common::people_csv(50));
+        let base = format!("{}/{}", server.url(), profile.name());
+        let mut env = credentials(profile);
+        for (k, v) in env.iter_mut() {
+            if *k == var {
+                *v = "wrong".into();
+            }
+        }
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let run = work.roster_with_env(
+            &[
+                "import",
+                input.to_str().unwrap(),
+                "--target",
+                profile.name(),
+                "--base-url",
+                &base,
+                "--generate-passwords",
+                "pw.txt",
+                "--quiet",
+            ],
+            &env,
+        );
+        run.expect_code(3);
+        let stderr = run.stderr();
+        assert!(stderr.contains(profile.name()), "{}", run.context());
+        assert!(stderr.contains(var), "{}", run.context());
+        assert!(!stderr.contains("sandbox-secret") && !stderr.contains("wrong"));
+        let stats = server.sandbox.stats();
+        assert_eq!(stats.created, 0);
+        assert!(stats.requests <= 16, "no hammering: {stats:?}");
+    }
+}
+
+#[test]
+fn missing_credentials_are_a_usage_error_naming_the_variables() {
+    let server = TestSandbox::start(SandboxConfig::default());
+    let work = WorkDir::new();
+    let input = work.write("people.csv", &common::people_csv(3));
+    let base = format!("{}/cl2c", server.url());
+    let run = work.roster(&[
+        "import",
+        input.to_str().unwrap(),
+        "--target",
+        "cl2c",
+        "--base-url",
+        &base,
+    ]);
+    run.expect_code(2);
+    assert!(
+        run.stderr().contains("ROSTER_TENANT and ROSTER_API_KEY"),
+        "{}",
+        run.context()
+    );
+    assert_eq!(server.sandbox.stats().requests, 0);
+}
+
+#[test]
+fn cradl_quota_exhaustion_stops_sending() {
+    let config = SandboxConfig {
+        quota: Some(3),
+        ..SandboxConfig::default()
+    };
+    // Eve is seeded, so two more users fit.
+    let out = import(
+        Profile::Cradl,
+        config,
+        &common::people_csv(10),
+        &["--concurrency", "1"],
+    );
+    out.run.expect_code(3);
+    assert!(out.run.stderr().contains("quota"), "{}", out.run.context());
+    let stats = out.server.sandbox.stats();
+    assert_eq!(stats.created, 3);
+    assert!(stats.requests <= 4, "{stats:?}");
+}
+
+#[test]
+fn cradl_roles_must_be_role_ids_and_are_checked_before_sending() {
+    let csv = "Email,Name,Role\n\
+               a@example.com,Ann Lee,cradl:role:reviewer\n\
+               b@example.com,Bob Ray,Org Admin\n";
+    let out = import(Profile::Cradl, SandboxConfig::default(), csv, &[]);
+    out.run.expect_code(1);
+    let summary = out.run.json();
+    assert_eq!(summary["created"], 1, "{}", out.run.context());
+    assert_eq!(summary["invalid"], 1);
+    assert_eq!(out.server.sandbox.stats().requests, 1);
+    assert!(out.work.read("people.errors.csv").contains("Cradl role id"));
+}
+
+#[test]
+fn the_targets_listing_names_every_target_and_its_variables() {
+    let work = WorkDir::new();
+    let run = work.roster(&["targets"]);
+    run.expect_code(0);
+    for name in [
+        "cryptlex",
+        "crayon",
+        "cl2c",
+        "nexway",
+        "cradl",
+        "scim",
+        "ROSTER_API_KEY",
+    ] {
+        assert!(run.stdout().contains(name), "{name}{}", run.context());
+    }
+}
