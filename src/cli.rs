@@ -78,6 +78,9 @@ pub struct CommonArgs {
     /// The target API profile (default: the in-process sandbox).
     #[arg(long)]
     pub target: Option<String>,
+    /// The generic target's TOML description (`--target http --profile FILE.toml`).
+    #[arg(long, value_name = "FILE.toml")]
+    pub profile: Option<PathBuf>,
     /// A TOML config file (flags override it).
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -307,6 +310,8 @@ pub struct ConfigFile {
     pub env: BTreeMap<String, String>,
     /// OAuth2 token endpoint.
     pub token_url: Option<String>,
+    /// The generic target's profile file.
+    pub profile: Option<PathBuf>,
     /// key = "value" settings of the target (`[target_options]`).
     #[serde(default)]
     pub target_options: BTreeMap<String, String>,
@@ -314,7 +319,7 @@ pub struct ConfigFile {
 
 impl ConfigFile {
     /// The keys a config file may hold.
-    pub const KEYS: [&'static str; 17] = [
+    pub const KEYS: [&'static str; 18] = [
         "target",
         "base_url",
         "rate",
@@ -332,6 +337,7 @@ impl ConfigFile {
         "env",
         "token_url",
         "target_options",
+        "profile",
     ];
 
     /// Reads a config file; an unknown key is an error that suggests the closest valid one.
@@ -543,6 +549,7 @@ async fn import(args: ImportArgs) -> Result<i32, RunError> {
         in_process: false,
         credentials: Credentials::from_env_named(&config.env).map_err(RunError::Usage)?,
         options: target_options(&args.common, &config)?,
+        profile: args.common.profile.clone().or(config.profile.clone()),
     };
     let (spec, _sandbox) = resolve_target(spec, args.common.quiet).await?;
     let target = targets::build(&spec)?;
@@ -626,6 +633,7 @@ async fn validate(args: ValidateArgs) -> Result<i32, RunError> {
         ),
         in_process: true,
         options: target_options(&args.common, &config)?,
+        profile: args.common.profile.clone().or(config.profile.clone()),
         ..TargetSpec::default()
     };
     let target = targets::build(&spec)?;

@@ -191,7 +191,7 @@ impl Submitter {
                 let body = done.user.body.clone();
                 let endpoint = self.target.endpoint().to_string();
                 match self
-                    .run_step(&mut done, reqwest::Method::POST, &endpoint, body)
+                    .run_step(&mut done, self.target.method(), &endpoint, body)
                     .await
                 {
                     StepEnd::Answered(Verdict::Created { remote_id }) => done.remote_id = remote_id,
@@ -360,7 +360,8 @@ impl Submitter {
             .request(method, url)
             .header(
                 CONTENT_TYPE,
-                HeaderValue::from_static(self.target.content_type()),
+                HeaderValue::from_str(self.target.content_type())
+                    .unwrap_or(HeaderValue::from_static("application/json")),
             )
             .header(ACCEPT, HeaderValue::from_static("application/json"))
             .body(body);

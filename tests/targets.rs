@@ -356,3 +356,52 @@ fn the_targets_listing_names_every_target_and_its_variables() {
         assert!(run.stdout().contains(name), "{name}{}", run.context());
     }
 }
+
+#[test]
+fn a_generic_http_profile_reaches_the_sandbox_with_headers_from_the_environment() {
+    let server = TestSandbox::start(SandboxConfig {
+        token: Some("right".into()),
+        ..SandboxConfig::default()
+    });
+    let work = WorkDir::new();
+    let input = work.write("people.csv", &people());
+    let profile = work.sample("http-profile.toml");
+    let url = server.url();
+    let args = [
+        "import",
+        input.to_str().unwrap(),
+        "--target",
+        "http",
+        "--profile",
+        profile.to_str().unwrap(),
+        "--base-url",
+        &url,
+        "--json",
+        "--quiet",
+    ];
+    // Without the variable its header names, nothing is sent.
+    let run = work.roster(&args);
+    run.expect_code(2);
+    assert!(run.stderr().contains("ROSTER_TOKEN"), "{}", run.context());
+    assert_eq!(server.sandbox.stats().requests, 0);
+
+    let run = work.roster_with_env(&args, &[("ROSTER_TOKEN", "right")]);
+    run.expect_code(1);
+    let summary = run.json();
+    assert_eq!(summary["created"], 3, "{}", run.context()); // Ann, Bob, Eve
+    assert_eq!(summary["rejected"], 1, "{}", run.context()); // Cy's long last name
+    let ann = server
+        .sandbox
+        .users()
+        .into_iter()
+        .find(|u| u.email == "ann@example.com")
+        .unwrap();
+    let key = format!("http:sandbox-by-profile@{url}/users");
+    let entries = roster::ledger::entries(&work.path("roster-ledger.sqlite"), &key).unwrap();
+    let entry = entries
+        .iter()
+        .find(|e| e.identity == "ann@example.com")
+        .unwrap();
+    assert_eq!(entry.remote_id.as_deref(), Some(ann.id.as_str()));
+    assert!(work.read("people.errors.csv").contains("Last Name: "));
+}

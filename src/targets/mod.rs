@@ -6,6 +6,7 @@ pub mod cl2c;
 pub mod cradl;
 pub mod crayon;
 pub mod cryptlex;
+pub mod http;
 pub mod nexway;
 pub mod problem;
 pub mod sandbox;
@@ -114,8 +115,13 @@ pub trait Target: Send + Sync {
     }
 
     /// The request body's media type.
-    fn content_type(&self) -> &'static str {
+    fn content_type(&self) -> &str {
         "application/json"
+    }
+
+    /// The create request's method.
+    fn method(&self) -> reqwest::Method {
+        reqwest::Method::POST
     }
 
     /// Whether users carry a password.
@@ -247,6 +253,8 @@ pub struct TargetSpec {
     pub credentials: Credentials,
     /// Target-specific settings (`--target-option key=value`), e.g. Cradl's `app_client_id`.
     pub options: BTreeMap<String, String>,
+    /// The generic target's TOML profile (`--target http --profile FILE`).
+    pub profile: Option<std::path::PathBuf>,
 }
 
 impl TargetSpec {
@@ -309,7 +317,7 @@ pub fn token_client() -> reqwest::Client {
 
 /// The built-in target names.
 pub const TARGETS: &[&str] = &[
-    "sandbox", "cryptlex", "crayon", "cl2c", "nexway", "cradl", "scim",
+    "sandbox", "cryptlex", "crayon", "cl2c", "nexway", "cradl", "scim", "http",
 ];
 
 /// The `roster targets` listing: name, endpoint, auth and the variables each reads.
@@ -357,6 +365,12 @@ pub fn describe() -> String {
             "bearer",
             "ROSTER_TOKEN",
         ),
+        (
+            "http",
+            "--profile FILE.toml: method, path, headers, body",
+            "headers from the profile",
+            "the variables its headers name",
+        ),
     ];
     let mut out = format!(
         "{:<9} {:<52} {:<34} {}\n",
@@ -387,6 +401,14 @@ pub fn build(spec: &TargetSpec) -> Result<Arc<dyn Target>, RunError> {
         "nexway" => Arc::new(nexway::Nexway::new(spec)?),
         "cradl" => Arc::new(cradl::Cradl::new(spec)?),
         "scim" => Arc::new(scim::Scim::new(spec)?),
+        "http" => {
+            spec.check_options(&[])?;
+            let profile = spec
+                .profile
+                .as_deref()
+                .ok_or_else(|| RunError::Usage("target `http` needs --profile FILE.toml".into()))?;
+            Arc::new(http::HttpTarget::new(spec, profile)?)
+        }
         other => {
             return Err(RunError::Usage(format!(
                 "unknown target `{other}` (built-in targets: {})",

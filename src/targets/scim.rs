@@ -116,7 +116,7 @@ impl Target for Scim {
         &self.auth
     }
 
-    fn content_type(&self) -> &'static str {
+    fn content_type(&self) -> &str {
         "application/scim+json"
     }
 

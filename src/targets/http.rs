@@ -1,0 +1,413 @@
+//! A generic HTTP target described in a TOML profile (`--target http --profile FILE.toml`):
+//! method, path (appended to `--base-url`) or full `url`, headers whose values may name
+//! environment variables (`"Bearer ${ACME_TOKEN}"`), a JSON body template built from
+//! canonical fields (`"{first_name} {last_name}"`) and literals, success statuses, the JSON
+//! pointer of the remote id, and the duplicate rule. See `samples/http-profile.toml`.
+//!
+//! In the template a string that is exactly one placeholder of an empty field is left out of
+//! its object (or `null` in an array); a placeholder inside a longer string becomes "".
+//! `{{` and `}}` are literal braces.
+
+use super::{PasswordUse, Target, TargetRules, TargetSpec, Verdict};
+use crate::auth::Authenticator;
+use crate::error::RunError;
+use crate::fields::{Field, UserFields};
+use reqwest::header::{HeaderMap, HeaderName};
+use secrecy::SecretString;
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The profile file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Profile {
+    name: Option<String>,
+    method: Option<String>,
+    path: Option<String>,
+    url: Option<String>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    body: toml::Value,
+    #[serde(default)]
+    success: Vec<u16>,
+    id_pointer: Option<String>,
+    #[serde(default)]
+    duplicate_status: Vec<u16>,
+    duplicate_message: Option<String>,
+    #[serde(default)]
+    required: Vec<String>,
+    rate: Option<f64>,
+    content_type: Option<String>,
+}
+
+/// One piece of a string template.
+#[derive(Debug, Clone)]
+enum Part {
+    Text(String),
+    Field(Field),
+}
+
+/// A compiled body template.
+#[derive(Debug, Clone)]
+enum Node {
+    Literal(Value),
+    Text(Vec<Part>),
+    Object(Vec<(String, Node)>),
+    Array(Vec<Node>),
+}
+
+/// The generic target.
+pub struct HttpTarget {
+    name: String,
+    method: reqwest::Method,
+    ledger_key: String,
+    endpoint: String,
+    rules: TargetRules,
+    auth: Authenticator,
+    body: Node,
+    success: Vec<u16>,
+    id_pointer: String,
+    duplicate_status: Vec<u16>,
+    duplicate_message: Option<String>,
+    rate: f64,
+    content_type: String,
+}
+
+impl HttpTarget {
+    /// The target described by `spec` and its profile file.
+    pub fn new(spec: &TargetSpec, profile: &Path) -> Result<HttpTarget, RunError> {
+        Self::with_env(spec, profile, |name| std::env::var(name).ok())
+    }
+
+    /// As [`new`](Self::new), reading variables through `env`.
+    pub fn with_env(
+        spec: &TargetSpec,
+        profile_path: &Path,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<HttpTarget, RunError> {
+        let shown = profile_path.display();
+        let text = std::fs::read_to_string(profile_path)
+            .map_err(|e| RunError::Usage(format!("cannot read profile `{shown}`: {e}")))?;
+        let profile: Profile = toml::from_str(&text)
+            .map_err(|e| RunError::Usage(format!("profile `{shown}`: {e}")))?;
+        let bad = |m: String| RunError::Usage(format!("profile `{shown}`: {m}"));
+        let endpoint = match (&profile.url, &profile.path, &spec.base_url) {
+            (Some(url), _, None) => url.clone(),
+            (_, Some(path), Some(base)) => format!("{}{path}", base.trim_end_matches('/')),
+            (Some(_), None, Some(base)) => base.trim_end_matches('/').to_string(),
+            (None, Some(_), None) => {
+                return Err(bad("`path` needs --base-url (or give a full `url`)".into()));
+            }
+            (None, None, _) => return Err(bad("give `url` or `path`".into())),
+        };
+        let method = profile
+            .method
+            .as_deref()
+            .unwrap_or("POST")
+            .to_uppercase()
+            .parse::<reqwest::Method>()
+            .map_err(|_| bad("`method` is not an HTTP method".into()))?;
+        let mut headers = Vec::new();
+        let mut missing = Vec::new();
+        for (name, value) in &profile.headers {
+            let header = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| bad(format!("`{name}` is not a header name")))?;
+            match expand_env(value, &env) {
+                Ok(value) => headers.push((header, SecretString::from(value))),
+                Err(var) => missing.push(var),
+            }
+        }
+        let auth = if !missing.is_empty() {
+            Authenticator::Missing(format!(
+                "profile `{shown}` needs {} in the environment",
+                missing.join(" and ")
+            ))
+        } else if headers.is_empty() {
+            Authenticator::None
+        } else {
+            Authenticator::Headers(headers)
+        };
+        let mut required = vec![Field::Email];
+        for name in &profile.required {
+            let field = Field::parse(name).ok_or_else(|| bad(format!("unknown field `{name}`")))?;
+            if !required.contains(&field) {
+                required.push(field);
+            }
+        }
+        let body = compile(&profile.body).map_err(bad)?;
+        let name = profile.name.unwrap_or_else(|| "http".into());
+        let content_type = profile
+            .content_type
+            .unwrap_or_else(|| "application/json".into());
+        Ok(HttpTarget {
+            ledger_key: format!("http:{name}@{endpoint}"),
+            name,
+            method,
+            endpoint,
+            rules: TargetRules {
+                required,
+                max_len: vec![],
+            },
+            auth,
+            body,
+            success: profile.success,
+            id_pointer: profile.id_pointer.unwrap_or_else(|| "/id".into()),
+            duplicate_status: profile.duplicate_status,
+            duplicate_message: profile.duplicate_message.map(|m| m.to_lowercase()),
+            rate: profile.rate.unwrap_or(0.0),
+            content_type,
+        })
+    }
+}
+
+/// Replaces `${VAR}` with the variable's value; `Err` names the first one unset.
+fn expand_env(value: &str, env: &impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else {
+            out.push_str(&rest[start..]);
+            return Ok(out);
+        };
+        let var = &after[..end];
+        match env(var).filter(|v| !v.is_empty()) {
+            Some(v) => out.push_str(&v),
+            None => return Err(var.to_string()),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn compile(value: &toml::Value) -> Result<Node, String> {
+    Ok(match value {
+        toml::Value::String(s) => Node::Text(parse_template(s)?),
+        toml::Value::Table(t) => Node::Object(
+            t.iter()
+                .map(|(k, v)| compile(v).map(|n| (k.clone(), n)))
+                .collect::<Result<_, _>>()?,
+        ),
+        toml::Value::Array(items) => {
+            Node::Array(items.iter().map(compile).collect::<Result<_, _>>()?)
+        }
+        other => Node::Literal(serde_json::to_value(other).map_err(|e| e.to_string())?),
+    })
+}
+
+fn parse_template(s: &str) -> Result<Vec<Part>, String> {
+    let mut parts = Vec::new();
+    let mut text = String::new();
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '{' if chars.peek() == Some(&'{') => {
+                chars.next();
+                text.push('{');
+            }
+            '}' if chars.peek() == Some(&'}') => {
+                chars.next();
+                text.push('}');
+            }
+            '{' => {
+                let name: String = chars.by_ref().take_while(|c| *c != '}').collect();
+                let field = Field::parse(&name)
+                    .ok_or_else(|| format!("`{{{name}}}` is not a canonical field"))?;
+                if !text.is_empty() {
+                    parts.push(Part::Text(std::mem::take(&mut text)));
+                }
+                parts.push(Part::Field(field));
+            }
+            c => text.push(c),
+        }
+    }
+    if !text.is_empty() || parts.is_empty() {
+        parts.push(Part::Text(text));
+    }
+    Ok(parts)
+}
+
+/// Renders a node; `None` means "leave this key out".
+fn render(node: &Node, user: &UserFields) -> Option<Value> {
+    match node {
+        Node::Literal(v) => Some(v.clone()),
+        Node::Text(parts) => match parts.as_slice() {
+            [Part::Field(f)] => user.get(*f).map(|v| Value::String(v.to_string())),
+            parts => Some(Value::String(
+                parts
+                    .iter()
+                    .map(|p| match p {
+                        Part::Text(t) => t.as_str(),
+                        Part::Field(f) => user.get(*f).unwrap_or(""),
+                    })
+                    .collect(),
+            )),
+        },
+        Node::Object(fields) => Some(Value::Object(
+            fields
+                .iter()
+                .filter_map(|(k, n)| render(n, user).map(|v| (k.clone(), v)))
+                .collect(),
+        )),
+        Node::Array(items) => Some(Value::Array(
+            items
+                .iter()
+                .map(|n| render(n, user).unwrap_or(Value::Null))
+                .collect(),
+        )),
+    }
+}
+
+impl Target for HttpTarget {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn ledger_key(&self) -> &str {
+        &self.ledger_key
+    }
+
+    fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    fn rules(&self) -> &TargetRules {
+        &self.rules
+    }
+
+    fn default_rate(&self) -> f64 {
+        self.rate
+    }
+
+    fn auth(&self) -> &Authenticator {
+        &self.auth
+    }
+
+    fn content_type(&self) -> &str {
+        &self.content_type
+    }
+
+    fn method(&self) -> reqwest::Method {
+        self.method.clone()
+    }
+
+    fn password_use(&self) -> PasswordUse {
+        PasswordUse::Optional
+    }
+
+    fn auth_hint(&self) -> &str {
+        "check the variables the profile's headers name"
+    }
+
+    fn classify(&self, status: u16, headers: &HeaderMap, body: &[u8]) -> Verdict {
+        if self.duplicate_status.contains(&status) {
+            return Verdict::Exists;
+        }
+        if let Some(needle) = &self.duplicate_message
+            && (400..500).contains(&status)
+            && String::from_utf8_lossy(body)
+                .to_lowercase()
+                .contains(needle)
+        {
+            return Verdict::Exists;
+        }
+        if self.success.contains(&status) {
+            return Verdict::Created {
+                remote_id: super::remote_id(body, &self.id_pointer),
+            };
+        }
+        if !self.success.is_empty() && (200..300).contains(&status) {
+            return Verdict::Rejected {
+                errors: vec![super::problem::ApiError {
+                    field: None,
+                    message: format!("unexpected success status {status}"),
+                }],
+            };
+        }
+        super::classify_common(status, headers, body, &self.id_pointer)
+    }
+
+    fn body(&self, user: &UserFields) -> Vec<u8> {
+        let value = render(&self.body, user).unwrap_or(Value::Null);
+        serde_json::to_vec(&value).expect("a JSON value always serialises")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(profile: &str, base: Option<&str>) -> Result<HttpTarget, RunError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.toml");
+        std::fs::write(&path, profile).unwrap();
+        let spec = TargetSpec {
+            name: "http".into(),
+            base_url: base.map(str::to_string),
+            ..TargetSpec::default()
+        };
+        HttpTarget::with_env(&spec, &path, |v| (v == "ACME_TOKEN").then(|| "t0k".into()))
+    }
+
+    const PROFILE: &str = r#"
+        name = "acme"
+        path = "/v2/people"
+        success = [201]
+        id_pointer = "/data/id"
+        duplicate_status = [409, 422]
+        [headers]
+        Authorization = "Bearer ${ACME_TOKEN}"
+        [body]
+        email = "{email}"
+        display = "{first_name} {last_name}"
+        phone = "{phone}"
+        active = true
+        tags = ["import", "{role}"]
+        name = { first = "{first_name}", braces = "{{x}}" }
+    "#;
+
+    #[test]
+    fn the_template_renders_fields_and_literals_and_omits_empty_placeholders() {
+        let t = target(PROFILE, Some("http://h/")).unwrap();
+        assert_eq!(t.endpoint(), "http://h/v2/people");
+        let mut user = UserFields::default();
+        user.set(Field::Email, Some("a@b.co".into()));
+        user.set(Field::FirstName, Some("Ann".into()));
+        user.set(Field::LastName, Some("Lee".into()));
+        let body: Value = serde_json::from_slice(&t.body(&user)).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"email": "a@b.co", "display": "Ann Lee", "active": true,
+                "tags": ["import", null], "name": {"first": "Ann", "braces": "{x}"}})
+        );
+        let h = HeaderMap::new();
+        assert_eq!(
+            t.classify(201, &h, br#"{"data":{"id":7}}"#),
+            Verdict::Created {
+                remote_id: Some("7".into())
+            }
+        );
+        assert_eq!(t.classify(422, &h, b"{}"), Verdict::Exists);
+        assert!(matches!(
+            t.classify(200, &h, b"{}"),
+            Verdict::Rejected { .. }
+        ));
+    }
+
+    #[test]
+    fn bad_profiles_are_usage_errors() {
+        assert!(target(PROFILE, None).is_err(), "path without base");
+        assert!(target("url = \"http://x\"\n[body]\nemail = \"{mail}\"\n", None).is_err());
+        assert!(target("url = \"http://x\"\nbogus = 1\n[body]\n", None).is_err());
+        let t = target(
+            "url = \"http://x\"\n[headers]\nX-Key = \"${NOPE}\"\n[body]\nemail = \"{email}\"\n",
+            None,
+        )
+        .unwrap();
+        assert!(matches!(t.auth(), Authenticator::Missing(m) if m.contains("NOPE")));
+    }
+}
