@@ -719,28 +719,6 @@ fn finish(result: pipeline::RunResult, target: &str, json: bool) -> Result<i32, 
     }
 }
 
-/// The credentials the sandbox's vendor profiles accept: each `ROSTER_*` variable set in this
-/// environment, else the documented `sandbox-…` default.
-fn sandbox_credentials() -> SandboxCredentials {
-    let mut creds = SandboxCredentials::default();
-    let read = |name: &str, slot: &mut String| {
-        if let Ok(value) = std::env::var(name)
-            && !value.is_empty()
-        {
-            *slot = value;
-        }
-    };
-    read("ROSTER_TOKEN", &mut creds.token);
-    read("ROSTER_API_KEY", &mut creds.api_key);
-    read("ROSTER_TENANT", &mut creds.tenant);
-    read("ROSTER_CLIENT_ID", &mut creds.client_id);
-    read("ROSTER_CLIENT_SECRET", &mut creds.client_secret);
-    read("ROSTER_USERNAME", &mut creds.username);
-    read("ROSTER_PASSWORD", &mut creds.password);
-    read("ROSTER_REALM", &mut creds.realm);
-    creds
-}
-
 async fn sandbox(args: SandboxArgs) -> Result<i32, RunError> {
     let config = SandboxConfig {
         rate: args.rate,
@@ -761,7 +739,8 @@ async fn sandbox(args: SandboxArgs) -> Result<i32, RunError> {
             None
         },
         profile: args.profile,
-        credentials: sandbox_credentials(),
+        // The vendor profiles accept each ROSTER_* variable set here, else the defaults.
+        credentials: SandboxCredentials::default().overridden_by(|name| std::env::var(name).ok()),
         token_ttl_secs: args.token_ttl,
         token_uses: args.token_uses,
         quota: args.quota,

@@ -22,13 +22,9 @@ fn people() -> String {
     )
 }
 
-fn env_of(creds: &SandboxCredentials) -> Vec<(&'static str, String)> {
-    creds.env()
-}
-
 /// The default sandbox credentials, minus the bearer token for targets that must fetch one.
 fn credentials(profile: Profile) -> Vec<(&'static str, String)> {
-    let all = env_of(&SandboxCredentials::default());
+    let all = SandboxCredentials::default().env();
     match profile {
         Profile::Crayon | Profile::Nexway | Profile::Cradl => all
             .into_iter()

@@ -101,18 +101,37 @@ impl Default for SandboxCredentials {
 }
 
 impl SandboxCredentials {
+    /// Each credential beside the `ROSTER_*` variable that carries it.
+    fn slots(&mut self) -> [(&'static str, &mut String); 8] {
+        [
+            ("ROSTER_TOKEN", &mut self.token),
+            ("ROSTER_API_KEY", &mut self.api_key),
+            ("ROSTER_TENANT", &mut self.tenant),
+            ("ROSTER_CLIENT_ID", &mut self.client_id),
+            ("ROSTER_CLIENT_SECRET", &mut self.client_secret),
+            ("ROSTER_USERNAME", &mut self.username),
+            ("ROSTER_PASSWORD", &mut self.password),
+            ("ROSTER_REALM", &mut self.realm),
+        ]
+    }
+
     /// The `ROSTER_*` variables that authenticate against these credentials.
     pub fn env(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("ROSTER_TOKEN", self.token.clone()),
-            ("ROSTER_API_KEY", self.api_key.clone()),
-            ("ROSTER_TENANT", self.tenant.clone()),
-            ("ROSTER_CLIENT_ID", self.client_id.clone()),
-            ("ROSTER_CLIENT_SECRET", self.client_secret.clone()),
-            ("ROSTER_USERNAME", self.username.clone()),
-            ("ROSTER_PASSWORD", self.password.clone()),
-            ("ROSTER_REALM", self.realm.clone()),
-        ]
+        let mut copy = self.clone();
+        copy.slots()
+            .into_iter()
+            .map(|(name, value)| (name, value.clone()))
+            .collect()
+    }
+
+    /// These credentials with each variable that `lookup` finds non-empty taking its place.
+    pub fn overridden_by(mut self, lookup: impl Fn(&str) -> Option<String>) -> Self {
+        for (name, slot) in self.slots() {
+            if let Some(value) = lookup(name).filter(|v| !v.is_empty()) {
+                *slot = value;
+            }
+        }
+        self
     }
 }
 
