@@ -9,6 +9,7 @@ use crate::input::decode::encoding_for_label;
 use crate::input::{Format, InputOptions};
 use crate::ledger::export::{self, ExportFilter, ExportFormat};
 use crate::mapping::{MappingOptions, parse_assignment};
+use crate::normalize::Conventions;
 use crate::pipeline::{self, ImportSettings, RunMode};
 use crate::report::ProgressMode;
 use crate::retry::RetryPolicy;
@@ -73,7 +74,7 @@ pub enum Command {
 /// Options shared by `import` and `validate`.
 #[derive(Debug, Args)]
 pub struct CommonArgs {
-    /// The people file (CSV, TSV or JSONL).
+    /// The people file (CSV, TSV, JSONL, XLSX, XLS or ODS).
     pub file: PathBuf,
     /// The target API profile (default: the in-process sandbox).
     #[arg(long)]
@@ -97,6 +98,16 @@ pub struct CommonArgs {
     /// The input format (default: from the file extension).
     #[arg(long, value_enum)]
     pub format: Option<Format>,
+    /// The worksheet of an XLSX, XLS or ODS file (default: the first).
+    #[arg(long, value_name = "NAME")]
+    pub sheet: Option<String>,
+    /// Region for phone numbers written without a country code when the row has no country:
+    /// an ISO code or a name, e.g. `--region GB` or `--region Germany`.
+    #[arg(long, value_name = "CC")]
+    pub region: Option<String>,
+    /// Read SYNONYM in the role column as ROLE (repeatable), e.g. `--role-synonym "Team Lead=user"`.
+    #[arg(long = "role-synonym", value_name = "SYNONYM=ROLE")]
+    pub role_synonym: Vec<String>,
     /// The input's text encoding, e.g. utf-8, utf-16le, windows-1252 (default: detected).
     #[arg(long, value_parser = parse_encoding)]
     pub encoding: Option<&'static encoding_rs::Encoding>,
@@ -315,11 +326,18 @@ pub struct ConfigFile {
     /// key = "value" settings of the target (`[target_options]`).
     #[serde(default)]
     pub target_options: BTreeMap<String, String>,
+    /// The worksheet to read.
+    pub sheet: Option<String>,
+    /// Default region for national phone numbers.
+    pub region: Option<String>,
+    /// "Synonym" = "role" (`[role_synonyms]`).
+    #[serde(default)]
+    pub role_synonyms: BTreeMap<String, String>,
 }
 
 impl ConfigFile {
     /// The keys a config file may hold.
-    pub const KEYS: [&'static str; 18] = [
+    pub const KEYS: [&'static str; 21] = [
         "target",
         "base_url",
         "rate",
@@ -338,6 +356,9 @@ impl ConfigFile {
         "token_url",
         "target_options",
         "profile",
+        "sheet",
+        "region",
+        "role_synonyms",
     ];
 
     /// Reads a config file; an unknown key is an error that suggests the closest valid one.
@@ -429,18 +450,54 @@ fn mapping_options(common: &CommonArgs, config: &ConfigFile) -> Result<MappingOp
         Field::parse(name).ok_or_else(|| RunError::Usage(format!("config: unknown field `{name}`")))
     };
     for (name, column) in &config.map {
-        options.explicit.push((field(name)?, column.clone()));
+        match crate::mapping::metadata_key(name) {
+            Some(key) => options.metadata.push((key.to_string(), column.clone())),
+            None => options.explicit.push((field(name)?, column.clone())),
+        }
     }
     for (name, value) in &config.set {
         options.defaults.push((field(name)?, value.clone()));
     }
     for text in &common.map {
+        if let Some((name, column)) = text.split_once('=')
+            && let Some(key) = crate::mapping::metadata_key(name)
+        {
+            options
+                .metadata
+                .push((key.to_string(), column.trim().to_string()));
+            continue;
+        }
         options.explicit.push(parse(text)?);
     }
     for text in &common.set {
         options.defaults.push(parse(text)?);
     }
     Ok(options)
+}
+
+/// `--region` and the role synonyms (flags after the config's, so flags win).
+fn conventions(common: &CommonArgs, config: &ConfigFile) -> Result<Conventions, RunError> {
+    let mut conventions = Conventions::default();
+    if let Some(written) = common.region.as_ref().or(config.region.as_ref()) {
+        let region = crate::country::alpha2(written)
+            .filter(|id| crate::phone::is_region(id))
+            .ok_or_else(|| {
+                RunError::Usage(format!(
+                    "--region `{written}` is not a country (give an ISO code such as GB, or a name)"
+                ))
+            })?;
+        conventions.region = Some(region.to_string());
+    }
+    for (synonym, role) in &config.role_synonyms {
+        conventions.add_role_synonym(synonym, role);
+    }
+    for text in &common.role_synonym {
+        let (synonym, role) = text.split_once('=').ok_or_else(|| {
+            RunError::Usage(format!("--role-synonym `{text}`: expected SYNONYM=ROLE"))
+        })?;
+        conventions.add_role_synonym(synonym, role);
+    }
+    Ok(conventions)
 }
 
 fn load_config(common: &CommonArgs) -> Result<ConfigFile, RunError> {
@@ -600,7 +657,7 @@ async fn import(args: ImportArgs) -> Result<i32, RunError> {
     } else {
         RunMode::Send
     };
-    let mut settings = import_settings(common, &config, mapping, ledger, submit, mode);
+    let mut settings = import_settings(common, &config, mapping, ledger, submit, mode)?;
     settings.generate_passwords = args.generate_passwords.clone();
     let stop = Arc::new(Stop::default());
     watch_signals(stop.clone());
@@ -645,7 +702,7 @@ async fn validate(args: ValidateArgs) -> Result<i32, RunError> {
         PathBuf::new(),
         SubmitSettings::default(),
         RunMode::ValidateOnly,
-    );
+    )?;
     if args.print_mapping {
         let (_, mapping) = pipeline::prepare(&settings, target.as_ref())?;
         for line in mapping.describe() {
@@ -664,7 +721,7 @@ fn import_settings(
     ledger: PathBuf,
     submit: SubmitSettings,
     mode: RunMode,
-) -> ImportSettings {
+) -> Result<ImportSettings, RunError> {
     let errors_format = common
         .errors_format
         .or(config.errors_format)
@@ -674,13 +731,15 @@ fn import_settings(
         .clone()
         .or(config.errors.clone())
         .unwrap_or_else(|| pipeline::default_errors_path(&common.file, errors_format));
-    ImportSettings {
+    Ok(ImportSettings {
         input: common.file.clone(),
         read: InputOptions {
             format: common.format.or(config.format),
             encoding: common.encoding,
             delimiter: common.delimiter,
+            sheet: common.sheet.clone().or(config.sheet.clone()),
         },
+        conventions: conventions(common, config)?,
         mapping,
         ledger,
         errors,
@@ -692,7 +751,7 @@ fn import_settings(
         mode,
         progress: ProgressMode::detect(common.quiet),
         generate_passwords: None,
-    }
+    })
 }
 
 /// Prints the summary and turns the result into an exit code.

@@ -110,6 +110,8 @@ pub fn squash(s: &str) -> String {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UserFields {
     values: [Option<String>; Field::COUNT],
+    /// Free-form `metadata.KEY` values, in column order, for targets that take them.
+    metadata: Vec<(String, String)>,
 }
 
 impl UserFields {
@@ -121,6 +123,18 @@ impl UserFields {
     /// Sets `field`; an empty value is stored as absent.
     pub fn set(&mut self, field: Field, value: Option<String>) {
         self.values[field.index()] = value.filter(|v| !v.is_empty());
+    }
+
+    /// The `metadata.KEY` values (key without the prefix, value), in column order.
+    pub fn metadata(&self) -> &[(String, String)] {
+        &self.metadata
+    }
+
+    /// Adds a `metadata.KEY` value; empty values are left out.
+    pub fn push_metadata(&mut self, key: &str, value: String) {
+        if !value.is_empty() {
+            self.metadata.push((key.to_string(), value));
+        }
     }
 }
 

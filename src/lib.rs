@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod cli;
+pub mod country;
 pub mod csv_safety;
 pub mod error;
 pub mod error_file;
@@ -16,6 +17,7 @@ pub mod mapping;
 pub mod normalize;
 pub mod outcome;
 pub mod password;
+pub mod phone;
 pub mod pipeline;
 pub mod report;
 pub mod retry;

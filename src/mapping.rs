@@ -109,6 +109,19 @@ pub struct MappingOptions {
     pub explicit: Vec<(Field, String)>,
     /// `--set field=value`: the value when the cell is empty or the column absent.
     pub defaults: Vec<(Field, String)>,
+    /// `--map metadata.KEY=Column`: free-form values passed through to targets that take them
+    /// (columns headed `metadata.KEY` are taken without asking).
+    pub metadata: Vec<(String, String)>,
+}
+
+/// The prefix of free-form pass-through keys and columns.
+pub const METADATA_PREFIX: &str = "metadata.";
+
+/// The key of a `metadata.KEY` name (any case of the prefix), if it is one.
+pub fn metadata_key(name: &str) -> Option<&str> {
+    let head = name.get(..METADATA_PREFIX.len())?;
+    let key = &name[METADATA_PREFIX.len()..];
+    (head.eq_ignore_ascii_case(METADATA_PREFIX) && !key.trim().is_empty()).then(|| key.trim())
 }
 
 /// Parses `field=value` as given to `--map` and `--set`.
@@ -129,6 +142,8 @@ pub struct Mapping {
     headers: Vec<String>,
     columns: [Option<usize>; Field::COUNT],
     defaults: [Option<String>; Field::COUNT],
+    /// `metadata.KEY` → column.
+    metadata: Vec<(String, usize)>,
 }
 
 impl Mapping {
@@ -170,6 +185,27 @@ impl Mapping {
             });
             columns[field.index()] = found;
         }
+        let mut metadata: Vec<(String, usize)> = Vec::new();
+        for (key, column) in &options.metadata {
+            let index = headers
+                .iter()
+                .position(|h| h == column)
+                .or_else(|| headers.iter().position(|h| squash(h) == squash(column)))
+                .ok_or_else(|| {
+                    RunError::Usage(format!(
+                        "--map metadata.{key}={column}: the file has no column `{column}`{}",
+                        suggestion(headers, column)
+                    ))
+                })?;
+            metadata.push((key.clone(), index));
+        }
+        for (index, header) in headers.iter().enumerate() {
+            if let Some(key) = metadata_key(header)
+                && !metadata.iter().any(|(k, i)| k == key || *i == index)
+            {
+                metadata.push((key.to_string(), index));
+            }
+        }
         let full_name = columns[Field::FullName.index()].is_some();
         for &field in required {
             // A full name column can supply first and last names.
@@ -188,6 +224,7 @@ impl Mapping {
             headers: headers.to_vec(),
             columns,
             defaults,
+            metadata,
         })
     }
 
@@ -226,6 +263,11 @@ impl Mapping {
         }
     }
 
+    /// The `metadata.KEY` pass-through columns: (key, column index).
+    pub fn metadata(&self) -> &[(String, usize)] {
+        &self.metadata
+    }
+
     /// Lines describing which column feeds which field, for `--print-mapping` and logs.
     pub fn describe(&self) -> Vec<String> {
         let mut lines: Vec<String> = Field::ALL
@@ -237,8 +279,12 @@ impl Mapping {
                 (None, None) => format!("{f:<10} (no column)"),
             })
             .collect();
+        for (key, column) in &self.metadata {
+            lines.push(format!("metadata.{key} <- {}", self.headers[*column]));
+        }
         let unused: Vec<&str> = (0..self.headers.len())
             .filter(|i| !self.columns.contains(&Some(*i)))
+            .filter(|i| !self.metadata.iter().any(|(_, c)| c == i))
             .map(|i| self.headers[i].as_str())
             .collect();
         if !unused.is_empty() {
@@ -322,6 +368,7 @@ mod tests {
         let options = MappingOptions {
             explicit: vec![(Field::Email, "contact".into())],
             defaults: vec![(Field::Role, "user".into())],
+            ..MappingOptions::default()
         };
         let m = Mapping::resolve(&h, &options, &[Field::Email]).unwrap();
         assert_eq!(m.column(Field::Email), Some(1));
@@ -351,6 +398,30 @@ mod tests {
             Mapping::resolve(&h, &options, &[]),
             Err(RunError::Usage(_))
         ));
+    }
+
+    #[test]
+    fn metadata_columns_pass_through_by_header_or_map() {
+        let headers: Vec<String> = ["Email", "metadata.employee_id", "Cost Center", "Notes"]
+            .map(String::from)
+            .to_vec();
+        let options = MappingOptions {
+            metadata: vec![("cost_center".into(), "cost center".into())],
+            ..MappingOptions::default()
+        };
+        let m = Mapping::resolve(&headers, &options, &[Field::Email]).unwrap();
+        assert_eq!(
+            m.metadata(),
+            &[
+                ("cost_center".to_string(), 2),
+                ("employee_id".to_string(), 1)
+            ]
+        );
+        let described = m.describe().join("\n");
+        assert!(described.contains("metadata.employee_id <- metadata.employee_id"));
+        assert!(described.contains("unused columns: Notes"), "{described}");
+        assert_eq!(metadata_key("Metadata.x"), Some("x"));
+        assert_eq!(metadata_key("metadata."), None);
     }
 
     #[test]

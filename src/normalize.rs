@@ -101,55 +101,52 @@ fn check_email(value: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Normalises a phone number to `+` and digits when it is international (`+` or `00`), or to
-/// bare digits when national. Spaces, dots, dashes, slashes and parentheses are dropped.
-pub fn phone(raw: &str) -> Result<String, String> {
-    let value = clean(raw);
-    let mut digits = String::with_capacity(value.len());
-    let mut international = false;
-    for (i, c) in value.chars().enumerate() {
-        match c {
-            '0'..='9' => digits.push(c),
-            '+' if i == 0 => international = true,
-            ' ' | '.' | '-' | '(' | ')' | '/' | '\u{a0}' => {}
-            _ => {
-                return Err(format!(
-                    "`{value}` is not a phone number (unexpected `{c}`)"
-                ));
-            }
+/// How this run reads cells beyond the fixed rules: the default region for national phone
+/// numbers and the user's own role synonyms.
+#[derive(Debug, Clone, Default)]
+pub struct Conventions {
+    /// ISO alpha-2 region for phone numbers written without a country code, when the row has
+    /// no country (`--region`).
+    pub region: Option<String>,
+    /// Role synonyms (folded as [`role_key`]) → the role they stand for, checked before the
+    /// built-in table (`--role-synonym "Team Lead=user"`, the config's `[role_synonyms]`).
+    role_synonyms: Vec<(String, String)>,
+}
+
+impl Conventions {
+    /// Adds a synonym; later ones win.
+    pub fn add_role_synonym(&mut self, synonym: &str, role: &str) {
+        self.role_synonyms
+            .insert(0, (role_key(synonym), role.trim().to_string()));
+    }
+
+    /// The role a cell stands for under the user's synonyms, or the cell itself.
+    pub fn role<'a>(&'a self, raw: &'a str) -> &'a str {
+        if self.role_synonyms.is_empty() {
+            return raw;
         }
+        let key = role_key(raw);
+        self.role_synonyms
+            .iter()
+            .find(|(synonym, _)| *synonym == key)
+            .map_or(raw, |(_, role)| role.as_str())
     }
-    if !international && digits.starts_with("00") {
-        digits.drain(..2);
-        international = true;
-    }
-    if international && digits.starts_with('0') {
-        return Err(format!(
-            "`{value}` is not a phone number (country code cannot start with 0)"
-        ));
-    }
-    if !(4..=15).contains(&digits.len()) {
-        return Err(format!(
-            "`{value}` is not a phone number ({} digits)",
-            digits.len()
-        ));
-    }
-    Ok(if international {
-        format!("+{digits}")
-    } else {
-        digits
-    })
+}
+
+/// A role as compared with synonyms: case, spaces, `-` and `_` do not matter.
+pub fn role_key(raw: &str) -> String {
+    clean(raw)
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '-' | '_'))
+        .flat_map(char::to_lowercase)
+        .collect()
 }
 
 /// Maps a role (or one of its common synonyms) to the canonical `user` or `organization-admin`;
 /// anything else is refused, never guessed.
 pub fn role(raw: &str) -> Result<String, String> {
     let value = clean(raw);
-    let key: String = value
-        .chars()
-        .filter(|c| !matches!(c, ' ' | '-' | '_'))
-        .flat_map(char::to_lowercase)
-        .collect();
+    let key = role_key(&value);
     match key.as_str() {
         "user" | "standarduser" | "member" | "enduser" => Ok("user".to_string()),
         "organizationadmin" | "organisationadmin" | "orgadmin" | "admin" | "tenantadmin" => {
@@ -251,15 +248,6 @@ mod tests {
     }
 
     #[test]
-    fn phones_keep_digits_and_international_prefix() {
-        assert_eq!(phone("+44 (20) 7946-0958").unwrap(), "+442079460958");
-        assert_eq!(phone("0044 20 7946 0958").unwrap(), "+442079460958");
-        assert_eq!(phone("(415) 555-0123").unwrap(), "4155550123");
-        assert!(phone("call me").is_err());
-        assert!(phone("12").is_err());
-    }
-
-    #[test]
     fn roles_map_synonyms_and_refuse_others() {
         assert_eq!(role("Standard User").unwrap(), "user");
         assert_eq!(role("org_admin").unwrap(), "organization-admin");
@@ -268,13 +256,20 @@ mod tests {
     }
 
     #[test]
+    fn user_synonyms_come_before_the_built_in_table() {
+        let mut conventions = Conventions::default();
+        conventions.add_role_synonym("Team Lead", "organization-admin");
+        conventions.add_role_synonym("admin", "user");
+        assert_eq!(conventions.role(" team-lead "), "organization-admin");
+        assert_eq!(role(conventions.role("ADMIN")).unwrap(), "user");
+        assert_eq!(conventions.role("Member"), "Member");
+    }
+
+    #[test]
     fn normalising_twice_equals_once() {
         for raw in [" A@B.io ", "+1 415 555 0123", "00 33 1 23 45 67 89"] {
             if let Ok(once) = email(raw) {
                 assert_eq!(email(&once).unwrap(), once);
-            }
-            if let Ok(once) = phone(raw) {
-                assert_eq!(phone(&once).unwrap(), once);
             }
         }
         assert_eq!(clean(&clean(" x\u{a0}")), clean(" x\u{a0}"));

@@ -12,6 +12,7 @@ use crate::ledger::SqliteLedger;
 use crate::ledger::lock::LedgerLock;
 use crate::ledger::writer::{LedgerGone, LedgerSender, LedgerWriter};
 use crate::mapping::{Mapping, MappingOptions};
+use crate::normalize::Conventions;
 use crate::outcome::{Outcome, RowReport};
 use crate::password::PasswordFile;
 use crate::report::{Aggregator, ProgressMode, Summary};
@@ -47,6 +48,8 @@ pub struct ImportSettings {
     pub read: InputOptions,
     /// Column choices.
     pub mapping: MappingOptions,
+    /// Default phone region and role synonyms.
+    pub conventions: Conventions,
     /// The results ledger.
     pub ledger: PathBuf,
     /// The error file.
@@ -200,7 +203,8 @@ pub async fn run(
 
     let validator = Arc::new(
         Validator::new((*mapping).clone(), target.clone())
-            .generating_passwords(settings.generate_passwords.is_some()),
+            .generating_passwords(settings.generate_passwords.is_some())
+            .with_conventions(settings.conventions.clone()),
     );
     let (chunks_tx, chunks_rx) = mpsc::channel::<Vec<Checked>>(2);
     let reader = {

@@ -5,8 +5,9 @@
 use crate::fields::{ErrorCode, Field, FieldError, UserFields};
 use crate::input::Record;
 use crate::mapping::Mapping;
-use crate::normalize;
+use crate::normalize::{self, Conventions};
 use crate::targets::{PasswordUse, Target};
+use crate::{country, phone};
 use rayon::prelude::*;
 use std::sync::Arc;
 
@@ -61,6 +62,7 @@ pub struct Validator {
     mapping: Mapping,
     target: Arc<dyn Target>,
     generate_passwords: bool,
+    conventions: Conventions,
 }
 
 impl Validator {
@@ -70,7 +72,14 @@ impl Validator {
             mapping,
             target,
             generate_passwords: false,
+            conventions: Conventions::default(),
         }
+    }
+
+    /// Reads cells under the run's conventions (default phone region, role synonyms).
+    pub fn with_conventions(mut self, conventions: Conventions) -> Validator {
+        self.conventions = conventions;
+        self
     }
 
     /// Gives every user without a password a strong random one (`--generate-passwords`).
@@ -103,8 +112,9 @@ impl Validator {
             };
             let normalised = match field {
                 Field::Email => normalize::email(raw),
-                Field::Phone => normalize::phone(raw),
-                Field::Role => self.target.normalize_role(raw),
+                // Read once the country is known: it decides how a national number reads.
+                Field::Phone => continue,
+                Field::Role => self.target.normalize_role(self.conventions.role(raw)),
                 Field::Status => normalize::status(raw),
                 // Passwords are taken exactly as given: spaces may be part of them.
                 Field::Password => Ok(raw.to_string()),
@@ -113,6 +123,12 @@ impl Validator {
             match normalised {
                 Ok(value) => fields.set(field, Some(value)),
                 Err(message) => errors.push(self.error(field, ErrorCode::Format, message)),
+            }
+        }
+        self.read_phone(&cells, &mut fields, &mut errors);
+        for (key, column) in self.mapping.metadata() {
+            if let Some(cell) = cells.get(*column) {
+                fields.push_metadata(key, normalize::clean(cell));
             }
         }
         self.split_full_name(&mut fields, &mut errors);
@@ -167,6 +183,27 @@ impl Validator {
                 errors,
                 cells,
             }),
+        }
+    }
+
+    /// The phone in E.164, a national number read in the row's country, else `--region`.
+    fn read_phone(&self, cells: &[String], fields: &mut UserFields, errors: &mut Vec<FieldError>) {
+        let Some(raw) = self.mapping.raw(cells, Field::Phone) else {
+            return;
+        };
+        let country = fields.get(Field::Country);
+        let row_region = country
+            .and_then(country::alpha2)
+            .filter(|id| phone::is_region(id));
+        let region = row_region.or(self.conventions.region.as_deref());
+        match phone::to_e164(raw, region) {
+            Ok(number) => fields.set(Field::Phone, Some(number)),
+            Err(mut message) => {
+                if let (Some(country), None) = (country, row_region) {
+                    message.push_str(&format!(" (country `{country}` is not one roster knows)"));
+                }
+                errors.push(self.error(Field::Phone, ErrorCode::Format, message));
+            }
         }
     }
 

@@ -2,7 +2,7 @@
 //! normalising once.
 
 use proptest::prelude::*;
-use roster::normalize;
+use roster::{normalize, phone};
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
@@ -31,17 +31,28 @@ proptest! {
     }
 
     #[test]
-    fn phone_never_panics_and_is_idempotent(s in any::<String>()) {
-        if let Ok(once) = normalize::phone(&s) {
-            prop_assert_eq!(normalize::phone(&once), Ok(once.clone()));
-            prop_assert!(once.trim_start_matches('+').chars().all(|c| c.is_ascii_digit()));
+    fn phone_never_panics_and_is_idempotent(s in any::<String>(), region in "(GB|US|DE|FR|IN|BR|JP)?") {
+        let region = (!region.is_empty()).then_some(region.as_str());
+        if let Ok(once) = phone::to_e164(&s, region) {
+            prop_assert_eq!(phone::to_e164(&once, region), Ok(once.clone()));
+            prop_assert!(is_e164(&once), "{}", once);
         }
     }
 
     #[test]
-    fn plausible_phones_are_idempotent(s in "(\\+|00)?[0-9 ()./-]{4,24}") {
-        if let Ok(once) = normalize::phone(&s) {
-            prop_assert_eq!(normalize::phone(&once), Ok(once.clone()));
+    fn plausible_phones_come_out_as_e164(s in "(\\+|00)?[0-9 ()./-]{4,24}", region in "(GB|US|DE|FR|IN|BR|JP)?") {
+        let region = (!region.is_empty()).then_some(region.as_str());
+        if let Ok(once) = phone::to_e164(&s, region) {
+            prop_assert!(is_e164(&once), "{}", once);
+            prop_assert_eq!(phone::to_e164(&once, None), Ok(once.clone()));
+        }
+    }
+
+    #[test]
+    fn numbers_with_real_country_codes_come_out_as_e164(s in "(\\+|00)(1|44|49|33|34|39|91|81) ?[0-9]{2,4}[ -]?[0-9]{3,4}[ -]?[0-9]{3,5}") {
+        if let Ok(once) = phone::to_e164(&s, None) {
+            prop_assert!(is_e164(&once), "{}", once);
+            prop_assert_eq!(phone::to_e164(&once, Some("GB")), Ok(once.clone()));
         }
     }
 
@@ -51,4 +62,14 @@ proptest! {
             prop_assert_eq!(normalize::role(&once), Ok(once.clone()));
         }
     }
+}
+
+/// `^\+[1-9]\d{1,14}$`
+fn is_e164(s: &str) -> bool {
+    let Some(digits) = s.strip_prefix('+') else {
+        return false;
+    };
+    (2..=15).contains(&digits.len())
+        && !digits.starts_with('0')
+        && digits.bytes().all(|b| b.is_ascii_digit())
 }

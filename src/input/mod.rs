@@ -7,9 +7,11 @@
 mod csv;
 pub mod decode;
 mod jsonl;
+mod sheet;
 
 pub use self::csv::CsvSource;
 pub use self::jsonl::JsonlSource;
+pub use self::sheet::SheetSource;
 
 use crate::error::RunError;
 use std::io::{BufReader, Read};
@@ -25,16 +27,22 @@ pub enum Format {
     Tsv,
     /// One JSON object per line.
     Jsonl,
+    /// A spreadsheet workbook: XLSX, XLSM, XLSB, XLS or ODS.
+    #[value(alias = "xls", alias = "ods")]
+    #[serde(alias = "xls", alias = "ods")]
+    Xlsx,
 }
 
 impl Format {
-    /// Guesses the format from the file extension (`.csv`, `.tsv`/`.tab`, `.jsonl`/`.ndjson`).
+    /// Guesses the format from the file extension (`.csv`, `.tsv`/`.tab`, `.jsonl`/`.ndjson`,
+    /// `.xlsx`/`.xlsm`/`.xlsb`/`.xls`/`.ods`).
     pub fn from_path(path: &Path) -> Option<Format> {
         let ext = path.extension()?.to_str()?.to_ascii_lowercase();
         match ext.as_str() {
             "csv" | "txt" => Some(Format::Csv),
             "tsv" | "tab" => Some(Format::Tsv),
             "jsonl" | "ndjson" | "json" => Some(Format::Jsonl),
+            "xlsx" | "xlsm" | "xlsb" | "xls" | "ods" => Some(Format::Xlsx),
             _ => None,
         }
     }
@@ -44,7 +52,7 @@ impl Format {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Record {
     /// The row number as the user sees it: the line the record starts on for CSV/TSV (header
-    /// on line 1), the line for JSONL.
+    /// on line 1), the line for JSONL, the spreadsheet row for workbooks.
     pub row: u64,
     /// The cell values, one per header; missing cells are empty strings.
     pub cells: Vec<String>,
@@ -63,7 +71,7 @@ pub trait RecordSource: Send {
 }
 
 /// How to read a file when its own bytes should not decide.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct InputOptions {
     /// The format (default: from the extension).
     pub format: Option<Format>,
@@ -71,6 +79,8 @@ pub struct InputOptions {
     pub encoding: Option<&'static encoding_rs::Encoding>,
     /// The CSV delimiter (default: `sep=` line, else sniffed; TAB for TSV).
     pub delimiter: Option<u8>,
+    /// The worksheet of a spreadsheet (default: the first).
+    pub sheet: Option<String>,
 }
 
 /// Opens `path` as the given format (or the one its extension names).
@@ -91,7 +101,7 @@ pub fn open_with(path: &Path, options: &InputOptions) -> Result<Box<dyn RecordSo
         Some(f) => f,
         None => {
             return Err(RunError::Usage(format!(
-                "cannot tell the format of `{}` from its extension (hint: --format csv|tsv|jsonl)",
+                "cannot tell the format of `{}` from its extension (hint: --format csv|tsv|jsonl|xlsx)",
                 path.display()
             )));
         }
@@ -111,6 +121,7 @@ pub fn open_with(path: &Path, options: &InputOptions) -> Result<Box<dyn RecordSo
             )?))
         }
         Format::Jsonl => Ok(Box::new(JsonlSource::open(path)?)),
+        Format::Xlsx => Ok(Box::new(SheetSource::open(path, options.sheet.as_deref())?)),
     }
 }
 

@@ -191,7 +191,7 @@ struct Body<'a> {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     role_ids: Vec<&'a str>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    metadata: BTreeMap<&'static str, &'a str>,
+    metadata: BTreeMap<&'a str, &'a str>,
 }
 
 impl Target for Cradl {
@@ -313,6 +313,10 @@ impl Target for Cradl {
                 metadata.insert(key, value);
             }
         }
+        // The file's own `metadata.*` columns, which win over the derived keys above.
+        for (key, value) in user.metadata() {
+            metadata.insert(key.as_str(), value.as_str());
+        }
         let body = Body {
             email: user.get(Field::Email),
             name: display_name(user),
@@ -368,6 +372,13 @@ mod tests {
         assert_eq!(
             String::from_utf8(target.body(&user)).unwrap(),
             r#"{"email":"a@b.co","name":"Ann Lee","roleIds":["cradl:role:a"],"metadata":{"phone":"+14155550123"}}"#
+        );
+        user.push_metadata("employee_id", "E-17".into());
+        user.push_metadata("phone", "+442079460958".into());
+        assert_eq!(
+            String::from_utf8(target.body(&user)).unwrap(),
+            r#"{"email":"a@b.co","name":"Ann Lee","roleIds":["cradl:role:a"],"metadata":{"employee_id":"E-17","phone":"+442079460958"}}"#,
+            "the file's metadata.* columns pass through and win"
         );
     }
 

@@ -47,6 +47,8 @@ struct Profile {
 enum Part {
     Text(String),
     Field(Field),
+    /// `{metadata}` (every key, as an object) or `{metadata.KEY}` (one value).
+    Metadata(Option<String>),
 }
 
 /// A compiled body template.
@@ -215,12 +217,19 @@ fn parse_template(s: &str) -> Result<Vec<Part>, String> {
             }
             '{' => {
                 let name: String = chars.by_ref().take_while(|c| *c != '}').collect();
-                let field = Field::parse(&name)
-                    .ok_or_else(|| format!("`{{{name}}}` is not a canonical field"))?;
+                let part = if name == "metadata" {
+                    Part::Metadata(None)
+                } else if let Some(key) = crate::mapping::metadata_key(&name) {
+                    Part::Metadata(Some(key.to_string()))
+                } else {
+                    Part::Field(Field::parse(&name).ok_or_else(|| {
+                        format!("`{{{name}}}` is not a canonical field or metadata.KEY")
+                    })?)
+                };
                 if !text.is_empty() {
                     parts.push(Part::Text(std::mem::take(&mut text)));
                 }
-                parts.push(Part::Field(field));
+                parts.push(part);
             }
             c => text.push(c),
         }
@@ -231,18 +240,37 @@ fn parse_template(s: &str) -> Result<Vec<Part>, String> {
     Ok(parts)
 }
 
+fn metadata_value<'a>(user: &'a UserFields, key: &str) -> Option<&'a str> {
+    user.metadata()
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
 /// Renders a node; `None` means "leave this key out".
 fn render(node: &Node, user: &UserFields) -> Option<Value> {
     match node {
         Node::Literal(v) => Some(v.clone()),
         Node::Text(parts) => match parts.as_slice() {
             [Part::Field(f)] => user.get(*f).map(|v| Value::String(v.to_string())),
+            // `"{metadata}"` alone is the object of every metadata.KEY column.
+            [Part::Metadata(None)] => Some(Value::Object(
+                user.metadata()
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                    .collect(),
+            )),
+            [Part::Metadata(Some(key))] => {
+                metadata_value(user, key).map(|v| Value::String(v.to_string()))
+            }
             parts => Some(Value::String(
                 parts
                     .iter()
                     .map(|p| match p {
                         Part::Text(t) => t.as_str(),
                         Part::Field(f) => user.get(*f).unwrap_or(""),
+                        Part::Metadata(Some(key)) => metadata_value(user, key).unwrap_or(""),
+                        Part::Metadata(None) => "",
                     })
                     .collect(),
             )),
@@ -396,6 +424,22 @@ mod tests {
             t.classify(200, &h, b"{}"),
             Verdict::Rejected { .. }
         ));
+    }
+
+    #[test]
+    fn metadata_placeholders_render_one_key_or_all() {
+        let profile = "url = \"http://h/u\"\n[body]\nemail = \"{email}\"\nextra = \"{metadata}\"\ncost = \"cc-{metadata.cost_center}\"\n";
+        let t = target(profile, None).unwrap();
+        let mut user = UserFields::default();
+        user.set(Field::Email, Some("a@b.co".into()));
+        user.push_metadata("cost_center", "4711".into());
+        user.push_metadata("badge", "B7".into());
+        let body: Value = serde_json::from_slice(&t.body(&user)).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"email": "a@b.co", "extra": {"cost_center": "4711", "badge": "B7"},
+                "cost": "cc-4711"})
+        );
     }
 
     #[test]

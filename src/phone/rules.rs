@@ -1,0 +1,215 @@
+//! libphonenumber's per-region rules, compiled once per region into plain anchored regexes.
+//!
+//! The `phonenumber` crate keeps every pattern behind one `Mutex`-guarded cache of 100
+//! compiled regexes, far fewer than the metadata holds, so under a file of mixed countries it
+//! recompiles constantly and two threads queue on the lock (about 120k numbers/s, flat under
+//! rayon). The metadata itself is the crate's; this module only compiles it differently: each
+//! region's patterns on first use, kept for the life of the process and shared read-only
+//! (`regex::Regex` matches from any thread without a lock on the hot path).
+
+use phonenumber::metadata::{DATABASE, Descriptor, Metadata};
+use regex::{Regex, RegexBuilder};
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+/// One kind of number (fixed line, mobile…): the lengths it may have and its pattern.
+struct Kind {
+    /// Bit `n` set when a national number of `n` digits is possible; 0 means any length.
+    lengths: u32,
+    pattern: Regex,
+}
+
+impl Kind {
+    fn new(desc: &Descriptor) -> Kind {
+        let lengths = desc
+            .possible_length()
+            .iter()
+            .filter(|&&n| n < 32)
+            .fold(0u32, |bits, &n| bits | 1 << n);
+        Kind {
+            lengths,
+            pattern: compile(&format!("^(?:{})$", desc.national_number().as_str())),
+        }
+    }
+
+    fn matches(&self, national: &str) -> bool {
+        let length_ok =
+            self.lengths == 0 || (national.len() < 32 && self.lengths & (1 << national.len()) != 0);
+        length_ok && self.pattern.is_match(national)
+    }
+}
+
+/// What it takes to read and validate numbers of one region.
+pub(crate) struct Region {
+    /// ISO 3166-1 alpha-2 code (or "001" for non-geographic numbers).
+    pub id: &'static str,
+    /// The country calling code.
+    pub country_code: u16,
+    general: Kind,
+    /// Every number kind that makes a number valid, the common ones first.
+    kinds: Vec<Kind>,
+    /// Which national numbers belong to this region when several share a calling code.
+    leading_digits: Option<Regex>,
+    /// The trunk prefix dialled before national numbers ("0", "1"…), anchored at the start.
+    national_prefix: Option<Regex>,
+    /// How a matched trunk prefix is rewritten (a few regions keep part of it).
+    transform: Option<&'static str>,
+    /// The trunk prefix as dialled ("0"), without the carrier codes the parsing rule allows.
+    plain_prefix: Option<&'static str>,
+    /// The prefix dialled to call abroad from this region ("011", "00"…), anchored.
+    international_prefix: Option<Regex>,
+}
+
+impl Region {
+    fn new(meta: &'static Metadata) -> Region {
+        let d = meta.descriptors();
+        // libphonenumber's own order of checks, mobile and fixed line first because nearly
+        // every real number is one of those and validity needs only one match.
+        let kinds = [
+            d.fixed_line(),
+            d.mobile(),
+            d.toll_free(),
+            d.premium_rate(),
+            d.shared_cost(),
+            d.voip(),
+            d.personal_number(),
+            d.pager(),
+            d.uan(),
+            d.voicemail(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(Kind::new)
+        .collect();
+        let prefix_pattern = meta
+            .national_prefix_for_parsing()
+            .map(|r| r.as_str().to_string())
+            .or_else(|| meta.national_prefix().map(regex::escape));
+        Region {
+            id: meta.id(),
+            country_code: meta.country_code(),
+            general: Kind::new(d.general()),
+            kinds,
+            leading_digits: meta
+                .leading_digits()
+                .map(|r| compile(&format!("^(?:{})", r.as_str()))),
+            national_prefix: prefix_pattern.map(|p| compile(&format!("^(?:{p})"))),
+            transform: meta.national_prefix_transform_rule(),
+            plain_prefix: meta.national_prefix().filter(|p| !p.is_empty()),
+            international_prefix: meta
+                .international_prefix()
+                .map(|r| compile(&format!("^(?:{})", r.as_str()))),
+        }
+    }
+
+    /// Whether `national` is a valid number here (libphonenumber's `isValidNumber`: the
+    /// general pattern and at least one number kind).
+    pub fn is_valid(&self, national: &str) -> bool {
+        self.general.matches(national) && self.kinds.iter().any(|k| k.matches(national))
+    }
+
+    /// Whether `national` looks like one of this region's numbers by its leading digits
+    /// (regions sharing a calling code); `None` when the region has no such rule.
+    pub fn claims(&self, national: &str) -> Option<bool> {
+        self.leading_digits.as_ref().map(|r| r.is_match(national))
+    }
+
+    /// `national` without its trunk prefix, when it starts with one: first as the metadata's
+    /// parsing rule reads it (which may also swallow a carrier code), then the bare prefix.
+    pub fn strip_national_prefix(&self, national: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(caps) = self
+            .national_prefix
+            .as_ref()
+            .and_then(|re| re.captures(national))
+            && let Some(whole) = caps.get(0)
+            && whole.end() > 0
+        {
+            let rest = &national[whole.end()..];
+            match self.transform {
+                // Some regions keep a captured part of the prefix ("$1" in libphonenumber's
+                // syntax, which the regex crate shares).
+                Some(rule) if caps.get(1).is_some() => {
+                    let mut kept = String::new();
+                    caps.expand(rule, &mut kept);
+                    out.push(kept + rest);
+                }
+                _ => out.push(rest.to_string()),
+            }
+        }
+        if let Some(prefix) = self.plain_prefix
+            && let Some(rest) = national.strip_prefix(prefix)
+            && !out.iter().any(|o| o == rest)
+        {
+            out.push(rest.to_string());
+        }
+        out
+    }
+
+    /// The digits after this region's international call prefix, when they start with it.
+    pub fn after_international_prefix<'a>(&self, digits: &'a str) -> Option<&'a str> {
+        let m = self.international_prefix.as_ref()?.find(digits)?;
+        (m.end() > 0 && m.end() < digits.len()).then(|| &digits[m.end()..])
+    }
+}
+
+fn compile(pattern: &str) -> Regex {
+    // The metadata's patterns are written with insignificant whitespace; they only ever see
+    // ASCII digits, so Unicode classes would only cost time.
+    RegexBuilder::new(pattern)
+        .ignore_whitespace(true)
+        .unicode(false)
+        .build()
+        .unwrap_or_else(|e| panic!("libphonenumber pattern does not compile: {e}"))
+}
+
+/// Every region of the metadata, each compiled on first use.
+struct Table {
+    metas: Vec<&'static Metadata>,
+    compiled: Vec<OnceLock<Region>>,
+    by_id: HashMap<&'static str, usize>,
+    /// Regions per calling code, the code's main country first.
+    by_code: HashMap<u16, Vec<usize>>,
+}
+
+fn table() -> &'static Table {
+    static TABLE: OnceLock<Table> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut metas: Vec<&'static Metadata> = DATABASE.iter().collect();
+        metas.sort_by_key(|m| (m.country_code(), !m.is_main_country_for_code(), m.id()));
+        let mut by_id = HashMap::new();
+        let mut by_code: HashMap<u16, Vec<usize>> = HashMap::new();
+        for (i, m) in metas.iter().enumerate() {
+            by_id.insert(m.id(), i);
+            by_code.entry(m.country_code()).or_default().push(i);
+        }
+        let compiled = metas.iter().map(|_| OnceLock::new()).collect();
+        Table {
+            metas,
+            compiled,
+            by_id,
+            by_code,
+        }
+    })
+}
+
+fn region_at(index: usize) -> &'static Region {
+    let t = table();
+    t.compiled[index].get_or_init(|| Region::new(t.metas[index]))
+}
+
+/// The region with ISO code `id` ("GB"), if the metadata has it.
+pub(crate) fn region(id: &str) -> Option<&'static Region> {
+    table().by_id.get(id).map(|&i| region_at(i))
+}
+
+/// The regions sharing calling code `code`, the main country first.
+pub(crate) fn regions_for_code(code: u16) -> Option<impl Iterator<Item = &'static Region> + Clone> {
+    let indexes = table().by_code.get(&code)?;
+    Some(indexes.iter().map(|&i| region_at(i)))
+}
+
+/// Whether `id` is a region the metadata knows (cheap: nothing is compiled).
+pub(crate) fn is_known_region(id: &str) -> bool {
+    table().by_id.contains_key(id)
+}
