@@ -46,6 +46,7 @@ fn bench(c: &mut Criterion) {
                     input: input.clone(),
                     read: Default::default(),
                     mapping: MappingOptions::default(),
+                    conventions: Default::default(),
                     ledger: ledger.to_path_buf(),
                     errors: dir.path().join("errors.csv"),
                     errors_format: Default::default(),

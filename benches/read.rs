@@ -1,4 +1,4 @@
-//! Reading: CSV and JSONL records per second.
+//! Reading: CSV, JSONL and XLSX records per second.
 
 mod data;
 
@@ -23,6 +23,8 @@ fn bench(c: &mut Criterion) {
     std::fs::write(&csv, data::people_csv(ROWS, 1)).unwrap();
     let jsonl = dir.path().join("people.jsonl");
     std::fs::write(&jsonl, data::people_jsonl(ROWS, 1)).unwrap();
+    let xlsx = dir.path().join("people.xlsx");
+    data::write_people_xlsx(&xlsx, ROWS, 1);
 
     let mut group = c.benchmark_group("read");
     group.throughput(Throughput::Elements(ROWS as u64));
@@ -32,6 +34,9 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("jsonl", |b| {
         b.iter(|| assert_eq!(read_all(&jsonl, Format::Jsonl), ROWS as u64))
+    });
+    group.bench_function("xlsx", |b| {
+        b.iter(|| assert_eq!(read_all(&xlsx, Format::Xlsx), ROWS as u64))
     });
     group.finish();
 }
