@@ -227,6 +227,18 @@ pub struct SandboxArgs {
     /// Users a profile creates before answering 429 "Limit Exceeded" (Cradl's quota).
     #[arg(long)]
     pub quota: Option<u64>,
+    /// Probability of an injected 429 (with Retry-After).
+    #[arg(long, default_value_t = 0.0)]
+    pub throttle_rate: f64,
+    /// Probability of closing the connection before doing anything.
+    #[arg(long, default_value_t = 0.0)]
+    pub reset_rate: f64,
+    /// Probability of creating the user, then closing the connection without an answer.
+    #[arg(long, default_value_t = 0.0)]
+    pub drop_after_commit_rate: f64,
+    /// Create again when an email is taken (a double send shows as a second user).
+    #[arg(long)]
+    pub allow_duplicates: bool,
 }
 
 fn parse_profile(name: &str) -> Result<Profile, String> {
@@ -803,6 +815,10 @@ async fn sandbox(args: SandboxArgs) -> Result<i32, RunError> {
         token_ttl_secs: args.token_ttl,
         token_uses: args.token_uses,
         quota: args.quota,
+        throttle_rate: args.throttle_rate,
+        reset_rate: args.reset_rate,
+        drop_after_commit_rate: args.drop_after_commit_rate,
+        allow_duplicates: args.allow_duplicates,
     };
     let sandbox = Sandbox::start(config, args.port)
         .await

@@ -4,7 +4,11 @@
 //! `POST /users` takes `{"email","firstName","lastName","username","phone","role","password"}`
 //! and answers 201 with the user and its `id`; 400 RFC 7807 problem details with an `errors`
 //! map for invalid fields; 409 for an email already taken. Optional faults: a rate limit
-//! (429 + `Retry-After`), random 5xx, the first N attempts per email failing, a delay.
+//! (429 + `Retry-After`), random 5xx and 429s, the first N attempts per email failing, a
+//! delay, connections reset before processing, and **commit-then-drop** (the user is created,
+//! then the connection closes without an answer). `Idempotency-Key` is honoured (a repeated
+//! key with the same body replays the creation; with another body, 422), and `GET /users?email=`
+//! looks a user up (as Cryptlex's `GET /v3/users?email=` and SCIM's filter do in their profiles).
 //! With a token configured, requests need `Authorization: Bearer <token>` (else 401).
 //! `GET /users` lists the store and `GET /_sandbox/stats` the counters, for tests.
 //!
@@ -62,6 +66,15 @@ pub struct SandboxConfig {
     pub token_uses: Option<u32>,
     /// Users a profile creates before answering Cradl's 429 "Limit Exceeded".
     pub quota: Option<u64>,
+    /// Probability of answering 429 (with `Retry-After`) before doing anything.
+    pub throttle_rate: f64,
+    /// Probability of closing the connection without an answer before doing anything.
+    pub reset_rate: f64,
+    /// Probability of creating the user, then closing the connection without an answer.
+    pub drop_after_commit_rate: f64,
+    /// Create again when an email is taken (as APIs without a uniqueness rule do), so that a
+    /// client's double send shows as a second creation instead of a 409.
+    pub allow_duplicates: bool,
 }
 
 /// The credentials the vendor profiles accept (defaults: `sandbox-…`).
@@ -150,6 +163,10 @@ impl Default for SandboxConfig {
             token_ttl_secs: 3600,
             token_uses: None,
             quota: None,
+            throttle_rate: 0.0,
+            reset_rate: 0.0,
+            drop_after_commit_rate: 0.0,
+            allow_duplicates: false,
         }
     }
 }
@@ -208,6 +225,19 @@ pub struct SandboxStats {
     pub unauthorized: u64,
     /// Passwords set by a follow-up call.
     pub passwords_set: u64,
+    /// Connections closed without an answer (reset, or after the commit).
+    pub dropped: u64,
+    /// Creations replayed for a repeated `Idempotency-Key`.
+    pub replayed: u64,
+}
+
+/// One request to a create endpoint, as the sandbox saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoggedRequest {
+    /// Arrival, in milliseconds since the sandbox started.
+    pub at_ms: u64,
+    /// The answer's status; 0 when the connection was closed without one.
+    pub status: u16,
 }
 
 #[derive(Default)]
@@ -223,7 +253,13 @@ struct Counters {
     tokens_issued: AtomicU64,
     unauthorized: AtomicU64,
     passwords_set: AtomicU64,
+    dropped: AtomicU64,
+    replayed: AtomicU64,
 }
+
+/// Unwound out of a handler to close its connection without an answer. `resume_unwind` skips
+/// the panic hook, so nothing is printed; the connection's task ends and the socket closes.
+struct DropConnection;
 
 struct IssuedToken {
     expires: std::time::Instant,
@@ -237,6 +273,12 @@ struct Shared {
     refresh_tokens: Mutex<std::collections::HashSet<String>>,
     revoked: std::sync::atomic::AtomicBool,
     attempts: Mutex<HashMap<String, u32>>,
+    /// Creations per email (more than one only with `allow_duplicates`).
+    creations: Mutex<HashMap<String, u32>>,
+    /// `Idempotency-Key` → (body hash, email created under it).
+    idempotency: Mutex<HashMap<String, (u64, String)>>,
+    log: Mutex<Vec<LoggedRequest>>,
+    started: std::time::Instant,
     rng: Mutex<fastrand::Rng>,
     limiter: Option<DefaultDirectRateLimiter>,
     counters: Counters,
@@ -267,6 +309,10 @@ impl Sandbox {
             refresh_tokens: Mutex::default(),
             revoked: Default::default(),
             attempts: Mutex::default(),
+            creations: Mutex::default(),
+            idempotency: Mutex::default(),
+            log: Mutex::default(),
+            started: std::time::Instant::now(),
             limiter,
             counters: Counters::default(),
         });
@@ -350,6 +396,18 @@ impl Sandbox {
         snapshot(&self.shared.counters)
     }
 
+    /// Creations per email (lower-cased); above 1 only with `allow_duplicates`.
+    pub fn creations(&self) -> HashMap<String, u32> {
+        lock(&self.shared.creations).clone()
+    }
+
+    /// Every request to a create endpoint, in arrival order.
+    pub fn request_log(&self) -> Vec<LoggedRequest> {
+        let mut log = lock(&self.shared.log).clone();
+        log.sort_by_key(|r| r.at_ms);
+        log
+    }
+
     /// Requests received per email (lower-cased).
     pub fn attempts(&self) -> HashMap<String, u32> {
         self.shared
@@ -366,6 +424,10 @@ impl Drop for Sandbox {
             let _ = tx.send(());
         }
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn sorted_users(shared: &Shared) -> Vec<StoredUser> {
@@ -388,6 +450,8 @@ fn snapshot(c: &Counters) -> SandboxStats {
         tokens_issued: get(&c.tokens_issued),
         unauthorized: get(&c.unauthorized),
         passwords_set: get(&c.passwords_set),
+        dropped: get(&c.dropped),
+        replayed: get(&c.replayed),
     }
 }
 
@@ -418,7 +482,11 @@ fn profile_routes(profile: Profile) -> Router<Arc<Shared>> {
             },
         );
         let create = match profile {
-            Profile::Sandbox => create.get(list_users),
+            Profile::Sandbox | Profile::Cryptlex | Profile::Scim => {
+                create.get(move |State(shared): State<Arc<Shared>>, query: axum::extract::RawQuery| async move {
+                    look_up(&shared, profile, query.0.as_deref().unwrap_or(""))
+                })
+            }
             _ => create,
         };
         router = router.route(path, create);
@@ -644,26 +712,55 @@ async fn change_password(
     }
 }
 
+/// Logs the request's arrival and answer around [`create_or_refuse`]; a dropped connection is
+/// logged with status 0, then unwound.
 async fn create_user(
     shared: Arc<Shared>,
     profile: Profile,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let at_ms = shared.started.elapsed().as_millis() as u64;
+    let answer = create_or_refuse(&shared, profile, headers, body).await;
+    let status = answer.as_ref().map_or(0, |r| r.status().as_u16());
+    lock(&shared.log).push(LoggedRequest { at_ms, status });
+    match answer {
+        Some(response) => response,
+        None => {
+            shared.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            std::panic::resume_unwind(Box::new(DropConnection))
+        }
+    }
+}
+
+/// Rolls the dice for one fault of probability `p`.
+fn roll(shared: &Shared, p: f64) -> bool {
+    p > 0.0 && lock(&shared.rng).f64() < p
+}
+
+/// The create endpoint's work; `None` closes the connection without an answer.
+async fn create_or_refuse(
+    shared: &Arc<Shared>,
+    profile: Profile,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Option<Response> {
     let counters = &shared.counters;
     let _in_flight = InFlight::enter(counters);
     counters.requests.fetch_add(1, Ordering::Relaxed);
     let config = &shared.config;
-    if !authorized(&shared, profile, &headers) {
+    if roll(shared, config.reset_rate) {
+        return None;
+    }
+    if !authorized(shared, profile, &headers) {
         counters.unauthorized.fetch_add(1, Ordering::Relaxed);
-        return profile.unauthorized();
+        return Some(profile.unauthorized());
     }
     if !config.delay.is_zero() {
         tokio::time::sleep(config.delay).await;
     }
-    if let Some(limiter) = &shared.limiter
-        && limiter.check().is_err()
-    {
+    let over_limit = shared.limiter.as_ref().is_some_and(|l| l.check().is_err());
+    if over_limit || roll(shared, config.throttle_rate) {
         counters.throttled.fetch_add(1, Ordering::Relaxed);
         let mut response = problem(
             StatusCode::TOO_MANY_REQUESTS,
@@ -675,7 +772,7 @@ async fn create_user(
             header::RETRY_AFTER,
             HeaderValue::from(config.retry_after_secs),
         );
-        return response;
+        return Some(response);
     }
     if config.fail_rate > 0.0 {
         let (roll, pick) = {
@@ -689,12 +786,12 @@ async fn create_user(
                 StatusCode::BAD_GATEWAY,
                 StatusCode::SERVICE_UNAVAILABLE,
             ][pick];
-            return problem(
+            return Some(problem(
                 status,
                 "Injected fault",
                 "the sandbox failed on purpose",
                 None,
-            );
+            ));
         }
     }
     // Count attempts per email before judging the body, so refused requests count too.
@@ -714,24 +811,51 @@ async fn create_user(
         Ok(input) => input,
         Err(refusal) => {
             counters.invalid.fetch_add(1, Ordering::Relaxed);
-            return profile.refuse(refusal);
+            return Some(profile.refuse(refusal));
         }
     };
     if attempt <= config.fail_first {
         counters.faults.fetch_add(1, Ordering::Relaxed);
-        return problem(
+        return Some(problem(
             StatusCode::SERVICE_UNAVAILABLE,
             "Injected fault",
             "try again",
             None,
-        );
+        ));
     }
-    let mut users = shared.users.lock().unwrap_or_else(|p| p.into_inner());
     let key = (profile, input.email.clone());
-    if users.contains_key(&key) {
+    // IETF Idempotency-Key draft: the same key and body replay the first answer; the same
+    // key with another body is refused.
+    let idempotency_key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    if let Some(idem) = &idempotency_key {
+        let body_hash = xxhash_rust::xxh3::xxh3_64(&body);
+        let seen = lock(&shared.idempotency).get(idem).cloned();
+        match seen {
+            Some((hash, _)) if hash != body_hash => {
+                return Some(problem(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Idempotency key reused",
+                    "this Idempotency-Key was used with a different request body",
+                    None,
+                ));
+            }
+            Some((_, email)) => {
+                if let Some(user) = lock(&shared.users).get(&(profile, email)).cloned() {
+                    counters.replayed.fetch_add(1, Ordering::Relaxed);
+                    return Some(profile.created(&user));
+                }
+            }
+            None => {}
+        }
+    }
+    let mut users = lock(&shared.users);
+    if users.contains_key(&key) && !config.allow_duplicates {
         counters.conflicts.fetch_add(1, Ordering::Relaxed);
         drop(users);
-        return profile.duplicate(&input.email);
+        return Some(profile.duplicate(&input.email));
     }
     if let Some(quota) = config.quota
         && users.keys().filter(|(p, _)| *p == profile).count() as u64 >= quota
@@ -739,7 +863,7 @@ async fn create_user(
         drop(users);
         counters.throttled.fetch_add(1, Ordering::Relaxed);
         let body = serde_json::json!({"message": "Limit Exceeded"});
-        return (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
+        return Some((StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response());
     }
     let n = counters.created.fetch_add(1, Ordering::Relaxed) + 1;
     let user = StoredUser {
@@ -756,13 +880,62 @@ async fn create_user(
         has_password: input.has_password,
         status: input.status,
     };
+    *lock(&shared.creations)
+        .entry(user.email.clone())
+        .or_insert(0) += 1;
+    if let Some(idem) = idempotency_key {
+        let body_hash = xxhash_rust::xxh3::xxh3_64(&body);
+        lock(&shared.idempotency).insert(idem, (body_hash, user.email.clone()));
+    }
     users.insert(key, user.clone());
     drop(users);
-    profile.created(&user)
+    if roll(shared, config.drop_after_commit_rate) {
+        return None;
+    }
+    Some(profile.created(&user))
 }
 
-async fn list_users(State(shared): State<Arc<Shared>>) -> Response {
-    axum::Json(sorted_users(&shared)).into_response()
+/// `GET …?email=x` (sandbox, Cryptlex) or `?filter=userName eq "x"` (SCIM): the matching
+/// users in the profile's list shape.
+fn look_up(shared: &Shared, profile: Profile, query: &str) -> Response {
+    let params: HashMap<String, String> = form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    let wanted = params.get("email").cloned().or_else(|| {
+        let filter = params.get("filter")?;
+        let (_, value) = filter.split_once(" eq ")?;
+        Some(value.trim().trim_matches('"').to_string())
+    });
+    let users: Vec<StoredUser> = sorted_users(shared)
+        .into_iter()
+        .filter(|u| u.profile.unwrap_or(Profile::Sandbox) == profile)
+        .filter(|u| {
+            wanted
+                .as_ref()
+                .is_none_or(|w| u.email.eq_ignore_ascii_case(w))
+        })
+        .collect();
+    match profile {
+        Profile::Scim => {
+            let resources: Vec<serde_json::Value> = users
+                .iter()
+                .map(|u| serde_json::json!({"id": u.id, "userName": u.email}))
+                .collect();
+            axum::Json(serde_json::json!({
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
+                "totalResults": resources.len(), "Resources": resources,
+            }))
+            .into_response()
+        }
+        Profile::Cryptlex => axum::Json(
+            users
+                .iter()
+                .map(|u| serde_json::json!({"id": u.id, "email": u.email, "firstName": u.first_name, "lastName": u.last_name}))
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        _ => axum::Json(users).into_response(),
+    }
 }
 
 async fn stats(State(shared): State<Arc<Shared>>) -> Response {
