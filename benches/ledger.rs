@@ -20,6 +20,7 @@ fn user(i: usize) -> ReadyUser {
         cells: Vec::new(),
         generated_password: false,
         remote_id: None,
+        uncertain: false,
     }
 }
 

@@ -10,6 +10,7 @@ pub mod csv_safety;
 pub mod error;
 pub mod error_file;
 pub mod fields;
+pub mod flow;
 pub mod html_report;
 pub mod input;
 pub mod ledger;

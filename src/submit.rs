@@ -1,10 +1,17 @@
 //! Sending claimed users to the target: bounded concurrency, a rate limiter in front of every
-//! attempt (retries included), retries with full-jitter backoff, and a pause for all workers
-//! when the server asks for one.
+//! attempt (retries included), retries with full-jitter backoff within a run-wide budget, a
+//! pause for all workers when the server asks for one, a slower pace after runs of 429s, and a
+//! circuit breaker that stops the run when the target keeps failing.
+//!
+//! A request whose answer never came (lost connection, timeout, 5xx) may still have created
+//! the user. Such rows are *uncertain*: the create is resent with the same `Idempotency-Key`
+//! where the target honours one, and a "user exists" answer is looked up where the target can
+//! (recorded `created` with the remote id), else recorded `exists`.
 
 use crate::auth::scheme::Used;
 use crate::error::RunError;
 use crate::fields::{ErrorCode, FieldError};
+use crate::flow::{AimdPacer, CircuitBreaker, RetryBudget};
 use crate::ledger::now_ms;
 use crate::ledger::writer::LedgerSender;
 use crate::mapping::Mapping;
@@ -109,8 +116,26 @@ pub struct Submitter {
     mapping: Arc<Mapping>,
     limiter: Option<DefaultDirectRateLimiter>,
     gate: PauseGate,
+    pacer: AimdPacer,
+    budget: RetryBudget,
+    breaker: CircuitBreaker,
     settings: SubmitSettings,
     stop: Arc<Stop>,
+}
+
+/// How one attempt ended, for the run's flow control.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AttemptEnd {
+    /// An answer that is not a server failure (2xx, 4xx).
+    Answered,
+    /// 429.
+    Throttled,
+    /// 5xx: the server failed (and may have acted first).
+    ServerError,
+    /// No answer: the connection was lost or timed out after the request may have left.
+    NoAnswer,
+    /// The connection could not be made: nothing was sent.
+    NotConnected,
 }
 
 impl Submitter {
@@ -139,6 +164,9 @@ impl Submitter {
             mapping,
             limiter,
             gate: PauseGate::default(),
+            pacer: AimdPacer::new(settings.rate),
+            budget: RetryBudget::default(),
+            breaker: CircuitBreaker::new(settings.concurrency),
             settings,
             stop,
         })
@@ -190,15 +218,23 @@ impl Submitter {
             None => {
                 let body = done.user.body.clone();
                 let endpoint = self.target.endpoint().to_string();
+                let key = self.idempotency_key(&done.user);
                 match self
-                    .run_step(&mut done, self.target.method(), &endpoint, body)
+                    .run_step(&mut done, self.target.method(), &endpoint, body, key)
                     .await
                 {
                     StepEnd::Answered(Verdict::Created { remote_id }) => done.remote_id = remote_id,
                     StepEnd::Answered(Verdict::Exists) => {
-                        done.outcome = Outcome::Exists;
-                        done.response_body = None;
-                        return done;
+                        // Our own earlier request may have created it: where the target can
+                        // say, that is a creation (and any later step still runs).
+                        match self.look_up(&mut done).await {
+                            Some(id) => done.remote_id = Some(id),
+                            None => {
+                                done.outcome = Outcome::Exists;
+                                done.response_body = None;
+                                return done;
+                            }
+                        }
                     }
                     StepEnd::Answered(Verdict::Rejected { errors }) => {
                         let errors = self.name_columns(errors);
@@ -223,7 +259,7 @@ impl Submitter {
         {
             let what = step.what;
             match self
-                .run_step(&mut done, step.method, &step.url, step.body)
+                .run_step(&mut done, step.method, &step.url, step.body, None)
                 .await
             {
                 StepEnd::Answered(Verdict::Created { .. } | Verdict::Exists) => {}
@@ -271,6 +307,68 @@ impl Submitter {
         done
     }
 
+    /// The `Idempotency-Key` for a user's create, where the target honours one: the same for
+    /// the same identity and content in every run, so a resend after a crash replays.
+    fn idempotency_key(&self, user: &ReadyUser) -> Option<String> {
+        if !self.target.idempotency_keys() {
+            return None;
+        }
+        let mut input = Vec::with_capacity(64);
+        input.extend_from_slice(self.target.ledger_key().as_bytes());
+        input.push(0);
+        input.extend_from_slice(user.identity.as_bytes());
+        input.push(0);
+        input.extend_from_slice(&user.content_hash.to_le_bytes());
+        Some(format!(
+            "roster-{:032x}",
+            xxhash_rust::xxh3::xxh3_128(&input)
+        ))
+    }
+
+    /// For an uncertain row answered "exists": the remote id, when the target can look the
+    /// user up and finds it.
+    async fn look_up(&self, done: &mut Submission) -> Option<String> {
+        if !done.user.uncertain {
+            return None;
+        }
+        let url = self.target.lookup_url(&done.user.identity)?;
+        for _ in 0..3 {
+            if self.stop.is_stopped() {
+                return None;
+            }
+            self.gate.wait_open().await;
+            if let Some(limiter) = &self.limiter {
+                limiter.until_ready().await;
+            }
+            let request = self
+                .client
+                .get(&url)
+                .header(ACCEPT, HeaderValue::from_static("application/json"));
+            let Ok((request, _)) = self.target.auth().authorize(request).await else {
+                return None;
+            };
+            done.attempts += 1;
+            match request.send().await {
+                Ok(response) if response.status().is_success() => {
+                    let body = response.bytes().await.ok()?;
+                    return self.target.lookup_id(&body);
+                }
+                Ok(response) if response.status().as_u16() == 429 => {
+                    let wait =
+                        crate::retry::server_wait(response.headers(), std::time::SystemTime::now());
+                    self.gate.pause_for(wait.unwrap_or(Duration::from_secs(1)));
+                }
+                Ok(response) if response.status().is_server_error() => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                // Not found, refused, or the API has no such listing: "exists" it stays.
+                Ok(_) => return None,
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+        None
+    }
+
     /// Sends one request until it gets a final answer, retrying transient failures with
     /// backoff (and renewing a refused token once).
     async fn run_step(
@@ -279,6 +377,7 @@ impl Submitter {
         method: reqwest::Method,
         url: &str,
         body: Vec<u8>,
+        idempotency_key: Option<String>,
     ) -> StepEnd {
         let mut schedule = self.settings.retry.schedule();
         let mut problem = String::new();
@@ -291,13 +390,49 @@ impl Submitter {
             if let Some(limiter) = &self.limiter {
                 limiter.until_ready().await;
             }
+            self.pacer.acquire().await;
+            if self.stop.is_stopped() {
+                return StepEnd::Stopped;
+            }
             done.attempts += 1;
             let started = now_ms();
             done.first_attempt_ms.get_or_insert(started);
             done.last_attempt_ms = Some(started);
-            let (verdict, used) = self
-                .attempt(done, method.clone(), url, body.clone(), &mut problem)
+            let (verdict, used, end) = self
+                .attempt(
+                    done,
+                    method.clone(),
+                    url,
+                    body.clone(),
+                    idempotency_key.as_deref(),
+                    &mut problem,
+                )
                 .await;
+            match end {
+                AttemptEnd::Throttled => {
+                    self.pacer.throttled();
+                    self.breaker.answered();
+                }
+                AttemptEnd::Answered => {
+                    self.pacer.answered();
+                    self.breaker.answered();
+                }
+                AttemptEnd::ServerError | AttemptEnd::NoAnswer | AttemptEnd::NotConnected => {
+                    if end != AttemptEnd::NotConnected {
+                        done.user.uncertain = true;
+                    }
+                    if self.breaker.failed() {
+                        let message = format!(
+                            "target `{}` keeps failing: {} requests in a row without a good \
+                             answer (last: {problem}); stopping — run again later to resume",
+                            self.target.name(),
+                            self.breaker.failures_in_a_row()
+                        );
+                        self.stop.stop(StopReason::Aborted(message));
+                        return StepEnd::Exhausted(format!("{problem}; the run stopped"));
+                    }
+                }
+            }
             let auth = self.target.auth();
             // Some APIs (Cradl) answer an expired token with 403: renewal settles which it is.
             let refused = matches!(done.status, Some(401 | 403));
@@ -327,6 +462,19 @@ impl Submitter {
                             done.attempts
                         ));
                     };
+                    // 429s are paced, not budgeted; failures draw on the run's retry budget.
+                    let cost = match end {
+                        AttemptEnd::Throttled => 0,
+                        AttemptEnd::NoAnswer => RetryBudget::TIMEOUT_COST,
+                        _ => RetryBudget::RETRY_COST,
+                    };
+                    if cost > 0 && !self.budget.try_spend(cost) {
+                        return StepEnd::Exhausted(format!(
+                            "{problem} after {} attempts, and the run's retry budget is spent \
+                             (too many failures); it will be retried on the next run",
+                            done.attempts
+                        ));
+                    }
                     match wait {
                         // The server said how long: every worker waits that long.
                         Some(wait) => self.gate.pause_for(wait),
@@ -339,6 +487,11 @@ impl Submitter {
                 verdict => {
                     if matches!(verdict, Verdict::Created { .. } | Verdict::Exists) {
                         auth.confirm(used);
+                        let refund = match done.attempts {
+                            1 => 1,
+                            _ => RetryBudget::RETRY_COST,
+                        };
+                        self.budget.succeeded(refund);
                     }
                     return StepEnd::Answered(verdict);
                 }
@@ -353,9 +506,11 @@ impl Submitter {
         method: reqwest::Method,
         url: &str,
         body: Vec<u8>,
+        idempotency_key: Option<&str>,
         problem: &mut String,
-    ) -> (Verdict, Used) {
-        let request = self
+    ) -> (Verdict, Used, AttemptEnd) {
+        done.status = None;
+        let mut request = self
             .client
             .request(method, url)
             .header(
@@ -365,18 +520,29 @@ impl Submitter {
             )
             .header(ACCEPT, HeaderValue::from_static("application/json"))
             .body(body);
+        if let Some(key) = idempotency_key {
+            request = request.header("Idempotency-Key", key);
+        }
         let (request, used) = match self.target.auth().authorize(request).await {
             Ok(authorised) => authorised,
             Err(e) => {
                 let message = format!("cannot authenticate: {e}");
-                return (Verdict::Fatal { message }, Used::default());
+                return (
+                    Verdict::Fatal { message },
+                    Used::default(),
+                    AttemptEnd::Answered,
+                );
             }
         };
         let response = match request.send().await {
             Ok(response) => response,
             Err(e) => {
                 *problem = describe_transport_error(&e);
-                return (Verdict::Retry { wait: None }, used);
+                let end = match e.is_connect() {
+                    true => AttemptEnd::NotConnected,
+                    false => AttemptEnd::NoAnswer,
+                };
+                return (Verdict::Retry { wait: None }, used, end);
             }
         };
         let status = response.status().as_u16();
@@ -391,7 +557,7 @@ impl Submitter {
             Ok(body) => body,
             Err(e) => {
                 *problem = format!("HTTP {status}, then {}", describe_transport_error(&e));
-                return (Verdict::Retry { wait: None }, used);
+                return (Verdict::Retry { wait: None }, used, AttemptEnd::NoAnswer);
             }
         };
         if !(200..300).contains(&status) {
@@ -399,7 +565,12 @@ impl Submitter {
             done.response_body = Some(String::from_utf8_lossy(kept).into_owned());
             *problem = format!("HTTP {status}");
         }
-        (self.target.classify(status, &headers, &body), used)
+        let end = match status {
+            429 => AttemptEnd::Throttled,
+            500.. => AttemptEnd::ServerError,
+            _ => AttemptEnd::Answered,
+        };
+        (self.target.classify(status, &headers, &body), used, end)
     }
 
     fn rejected(&self, mut done: Submission, errors: Vec<FieldError>) -> Submission {

@@ -31,6 +31,9 @@ pub struct ReadyUser {
     /// The id the target gave this user in an earlier run whose follow-up step (setting the
     /// password) did not finish: the next run resumes at that step instead of creating.
     pub remote_id: Option<String>,
+    /// An earlier attempt may have reached the target without its answer coming back (a run
+    /// killed while sending, a timeout): a "user exists" answer may be our own creation.
+    pub uncertain: bool,
 }
 
 /// A row refused locally.
@@ -165,7 +168,15 @@ impl Validator {
         match identity {
             Some(identity) if errors.is_empty() => {
                 let body = self.target.body(&fields);
-                let content_hash = xxhash_rust::xxh3::xxh3_64(hash_body.as_ref().unwrap_or(&body));
+                // A password given in the file counts even where it is sent in a later step
+                // (Crayon), so fixing it makes the row "changed" and the next run resends it.
+                let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+                hasher.update(hash_body.as_ref().unwrap_or(&body));
+                if !generated_password && let Some(password) = fields.get(Field::Password) {
+                    hasher.update(&[0]);
+                    hasher.update(password.as_bytes());
+                }
+                let content_hash = hasher.digest();
                 Checked::Ready(ReadyUser {
                     row,
                     identity,
@@ -175,6 +186,7 @@ impl Validator {
                     cells,
                     generated_password,
                     remote_id: None,
+                    uncertain: false,
                 })
             }
             identity => Checked::Invalid(InvalidRow {

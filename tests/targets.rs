@@ -401,3 +401,108 @@ fn a_generic_http_profile_reaches_the_sandbox_with_headers_from_the_environment(
     assert_eq!(entry.remote_id.as_deref(), Some(ann.id.as_str()));
     assert!(work.read("people.errors.csv").contains("Last Name: "));
 }
+
+#[test]
+fn cryptlex_answers_lost_after_creation_are_looked_up_and_recorded_as_created() {
+    // Cryptlex has no idempotency key: a resend after a lost answer meets "already exists",
+    // and `GET /v3/users?email=` shows it was ours.
+    let mut csv = String::from("First Name,Last Name,Email\n");
+    for i in 0..200 {
+        csv.push_str(&format!("First{i},Last{i},person{i}@example.com\n"));
+    }
+    let config = SandboxConfig {
+        drop_after_commit_rate: 0.25,
+        seed: 3,
+        ..Default::default()
+    };
+    let out = import(
+        Profile::Cryptlex,
+        config,
+        &csv,
+        &["--generate-passwords", "passwords.txt"],
+    );
+    out.run.expect_code(0);
+    let stats = out.server.sandbox.stats();
+    assert!(
+        stats.dropped > 20 && stats.conflicts >= stats.dropped,
+        "{stats:?}"
+    );
+    let key = format!("cryptlex@{}", out.base);
+    let entries = roster::ledger::entries(&out.work.path("roster-ledger.sqlite"), &key).unwrap();
+    let users = out.server.sandbox.users_of(Profile::Cryptlex);
+    assert_eq!(entries.len(), 200);
+    for entry in &entries {
+        let user = users.iter().find(|u| u.email == entry.identity).unwrap();
+        assert_eq!(entry.state, "created", "{entry:?}");
+        assert_eq!(
+            entry.remote_id.as_deref(),
+            Some(user.id.as_str()),
+            "{entry:?}"
+        );
+    }
+}
+
+#[test]
+fn crayon_resumes_at_the_password_step_without_creating_again() {
+    let csv = "First Name,Last Name,Email,Password\n\
+               Ann,Lee,ann@example.com,short\n\
+               Bob,Ray,bob@example.com,long-enough-1\n";
+    let out = import(Profile::Crayon, SandboxConfig::default(), csv, &[]);
+    out.run.expect_code(1);
+    let key = format!("crayon@{}", out.base);
+    let ledger_path = out.work.path("roster-ledger.sqlite");
+    let entries = roster::ledger::entries(&ledger_path, &key).unwrap();
+    let ann = entries
+        .iter()
+        .find(|e| e.identity == "ann@example.com")
+        .unwrap();
+    assert_eq!(
+        ann.state, "rejected",
+        "created, then the password was refused"
+    );
+    let ann_id = ann.remote_id.clone().expect("the remote id is kept");
+    let creates_before = out.server.sandbox.stats().requests;
+
+    // Ann's password fixed in the file: the next run only sets it.
+    out.work.write(
+        "people.csv",
+        &csv.replace("ann@example.com,short", "ann@example.com,long-enough-2"),
+    );
+    let env = credentials(Profile::Crayon);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let run = out.work.roster_with_env(
+        &[
+            "import",
+            "people.csv",
+            "--target",
+            "crayon",
+            "--base-url",
+            &out.base,
+            "--json",
+        ],
+        &env,
+    );
+    run.expect_code(0);
+    let stats = out.server.sandbox.stats();
+    assert_eq!(
+        stats.requests, creates_before,
+        "no second create: {stats:?}"
+    );
+    assert_eq!((stats.passwords_set, stats.conflicts), (2, 0), "{stats:?}");
+    let entries = roster::ledger::entries(&ledger_path, &key).unwrap();
+    let ann = entries
+        .iter()
+        .find(|e| e.identity == "ann@example.com")
+        .unwrap();
+    assert_eq!(
+        (ann.state.as_str(), ann.remote_id.as_deref()),
+        ("created", Some(ann_id.as_str()))
+    );
+    let users = out.server.sandbox.users_of(Profile::Crayon);
+    assert!(
+        users
+            .iter()
+            .filter(|u| u.email != "eve@example.com")
+            .all(|u| u.has_password)
+    );
+}

@@ -212,6 +212,9 @@ impl SqliteLedger {
                 // Created in an earlier run, but a later step (setting the password) did not
                 // finish: resume at that step.
                 user.remote_id = remote_id;
+                // Claimed but never settled (the run was killed), or given up after attempts
+                // that may have landed: its request may have created the user.
+                user.uncertain = state == "sending" || state == "failed";
             }
             self.conn
                 .prepare_cached(
@@ -388,6 +391,7 @@ mod tests {
             cells: vec![identity.to_string()],
             generated_password: false,
             remote_id: None,
+            uncertain: false,
         }
     }
 

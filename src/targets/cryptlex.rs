@@ -72,6 +72,19 @@ impl Target for Cryptlex {
         &self.endpoint
     }
 
+    /// `GET /v3/users?email=` lists the users with that email.
+    fn lookup_url(&self, identity: &str) -> Option<String> {
+        Some(format!(
+            "{}?email={}",
+            self.endpoint,
+            super::query_value(identity)
+        ))
+    }
+
+    fn lookup_id(&self, body: &[u8]) -> Option<String> {
+        super::first_listed_id(body)
+    }
+
     fn rules(&self) -> &TargetRules {
         &self.rules
     }

@@ -40,6 +40,9 @@ struct Profile {
     required: Vec<String>,
     rate: Option<f64>,
     content_type: Option<String>,
+    /// The API honours `Idempotency-Key` on create.
+    #[serde(default)]
+    idempotency_key: bool,
 }
 
 /// One piece of a string template.
@@ -75,6 +78,7 @@ pub struct HttpTarget {
     duplicate_message: Option<String>,
     rate: f64,
     content_type: String,
+    idempotency_key: bool,
 }
 
 impl HttpTarget {
@@ -160,6 +164,7 @@ impl HttpTarget {
             duplicate_message: profile.duplicate_message.map(|m| m.to_lowercase()),
             rate: profile.rate.unwrap_or(0.0),
             content_type,
+            idempotency_key: profile.idempotency_key,
         })
     }
 }
@@ -301,6 +306,10 @@ impl Target for HttpTarget {
 
     fn endpoint(&self) -> &str {
         &self.endpoint
+    }
+
+    fn idempotency_keys(&self) -> bool {
+        self.idempotency_key
     }
 
     fn rules(&self) -> &TargetRules {

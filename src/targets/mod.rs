@@ -124,6 +124,24 @@ pub trait Target: Send + Sync {
         reqwest::Method::POST
     }
 
+    /// Whether the API honours an `Idempotency-Key` header on create (IETF draft), so a
+    /// resend of a request whose answer was lost replays the first creation.
+    fn idempotency_keys(&self) -> bool {
+        false
+    }
+
+    /// Where to look a user up by identity, for targets that can (Cryptlex's
+    /// `GET /v3/users?email=`, SCIM's `filter`): a duplicate answer to a request that may have
+    /// landed earlier is then recorded as `created`, with the remote id.
+    fn lookup_url(&self, _identity: &str) -> Option<String> {
+        None
+    }
+
+    /// The remote id in a lookup's answer, when it found the user.
+    fn lookup_id(&self, _body: &[u8]) -> Option<String> {
+        None
+    }
+
     /// Whether users carry a password.
     fn password_use(&self) -> PasswordUse {
         PasswordUse::Optional
@@ -203,6 +221,29 @@ pub fn remote_id(body: &[u8], pointer: &str) -> Option<String> {
         serde_json::Value::Number(n) => Some(n.to_string()),
         _ => None,
     }
+}
+
+/// The id of the first user in a lookup's answer: a JSON array of users, or a list object
+/// holding one under `Resources` (SCIM), `items`, `data` or `users`.
+pub fn first_listed_id(body: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let list = match &value {
+        serde_json::Value::Array(items) => items,
+        serde_json::Value::Object(map) => ["Resources", "items", "data", "users"]
+            .iter()
+            .find_map(|k| map.get(*k)?.as_array())?,
+        _ => return None,
+    };
+    match list.first()?.get("id")? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// `text` encoded for a URL's query.
+pub fn query_value(text: &str) -> String {
+    form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
 
 /// The first message of an error body, for one-line operator messages.

@@ -83,6 +83,23 @@ impl Target for SandboxTarget {
         &self.endpoint
     }
 
+    /// The sandbox honours `Idempotency-Key`.
+    fn idempotency_keys(&self) -> bool {
+        true
+    }
+
+    fn lookup_url(&self, identity: &str) -> Option<String> {
+        Some(format!(
+            "{}?email={}",
+            self.endpoint,
+            super::query_value(identity)
+        ))
+    }
+
+    fn lookup_id(&self, body: &[u8]) -> Option<String> {
+        super::first_listed_id(body)
+    }
+
     fn rules(&self) -> &TargetRules {
         &self.rules
     }

@@ -104,6 +104,20 @@ impl Target for Scim {
         &self.endpoint
     }
 
+    /// RFC 7644 §3.4.2.2: `GET /Users?filter=userName eq "…"` (userName is the email here).
+    fn lookup_url(&self, identity: &str) -> Option<String> {
+        let filter = format!("userName eq \"{}\"", identity.replace('"', "\\\""));
+        Some(format!(
+            "{}?filter={}",
+            self.endpoint,
+            super::query_value(&filter)
+        ))
+    }
+
+    fn lookup_id(&self, body: &[u8]) -> Option<String> {
+        super::first_listed_id(body)
+    }
+
     fn rules(&self) -> &TargetRules {
         &self.rules
     }
