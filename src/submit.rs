@@ -115,6 +115,8 @@ pub struct Submitter {
     target: Arc<dyn Target>,
     mapping: Arc<Mapping>,
     limiter: Option<DefaultDirectRateLimiter>,
+    /// The create endpoint, parsed once (parsing it per request showed in profiles).
+    endpoint: reqwest::Url,
     gate: PauseGate,
     pacer: AimdPacer,
     budget: RetryBudget,
@@ -157,12 +159,15 @@ impl Submitter {
         } else {
             None
         };
+        let endpoint = reqwest::Url::parse(target.endpoint())
+            .map_err(|e| RunError::Usage(format!("`{}` is not a URL: {e}", target.endpoint())))?;
         Ok(Submitter {
             passwords: None,
             client,
             target,
             mapping,
             limiter,
+            endpoint,
             gate: PauseGate::default(),
             pacer: AimdPacer::new(settings.rate),
             budget: RetryBudget::default(),
@@ -217,7 +222,7 @@ impl Submitter {
             Some(id) => done.remote_id = Some(id),
             None => {
                 let body = done.user.body.clone();
-                let endpoint = self.target.endpoint().to_string();
+                let endpoint = self.endpoint.clone();
                 let key = self.idempotency_key(&done.user);
                 match self
                     .run_step(&mut done, self.target.method(), &endpoint, body, key)
@@ -258,8 +263,15 @@ impl Submitter {
             && let Some(step) = self.target.follow_up(&id, &done.user.fields)
         {
             let what = step.what;
+            let url = match reqwest::Url::parse(&step.url) {
+                Ok(url) => url,
+                Err(e) => {
+                    let message = format!("`{}` is not a URL: {e}", step.url);
+                    return self.fatal(done, message);
+                }
+            };
             match self
-                .run_step(&mut done, step.method, &step.url, step.body, None)
+                .run_step(&mut done, step.method, &url, step.body, None)
                 .await
             {
                 StepEnd::Answered(Verdict::Created { .. } | Verdict::Exists) => {}
@@ -375,7 +387,7 @@ impl Submitter {
         &self,
         done: &mut Submission,
         method: reqwest::Method,
-        url: &str,
+        url: &reqwest::Url,
         body: Vec<u8>,
         idempotency_key: Option<String>,
     ) -> StepEnd {
@@ -504,7 +516,7 @@ impl Submitter {
         &self,
         done: &mut Submission,
         method: reqwest::Method,
-        url: &str,
+        url: &reqwest::Url,
         body: Vec<u8>,
         idempotency_key: Option<&str>,
         problem: &mut String,
@@ -512,7 +524,7 @@ impl Submitter {
         done.status = None;
         let mut request = self
             .client
-            .request(method, url)
+            .request(method, url.clone())
             .header(
                 CONTENT_TYPE,
                 HeaderValue::from_str(self.target.content_type())

@@ -76,6 +76,10 @@ pub struct SqliteLedger {
     target: String,
     source_file: String,
     run_id: i64,
+    /// Rows of this run found already done, by identity hash → row: they are not written
+    /// back (an idle re-run of a million done rows would otherwise rewrite the whole ledger),
+    /// so a repeat of one within the file is caught here.
+    done_this_run: std::collections::HashMap<u64, u32>,
 }
 
 impl SqliteLedger {
@@ -103,6 +107,7 @@ impl SqliteLedger {
             target: target.to_string(),
             source_file: source_file.to_string(),
             run_id,
+            done_this_run: std::collections::HashMap::new(),
         })
     }
 
@@ -164,8 +169,15 @@ impl SqliteLedger {
                 .optional()?;
             let mut user = user;
             if let Some((state, run_id, source_row, hash, errors, status, remote_id)) = existing {
-                if run_id == Some(self.run_id) {
-                    let first = source_row.unwrap_or(0);
+                let identity_hash = xxhash_rust::xxh3::xxh3_64(user.identity.as_bytes());
+                let first_this_run = match run_id == Some(self.run_id) {
+                    true => Some(source_row.unwrap_or(0) as u64),
+                    false => self
+                        .done_this_run
+                        .get(&identity_hash)
+                        .map(|&r| u64::from(r)),
+                };
+                if let Some(first) = first_this_run {
                     let error = FieldError::local(
                         Some(crate::fields::Field::Email),
                         "",
@@ -183,18 +195,8 @@ impl SqliteLedger {
                 let unchanged_refusal =
                     state == "rejected" && hash == Some(user.content_hash as i64);
                 if state == "created" || state == "exists" || unchanged_refusal {
-                    self.conn
-                        .prepare_cached(
-                            "UPDATE entries SET run_id = ?3, source_row = ?4, source_file = ?5
-                             WHERE target = ?1 AND identity = ?2",
-                        )?
-                        .execute(params![
-                            self.target,
-                            user.identity,
-                            self.run_id,
-                            user.row,
-                            self.source_file
-                        ])?;
+                    self.done_this_run
+                        .insert(identity_hash, u32::try_from(user.row).unwrap_or(u32::MAX));
                     let report = if unchanged_refusal {
                         let errors: Vec<FieldError> = errors
                             .and_then(|e| serde_json::from_str(&e).ok())

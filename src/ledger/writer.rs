@@ -13,6 +13,20 @@ use tokio::sync::oneshot;
 
 /// Most commands folded into one transaction.
 const MAX_BATCH: usize = 4096;
+/// Below this many waiting results, the writer waits [`GROUP_COMMIT_WAIT`] for more.
+const GROUP_COMMIT_ROWS: usize = 256;
+/// How long results may wait to share a commit (a crash loses none: they are only reported
+/// as done after the commit, and unrecorded rows are resent as uncertain).
+const GROUP_COMMIT_WAIT: std::time::Duration = std::time::Duration::from_millis(2);
+
+fn drain(rx: &mpsc::Receiver<Command>, batch: &mut Vec<Command>) {
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(command) => batch.push(command),
+            Err(_) => break,
+        }
+    }
+}
 
 enum Command {
     Claim {
@@ -99,11 +113,14 @@ fn run(
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Ok(first) = rx.recv() {
         batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(command) => batch.push(command),
-                Err(_) => break,
-            }
+        drain(&rx, &mut batch);
+        // Group commit: results arrive one by one from many workers, and a commit per handful
+        // would cost more than the rows. When only results are waiting (no claim, whose sender
+        // waits for the answer), give them a moment to gather.
+        let only_results = batch.iter().all(|c| matches!(c, Command::Done(_)));
+        if only_results && batch.len() < GROUP_COMMIT_ROWS {
+            std::thread::sleep(GROUP_COMMIT_WAIT);
+            drain(&rx, &mut batch);
         }
         let mut reports = Vec::new();
         let mut replies = Vec::new();

@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# End-to-end figures on this machine, each bounded in time, against servers on 127.0.0.1:
+#   1. throughput: roster (--rate 0, --concurrency 64, ledger on) importing 200,000 rows with
+#      phones into a minimal nginx answering 201, then wrk posting the same body to the same
+#      server, back to back; prints both and their ratio;
+#   2. rate accuracy: --rate 200 against `roster sandbox --rate 200` for ~10 s;
+#   3. idle re-run: the 200,000 done rows imported again (nothing sent);
+#   4. start-up: `roster --help` (hyperfine);
+#   5. memory: peak RSS validating 10,000,000 rows and importing 1,000,000 (/usr/bin/time -v).
+# Needs nginx, wrk, hyperfine and GNU time (Debian: nginx-light wrk hyperfine time).
+# Usage: benches/e2e.sh [all|throughput|rate|rerun|startup|memory]   (default: all)
+set -euo pipefail
+
+what="${1:-all}"
+root="$(cd "$(dirname "$0")/.." && pwd)"
+work="$(mktemp -d /tmp/roster-e2e.XXXXXX)"
+port="${PORT:-18181}"
+roster="$root/target/release/roster"
+trap 'kill $(jobs -p) 2>/dev/null || true; [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null; rm -rf "$work"' EXIT
+
+(cd "$root" && cargo build --release --quiet)
+for tool in nginx wrk hyperfine; do
+    command -v "$tool" >/dev/null || { echo "e2e.sh: $tool is not installed" >&2; exit 2; }
+done
+
+# People with phones in E.164 and national form (read with --region US).
+people() {
+    awk -v n="$1" 'BEGIN {
+        print "First Name,Last Name,Email,Mobile Phone,Role";
+        for (i = 0; i < n; i++) {
+            if (i % 2) phone = sprintf("+1 415 555 %04d", i % 10000);
+            else phone = sprintf("(212) 555-%04d", i % 10000);
+            printf "First%d,Last%d,person%d@example.com,%s,user\n", i, i, i, phone;
+        }
+    }'
+}
+
+start_nginx() {
+    mkdir -p "$work/nginx"
+    cat > "$work/nginx.conf" <<CONF
+worker_processes 1;
+pid $work/nginx.pid;
+error_log $work/nginx/error.log;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path $work/nginx;
+    keepalive_requests 1000000;
+    server {
+        listen 127.0.0.1:$port;
+        location /users {
+            default_type application/json;
+            return 201 '{"id":"usr_1"}';
+        }
+    }
+}
+CONF
+    nginx -c "$work/nginx.conf" -p "$work/nginx"
+    sleep 0.3
+}
+
+throughput() {
+    echo "== throughput: 200,000 rows, --rate 0, --concurrency 64, ledger on, vs wrk =="
+    people 200000 > "$work/people.csv"
+    start_nginx
+    (cd "$work" && timeout 120 "$roster" import people.csv --target sandbox \
+        --base-url "http://127.0.0.1:$port" --region US --rate 0 --concurrency 64 \
+        --quiet --json) > "$work/roster.json"
+    roster_rps=$(python3 -c "import json;d=json.load(open('$work/roster.json'));print(round(d['rows_per_s']))")
+    echo "roster: $(cat "$work/roster.json")"
+    body='{"email":"person1@example.com","firstName":"First1","lastName":"Last1","phone":"+14155550001","role":"user","username":"person1","department":"Engineering","title":"Engineer"}'
+    cat > "$work/post.lua" <<LUA
+wrk.method = "POST"
+wrk.body = '$body'
+wrk.headers["Content-Type"] = "application/json"
+LUA
+    wrk_out=$(timeout 60 wrk -t2 -c64 -d10s -s "$work/post.lua" "http://127.0.0.1:$port/users")
+    echo "$wrk_out"
+    wrk_rps=$(echo "$wrk_out" | awk '/Requests\/sec/ {printf "%d", $2}')
+    echo "RESULT throughput: roster ${roster_rps} rows/s, wrk ${wrk_rps} requests/s, ratio $(python3 -c "print(round($roster_rps/$wrk_rps, 2))")"
+    # Kept for the idle re-run.
+    cp "$work/people.csv" "$work/roster-ledger.sqlite" "$work/keep" 2>/dev/null || true
+}
+
+rerun() {
+    echo "== idle re-run: 200,000 rows already done =="
+    if [ ! -f "$work/roster-ledger.sqlite" ]; then
+        people 200000 > "$work/people.csv"
+        start_nginx
+        (cd "$work" && timeout 120 "$roster" import people.csv --target sandbox \
+            --base-url "http://127.0.0.1:$port" --region US --rate 0 --concurrency 64 --quiet)
+    fi
+    start=$(date +%s.%N)
+    (cd "$work" && timeout 60 "$roster" import people.csv --target sandbox \
+        --base-url "http://127.0.0.1:$port" --region US --quiet --json) > "$work/rerun.json"
+    end=$(date +%s.%N)
+    echo "roster: $(cat "$work/rerun.json")"
+    echo "RESULT idle re-run: $(python3 -c "print(round($end-$start, 2))") s wall, requests $(python3 -c "import json;print(json.load(open('$work/rerun.json'))['requests'])")"
+}
+
+rate() {
+    echo "== rate accuracy: --rate 200 against a server allowing 200/s, ~10 s =="
+    people 2400 > "$work/rate.csv"
+    "$roster" sandbox --port $((port + 1)) --rate 200 > /dev/null 2>&1 &
+    sleep 0.5
+    (cd "$work" && timeout 60 "$roster" import rate.csv --target sandbox \
+        --base-url "http://127.0.0.1:$((port + 1))" --region US --rate 200 --concurrency 16 \
+        --ledger rate.sqlite --quiet --json) > "$work/rate.json"
+    # The achieved rate is read from the ledger's attempt times (first to last request), so
+    # start-up and the last answers' wait are not counted as sending time.
+    python3 - "$work/rate.json" "$work/rate.sqlite" <<'PY'
+import json, sqlite3, sys
+d = json.load(open(sys.argv[1]))
+first, last, n = sqlite3.connect(sys.argv[2]).execute(
+    "SELECT min(first_attempt_ms), max(last_attempt_ms), sum(attempts) FROM entries").fetchone()
+rate = (n - 1) / ((last - first) / 1000.0)
+share = 100.0 * d["throttled"] / d["requests"]
+print("roster:", json.dumps(d))
+print(f"RESULT rate: {rate:.1f} requests/s over {(last - first) / 1000:.1f} s "
+      f"({100 * (rate - 200) / 200:+.2f}% of 200), 429s {d['throttled']} of {d['requests']} ({share:.2f}%)")
+PY
+}
+
+startup() {
+    echo "== start-up: roster --help =="
+    hyperfine --warmup 5 --runs 50 --shell=none "$roster --help" | tee "$work/hyperfine.txt"
+    echo "RESULT start-up: $(awk '/Time \(mean/ {print $5, $6}' "$work/hyperfine.txt") mean"
+}
+
+memory() {
+    echo "== memory: peak RSS validating 10,000,000 rows and importing 1,000,000 =="
+    people 10000000 > "$work/big.csv"
+    (cd "$work" && /usr/bin/time -v timeout 300 "$roster" validate big.csv --region US \
+        --quiet --json > validate.json 2> validate.time) || true
+    echo "validate: $(cat "$work/validate.json")"
+    echo "RESULT memory validate 10M: $(awk -F': ' '/Maximum resident/ {print $2}' "$work/validate.time") KB peak RSS"
+    rm -f "$work/big.csv"
+    people 1000000 > "$work/million.csv"
+    [ -f "$work/nginx.pid" ] || start_nginx
+    (cd "$work" && /usr/bin/time -v timeout 300 "$roster" import million.csv --target sandbox \
+        --base-url "http://127.0.0.1:$port" --region US --rate 0 --concurrency 64 \
+        --ledger million.sqlite --quiet --json > import.json 2> import.time) || true
+    echo "import: $(cat "$work/import.json")"
+    echo "RESULT memory import 1M: $(awk -F': ' '/Maximum resident/ {print $2}' "$work/import.time") KB peak RSS"
+    start=$(date +%s.%N)
+    (cd "$work" && timeout 120 "$roster" import million.csv --target sandbox \
+        --base-url "http://127.0.0.1:$port" --region US --ledger million.sqlite --quiet --json \
+        > rerun1m.json 2>/dev/null)
+    end=$(date +%s.%N)
+    echo "re-run: $(cat "$work/rerun1m.json")"
+    echo "RESULT idle re-run 1M: $(python3 -c "print(round($end-$start, 2))") s wall, requests $(python3 -c "import json;print(json.load(open('$work/rerun1m.json'))['requests'])")"
+}
+
+case "$what" in
+    throughput) throughput ;;
+    rate) rate ;;
+    rerun) rerun ;;
+    startup) startup ;;
+    memory) memory ;;
+    all) throughput; rerun; rate; startup; memory ;;
+    *) echo "usage: $0 [all|throughput|rate|rerun|startup|memory]" >&2; exit 2 ;;
+esac
