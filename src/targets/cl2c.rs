@@ -8,7 +8,7 @@
 //! with an `errors` map (ASP.NET `ValidationProblemDetails`); the RFC 9457 array form with
 //! JSON pointers is read too. ASP.NET Identity's "… is already taken." means the user exists.
 
-use super::{PasswordUse, Target, TargetRules, TargetSpec, username_or_email};
+use super::{PasswordUse, Target, TargetBase, TargetRules, TargetSpec, username_or_email};
 use crate::auth::{self, Authenticator};
 use crate::error::RunError;
 use crate::fields::{Field, UserFields};
@@ -17,10 +17,7 @@ use serde::Serialize;
 
 /// The cl2c target.
 pub struct Cl2c {
-    ledger_key: String,
-    endpoint: String,
-    rules: TargetRules,
-    auth: Authenticator,
+    common: TargetBase,
 }
 
 impl Cl2c {
@@ -46,13 +43,15 @@ impl Cl2c {
             ])
         });
         Ok(Cl2c {
-            ledger_key: format!("cl2c@{base}"),
-            endpoint: format!("{base}/v1/cl2c/user"),
-            rules: TargetRules {
-                required: vec![Field::Email, Field::FirstName, Field::LastName],
-                max_len: vec![(Field::Email, 256), (Field::Username, 256)],
+            common: TargetBase {
+                ledger_key: format!("cl2c@{base}"),
+                endpoint: format!("{base}/v1/cl2c/user"),
+                rules: TargetRules {
+                    required: vec![Field::Email, Field::FirstName, Field::LastName],
+                    max_len: vec![(Field::Email, 256), (Field::Username, 256)],
+                },
+                auth,
             },
-            auth,
         })
     }
 }
@@ -73,24 +72,12 @@ impl Target for Cl2c {
         "cl2c"
     }
 
-    fn ledger_key(&self) -> &str {
-        &self.ledger_key
-    }
-
-    fn endpoint(&self) -> &str {
-        &self.endpoint
-    }
-
-    fn rules(&self) -> &TargetRules {
-        &self.rules
+    fn common(&self) -> &TargetBase {
+        &self.common
     }
 
     fn default_rate(&self) -> f64 {
         10.0
-    }
-
-    fn auth(&self) -> &Authenticator {
-        &self.auth
     }
 
     fn password_use(&self) -> PasswordUse {

@@ -17,7 +17,7 @@
 //! `{"message": …}`; 403 "Forbidden" means bad credentials; 429 "Too Many Requests" is the
 //! per-second limit (retried) but 429 "Limit Exceeded" is the monthly quota: the run stops.
 
-use super::{PasswordUse, Target, TargetRules, TargetSpec, Verdict, display_name};
+use super::{PasswordUse, Target, TargetBase, TargetRules, TargetSpec, Verdict, display_name};
 use crate::auth::token::{Grant, TokenSource};
 use crate::auth::{self, Authenticator};
 use crate::error::RunError;
@@ -36,10 +36,7 @@ const DEFAULT_QUOTA: u64 = 5;
 
 /// The Cradl target.
 pub struct Cradl {
-    ledger_key: String,
-    endpoint: String,
-    rules: TargetRules,
-    auth: Authenticator,
+    common: TargetBase,
     app_client_id: Option<String>,
     role_ids: Vec<String>,
     description: Option<String>,
@@ -103,13 +100,15 @@ impl Cradl {
             ));
         }
         Ok(Cradl {
-            ledger_key: format!("cradl@{base}"),
-            endpoint: format!("{base}/users"),
-            rules: TargetRules {
-                required: vec![Field::Email],
-                max_len: vec![(Field::FullName, 4096)],
+            common: TargetBase {
+                ledger_key: format!("cradl@{base}"),
+                endpoint: format!("{base}/users"),
+                rules: TargetRules {
+                    required: vec![Field::Email],
+                    max_len: vec![(Field::FullName, 4096)],
+                },
+                auth,
             },
-            auth,
             app_client_id,
             role_ids,
             description: spec.option("description").map(str::to_string),
@@ -199,24 +198,12 @@ impl Target for Cradl {
         "cradl"
     }
 
-    fn ledger_key(&self) -> &str {
-        &self.ledger_key
-    }
-
-    fn endpoint(&self) -> &str {
-        &self.endpoint
-    }
-
-    fn rules(&self) -> &TargetRules {
-        &self.rules
+    fn common(&self) -> &TargetBase {
+        &self.common
     }
 
     fn default_rate(&self) -> f64 {
         5.0
-    }
-
-    fn auth(&self) -> &Authenticator {
-        &self.auth
     }
 
     fn password_use(&self) -> PasswordUse {

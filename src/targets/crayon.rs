@@ -14,7 +14,7 @@
 //! `PUT {base}/api/v1/users/{Id}/changepassword/` with `{UserId, NewPassword}`.
 //! No published rate limit: 5 requests/s by default.
 
-use super::{FollowUp, Target, TargetRules, TargetSpec, username_or_email};
+use super::{FollowUp, Target, TargetBase, TargetRules, TargetSpec, username_or_email};
 use crate::auth::token::{Grant, TokenSource};
 use crate::auth::{self, Authenticator};
 use crate::error::RunError;
@@ -29,10 +29,7 @@ pub const DEFAULT_BASE: &str = "https://api.crayon.com";
 /// The Crayon target.
 pub struct Crayon {
     base: String,
-    ledger_key: String,
-    endpoint: String,
-    rules: TargetRules,
-    auth: Authenticator,
+    common: TargetBase,
 }
 
 impl Crayon {
@@ -72,14 +69,16 @@ impl Crayon {
             }),
         };
         Ok(Crayon {
-            ledger_key: format!("crayon@{base}"),
-            endpoint: format!("{base}/api/v1/users/"),
-            base,
-            rules: TargetRules {
-                required: vec![Field::Email, Field::FirstName, Field::LastName],
-                max_len: vec![(Field::Email, 256), (Field::Username, 256)],
+            common: TargetBase {
+                ledger_key: format!("crayon@{base}"),
+                endpoint: format!("{base}/api/v1/users/"),
+                rules: TargetRules {
+                    required: vec![Field::Email, Field::FirstName, Field::LastName],
+                    max_len: vec![(Field::Email, 256), (Field::Username, 256)],
+                },
+                auth,
             },
-            auth,
+            base,
         })
     }
 }
@@ -109,24 +108,12 @@ impl Target for Crayon {
         "crayon"
     }
 
-    fn ledger_key(&self) -> &str {
-        &self.ledger_key
-    }
-
-    fn endpoint(&self) -> &str {
-        &self.endpoint
-    }
-
-    fn rules(&self) -> &TargetRules {
-        &self.rules
+    fn common(&self) -> &TargetBase {
+        &self.common
     }
 
     fn default_rate(&self) -> f64 {
         5.0
-    }
-
-    fn auth(&self) -> &Authenticator {
-        &self.auth
     }
 
     fn auth_hint(&self) -> &str {

@@ -7,7 +7,7 @@
 //! response-format guide); a duplicate email is a 409 or a message saying it exists.
 //! Rate limit: bursts of 50 per 5 s per IP, so the default is 9.5 requests/s evenly spaced.
 
-use super::{PasswordUse, Target, TargetRules, TargetSpec};
+use super::{PasswordUse, Target, TargetBase, TargetRules, TargetSpec};
 use crate::auth::{self, Authenticator};
 use crate::error::RunError;
 use crate::fields::{Field, UserFields};
@@ -18,10 +18,7 @@ pub const DEFAULT_BASE: &str = "https://api.cryptlex.com";
 
 /// The Cryptlex target.
 pub struct Cryptlex {
-    ledger_key: String,
-    endpoint: String,
-    rules: TargetRules,
-    auth: Authenticator,
+    common: TargetBase,
 }
 
 impl Cryptlex {
@@ -33,18 +30,20 @@ impl Cryptlex {
         let auth = auth::missing("cryptlex", &[("ROSTER_TOKEN", token)])
             .unwrap_or_else(|| Authenticator::bearer(token.clone().expect("checked above")));
         Ok(Cryptlex {
-            ledger_key: format!("cryptlex@{base}"),
-            endpoint: format!("{base}/v3/users"),
-            rules: TargetRules {
-                required: vec![
-                    Field::Email,
-                    Field::FirstName,
-                    Field::LastName,
-                    Field::Password,
-                ],
-                max_len: vec![(Field::Email, 254)],
+            common: TargetBase {
+                ledger_key: format!("cryptlex@{base}"),
+                endpoint: format!("{base}/v3/users"),
+                rules: TargetRules {
+                    required: vec![
+                        Field::Email,
+                        Field::FirstName,
+                        Field::LastName,
+                        Field::Password,
+                    ],
+                    max_len: vec![(Field::Email, 254)],
+                },
+                auth,
             },
-            auth,
         })
     }
 }
@@ -64,19 +63,15 @@ impl Target for Cryptlex {
         "cryptlex"
     }
 
-    fn ledger_key(&self) -> &str {
-        &self.ledger_key
-    }
-
-    fn endpoint(&self) -> &str {
-        &self.endpoint
+    fn common(&self) -> &TargetBase {
+        &self.common
     }
 
     /// `GET /v3/users?email=` lists the users with that email.
     fn lookup_url(&self, identity: &str) -> Option<String> {
         Some(format!(
             "{}?email={}",
-            self.endpoint,
+            self.common.endpoint,
             super::query_value(identity)
         ))
     }
@@ -85,16 +80,8 @@ impl Target for Cryptlex {
         super::first_listed_id(body)
     }
 
-    fn rules(&self) -> &TargetRules {
-        &self.rules
-    }
-
     fn default_rate(&self) -> f64 {
         9.5
-    }
-
-    fn auth(&self) -> &Authenticator {
-        &self.auth
     }
 
     fn password_use(&self) -> PasswordUse {

@@ -8,7 +8,7 @@
 //! its object (or `null` in an array); a placeholder inside a longer string becomes "".
 //! `{{` and `}}` are literal braces.
 
-use super::{PasswordUse, Target, TargetRules, TargetSpec, Verdict};
+use super::{PasswordUse, Target, TargetBase, TargetRules, TargetSpec, Verdict};
 use crate::auth::Authenticator;
 use crate::error::RunError;
 use crate::fields::{Field, UserFields};
@@ -67,10 +67,7 @@ enum Node {
 pub struct HttpTarget {
     name: String,
     method: reqwest::Method,
-    ledger_key: String,
-    endpoint: String,
-    rules: TargetRules,
-    auth: Authenticator,
+    common: TargetBase,
     body: Node,
     success: Vec<u16>,
     id_pointer: String,
@@ -148,15 +145,17 @@ impl HttpTarget {
             .content_type
             .unwrap_or_else(|| "application/json".into());
         Ok(HttpTarget {
-            ledger_key: format!("http:{name}@{endpoint}"),
+            common: TargetBase {
+                ledger_key: format!("http:{name}@{endpoint}"),
+                endpoint,
+                rules: TargetRules {
+                    required,
+                    max_len: vec![],
+                },
+                auth,
+            },
             name,
             method,
-            endpoint,
-            rules: TargetRules {
-                required,
-                max_len: vec![],
-            },
-            auth,
             body,
             success: profile.success,
             id_pointer: profile.id_pointer.unwrap_or_else(|| "/id".into()),
@@ -300,28 +299,16 @@ impl Target for HttpTarget {
         &self.name
     }
 
-    fn ledger_key(&self) -> &str {
-        &self.ledger_key
-    }
-
-    fn endpoint(&self) -> &str {
-        &self.endpoint
+    fn common(&self) -> &TargetBase {
+        &self.common
     }
 
     fn idempotency_keys(&self) -> bool {
         self.idempotency_key
     }
 
-    fn rules(&self) -> &TargetRules {
-        &self.rules
-    }
-
     fn default_rate(&self) -> f64 {
         self.rate
-    }
-
-    fn auth(&self) -> &Authenticator {
-        &self.auth
     }
 
     fn content_type(&self) -> &str {

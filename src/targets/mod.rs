@@ -85,21 +85,41 @@ pub struct FollowUp {
 /// A problem a target's own rules find with a row (patterns, enumerations).
 pub type RuleProblem = (Field, ErrorCode, String);
 
-static NO_AUTH: Authenticator = Authenticator::None;
+/// What every target holds: where its identities are recorded, where users are created, the
+/// rules a row must meet first, and how requests are authenticated.
+pub struct TargetBase {
+    /// The ledger key: profile and base URL.
+    pub ledger_key: String,
+    /// The create URL.
+    pub endpoint: String,
+    /// Local rules.
+    pub rules: TargetRules,
+    /// Authentication.
+    pub auth: Authenticator,
+}
 
 /// A target API.
 pub trait Target: Send + Sync {
     /// The profile name (`sandbox`, `cryptlex`, …).
     fn name(&self) -> &str;
 
+    /// The parts every target holds (ledger key, endpoint, rules, authentication).
+    fn common(&self) -> &TargetBase;
+
     /// The key identities are recorded under in the ledger: profile and base URL.
-    fn ledger_key(&self) -> &str;
+    fn ledger_key(&self) -> &str {
+        &self.common().ledger_key
+    }
 
     /// The URL a create request is sent to.
-    fn endpoint(&self) -> &str;
+    fn endpoint(&self) -> &str {
+        &self.common().endpoint
+    }
 
     /// What a row must satisfy before it is sent.
-    fn rules(&self) -> &TargetRules;
+    fn rules(&self) -> &TargetRules {
+        &self.common().rules
+    }
 
     /// Requests per second when `--rate` is not given (0 = unlimited).
     fn default_rate(&self) -> f64;
@@ -113,7 +133,7 @@ pub trait Target: Send + Sync {
 
     /// How requests are authenticated.
     fn auth(&self) -> &Authenticator {
-        &NO_AUTH
+        &self.common().auth
     }
 
     /// The request body's media type.

@@ -16,7 +16,7 @@
 //! generically (Keycloak's 409 `{"errorMessage": "User exists with same email"}` = exists).
 //! Rate limit: 10 requests/s.
 
-use super::{Target, TargetRules, TargetSpec, username_or_email};
+use super::{Target, TargetBase, TargetRules, TargetSpec, username_or_email};
 use crate::auth::Authenticator;
 use crate::auth::token::{Grant, TokenSource};
 use crate::error::RunError;
@@ -29,10 +29,7 @@ pub const DEFAULT_BASE: &str = "https://api.nexway.store";
 
 /// The Nexway target.
 pub struct Nexway {
-    ledger_key: String,
-    endpoint: String,
-    rules: TargetRules,
-    auth: Authenticator,
+    common: TargetBase,
     roles: Vec<Role>,
     customers: Vec<Customer>,
 }
@@ -75,13 +72,15 @@ impl Nexway {
             .into_iter()
             .collect();
         Ok(Nexway {
-            ledger_key: format!("nexway@{base}"),
-            endpoint: format!("{base}/iam/users"),
-            rules: TargetRules {
-                required: vec![Field::Email, Field::FirstName, Field::LastName],
-                max_len: vec![(Field::Email, 255), (Field::Username, 255)],
+            common: TargetBase {
+                ledger_key: format!("nexway@{base}"),
+                endpoint: format!("{base}/iam/users"),
+                rules: TargetRules {
+                    required: vec![Field::Email, Field::FirstName, Field::LastName],
+                    max_len: vec![(Field::Email, 255), (Field::Username, 255)],
+                },
+                auth,
             },
-            auth,
             roles,
             customers,
         })
@@ -143,24 +142,12 @@ impl Target for Nexway {
         "nexway"
     }
 
-    fn ledger_key(&self) -> &str {
-        &self.ledger_key
-    }
-
-    fn endpoint(&self) -> &str {
-        &self.endpoint
-    }
-
-    fn rules(&self) -> &TargetRules {
-        &self.rules
+    fn common(&self) -> &TargetBase {
+        &self.common
     }
 
     fn default_rate(&self) -> f64 {
         10.0
-    }
-
-    fn auth(&self) -> &Authenticator {
-        &self.auth
     }
 
     fn auth_hint(&self) -> &str {

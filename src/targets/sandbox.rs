@@ -5,7 +5,7 @@
 //! Auth: `Authorization: Bearer $ROSTER_TOKEN` when the variable is set (the sandbox checks it
 //! only when started with a token).
 
-use super::{Target, TargetRules};
+use super::{Target, TargetBase, TargetRules};
 use crate::auth::Authenticator;
 use crate::fields::{Field, UserFields};
 use secrecy::SecretString;
@@ -13,10 +13,7 @@ use serde::Serialize;
 
 /// The sandbox target.
 pub struct SandboxTarget {
-    auth: Authenticator,
-    ledger_key: String,
-    endpoint: String,
-    rules: TargetRules,
+    common: TargetBase,
 }
 
 impl SandboxTarget {
@@ -30,12 +27,14 @@ impl SandboxTarget {
             format!("sandbox@{base}")
         };
         SandboxTarget {
-            auth: Authenticator::None,
-            ledger_key,
-            endpoint: format!("{base}/users"),
-            rules: TargetRules {
-                required: vec![Field::Email, Field::FirstName, Field::LastName],
-                max_len: vec![(Field::Email, 254)],
+            common: TargetBase {
+                auth: Authenticator::None,
+                ledger_key,
+                endpoint: format!("{base}/users"),
+                rules: TargetRules {
+                    required: vec![Field::Email, Field::FirstName, Field::LastName],
+                    max_len: vec![(Field::Email, 254)],
+                },
             },
         }
     }
@@ -44,7 +43,7 @@ impl SandboxTarget {
 impl SandboxTarget {
     /// Sends `Authorization: Bearer <token>` (from `ROSTER_TOKEN`) when given one.
     pub fn with_token(mut self, token: Option<SecretString>) -> SandboxTarget {
-        self.auth = match token {
+        self.common.auth = match token {
             Some(token) => Authenticator::bearer(token),
             None => Authenticator::None,
         };
@@ -75,12 +74,8 @@ impl Target for SandboxTarget {
         "sandbox"
     }
 
-    fn ledger_key(&self) -> &str {
-        &self.ledger_key
-    }
-
-    fn endpoint(&self) -> &str {
-        &self.endpoint
+    fn common(&self) -> &TargetBase {
+        &self.common
     }
 
     /// The sandbox honours `Idempotency-Key`.
@@ -91,7 +86,7 @@ impl Target for SandboxTarget {
     fn lookup_url(&self, identity: &str) -> Option<String> {
         Some(format!(
             "{}?email={}",
-            self.endpoint,
+            self.common.endpoint,
             super::query_value(identity)
         ))
     }
@@ -100,16 +95,8 @@ impl Target for SandboxTarget {
         super::first_listed_id(body)
     }
 
-    fn rules(&self) -> &TargetRules {
-        &self.rules
-    }
-
     fn default_rate(&self) -> f64 {
         0.0
-    }
-
-    fn auth(&self) -> &Authenticator {
-        &self.auth
     }
 
     fn auth_hint(&self) -> &str {

@@ -9,7 +9,9 @@
 //! `id`. Errors are SCIM error messages `{schemas, scimType, detail, status}`; a 409
 //! `uniqueness` means the user exists.
 
-use super::{PasswordUse, Target, TargetRules, TargetSpec, display_name, username_or_email};
+use super::{
+    PasswordUse, Target, TargetBase, TargetRules, TargetSpec, display_name, username_or_email,
+};
 use crate::auth::{self, Authenticator};
 use crate::error::RunError;
 use crate::fields::{Field, UserFields};
@@ -20,10 +22,7 @@ const ENTERPRISE_SCHEMA: &str = "urn:ietf:params:scim:schemas:extension:enterpri
 
 /// The SCIM target.
 pub struct Scim {
-    ledger_key: String,
-    endpoint: String,
-    rules: TargetRules,
-    auth: Authenticator,
+    common: TargetBase,
 }
 
 impl Scim {
@@ -35,13 +34,15 @@ impl Scim {
         let auth = auth::missing("scim", &[("ROSTER_TOKEN", token)])
             .unwrap_or_else(|| Authenticator::bearer(token.clone().expect("checked above")));
         Ok(Scim {
-            ledger_key: format!("scim@{base}"),
-            endpoint: format!("{base}/Users"),
-            rules: TargetRules {
-                required: vec![Field::Email],
-                max_len: vec![],
+            common: TargetBase {
+                ledger_key: format!("scim@{base}"),
+                endpoint: format!("{base}/Users"),
+                rules: TargetRules {
+                    required: vec![Field::Email],
+                    max_len: vec![],
+                },
+                auth,
             },
-            auth,
         })
     }
 }
@@ -96,12 +97,8 @@ impl Target for Scim {
         "scim"
     }
 
-    fn ledger_key(&self) -> &str {
-        &self.ledger_key
-    }
-
-    fn endpoint(&self) -> &str {
-        &self.endpoint
+    fn common(&self) -> &TargetBase {
+        &self.common
     }
 
     /// RFC 7644 §3.4.2.2: `GET /Users?filter=userName eq "…"` (userName is the email here).
@@ -109,7 +106,7 @@ impl Target for Scim {
         let filter = format!("userName eq \"{}\"", identity.replace('"', "\\\""));
         Some(format!(
             "{}?filter={}",
-            self.endpoint,
+            self.common.endpoint,
             super::query_value(&filter)
         ))
     }
@@ -118,16 +115,8 @@ impl Target for Scim {
         super::first_listed_id(body)
     }
 
-    fn rules(&self) -> &TargetRules {
-        &self.rules
-    }
-
     fn default_rate(&self) -> f64 {
         10.0
-    }
-
-    fn auth(&self) -> &Authenticator {
-        &self.auth
     }
 
     fn content_type(&self) -> &str {
