@@ -53,19 +53,11 @@ fn import(file: &str) -> (Vec<Stored>, Vec<(String, String)>) {
         .join(file);
     std::fs::copy(from, work.path(file)).unwrap();
     let url = server.url();
-    let run = work.roster(&[
-        "import",
-        file,
-        "--target",
-        "sandbox",
-        "--base-url",
+    let run = work.import_to(
         &url,
-        "--set",
-        "role=user",
-        "--errors",
-        "errors.csv",
-        "--json",
-    ]);
+        file,
+        &["--set", "role=user", "--errors", "errors.csv", "--json"],
+    );
     run.expect_code(1);
     let mut users: Vec<Stored> = server
         .sandbox

@@ -7,31 +7,14 @@ mod common;
 use common::{TestSandbox, WorkDir, people_csv};
 use roster::ledger::Entry;
 use roster::sandbox::SandboxConfig;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
+/// `roster import people.csv` into the sandbox at `url`, in the background, with `--json`.
 fn spawn_import(work: &WorkDir, url: &str, extra: &[&str], env: &[(&str, &str)]) -> Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_roster"));
-    cmd.args([
-        "import",
-        "people.csv",
-        "--target",
-        "sandbox",
-        "--base-url",
-        url,
-        "--json",
-    ])
-    .args(extra)
-    .current_dir(work.dir.path())
-    .env("CI", "true")
-    .env_remove("RUST_LOG")
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    for name in roster::auth::ENV_VARS {
-        cmd.env_remove(name);
-    }
-    cmd.envs(env.iter().copied());
-    cmd.spawn().unwrap()
+    let mut args = vec!["--json"];
+    args.extend_from_slice(extra);
+    work.spawn_import(url, "people.csv", &args, env)
 }
 
 fn ledger(work: &WorkDir, url: &str) -> Vec<Entry> {

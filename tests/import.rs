@@ -51,15 +51,7 @@ fn import_creates_exactly_the_valid_rows_and_a_rerun_sends_nothing() {
     let work = WorkDir::new();
     work.sample("people.csv");
     let url = server.url();
-    let args = [
-        "import",
-        "people.csv",
-        "--target",
-        "sandbox",
-        "--base-url",
-        &url,
-        "--json",
-    ];
+    let args = WorkDir::import_args(&url, "people.csv", &["--json"]);
 
     let first = work.roster(&args);
     first.expect_code(1);
@@ -115,15 +107,7 @@ fn refused_rows_land_in_the_error_file_under_the_users_columns() {
     let work = WorkDir::new();
     work.sample("people.csv");
     let url = server.url();
-    work.roster(&[
-        "import",
-        "people.csv",
-        "--target",
-        "sandbox",
-        "--base-url",
-        &url,
-    ])
-    .expect_code(1);
+    work.import_to(&url, "people.csv", &[]).expect_code(1);
     let text = work.read("people.errors.csv");
     assert!(
         text.starts_with(
@@ -148,15 +132,7 @@ fn a_400_is_not_retried_and_its_field_messages_reach_the_error_file() {
         &format!("Given Name,Surname,Work Email\n{long},Lee,long@example.com\n"),
     );
     let url = server.url();
-    let run = work.roster(&[
-        "import",
-        "one.csv",
-        "--target",
-        "sandbox",
-        "--base-url",
-        &url,
-        "--json",
-    ]);
+    let run = work.import_to(&url, "one.csv", &["--json"]);
     run.expect_code(1);
     assert_eq!(run.json()["requests"], 1);
     assert_eq!(server.sandbox.attempts().get("long@example.com"), Some(&1));
@@ -183,19 +159,11 @@ fn throttling_and_server_errors_are_retried_and_nothing_is_lost() {
     let work = WorkDir::new();
     work.write("people.csv", &people_csv(120));
     let url = server.url();
-    let run = work.roster(&[
-        "import",
-        "people.csv",
-        "--target",
-        "sandbox",
-        "--base-url",
+    let run = work.import_to(
         &url,
-        "--concurrency",
-        "8",
-        "--max-retries",
-        "12",
-        "--json",
-    ]);
+        "people.csv",
+        &["--concurrency", "8", "--max-retries", "12", "--json"],
+    );
     run.expect_code(0);
     let summary = run.json();
     assert_eq!(summary["created"], 120, "{}", run.context());
@@ -224,15 +192,7 @@ fn first_attempts_failing_with_503_are_retried_once_each() {
     let work = WorkDir::new();
     work.write("people.csv", &people_csv(40));
     let url = server.url();
-    let run = work.roster(&[
-        "import",
-        "people.csv",
-        "--target",
-        "sandbox",
-        "--base-url",
-        &url,
-        "--json",
-    ]);
+    let run = work.import_to(&url, "people.csv", &["--json"]);
     run.expect_code(0);
     let summary = run.json();
     assert_eq!(
@@ -251,17 +211,7 @@ fn retries_exhausted_leave_the_row_failed_and_resendable() {
     let work = WorkDir::new();
     work.write("people.csv", &people_csv(3));
     let url = server.url();
-    let args = [
-        "import",
-        "people.csv",
-        "--target",
-        "sandbox",
-        "--base-url",
-        &url,
-        "--max-retries",
-        "1",
-        "--json",
-    ];
+    let args = WorkDir::import_args(&url, "people.csv", &["--max-retries", "1", "--json"]);
     let run = work.roster(&args);
     run.expect_code(1);
     assert_eq!(run.json()["failed"], 3);
@@ -287,17 +237,7 @@ fn fifty_thousand_rows_go_through_without_loss_or_doubling() {
     let work = WorkDir::new();
     work.write("big.csv", &people_csv(50_000));
     let url = server.url();
-    let run = work.roster(&[
-        "import",
-        "big.csv",
-        "--target",
-        "sandbox",
-        "--base-url",
-        &url,
-        "--concurrency",
-        "32",
-        "--json",
-    ]);
+    let run = work.import_to(&url, "big.csv", &["--concurrency", "32", "--json"]);
     run.expect_code(0);
     let summary = run.json();
     assert_eq!(summary["rows"], 50_000);
@@ -331,15 +271,7 @@ fn jsonl_rows_are_line_numbers_and_give_the_same_refusals() {
     let work = WorkDir::new();
     work.sample("people.jsonl");
     let url = server.url();
-    let run = work.roster(&[
-        "import",
-        "people.jsonl",
-        "--target",
-        "sandbox",
-        "--base-url",
-        &url,
-        "--json",
-    ]);
+    let run = work.import_to(&url, "people.jsonl", &["--json"]);
     run.expect_code(1);
     assert_eq!(run.json()["created"], 46);
     let rows: Vec<(String, String)> = error_rows(&work.read("people.errors.csv"))
@@ -420,17 +352,7 @@ fn refused_credentials_abort_with_exit_3_naming_the_variable() {
     let work = WorkDir::new();
     work.write("people.csv", &people_csv(500));
     let url = server.url();
-    let args = [
-        "import",
-        "people.csv",
-        "--target",
-        "sandbox",
-        "--base-url",
-        &url,
-        "--concurrency",
-        "4",
-        "--json",
-    ];
+    let args = WorkDir::import_args(&url, "people.csv", &["--concurrency", "4", "--json"]);
 
     let run = work.roster_with_env(&args, &[("ROSTER_TOKEN", "wrong")]);
     run.expect_code(3);
@@ -467,24 +389,7 @@ fn sigterm_finishes_requests_in_flight_records_them_and_exits_3() {
     let work = WorkDir::new();
     work.write("people.csv", &people_csv(5_000));
     let url = server.url();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_roster"))
-        .args([
-            "import",
-            "people.csv",
-            "--target",
-            "sandbox",
-            "--base-url",
-            &url,
-            "--concurrency",
-            "8",
-            "--json",
-        ])
-        .current_dir(work.dir.path())
-        .env("CI", "true")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = work.spawn_import(&url, "people.csv", &["--concurrency", "8", "--json"], &[]);
     // Wait (bounded) until requests are flowing, then ask it to stop.
     for _ in 0..500 {
         if server.sandbox.stats().created >= 50 {
@@ -517,17 +422,7 @@ fn sigterm_finishes_requests_in_flight_records_them_and_exits_3() {
     assert!(ledger.iter().all(|e| e.state != "sending"));
 
     // The next run finishes the job without sending anyone twice.
-    let run = work.roster(&[
-        "import",
-        "people.csv",
-        "--target",
-        "sandbox",
-        "--base-url",
-        &url,
-        "--concurrency",
-        "32",
-        "--json",
-    ]);
+    let run = work.import_to(&url, "people.csv", &["--concurrency", "32", "--json"]);
     run.expect_code(0);
     assert_eq!(run.json()["created"].as_u64().unwrap(), 5_000 - created);
     let stats = server.sandbox.stats();
@@ -543,19 +438,7 @@ fn formula_cells_are_neutralised_in_the_error_file_and_restored_when_fed_back() 
         "Email,First Name,Last Name,Phone,Role\nann@example.com,Ann,-Lee,+44 20 7946 0958,=1+1\n",
     );
     let url = server.url();
-    let args = |file: &'static str| {
-        [
-            "import",
-            file,
-            "--target",
-            "sandbox",
-            "--base-url",
-            "URL",
-            "--json",
-        ]
-    };
-    let with_url = |a: [&'static str; 7]| a.map(|s| if s == "URL" { url.as_str() } else { s });
-    work.roster(&with_url(args("p.csv"))).expect_code(1);
+    work.import_to(&url, "p.csv", &["--json"]).expect_code(1);
     let text = work.read("p.errors.csv");
     assert!(
         text.contains("ann@example.com,Ann,'-Lee,'+44 20 7946 0958,'=1+1,2,invalid,"),
@@ -564,7 +447,7 @@ fn formula_cells_are_neutralised_in_the_error_file_and_restored_when_fed_back() 
 
     // Fix the role in a spreadsheet-like edit and feed the error file straight back in.
     work.write("fixed.csv", &text.replace("'=1+1", "user"));
-    let run = work.roster(&with_url(args("fixed.csv")));
+    let run = work.import_to(&url, "fixed.csv", &["--json"]);
     run.expect_code(0);
     let users = server.sandbox.users();
     assert_eq!(users.len(), 1, "{}", run.context());
@@ -584,16 +467,7 @@ fn the_html_report_is_self_contained_and_shows_totals_chart_groups_and_rows() {
     let work = WorkDir::new();
     work.sample("people.csv");
     let url = server.url();
-    let run = work.roster(&[
-        "import",
-        "people.csv",
-        "--target",
-        "sandbox",
-        "--base-url",
-        &url,
-        "--report",
-        "report.html",
-    ]);
+    let run = work.import_to(&url, "people.csv", &["--report", "report.html"]);
     run.expect_code(1);
     let html = work.read("report.html");
     assert!(
@@ -719,15 +593,7 @@ fn windows_1252_utf16_and_utf8_bom_exports_give_the_same_users() {
         let work = WorkDir::new();
         std::fs::write(work.path(name), bytes).unwrap();
         let url = server.url();
-        let run = work.roster(&[
-            "import",
-            name,
-            "--target",
-            "sandbox",
-            "--base-url",
-            &url,
-            "--json",
-        ]);
+        let run = work.import_to(&url, name, &["--json"]);
         run.expect_code(0);
         let users: Vec<(String, String, String)> = server
             .sandbox

@@ -72,9 +72,9 @@ impl WorkDir {
         self.roster_with_env(args, &[])
     }
 
-    /// Runs the real binary here with extra environment variables (and no inherited
-    /// `ROSTER_*` credentials).
-    pub fn roster_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+    /// The real binary, set up to run here with extra environment variables (and no inherited
+    /// `ROSTER_*` credentials or log filter).
+    pub fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_roster"));
         cmd.args(args)
             .current_dir(self.dir.path())
@@ -84,11 +84,43 @@ impl WorkDir {
             cmd.env_remove(name);
         }
         cmd.envs(env.iter().copied());
-        let output = cmd.output().unwrap();
+        cmd
+    }
+
+    /// Runs the real binary here with extra environment variables.
+    pub fn roster_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let output = self.command(args, env).output().unwrap();
         Run {
             args: args.iter().map(|s| s.to_string()).collect(),
             output,
         }
+    }
+
+    /// `roster import FILE --target sandbox --base-url URL` followed by `extra`.
+    pub fn import_args<'a>(url: &'a str, file: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+        let mut args = vec!["import", file, "--target", "sandbox", "--base-url", url];
+        args.extend_from_slice(extra);
+        args
+    }
+
+    /// Imports `file` into the sandbox at `url`.
+    pub fn import_to(&self, url: &str, file: &str, extra: &[&str]) -> Run {
+        self.roster(&Self::import_args(url, file, extra))
+    }
+
+    /// Starts an import into the sandbox at `url` in the background, output captured.
+    pub fn spawn_import(
+        &self,
+        url: &str,
+        file: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> std::process::Child {
+        self.command(&Self::import_args(url, file, extra), env)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
     }
 }
 
