@@ -491,13 +491,11 @@ fn mapping_options(common: &CommonArgs, config: &ConfigFile) -> Result<MappingOp
 fn conventions(common: &CommonArgs, config: &ConfigFile) -> Result<Conventions, RunError> {
     let mut conventions = Conventions::default();
     if let Some(written) = common.region.as_ref().or(config.region.as_ref()) {
-        let region = crate::country::alpha2(written)
-            .filter(|id| crate::phone::is_region(id))
-            .ok_or_else(|| {
-                RunError::Usage(format!(
-                    "--region `{written}` is not a country (give an ISO code such as GB, or a name)"
-                ))
-            })?;
+        let region = crate::country::phone_region(written).ok_or_else(|| {
+            RunError::Usage(format!(
+                "--region `{written}` is not a country (give an ISO code such as GB, or a name)"
+            ))
+        })?;
         conventions.region = Some(region.to_string());
     }
     for (synonym, role) in &config.role_synonyms {

@@ -88,6 +88,12 @@ pub fn alpha2(written: &str) -> Option<&'static str> {
         .map(|c| c.alpha2)
 }
 
+/// The region phone numbers are read in for a country as written (its alpha-2 code, when
+/// libphonenumber has numbers for it).
+pub fn phone_region(written: &str) -> Option<&'static str> {
+    alpha2(written).filter(|id| crate::phone::is_region(id))
+}
+
 /// Lower case, diacritics dropped, only letters and digits kept: "España" → "espana",
 /// "U.S.A." → "usa", "Côte d'Ivoire" → "cotedivoire".
 fn fold(written: &str) -> String {

@@ -337,6 +337,14 @@ impl Submitter {
         ))
     }
 
+    /// Waits until the server's pause is over and the rate limiter lets one more request go.
+    async fn wait_turn(&self) {
+        self.gate.wait_open().await;
+        if let Some(limiter) = &self.limiter {
+            limiter.until_ready().await;
+        }
+    }
+
     /// For an uncertain row answered "exists": the remote id, when the target can look the
     /// user up and finds it.
     async fn look_up(&self, done: &mut Submission) -> Option<String> {
@@ -348,10 +356,7 @@ impl Submitter {
             if self.stop.is_stopped() {
                 return None;
             }
-            self.gate.wait_open().await;
-            if let Some(limiter) = &self.limiter {
-                limiter.until_ready().await;
-            }
+            self.wait_turn().await;
             let request = self
                 .client
                 .get(&url)
@@ -398,10 +403,7 @@ impl Submitter {
             if self.stop.is_stopped() {
                 return StepEnd::Stopped;
             }
-            self.gate.wait_open().await;
-            if let Some(limiter) = &self.limiter {
-                limiter.until_ready().await;
-            }
+            self.wait_turn().await;
             self.pacer.acquire().await;
             if self.stop.is_stopped() {
                 return StepEnd::Stopped;

@@ -204,9 +204,7 @@ impl Validator {
             return;
         };
         let country = fields.get(Field::Country);
-        let row_region = country
-            .and_then(country::alpha2)
-            .filter(|id| phone::is_region(id));
+        let row_region = country.and_then(country::phone_region);
         let region = row_region.or(self.conventions.region.as_deref());
         match phone::to_e164(raw, region) {
             Ok(number) => fields.set(Field::Phone, Some(number)),

@@ -830,8 +830,8 @@ async fn create_or_refuse(
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    let body_hash = xxhash_rust::xxh3::xxh3_64(&body);
     if let Some(idem) = &idempotency_key {
-        let body_hash = xxhash_rust::xxh3::xxh3_64(&body);
         let seen = lock(&shared.idempotency).get(idem).cloned();
         match seen {
             Some((hash, _)) if hash != body_hash => {
@@ -884,7 +884,6 @@ async fn create_or_refuse(
         .entry(user.email.clone())
         .or_insert(0) += 1;
     if let Some(idem) = idempotency_key {
-        let body_hash = xxhash_rust::xxh3::xxh3_64(&body);
         lock(&shared.idempotency).insert(idem, (body_hash, user.email.clone()));
     }
     users.insert(key, user.clone());
