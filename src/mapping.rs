@@ -160,17 +160,7 @@ impl Mapping {
             defaults[field.index()] = Some(value.clone()).filter(|v| !v.is_empty());
         }
         for (field, column) in &options.explicit {
-            let index = headers
-                .iter()
-                .position(|h| h == column)
-                .or_else(|| headers.iter().position(|h| squash(h) == squash(column)))
-                .ok_or_else(|| {
-                    RunError::Usage(format!(
-                        "--map {field}={column}: the file has no column `{column}`{}",
-                        suggestion(headers, column)
-                    ))
-                })?;
-            columns[field.index()] = Some(index);
+            columns[field.index()] = Some(named_column(headers, field.name(), column)?);
         }
         let squashed: Vec<String> = headers.iter().map(|h| squash(&header_words(h))).collect();
         for field in Field::ALL {
@@ -187,16 +177,7 @@ impl Mapping {
         }
         let mut metadata: Vec<(String, usize)> = Vec::new();
         for (key, column) in &options.metadata {
-            let index = headers
-                .iter()
-                .position(|h| h == column)
-                .or_else(|| headers.iter().position(|h| squash(h) == squash(column)))
-                .ok_or_else(|| {
-                    RunError::Usage(format!(
-                        "--map metadata.{key}={column}: the file has no column `{column}`{}",
-                        suggestion(headers, column)
-                    ))
-                })?;
+            let index = named_column(headers, &format!("{METADATA_PREFIX}{key}"), column)?;
             metadata.push((key.clone(), index));
         }
         for (index, header) in headers.iter().enumerate() {
@@ -292,6 +273,21 @@ impl Mapping {
         }
         lines
     }
+}
+
+/// The column `--map NAME=COLUMN` names: exactly, else ignoring case and punctuation; a
+/// usage error suggesting the closest header when there is none.
+fn named_column(headers: &[String], name: &str, column: &str) -> Result<usize, RunError> {
+    headers
+        .iter()
+        .position(|h| h == column)
+        .or_else(|| headers.iter().position(|h| squash(h) == squash(column)))
+        .ok_or_else(|| {
+            RunError::Usage(format!(
+                "--map {name}={column}: the file has no column `{column}`{}",
+                suggestion(headers, column)
+            ))
+        })
 }
 
 /// A header without the annotations export templates add: Google Workspace's

@@ -263,9 +263,10 @@ pub fn first_listed_id(body: &[u8]) -> Option<String> {
     }
 }
 
-/// `text` encoded for a URL's query.
-pub fn query_value(text: &str) -> String {
-    form_urlencoded::byte_serialize(text.as_bytes()).collect()
+/// `endpoint?key=value`, the value encoded for a URL's query (lookups by email or filter).
+pub fn with_query(endpoint: &str, key: &str, value: &str) -> String {
+    let value: String = form_urlencoded::byte_serialize(value.as_bytes()).collect();
+    format!("{endpoint}?{key}={value}")
 }
 
 /// The first message of an error body, for one-line operator messages.

@@ -84,11 +84,7 @@ impl Target for SandboxTarget {
     }
 
     fn lookup_url(&self, identity: &str) -> Option<String> {
-        Some(format!(
-            "{}?email={}",
-            self.common.endpoint,
-            super::query_value(identity)
-        ))
+        Some(super::with_query(&self.common.endpoint, "email", identity))
     }
 
     fn lookup_id(&self, body: &[u8]) -> Option<String> {

@@ -104,11 +104,7 @@ impl Target for Scim {
     /// RFC 7644 §3.4.2.2: `GET /Users?filter=userName eq "…"` (userName is the email here).
     fn lookup_url(&self, identity: &str) -> Option<String> {
         let filter = format!("userName eq \"{}\"", identity.replace('"', "\\\""));
-        Some(format!(
-            "{}?filter={}",
-            self.common.endpoint,
-            super::query_value(&filter)
-        ))
+        Some(super::with_query(&self.common.endpoint, "filter", &filter))
     }
 
     fn lookup_id(&self, body: &[u8]) -> Option<String> {
