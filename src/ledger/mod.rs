@@ -80,6 +80,9 @@ pub struct SqliteLedger {
     /// back (an idle re-run of a million done rows would otherwise rewrite the whole ledger),
     /// so a repeat of one within the file is caught here.
     done_this_run: std::collections::HashMap<u64, u32>,
+    /// Whether the last claimed identity was new to the ledger: a first import (or a file of
+    /// new people) then claims with one insert per row instead of a lookup and an insert.
+    expect_new: bool,
 }
 
 impl SqliteLedger {
@@ -108,6 +111,7 @@ impl SqliteLedger {
             source_file: source_file.to_string(),
             run_id,
             done_this_run: std::collections::HashMap::new(),
+            expect_new: true,
         })
     }
 
@@ -149,6 +153,29 @@ impl SqliteLedger {
         let now = now_ms();
         let mut to_send = Vec::with_capacity(users.len());
         for user in users {
+            if self.expect_new {
+                let inserted = self
+                    .conn
+                    .prepare_cached(
+                        "INSERT INTO entries (target, identity, state, content_hash, updated_ms,
+                                              source_file, source_row, run_id)
+                         VALUES (?1, ?2, 'sending', ?3, ?4, ?5, ?6, ?7)
+                         ON CONFLICT (target, identity) DO NOTHING",
+                    )?
+                    .execute(params![
+                        self.target,
+                        user.identity,
+                        user.content_hash as i64,
+                        now,
+                        self.source_file,
+                        user.row,
+                        self.run_id
+                    ])?;
+                if inserted == 1 {
+                    to_send.push(user);
+                    continue;
+                }
+            }
             let existing = self
                 .conn
                 .prepare_cached(
@@ -167,6 +194,7 @@ impl SqliteLedger {
                     ))
                 })
                 .optional()?;
+            self.expect_new = existing.is_none();
             let mut user = user;
             if let Some((state, run_id, source_row, hash, errors, status, remote_id)) = existing {
                 let identity_hash = xxhash_rust::xxh3::xxh3_64(user.identity.as_bytes());
