@@ -411,10 +411,14 @@ pub fn main() -> i32 {
         }
     };
     init_logging(cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // An import sends from its own per-core threads (see `Submitter::run`); the main thread
+    // only reads, claims and hands out batches, so it needs no thread pool of its own. The
+    // sandbox serves many clients and gets one.
+    let mut builder = match cli.command {
+        Command::Sandbox(_) => tokio::runtime::Builder::new_multi_thread(),
+        _ => tokio::runtime::Builder::new_current_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("roster: cannot start the async runtime: {e}");

@@ -17,7 +17,7 @@ use crate::outcome::{Outcome, RowReport};
 use crate::password::PasswordFile;
 use crate::report::{Aggregator, ProgressMode, Summary};
 use crate::stop::{Stop, StopReason};
-use crate::submit::{SubmitSettings, Submitter, http_client};
+use crate::submit::{SubmitSettings, Submitter};
 use crate::targets::{PasswordUse, Target};
 use crate::validate::{Checked, ReadyUser, Validator};
 use std::path::{Path, PathBuf};
@@ -214,10 +214,8 @@ pub async fn run(
 
     let concurrency = settings.submit.concurrency.max(1);
     let (submit_tx, submitter) = if settings.mode == RunMode::Send {
-        let client = http_client(&settings.submit)?;
         let submitter = Arc::new(
             Submitter::new(
-                client,
                 target.clone(),
                 mapping.clone(),
                 settings.submit,
@@ -225,7 +223,7 @@ pub async fn run(
             )?
             .with_password_file(passwords),
         );
-        let (tx, rx) = mpsc::channel::<ReadyUser>(concurrency);
+        let (tx, rx) = mpsc::channel::<Vec<ReadyUser>>(2);
         let task = tokio::spawn(submitter.run(rx, writer.sender()));
         (Some(tx), Some(task))
     } else {
@@ -323,8 +321,8 @@ fn read_and_check(
 async fn dispatch(
     mut chunks: mpsc::Receiver<Vec<Checked>>,
     ledger: LedgerSender,
-    submit: Option<mpsc::Sender<ReadyUser>>,
-    reports: &std::sync::mpsc::Sender<RowReport>,
+    submit: Option<mpsc::Sender<Vec<ReadyUser>>>,
+    reports: &std::sync::mpsc::Sender<Vec<RowReport>>,
     claim_batch: usize,
     stop: &Stop,
     preview: &mut RequestPreview,
@@ -350,30 +348,34 @@ async fn dispatch(
                 return Ok(());
             }
             let batch: Vec<ReadyUser> = ready.by_ref().take(claim_batch).collect();
-            for user in ledger.claim(batch).await? {
-                match &submit {
-                    Some(tx) => {
-                        if let Err(unsent) = tx.send(user).await {
-                            // The submitter is gone: release the claim as not sent.
-                            let user = unsent.0;
-                            let _ = reports.send(RowReport::local(
-                                user.row,
-                                Outcome::NotSent,
-                                Vec::new(),
-                                user.cells,
-                            ));
-                            return Ok(());
-                        }
+            let claimed = ledger.claim(batch).await?;
+            match &submit {
+                Some(tx) => {
+                    if claimed.is_empty() {
+                        continue;
                     }
-                    None => {
-                        preview.show(&user);
-                        let _ = reports.send(RowReport::local(
-                            user.row,
-                            Outcome::WouldSend,
-                            Vec::new(),
-                            user.cells,
-                        ));
+                    if let Err(unsent) = tx.send(claimed).await {
+                        // The submitter is gone: release the claims as not sent.
+                        let not_sent = unsent
+                            .0
+                            .into_iter()
+                            .map(|user| {
+                                RowReport::local(user.row, Outcome::NotSent, Vec::new(), user.cells)
+                            })
+                            .collect();
+                        let _ = reports.send(not_sent);
+                        return Ok(());
                     }
+                }
+                None => {
+                    let would_send = claimed
+                        .into_iter()
+                        .map(|user| {
+                            preview.show(&user);
+                            RowReport::local(user.row, Outcome::WouldSend, Vec::new(), user.cells)
+                        })
+                        .collect();
+                    let _ = reports.send(would_send);
                 }
             }
         }

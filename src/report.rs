@@ -166,9 +166,10 @@ pub struct Aggregator {
 }
 
 impl Aggregator {
-    /// Starts the aggregator reading reports from `reports`.
+    /// Starts the aggregator reading reports from `reports` (in batches: one hand-off per
+    /// ledger commit, not one per row).
     pub fn spawn(
-        reports: mpsc::Receiver<RowReport>,
+        reports: mpsc::Receiver<Vec<RowReport>>,
         errors: ErrorFile,
         mode: ProgressMode,
         collector: Option<ReportCollector>,
@@ -189,7 +190,7 @@ impl Aggregator {
 }
 
 fn aggregate(
-    reports: mpsc::Receiver<RowReport>,
+    reports: mpsc::Receiver<Vec<RowReport>>,
     mut errors: ErrorFile,
     mode: ProgressMode,
     mut collector: Option<ReportCollector>,
@@ -212,13 +213,15 @@ fn aggregate(
     let tick = Duration::from_millis(250);
     loop {
         match reports.recv_timeout(tick) {
-            Ok(report) => {
-                summary.count(&report);
-                if let Some(collector) = collector.as_mut() {
-                    collector.add(&report, started.elapsed().as_secs());
-                }
-                if report.outcome.is_refused() {
-                    errors.write(&report)?;
+            Ok(batch) => {
+                for report in batch {
+                    summary.count(&report);
+                    if let Some(collector) = collector.as_mut() {
+                        collector.add(&report, started.elapsed().as_secs());
+                    }
+                    if report.outcome.is_refused() {
+                        errors.write(&report)?;
+                    }
                 }
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}

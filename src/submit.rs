@@ -26,7 +26,7 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 /// Most of a refusal's body kept in the ledger.
@@ -84,7 +84,7 @@ pub struct Submission {
     pub last_attempt_ms: Option<i64>,
 }
 
-/// Builds the HTTP client every worker shares (one connection pool).
+/// Builds an HTTP client (one connection pool).
 pub fn http_client(settings: &SubmitSettings) -> Result<reqwest::Client, RunError> {
     // reqwest is built without a bundled crypto provider; ring is ours (lighter to build).
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -96,6 +96,13 @@ pub fn http_client(settings: &SubmitSettings) -> Result<reqwest::Client, RunErro
         .user_agent(concat!("roster/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| RunError::Startup(format!("cannot build the HTTP client: {e}")))
+}
+
+/// How many lanes (threads with their own runtime and connections) send requests: one per
+/// core, never more than the concurrency.
+fn lanes(settings: &SubmitSettings) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    cores.min(settings.concurrency.max(1))
 }
 
 /// How one request of a submission ended.
@@ -111,7 +118,9 @@ enum StepEnd {
 /// Sends users to one target.
 pub struct Submitter {
     passwords: Option<Arc<PasswordFile>>,
-    client: reqwest::Client,
+    /// One client (connection pool) per lane, so a connection's task and the requests on it
+    /// run on the same thread.
+    clients: Vec<reqwest::Client>,
     target: Arc<dyn Target>,
     mapping: Arc<Mapping>,
     limiter: Option<DefaultDirectRateLimiter>,
@@ -143,7 +152,6 @@ enum AttemptEnd {
 impl Submitter {
     /// A submitter for `target`; `mapping` names the user's columns in remote errors.
     pub fn new(
-        client: reqwest::Client,
         target: Arc<dyn Target>,
         mapping: Arc<Mapping>,
         settings: SubmitSettings,
@@ -159,11 +167,14 @@ impl Submitter {
         } else {
             None
         };
+        let clients = (0..lanes(&settings))
+            .map(|_| http_client(&settings))
+            .collect::<Result<Vec<_>, _>>()?;
         let endpoint = reqwest::Url::parse(target.endpoint())
             .map_err(|e| RunError::Usage(format!("`{}` is not a URL: {e}", target.endpoint())))?;
         Ok(Submitter {
             passwords: None,
-            client,
+            clients,
             target,
             mapping,
             limiter,
@@ -184,28 +195,107 @@ impl Submitter {
     }
 
     /// Sends every user from `users`, at most `concurrency` at once, recording each result.
-    pub async fn run(self: Arc<Self>, mut users: mpsc::Receiver<ReadyUser>, ledger: LedgerSender) {
-        let slots = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
-        let mut tasks = JoinSet::new();
-        while let Some(user) = users.recv().await {
-            let Ok(slot) = slots.clone().acquire_owned().await else {
-                break;
-            };
+    ///
+    /// The work is spread over lanes, one per core: a thread with its own single-threaded
+    /// runtime and connection pool, so a request, its connection and its answer are handled
+    /// on one thread. (On one shared multi-threaded runtime, tasks woke each other across
+    /// threads for every request; profiles showed a sixth of the time in those hand-offs.)
+    ///
+    /// Users arrive in claimed batches, so threads hand each other work once per batch, not
+    /// once per user.
+    pub async fn run(self: Arc<Self>, users: mpsc::Receiver<Vec<ReadyUser>>, ledger: LedgerSender) {
+        let users = Arc::new(tokio::sync::Mutex::new(users));
+        let lanes = self.clients.len();
+        // A lane's runtime keeps serving its connections until every lane is done: another
+        // lane's token renewal may have borrowed one.
+        let all_done = Arc::new(tokio::sync::Barrier::new(lanes));
+        let mut finished = Vec::with_capacity(lanes);
+        for lane in 0..lanes {
+            let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+            finished.push(done_rx);
+            let this = self.clone();
+            let users = users.clone();
+            let ledger = ledger.clone();
+            let all_done = all_done.clone();
+            // The concurrency split exactly: 5 over 2 lanes is 3 + 2.
+            let concurrency = this.settings.concurrency.max(1);
+            let slots = concurrency / lanes + usize::from(lane < concurrency % lanes);
+            let spawned = std::thread::Builder::new()
+                .name(format!("roster-net-{lane}"))
+                .spawn(move || {
+                    let runtime = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(runtime) => runtime,
+                        Err(e) => {
+                            let message = format!("cannot start a network thread: {e}");
+                            this.stop.stop(StopReason::Aborted(message));
+                            return;
+                        }
+                    };
+                    runtime.block_on(async {
+                        this.run_lane(lane, slots, users, ledger).await;
+                        all_done.wait().await;
+                    });
+                    let _ = done_tx.send(());
+                });
+            if let Err(e) = spawned {
+                let message = format!("cannot start a network thread: {e}");
+                self.stop.stop(StopReason::Aborted(message));
+            }
+        }
+        for done in finished {
+            let _ = done.await;
+        }
+    }
+
+    /// One lane: a feeder takes batches from the shared queue into the lane's own, and
+    /// `slots` workers each send one user at a time from it.
+    async fn run_lane(
+        self: &Arc<Self>,
+        lane: usize,
+        slots: usize,
+        batches: Arc<tokio::sync::Mutex<mpsc::Receiver<Vec<ReadyUser>>>>,
+        ledger: LedgerSender,
+    ) {
+        let (local_tx, local_rx) = mpsc::channel::<ReadyUser>(slots);
+        let local_rx = Arc::new(tokio::sync::Mutex::new(local_rx));
+        let mut workers = JoinSet::new();
+        for _ in 0..slots {
             let this = self.clone();
             let ledger = ledger.clone();
-            tasks.spawn(async move {
-                let done = this.submit(user).await;
-                let _ = ledger.done(done);
-                drop(slot);
+            let queue = local_rx.clone();
+            workers.spawn(async move {
+                loop {
+                    // The lock is only ever contended by this lane's own workers.
+                    let Some(user) = queue.lock().await.recv().await else {
+                        break;
+                    };
+                    let done = this.submit(user, &this.clients[lane]).await;
+                    if ledger.done(done).is_err() {
+                        break;
+                    }
+                }
             });
-            while tasks.try_join_next().is_some() {}
         }
-        while tasks.join_next().await.is_some() {}
+        loop {
+            let Some(batch) = batches.lock().await.recv().await else {
+                break;
+            };
+            for user in batch {
+                if local_tx.send(user).await.is_err() {
+                    break;
+                }
+            }
+        }
+        drop(local_tx);
+        while workers.join_next().await.is_some() {}
     }
 
     /// All attempts for one user: the create request, then the target's follow-up step (if
     /// any); a user created in an earlier run whose follow-up did not finish starts there.
-    pub async fn submit(&self, user: ReadyUser) -> Submission {
+    pub async fn submit(&self, user: ReadyUser, client: &reqwest::Client) -> Submission {
         let mut done = Submission {
             user,
             outcome: Outcome::NotSent,
@@ -225,14 +315,21 @@ impl Submitter {
                 let endpoint = self.endpoint.clone();
                 let key = self.idempotency_key(&done.user);
                 match self
-                    .run_step(&mut done, self.target.method(), &endpoint, body, key)
+                    .run_step(
+                        &mut done,
+                        client,
+                        self.target.method(),
+                        &endpoint,
+                        body,
+                        key,
+                    )
                     .await
                 {
                     StepEnd::Answered(Verdict::Created { remote_id }) => done.remote_id = remote_id,
                     StepEnd::Answered(Verdict::Exists) => {
                         // Our own earlier request may have created it: where the target can
                         // say, that is a creation (and any later step still runs).
-                        match self.look_up(&mut done).await {
+                        match self.look_up(&mut done, client).await {
                             Some(id) => done.remote_id = Some(id),
                             None => {
                                 done.outcome = Outcome::Exists;
@@ -271,7 +368,7 @@ impl Submitter {
                 }
             };
             match self
-                .run_step(&mut done, step.method, &url, step.body, None)
+                .run_step(&mut done, client, step.method, &url, step.body, None)
                 .await
             {
                 StepEnd::Answered(Verdict::Created { .. } | Verdict::Exists) => {}
@@ -347,7 +444,7 @@ impl Submitter {
 
     /// For an uncertain row answered "exists": the remote id, when the target can look the
     /// user up and finds it.
-    async fn look_up(&self, done: &mut Submission) -> Option<String> {
+    async fn look_up(&self, done: &mut Submission, client: &reqwest::Client) -> Option<String> {
         if !done.user.uncertain {
             return None;
         }
@@ -357,8 +454,7 @@ impl Submitter {
                 return None;
             }
             self.wait_turn().await;
-            let request = self
-                .client
+            let request = client
                 .get(&url)
                 .header(ACCEPT, HeaderValue::from_static("application/json"));
             let Ok((request, _)) = self.target.auth().authorize(request).await else {
@@ -391,6 +487,7 @@ impl Submitter {
     async fn run_step(
         &self,
         done: &mut Submission,
+        client: &reqwest::Client,
         method: reqwest::Method,
         url: &reqwest::Url,
         body: Vec<u8>,
@@ -415,10 +512,7 @@ impl Submitter {
             let (verdict, used, end) = self
                 .attempt(
                     done,
-                    method.clone(),
-                    url,
-                    body.clone(),
-                    idempotency_key.as_deref(),
+                    self.request(client, &method, url, &body, idempotency_key.as_deref()),
                     &mut problem,
                 )
                 .await;
@@ -513,30 +607,36 @@ impl Submitter {
         }
     }
 
+    /// A step's request, not yet authorised.
+    fn request(
+        &self,
+        client: &reqwest::Client,
+        method: &reqwest::Method,
+        url: &reqwest::Url,
+        body: &[u8],
+        idempotency_key: Option<&str>,
+    ) -> reqwest::RequestBuilder {
+        let content_type = HeaderValue::from_str(self.target.content_type())
+            .unwrap_or(HeaderValue::from_static("application/json"));
+        let request = client
+            .request(method.clone(), url.clone())
+            .header(CONTENT_TYPE, content_type)
+            .header(ACCEPT, HeaderValue::from_static("application/json"))
+            .body(body.to_vec());
+        match idempotency_key {
+            Some(key) => request.header("Idempotency-Key", key),
+            None => request,
+        }
+    }
+
     /// One HTTP request; network trouble is a retryable verdict, described in `problem`.
     async fn attempt(
         &self,
         done: &mut Submission,
-        method: reqwest::Method,
-        url: &reqwest::Url,
-        body: Vec<u8>,
-        idempotency_key: Option<&str>,
+        request: reqwest::RequestBuilder,
         problem: &mut String,
     ) -> (Verdict, Used, AttemptEnd) {
         done.status = None;
-        let mut request = self
-            .client
-            .request(method, url.clone())
-            .header(
-                CONTENT_TYPE,
-                HeaderValue::from_str(self.target.content_type())
-                    .unwrap_or(HeaderValue::from_static("application/json")),
-            )
-            .header(ACCEPT, HeaderValue::from_static("application/json"))
-            .body(body);
-        if let Some(key) = idempotency_key {
-            request = request.header("Idempotency-Key", key);
-        }
         let (request, used) = match self.target.auth().authorize(request).await {
             Ok(authorised) => authorised,
             Err(e) => {

@@ -79,7 +79,7 @@ pub struct LedgerWriter {
 
 impl LedgerWriter {
     /// Starts the writer thread; recorded outcomes go to `reports` after each commit.
-    pub fn spawn(ledger: SqliteLedger, reports: mpsc::Sender<RowReport>) -> LedgerWriter {
+    pub fn spawn(ledger: SqliteLedger, reports: mpsc::Sender<Vec<RowReport>>) -> LedgerWriter {
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("roster-ledger".into())
@@ -108,7 +108,7 @@ impl LedgerWriter {
 fn run(
     mut ledger: SqliteLedger,
     rx: mpsc::Receiver<Command>,
-    reports_tx: mpsc::Sender<RowReport>,
+    reports_tx: mpsc::Sender<Vec<RowReport>>,
 ) -> Result<SqliteLedger, RunError> {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Ok(first) = rx.recv() {
@@ -141,8 +141,8 @@ fn run(
         for (reply, to_send) in replies {
             let _ = reply.send(to_send);
         }
-        for report in reports {
-            let _ = reports_tx.send(report);
+        if !reports.is_empty() {
+            let _ = reports_tx.send(reports);
         }
     }
     Ok(ledger)
