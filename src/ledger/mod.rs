@@ -4,6 +4,7 @@
 
 pub mod export;
 pub mod lock;
+pub mod seen;
 pub mod writer;
 
 use crate::error::RunError;
@@ -11,7 +12,7 @@ use crate::fields::FieldError;
 use crate::outcome::{Outcome, RowReport};
 use crate::submit::Submission;
 use crate::validate::{InvalidRow, ReadyUser};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -69,6 +70,41 @@ pub struct Entry {
     pub source_row: Option<u64>,
 }
 
+/// What a claim finds in the ledger for an identity.
+enum Known {
+    /// Never seen: claim and send.
+    New(ReadyUser),
+    /// Seen but not settled (refused with other content, failed, in flight when a run died,
+    /// or created without its follow-up step): claim and send again.
+    Resend(ReadyUser),
+    /// Nothing to send: done, refused unchanged, or a repeat within this run.
+    Settled(RowReport),
+}
+
+/// An entry's `state` column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Sending,
+    Created,
+    Exists,
+    Rejected,
+    Failed,
+    Other,
+}
+
+impl State {
+    fn parse(text: &str) -> State {
+        match text {
+            "sending" => State::Sending,
+            "created" => State::Created,
+            "exists" => State::Exists,
+            "rejected" => State::Rejected,
+            "failed" => State::Failed,
+            _ => State::Other,
+        }
+    }
+}
+
 /// A connection to the ledger for one run against one target.
 pub struct SqliteLedger {
     conn: Connection,
@@ -79,7 +115,7 @@ pub struct SqliteLedger {
     /// Rows of this run found already done, by identity hash → row: they are not written
     /// back (an idle re-run of a million done rows would otherwise rewrite the whole ledger),
     /// so a repeat of one within the file is caught here.
-    done_this_run: std::collections::HashMap<u64, u32>,
+    done_this_run: seen::SeenRows,
     /// Whether the last claimed identity was new to the ledger: a first import (or a file of
     /// new people) then claims with one insert per row instead of a lookup and an insert.
     expect_new: bool,
@@ -110,7 +146,7 @@ impl SqliteLedger {
             target: target.to_string(),
             source_file: source_file.to_string(),
             run_id,
-            done_this_run: std::collections::HashMap::new(),
+            done_this_run: seen::SeenRows::default(),
             expect_new: true,
         })
     }
@@ -150,124 +186,151 @@ impl SqliteLedger {
         users: Vec<ReadyUser>,
         reports: &mut Vec<RowReport>,
     ) -> rusqlite::Result<Vec<ReadyUser>> {
+        Ok(self.claim_up_to(users, usize::MAX, reports)?.0)
+    }
+
+    /// [`claim`](Self::claim) that stops once `limit` users are claimed, returning them and
+    /// the users it did not reach. Done rows cost no claim, so a re-run of a file that is
+    /// all done goes through in one call.
+    pub fn claim_up_to(
+        &mut self,
+        users: Vec<ReadyUser>,
+        limit: usize,
+        reports: &mut Vec<RowReport>,
+    ) -> rusqlite::Result<(Vec<ReadyUser>, Vec<ReadyUser>)> {
         let now = now_ms();
-        let mut to_send = Vec::with_capacity(users.len());
-        for user in users {
-            if self.expect_new {
-                let inserted = self
-                    .conn
-                    .prepare_cached(
-                        "INSERT INTO entries (target, identity, state, content_hash, updated_ms,
-                                              source_file, source_row, run_id)
-                         VALUES (?1, ?2, 'sending', ?3, ?4, ?5, ?6, ?7)
-                         ON CONFLICT (target, identity) DO NOTHING",
-                    )?
-                    .execute(params![
-                        self.target,
-                        user.identity,
-                        user.content_hash as i64,
-                        now,
-                        self.source_file,
-                        user.row,
-                        self.run_id
-                    ])?;
-                if inserted == 1 {
-                    to_send.push(user);
-                    continue;
-                }
+        let mut to_send = Vec::with_capacity(users.len().min(limit));
+        let mut users = users.into_iter();
+        while to_send.len() < limit {
+            let Some(mut user) = users.next() else {
+                break;
+            };
+            if self.expect_new && self.insert_claim(&user, now)? {
+                to_send.push(user);
+                continue;
             }
-            let existing = self
-                .conn
-                .prepare_cached(
-                    "SELECT state, run_id, source_row, content_hash, errors, http_status, remote_id
-                     FROM entries WHERE target = ?1 AND identity = ?2",
-                )?
-                .query_row(params![self.target, user.identity], |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, Option<i64>>(1)?,
-                        r.get::<_, Option<i64>>(2)?,
-                        r.get::<_, Option<i64>>(3)?,
-                        r.get::<_, Option<String>>(4)?,
-                        r.get::<_, Option<u16>>(5)?,
-                        r.get::<_, Option<String>>(6)?,
-                    ))
-                })
-                .optional()?;
-            self.expect_new = existing.is_none();
-            let mut user = user;
-            if let Some((state, run_id, source_row, hash, errors, status, remote_id)) = existing {
-                let identity_hash = xxhash_rust::xxh3::xxh3_64(user.identity.as_bytes());
-                let first_this_run = match run_id == Some(self.run_id) {
-                    true => Some(source_row.unwrap_or(0) as u64),
-                    false => self
-                        .done_this_run
-                        .get(&identity_hash)
-                        .map(|&r| u64::from(r)),
-                };
-                if let Some(first) = first_this_run {
-                    let error = FieldError::local(
-                        Some(crate::fields::Field::Email),
-                        "",
-                        crate::fields::ErrorCode::Duplicate,
-                        format!("duplicate of row {first}"),
-                    );
-                    reports.push(RowReport::local(
-                        user.row,
-                        Outcome::Duplicate,
-                        vec![error],
-                        user.cells,
-                    ));
-                    continue;
-                }
-                let unchanged_refusal =
-                    state == "rejected" && hash == Some(user.content_hash as i64);
-                if state == "created" || state == "exists" || unchanged_refusal {
-                    self.done_this_run
-                        .insert(identity_hash, u32::try_from(user.row).unwrap_or(u32::MAX));
-                    let report = if unchanged_refusal {
-                        let errors: Vec<FieldError> = errors
-                            .and_then(|e| serde_json::from_str(&e).ok())
-                            .unwrap_or_default();
-                        let outcome = Outcome::Rejected {
-                            status: status.unwrap_or(400),
-                        };
-                        RowReport::local(user.row, outcome, errors, user.cells)
-                    } else {
-                        RowReport::local(user.row, Outcome::Skipped, Vec::new(), user.cells)
-                    };
+            match self.known(user)? {
+                Known::Settled(report) => {
+                    self.expect_new = false;
                     reports.push(report);
-                    continue;
                 }
-                // Created in an earlier run, but a later step (setting the password) did not
-                // finish: resume at that step.
-                user.remote_id = remote_id;
-                // Claimed but never settled (the run was killed), or given up after attempts
-                // that may have landed: its request may have created the user.
-                user.uncertain = state == "sending" || state == "failed";
+                Known::Resend(resend) => {
+                    self.expect_new = false;
+                    user = resend;
+                    self.upsert_claim(&user, now)?;
+                    to_send.push(user);
+                }
+                Known::New(new) => {
+                    self.expect_new = true;
+                    user = new;
+                    self.upsert_claim(&user, now)?;
+                    to_send.push(user);
+                }
             }
-            self.conn
-                .prepare_cached(
-                    "INSERT INTO entries (target, identity, state, content_hash, updated_ms,
-                                          source_file, source_row, run_id)
-                     VALUES (?1, ?2, 'sending', ?3, ?4, ?5, ?6, ?7)
-                     ON CONFLICT (target, identity) DO UPDATE SET
-                        state = 'sending', content_hash = excluded.content_hash,
-                        updated_ms = excluded.updated_ms, source_file = excluded.source_file,
-                        source_row = excluded.source_row, run_id = excluded.run_id",
-                )?
-                .execute(params![
-                    self.target,
-                    user.identity,
-                    user.content_hash as i64,
-                    now,
-                    self.source_file,
-                    user.row,
-                    self.run_id
-                ])?;
-            to_send.push(user);
         }
-        Ok(to_send)
+        Ok((to_send, users.collect()))
+    }
+
+    /// Claims `user` if the ledger has never seen its identity; false if it has.
+    fn insert_claim(&mut self, user: &ReadyUser, now: i64) -> rusqlite::Result<bool> {
+        let inserted = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO entries (target, identity, state, content_hash, updated_ms,
+                                      source_file, source_row, run_id)
+                 VALUES (?1, ?2, 'sending', ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (target, identity) DO NOTHING",
+            )?
+            .execute(params![
+                self.target,
+                user.identity,
+                user.content_hash as i64,
+                now,
+                self.source_file,
+                user.row,
+                self.run_id
+            ])?;
+        Ok(inserted == 1)
+    }
+
+    /// Claims `user` whether or not its identity is in the ledger.
+    fn upsert_claim(&mut self, user: &ReadyUser, now: i64) -> rusqlite::Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO entries (target, identity, state, content_hash, updated_ms,
+                                      source_file, source_row, run_id)
+                 VALUES (?1, ?2, 'sending', ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (target, identity) DO UPDATE SET
+                    state = 'sending', content_hash = excluded.content_hash,
+                    updated_ms = excluded.updated_ms, source_file = excluded.source_file,
+                    source_row = excluded.source_row, run_id = excluded.run_id",
+            )?
+            .execute(params![
+                self.target,
+                user.identity,
+                user.content_hash as i64,
+                now,
+                self.source_file,
+                user.row,
+                self.run_id
+            ])?;
+        Ok(())
+    }
+
+    /// What the ledger already knows of `user`'s identity.
+    fn known(&mut self, mut user: ReadyUser) -> rusqlite::Result<Known> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT state, run_id, source_row, content_hash, errors, http_status, remote_id
+             FROM entries WHERE target = ?1 AND identity = ?2",
+        )?;
+        let mut rows = statement.query(params![self.target, user.identity])?;
+        let Some(r) = rows.next()? else {
+            return Ok(Known::New(user));
+        };
+        // Read as borrowed text: most rows of a re-run are done, and need nothing else.
+        let state = State::parse(r.get_ref(0)?.as_str().unwrap_or(""));
+        let run_id = r.get::<_, Option<i64>>(1)?;
+        let identity_hash = xxhash_rust::xxh3::xxh3_64(user.identity.as_bytes());
+        let first_this_run = match run_id == Some(self.run_id) {
+            true => Some(r.get::<_, Option<i64>>(2)?.unwrap_or(0) as u64),
+            false => self.done_this_run.get(identity_hash).map(u64::from),
+        };
+        if let Some(first) = first_this_run {
+            let error = FieldError::local(
+                Some(crate::fields::Field::Email),
+                "",
+                crate::fields::ErrorCode::Duplicate,
+                format!("duplicate of row {first}"),
+            );
+            let report = RowReport::local(user.row, Outcome::Duplicate, vec![error], user.cells);
+            return Ok(Known::Settled(report));
+        }
+        let unchanged_refusal = state == State::Rejected
+            && r.get::<_, Option<i64>>(3)? == Some(user.content_hash as i64);
+        if matches!(state, State::Created | State::Exists) || unchanged_refusal {
+            self.done_this_run
+                .insert(identity_hash, u32::try_from(user.row).unwrap_or(u32::MAX));
+            let report = if unchanged_refusal {
+                let errors: Vec<FieldError> = r
+                    .get::<_, Option<String>>(4)?
+                    .and_then(|e| serde_json::from_str(&e).ok())
+                    .unwrap_or_default();
+                let outcome = Outcome::Rejected {
+                    status: r.get::<_, Option<u16>>(5)?.unwrap_or(400),
+                };
+                RowReport::local(user.row, outcome, errors, user.cells)
+            } else {
+                RowReport::local(user.row, Outcome::Skipped, Vec::new(), user.cells)
+            };
+            return Ok(Known::Settled(report));
+        }
+        // Created in an earlier run, but a later step (setting the password) did not finish:
+        // resume at that step.
+        user.remote_id = r.get(6)?;
+        // Claimed but never settled (the run was killed), or given up after attempts that
+        // may have landed: its request may have created the user.
+        user.uncertain = matches!(state, State::Sending | State::Failed);
+        Ok(Known::Resend(user))
     }
 
     /// Records rows refused locally (those with an identity) and reports them. A locally
@@ -473,6 +536,52 @@ mod tests {
         let e = entries(&path, "t").unwrap();
         assert_eq!(e[0].state, "created");
         assert_eq!(e[0].remote_id.as_deref(), Some("r1"));
+    }
+
+    #[test]
+    fn a_repeat_of_a_done_row_is_a_duplicate_and_claims_stop_at_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.sqlite");
+        let mut ledger = SqliteLedger::open(&path, "t", "f.csv").unwrap();
+        let (sent, rest) = ledger
+            .transaction(|l| {
+                l.claim_up_to(
+                    vec![user(2, "a@x.io", 1), user(3, "b@x.io", 1)],
+                    1,
+                    &mut Vec::new(),
+                )
+            })
+            .unwrap();
+        assert_eq!((sent.len(), rest.len()), (1, 1), "one claimed, one left");
+        assert_eq!(rest[0].identity, "b@x.io");
+        let done = submission(sent.into_iter().next().unwrap(), Outcome::Created);
+        ledger
+            .transaction(|l| l.record_submission(done, &mut Vec::new()))
+            .unwrap();
+        drop(ledger);
+
+        // Next run: the done row passes without a claim (no limit spent), its repeat is a
+        // duplicate of it, and the new row behind them is claimed.
+        let mut ledger = SqliteLedger::open(&path, "t", "f.csv").unwrap();
+        let mut reports = Vec::new();
+        let (sent, rest) = ledger
+            .transaction(|l| {
+                l.claim_up_to(
+                    vec![
+                        user(4, "a@x.io", 1),
+                        user(7, "a@x.io", 1),
+                        user(9, "c@x.io", 1),
+                    ],
+                    1,
+                    &mut reports,
+                )
+            })
+            .unwrap();
+        assert_eq!((sent.len(), rest.len()), (1, 0));
+        assert_eq!(sent[0].identity, "c@x.io");
+        assert_eq!(reports[0].outcome, Outcome::Skipped);
+        assert_eq!(reports[1].outcome, Outcome::Duplicate);
+        assert_eq!(reports[1].errors[0].message, "duplicate of row 4");
     }
 
     #[test]

@@ -31,7 +31,8 @@ fn drain(rx: &mpsc::Receiver<Command>, batch: &mut Vec<Command>) {
 enum Command {
     Claim {
         users: Vec<ReadyUser>,
-        reply: oneshot::Sender<Vec<ReadyUser>>,
+        limit: usize,
+        reply: oneshot::Sender<(Vec<ReadyUser>, Vec<ReadyUser>)>,
     },
     Invalid(Vec<InvalidRow>),
     Done(Box<Submission>),
@@ -44,11 +45,20 @@ pub struct LedgerSender {
 }
 
 impl LedgerSender {
-    /// Claims `users`, returning those to send once the claims are committed.
-    pub async fn claim(&self, users: Vec<ReadyUser>) -> Result<Vec<ReadyUser>, LedgerGone> {
+    /// Claims up to `limit` of `users`, returning them once the claims are committed, and
+    /// the users not reached.
+    pub async fn claim(
+        &self,
+        users: Vec<ReadyUser>,
+        limit: usize,
+    ) -> Result<(Vec<ReadyUser>, Vec<ReadyUser>), LedgerGone> {
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send(Command::Claim { users, reply })
+            .send(Command::Claim {
+                users,
+                limit,
+                reply,
+            })
             .map_err(|_| LedgerGone)?;
         answer.await.map_err(|_| LedgerGone)
     }
@@ -128,9 +138,13 @@ fn run(
         ledger.transaction(|l| {
             for command in commands {
                 match command {
-                    Command::Claim { users, reply } => {
-                        let to_send = l.claim(users, &mut reports)?;
-                        replies.push((reply, to_send));
+                    Command::Claim {
+                        users,
+                        limit,
+                        reply,
+                    } => {
+                        let answer = l.claim_up_to(users, limit, &mut reports)?;
+                        replies.push((reply, answer));
                     }
                     Command::Invalid(rows) => l.record_invalid(rows, &mut reports)?,
                     Command::Done(done) => l.record_submission(*done, &mut reports)?,
@@ -138,8 +152,8 @@ fn run(
             }
             Ok(())
         })?;
-        for (reply, to_send) in replies {
-            let _ = reply.send(to_send);
+        for (reply, answer) in replies {
+            let _ = reply.send(answer);
         }
         if !reports.is_empty() {
             let _ = reports_tx.send(reports);

@@ -1,0 +1,101 @@
+//! The done rows met in this run, by identity hash → row, so a later repeat of one is caught
+//! as a duplicate without writing anything back to the ledger.
+//!
+//! An idle re-run of a million done rows keeps a million of these, so the set is built for
+//! size: 12 bytes an entry (a `u64` key kept as two `u32`s keeps the entry 4-aligned), and
+//! 256 shards, so growing means rehashing one small shard at a time rather than holding the
+//! old and the new copy of one big table (a plain `HashMap<u64, u32>` peaked at ~48 MB for
+//! a million rows; this stays under 30 MB).
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
+
+const SHARDS: usize = 256;
+
+/// Identity hash → the first row (of this run) that carried it.
+pub struct SeenRows {
+    shards: Vec<HashMap<Key, u32, BuildHasherDefault<KeyHasher>>>,
+}
+
+impl Default for SeenRows {
+    fn default() -> Self {
+        SeenRows {
+            shards: (0..SHARDS).map(|_| HashMap::default()).collect(),
+        }
+    }
+}
+
+impl SeenRows {
+    /// The row first recorded for `hash`.
+    pub fn get(&self, hash: u64) -> Option<u32> {
+        self.shards[shard(hash)].get(&Key::of(hash)).copied()
+    }
+
+    /// Records `row` for `hash` (the first row recorded is kept).
+    pub fn insert(&mut self, hash: u64, row: u32) {
+        self.shards[shard(hash)].entry(Key::of(hash)).or_insert(row);
+    }
+}
+
+fn shard(hash: u64) -> usize {
+    (hash >> 56) as usize
+}
+
+/// An identity hash as two halves: 4-aligned, so an entry with its `u32` row is 12 bytes.
+#[derive(PartialEq, Eq)]
+struct Key([u32; 2]);
+
+impl Key {
+    fn of(hash: u64) -> Key {
+        Key([hash as u32, (hash >> 32) as u32])
+    }
+}
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(u64::from(self.0[0]) | (u64::from(self.0[1]) << 32));
+    }
+}
+
+/// The keys are already uniform hashes (xxh3): hashing them again is wasted work. They are
+/// rotated so the top 8 bits, which chose the shard and so are the same for a whole shard,
+/// are not the ones the table takes its tags or bucket from.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `Key` is hashed here, through `write_u64`; anything else still gets a hash.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, hash: u64) {
+        self.0 = hash.rotate_right(8);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_the_first_row_for_each_hash() {
+        let mut seen = SeenRows::default();
+        for i in 0..10_000u64 {
+            let hash = xxhash_rust::xxh3::xxh3_64(&i.to_le_bytes());
+            seen.insert(hash, i as u32 + 2);
+            seen.insert(hash, 99);
+        }
+        for i in 0..10_000u64 {
+            let hash = xxhash_rust::xxh3::xxh3_64(&i.to_le_bytes());
+            assert_eq!(seen.get(hash), Some(i as u32 + 2));
+        }
+        assert_eq!(seen.get(12345), None);
+    }
+}
