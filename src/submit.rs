@@ -206,17 +206,18 @@ impl Submitter {
     pub async fn run(self: Arc<Self>, users: mpsc::Receiver<Vec<ReadyUser>>, ledger: LedgerSender) {
         let users = Arc::new(tokio::sync::Mutex::new(users));
         let lanes = self.clients.len();
-        // A lane's runtime keeps serving its connections until every lane is done: another
-        // lane's token renewal may have borrowed one.
-        let all_done = Arc::new(tokio::sync::Barrier::new(lanes));
+        // A lane's runtime keeps serving its connections until every lane is done (another
+        // lane's token renewal may have borrowed one): it waits for `release` to be dropped.
+        let (release, released) = tokio::sync::watch::channel(());
         let mut finished = Vec::with_capacity(lanes);
         for lane in 0..lanes {
+            // Dropped unsent if the lane never starts or dies, which also counts as finished.
             let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
             finished.push(done_rx);
             let this = self.clone();
             let users = users.clone();
             let ledger = ledger.clone();
-            let all_done = all_done.clone();
+            let mut released = released.clone();
             // The concurrency split exactly: 5 over 2 lanes is 3 + 2.
             let concurrency = this.settings.concurrency.max(1);
             let slots = concurrency / lanes + usize::from(lane < concurrency % lanes);
@@ -236,9 +237,9 @@ impl Submitter {
                     };
                     runtime.block_on(async {
                         this.run_lane(lane, slots, users, ledger).await;
-                        all_done.wait().await;
+                        let _ = done_tx.send(());
+                        while released.changed().await.is_ok() {}
                     });
-                    let _ = done_tx.send(());
                 });
             if let Err(e) = spawned {
                 let message = format!("cannot start a network thread: {e}");
@@ -248,6 +249,7 @@ impl Submitter {
         for done in finished {
             let _ = done.await;
         }
+        drop(release);
     }
 
     /// One lane: a feeder takes batches from the shared queue into the lane's own, and
