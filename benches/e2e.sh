@@ -7,7 +7,8 @@
 #   3. idle re-run: the 200,000 done rows imported again (nothing sent);
 #   4. start-up: `roster --help` (hyperfine);
 #   5. memory: peak RSS validating 10,000,000 rows and importing 1,000,000 (/usr/bin/time -v).
-# Needs nginx, wrk, hyperfine and GNU time (Debian: nginx-light wrk hyperfine time).
+# Needs nginx, wrk, hyperfine and GNU time (Debian: nginx-light wrk hyperfine time); oha is
+# used too where installed (cargo install oha).
 # Usage: benches/e2e.sh [all|throughput|rate|rerun|startup|memory]   (default: all)
 set -euo pipefail
 
@@ -78,6 +79,13 @@ LUA
     echo "$wrk_out"
     wrk_rps=$(echo "$wrk_out" | awk '/Requests\/sec/ {printf "%d", $2}')
     echo "RESULT throughput: roster ${roster_rps} rows/s, wrk ${wrk_rps} requests/s, ratio $(python3 -c "print(round($roster_rps/$wrk_rps, 2))")"
+    # oha (a Rust load generator on tokio + hyper, as roster is) where installed, for scale.
+    if command -v oha >/dev/null; then
+        oha_out=$(timeout 60 oha --no-tui -z 10s -c 64 -m POST -H "Content-Type: application/json" \
+            -d "$body" "http://127.0.0.1:$port/users")
+        oha_rps=$(echo "$oha_out" | awk '/Requests\/sec/ {printf "%d", $2}')
+        echo "RESULT throughput vs oha: roster ${roster_rps} rows/s, oha ${oha_rps} requests/s, ratio $(python3 -c "print(round($roster_rps/$oha_rps, 2))")"
+    fi
     # Kept for the idle re-run.
     cp "$work/people.csv" "$work/roster-ledger.sqlite" "$work/keep" 2>/dev/null || true
 }
@@ -143,12 +151,12 @@ memory() {
     echo "import: $(cat "$work/import.json")"
     echo "RESULT memory import 1M: $(awk -F': ' '/Maximum resident/ {print $2}' "$work/import.time") KB peak RSS"
     start=$(date +%s.%N)
-    (cd "$work" && timeout 120 "$roster" import million.csv --target sandbox \
+    (cd "$work" && /usr/bin/time -v timeout 120 "$roster" import million.csv --target sandbox \
         --base-url "http://127.0.0.1:$port" --region US --ledger million.sqlite --quiet --json \
-        > rerun1m.json 2>/dev/null)
+        > rerun1m.json 2> rerun1m.time)
     end=$(date +%s.%N)
     echo "re-run: $(cat "$work/rerun1m.json")"
-    echo "RESULT idle re-run 1M: $(python3 -c "print(round($end-$start, 2))") s wall, requests $(python3 -c "import json;print(json.load(open('$work/rerun1m.json'))['requests'])")"
+    echo "RESULT idle re-run 1M: $(python3 -c "print(round($end-$start, 2))") s wall, requests $(python3 -c "import json;print(json.load(open('$work/rerun1m.json'))['requests'])"), $(awk -F': ' '/Maximum resident/ {print $2}' "$work/rerun1m.time") KB peak RSS"
 }
 
 case "$what" in
