@@ -281,13 +281,14 @@ impl Submitter {
                 }
             });
         }
-        loop {
+        'feed: loop {
             let Some(batch) = batches.lock().await.recv().await else {
                 break;
             };
             for user in batch {
                 if local_tx.send(user).await.is_err() {
-                    break;
+                    // Every worker has stopped (the ledger is gone): take no more batches.
+                    break 'feed;
                 }
             }
         }
