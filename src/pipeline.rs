@@ -223,9 +223,13 @@ pub async fn run(
             )?
             .with_password_file(passwords),
         );
-        let (tx, rx) = mpsc::channel::<Vec<ReadyUser>>(2);
+        let (tx, rx) = mpsc::channel::<Vec<ReadyUser>>(2 * submitter.lanes());
+        let queue = SubmitQueue {
+            tx,
+            batch: submitter.lane_batch(),
+        };
         let task = tokio::spawn(submitter.run(rx, writer.sender()));
-        (Some(tx), Some(task))
+        (Some(queue), Some(task))
     } else {
         (None, None)
     };
@@ -321,7 +325,7 @@ fn read_and_check(
 async fn dispatch(
     mut chunks: mpsc::Receiver<Vec<Checked>>,
     ledger: LedgerSender,
-    submit: Option<mpsc::Sender<Vec<ReadyUser>>>,
+    submit: Option<SubmitQueue>,
     reports: &std::sync::mpsc::Sender<Vec<RowReport>>,
     claim_batch: usize,
     stop: &Stop,
@@ -351,14 +355,10 @@ async fn dispatch(
             let (claimed, rest) = ledger.claim(ready, claim_batch).await?;
             ready = rest;
             match &submit {
-                Some(tx) => {
-                    if claimed.is_empty() {
-                        continue;
-                    }
-                    if let Err(unsent) = tx.send(claimed).await {
+                Some(queue) => {
+                    if let Err(unsent) = queue.send(claimed).await {
                         // The submitter is gone: release the claims as not sent.
                         let not_sent = unsent
-                            .0
                             .into_iter()
                             .map(|user| {
                                 RowReport::local(user.row, Outcome::NotSent, Vec::new(), user.cells)
@@ -382,6 +382,28 @@ async fn dispatch(
         }
     }
     Ok(())
+}
+
+/// The submitter's intake: claimed users go to its lanes in pieces of at most `batch`.
+struct SubmitQueue {
+    tx: mpsc::Sender<Vec<ReadyUser>>,
+    batch: usize,
+}
+
+impl SubmitQueue {
+    /// Hands `claimed` over; if the submitter is gone, returns every user not handed over.
+    async fn send(&self, mut claimed: Vec<ReadyUser>) -> Result<(), Vec<ReadyUser>> {
+        while !claimed.is_empty() {
+            let rest = claimed.split_off(claimed.len().min(self.batch));
+            let piece = std::mem::replace(&mut claimed, rest);
+            if let Err(unsent) = self.tx.send(piece).await {
+                let mut unsent = unsent.0;
+                unsent.append(&mut claimed);
+                return Err(unsent);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `--show-requests N`: the first N request bodies a dry run would send, on stderr, with
