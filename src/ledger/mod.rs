@@ -70,15 +70,13 @@ pub struct Entry {
     pub source_row: Option<u64>,
 }
 
-/// What a claim finds in the ledger for an identity.
-enum Known {
-    /// Never seen: claim and send.
-    New(ReadyUser),
-    /// Seen but not settled (refused with other content, failed, in flight when a run died,
-    /// or created without its follow-up step): claim and send again.
-    Resend(ReadyUser),
-    /// Nothing to send: done, refused unchanged, or a repeat within this run.
-    Settled(RowReport),
+/// How a claim is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Claim {
+    /// Only for an identity the ledger has never seen.
+    IfNew,
+    /// Whatever the ledger holds for the identity.
+    Always,
 }
 
 /// An entry's `state` column.
@@ -202,91 +200,74 @@ impl SqliteLedger {
         let mut to_send = Vec::with_capacity(users.len().min(limit));
         let mut users = users.into_iter();
         while to_send.len() < limit {
-            let Some(mut user) = users.next() else {
+            let Some(user) = users.next() else {
                 break;
             };
-            if self.expect_new && self.insert_claim(&user, now)? {
+            if self.expect_new && self.write_claim(&user, now, Claim::IfNew)? {
                 to_send.push(user);
                 continue;
             }
-            match self.known(user)? {
-                Known::Settled(report) => {
-                    self.expect_new = false;
-                    reports.push(report);
-                }
-                Known::Resend(resend) => {
-                    self.expect_new = false;
-                    user = resend;
-                    self.upsert_claim(&user, now)?;
-                    to_send.push(user);
-                }
-                Known::New(new) => {
-                    self.expect_new = true;
-                    user = new;
-                    self.upsert_claim(&user, now)?;
-                    to_send.push(user);
-                }
+            if let Some(user) = self.unsettled(user, reports)? {
+                self.write_claim(&user, now, Claim::Always)?;
+                to_send.push(user);
             }
         }
         Ok((to_send, users.collect()))
     }
 
-    /// Claims `user` if the ledger has never seen its identity; false if it has.
-    fn insert_claim(&mut self, user: &ReadyUser, now: i64) -> rusqlite::Result<bool> {
-        let inserted = self
-            .conn
-            .prepare_cached(
+    /// Marks `user` `sending`; true if it did (with [`Claim::IfNew`], false means the ledger
+    /// already knew the identity and nothing was written).
+    fn write_claim(&mut self, user: &ReadyUser, now: i64, how: Claim) -> rusqlite::Result<bool> {
+        macro_rules! insert_sending {
+            () => {
                 "INSERT INTO entries (target, identity, state, content_hash, updated_ms,
                                       source_file, source_row, run_id)
                  VALUES (?1, ?2, 'sending', ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT (target, identity) DO NOTHING",
-            )?
-            .execute(params![
-                self.target,
-                user.identity,
-                user.content_hash as i64,
-                now,
-                self.source_file,
-                user.row,
-                self.run_id
-            ])?;
-        Ok(inserted == 1)
-    }
-
-    /// Claims `user` whether or not its identity is in the ledger.
-    fn upsert_claim(&mut self, user: &ReadyUser, now: i64) -> rusqlite::Result<()> {
-        self.conn
-            .prepare_cached(
-                "INSERT INTO entries (target, identity, state, content_hash, updated_ms,
-                                      source_file, source_row, run_id)
-                 VALUES (?1, ?2, 'sending', ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT (target, identity) DO UPDATE SET
+                 ON CONFLICT (target, identity) "
+            };
+        }
+        let sql = match how {
+            Claim::IfNew => concat!(insert_sending!(), "DO NOTHING"),
+            Claim::Always => concat!(
+                insert_sending!(),
+                "DO UPDATE SET
                     state = 'sending', content_hash = excluded.content_hash,
                     updated_ms = excluded.updated_ms, source_file = excluded.source_file,
-                    source_row = excluded.source_row, run_id = excluded.run_id",
-            )?
-            .execute(params![
-                self.target,
-                user.identity,
-                user.content_hash as i64,
-                now,
-                self.source_file,
-                user.row,
-                self.run_id
-            ])?;
-        Ok(())
+                    source_row = excluded.source_row, run_id = excluded.run_id"
+            ),
+        };
+        let written = self.conn.prepare_cached(sql)?.execute(params![
+            self.target,
+            user.identity,
+            user.content_hash as i64,
+            now,
+            self.source_file,
+            user.row,
+            self.run_id
+        ])?;
+        Ok(written == 1)
     }
 
-    /// What the ledger already knows of `user`'s identity.
-    fn known(&mut self, mut user: ReadyUser) -> rusqlite::Result<Known> {
+    /// Looks `user`'s identity up: `user` back (with what the ledger knows) if it is to be
+    /// sent — never seen, or seen but not settled (refused with other content, failed, in
+    /// flight when a run died, created without its follow-up step) — else `None`, its report
+    /// pushed (done, refused unchanged, or a repeat within this run). Also notes whether to
+    /// expect the next identity to be new.
+    fn unsettled(
+        &mut self,
+        mut user: ReadyUser,
+        reports: &mut Vec<RowReport>,
+    ) -> rusqlite::Result<Option<ReadyUser>> {
         let mut statement = self.conn.prepare_cached(
             "SELECT state, run_id, source_row, content_hash, errors, http_status, remote_id
              FROM entries WHERE target = ?1 AND identity = ?2",
         )?;
         let mut rows = statement.query(params![self.target, user.identity])?;
         let Some(r) = rows.next()? else {
-            return Ok(Known::New(user));
+            self.expect_new = true;
+            return Ok(Some(user));
         };
+        self.expect_new = false;
         // Read as borrowed text: most rows of a re-run are done, and need nothing else.
         let state = State::parse(r.get_ref(0)?.as_str().unwrap_or(""));
         let run_id = r.get::<_, Option<i64>>(1)?;
@@ -303,7 +284,8 @@ impl SqliteLedger {
                 format!("duplicate of row {first}"),
             );
             let report = RowReport::local(user.row, Outcome::Duplicate, vec![error], user.cells);
-            return Ok(Known::Settled(report));
+            reports.push(report);
+            return Ok(None);
         }
         let unchanged_refusal = state == State::Rejected
             && r.get::<_, Option<i64>>(3)? == Some(user.content_hash as i64);
@@ -322,7 +304,8 @@ impl SqliteLedger {
             } else {
                 RowReport::local(user.row, Outcome::Skipped, Vec::new(), user.cells)
             };
-            return Ok(Known::Settled(report));
+            reports.push(report);
+            return Ok(None);
         }
         // Created in an earlier run, but a later step (setting the password) did not finish:
         // resume at that step.
@@ -330,7 +313,7 @@ impl SqliteLedger {
         // Claimed but never settled (the run was killed), or given up after attempts that
         // may have landed: its request may have created the user.
         user.uncertain = matches!(state, State::Sending | State::Failed);
-        Ok(Known::Resend(user))
+        Ok(Some(user))
     }
 
     /// Records rows refused locally (those with an identity) and reports them. A locally
@@ -503,6 +486,13 @@ mod tests {
         }
     }
 
+    /// Records `done` in its own transaction.
+    fn record(ledger: &mut SqliteLedger, done: Submission) {
+        ledger
+            .transaction(|l| l.record_submission(done, &mut Vec::new()))
+            .unwrap();
+    }
+
     #[test]
     fn claims_then_skips_what_is_done_and_flags_repeats() {
         let dir = tempfile::tempdir().unwrap();
@@ -520,10 +510,10 @@ mod tests {
         assert_eq!(sent.len(), 1);
         assert_eq!(reports[0].outcome, Outcome::Duplicate);
         assert_eq!(reports[0].errors[0].message, "duplicate of row 2");
-        let done = submission(sent.into_iter().next().unwrap(), Outcome::Created);
-        ledger
-            .transaction(|l| l.record_submission(done, &mut Vec::new()))
-            .unwrap();
+        record(
+            &mut ledger,
+            submission(sent.into_iter().next().unwrap(), Outcome::Created),
+        );
         drop(ledger);
 
         let mut ledger = SqliteLedger::open(&path, "t", "f.csv").unwrap();
@@ -554,10 +544,10 @@ mod tests {
             .unwrap();
         assert_eq!((sent.len(), rest.len()), (1, 1), "one claimed, one left");
         assert_eq!(rest[0].identity, "b@x.io");
-        let done = submission(sent.into_iter().next().unwrap(), Outcome::Created);
-        ledger
-            .transaction(|l| l.record_submission(done, &mut Vec::new()))
-            .unwrap();
+        record(
+            &mut ledger,
+            submission(sent.into_iter().next().unwrap(), Outcome::Created),
+        );
         drop(ledger);
 
         // Next run: the done row passes without a claim (no limit spent), its repeat is a
@@ -598,9 +588,7 @@ mod tests {
         );
         done.status = Some(400);
         done.errors = vec![FieldError::remote(None, "Name", "too long")];
-        ledger
-            .transaction(|l| l.record_submission(done, &mut Vec::new()))
-            .unwrap();
+        record(&mut ledger, done);
         drop(ledger);
 
         let mut ledger = SqliteLedger::open(&path, "t", "f.csv").unwrap();
@@ -628,10 +616,10 @@ mod tests {
         let sent = ledger
             .transaction(|l| l.claim(vec![user(2, "a@x.io", 1)], &mut Vec::new()))
             .unwrap();
-        let done = submission(sent.into_iter().next().unwrap(), Outcome::Created);
-        ledger
-            .transaction(|l| l.record_submission(done, &mut Vec::new()))
-            .unwrap();
+        record(
+            &mut ledger,
+            submission(sent.into_iter().next().unwrap(), Outcome::Created),
+        );
         let bad = InvalidRow {
             row: 5,
             identity: Some("a@x.io".into()),
