@@ -252,11 +252,7 @@ impl Submitter {
                         .build()
                     {
                         Ok(runtime) => runtime,
-                        Err(e) => {
-                            let message = format!("cannot start a network thread: {e}");
-                            this.stop.stop(StopReason::Aborted(message));
-                            return;
-                        }
+                        Err(e) => return this.lane_failed(e),
                     };
                     runtime.block_on(async {
                         this.run_lane(lane, slots, users, ledger).await;
@@ -265,14 +261,19 @@ impl Submitter {
                     });
                 });
             if let Err(e) = spawned {
-                let message = format!("cannot start a network thread: {e}");
-                self.stop.stop(StopReason::Aborted(message));
+                self.lane_failed(e);
             }
         }
         for done in finished {
             let _ = done.await;
         }
         drop(release);
+    }
+
+    /// A lane could not be started: the run stops (the other lanes finish what they hold).
+    fn lane_failed(&self, e: std::io::Error) {
+        let message = format!("cannot start a network thread: {e}");
+        self.stop.stop(StopReason::Aborted(message));
     }
 
     /// One lane: a feeder takes batches from the shared queue into the lane's own, and
