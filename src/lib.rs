@@ -26,4 +26,5 @@ pub mod sandbox;
 pub mod stop;
 pub mod submit;
 pub mod targets;
+pub mod transport;
 pub mod validate;

@@ -20,8 +20,11 @@ use crate::password::PasswordFile;
 use crate::retry::{PauseGate, RetryPolicy};
 use crate::stop::{Stop, StopReason};
 use crate::targets::{Target, Verdict};
+use crate::transport::{Sender, Transport, TransportSettings};
 use crate::validate::ReadyUser;
+use bytes::Bytes;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use reqwest::Method;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue};
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -84,20 +87,6 @@ pub struct Submission {
     pub last_attempt_ms: Option<i64>,
 }
 
-/// Builds an HTTP client (one connection pool).
-pub fn http_client(settings: &SubmitSettings) -> Result<reqwest::Client, RunError> {
-    // reqwest is built without a bundled crypto provider; ring is ours (lighter to build).
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .timeout(settings.timeout)
-        .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
-        .pool_max_idle_per_host(settings.concurrency.max(1))
-        .tcp_nodelay(true)
-        .user_agent(concat!("roster/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| RunError::Startup(format!("cannot build the HTTP client: {e}")))
-}
-
 /// Fewest workers a lane is given: below this, a lane's batch waits on too few workers while
 /// other lanes idle (a slow API's tail would stretch).
 const MIN_LANE_WORKERS: usize = 8;
@@ -129,9 +118,9 @@ enum StepEnd {
 /// Sends users to one target.
 pub struct Submitter {
     passwords: Option<Arc<PasswordFile>>,
-    /// One client (connection pool) per lane, so a connection's task and the requests on it
-    /// run on the same thread.
-    clients: Vec<reqwest::Client>,
+    /// How requests travel: each worker's own connection, opened and used on its lane's
+    /// thread.
+    transport: Transport,
     target: Arc<dyn Target>,
     mapping: Arc<Mapping>,
     limiter: Option<DefaultDirectRateLimiter>,
@@ -178,14 +167,20 @@ impl Submitter {
         } else {
             None
         };
-        let clients = (0..lanes(&settings))
-            .map(|_| http_client(&settings))
-            .collect::<Result<Vec<_>, _>>()?;
         let endpoint = reqwest::Url::parse(target.endpoint())
             .map_err(|e| RunError::Usage(format!("`{}` is not a URL: {e}", target.endpoint())))?;
+        let transport = Transport::new(
+            &endpoint,
+            TransportSettings {
+                timeout: settings.timeout,
+                pool_size: settings.concurrency,
+                lanes: lanes(&settings),
+            },
+        )
+        .map_err(|e| RunError::Startup(format!("cannot set up HTTP: {e}")))?;
         Ok(Submitter {
             passwords: None,
-            clients,
+            transport,
             target,
             mapping,
             limiter,
@@ -201,7 +196,7 @@ impl Submitter {
 
     /// How many threads send requests.
     pub fn lanes(&self) -> usize {
-        self.clients.len()
+        self.transport.lanes()
     }
 
     /// The most users to hand a lane at once: twice its share of the concurrency, enough to
@@ -228,7 +223,7 @@ impl Submitter {
     /// once per user.
     pub async fn run(self: Arc<Self>, users: mpsc::Receiver<Vec<ReadyUser>>, ledger: LedgerSender) {
         let users = Arc::new(tokio::sync::Mutex::new(users));
-        let lanes = self.clients.len();
+        let lanes = self.transport.lanes();
         // A lane's runtime keeps serving its connections until every lane is done (another
         // lane's token renewal may have borrowed one): it waits for `release` to be dropped.
         let (release, released) = tokio::sync::watch::channel(());
@@ -292,13 +287,14 @@ impl Submitter {
             let this = self.clone();
             let ledger = ledger.clone();
             let queue = local_rx.clone();
+            let mut sender = self.transport.sender(lane);
             workers.spawn(async move {
                 loop {
                     // The lock is only ever contended by this lane's own workers.
                     let Some(user) = queue.lock().await.recv().await else {
                         break;
                     };
-                    let done = this.submit(user, &this.clients[lane]).await;
+                    let done = this.submit(user, &mut sender).await;
                     if ledger.done(done).is_err() {
                         break;
                     }
@@ -322,7 +318,7 @@ impl Submitter {
 
     /// All attempts for one user: the create request, then the target's follow-up step (if
     /// any); a user created in an earlier run whose follow-up did not finish starts there.
-    pub async fn submit(&self, user: ReadyUser, client: &reqwest::Client) -> Submission {
+    pub async fn submit(&self, user: ReadyUser, sender: &mut Sender) -> Submission {
         let mut done = Submission {
             user,
             outcome: Outcome::NotSent,
@@ -338,13 +334,13 @@ impl Submitter {
         match done.user.remote_id.clone() {
             Some(id) => done.remote_id = Some(id),
             None => {
-                let body = done.user.body.clone();
+                let body = Bytes::from(done.user.body.clone());
                 let endpoint = self.endpoint.clone();
                 let key = self.idempotency_key(&done.user);
                 match self
                     .run_step(
                         &mut done,
-                        client,
+                        sender,
                         self.target.method(),
                         &endpoint,
                         body,
@@ -356,7 +352,7 @@ impl Submitter {
                     StepEnd::Answered(Verdict::Exists) => {
                         // Our own earlier request may have created it: where the target can
                         // say, that is a creation (and any later step still runs).
-                        match self.look_up(&mut done, client).await {
+                        match self.look_up(&mut done, sender).await {
                             Some(id) => done.remote_id = Some(id),
                             None => {
                                 done.outcome = Outcome::Exists;
@@ -395,7 +391,7 @@ impl Submitter {
                 }
             };
             match self
-                .run_step(&mut done, client, step.method, &url, step.body, None)
+                .run_step(&mut done, sender, step.method, &url, step.body.into(), None)
                 .await
             {
                 StepEnd::Answered(Verdict::Created { .. } | Verdict::Exists) => {}
@@ -471,34 +467,32 @@ impl Submitter {
 
     /// For an uncertain row answered "exists": the remote id, when the target can look the
     /// user up and finds it.
-    async fn look_up(&self, done: &mut Submission, client: &reqwest::Client) -> Option<String> {
+    async fn look_up(&self, done: &mut Submission, sender: &mut Sender) -> Option<String> {
         if !done.user.uncertain {
             return None;
         }
-        let url = self.target.lookup_url(&done.user.identity)?;
+        let url = reqwest::Url::parse(&self.target.lookup_url(&done.user.identity)?).ok()?;
         for _ in 0..3 {
             if self.stop.is_stopped() {
                 return None;
             }
             self.wait_turn().await;
-            let request = client
-                .get(&url)
-                .header(ACCEPT, HeaderValue::from_static("application/json"));
-            let Ok((request, _)) = self.target.auth().authorize(request).await else {
+            let mut headers = HeaderMap::new();
+            headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+            if self.target.auth().authorize(&mut headers).await.is_err() {
                 return None;
-            };
+            }
             done.attempts += 1;
-            match request.send().await {
-                Ok(response) if response.status().is_success() => {
-                    let body = response.bytes().await.ok()?;
-                    return self.target.lookup_id(&body);
+            match sender.send(Method::GET, &url, headers, Bytes::new()).await {
+                Ok(answer) if (200..300).contains(&answer.status) => {
+                    return self.target.lookup_id(&answer.body);
                 }
-                Ok(response) if response.status().as_u16() == 429 => {
+                Ok(answer) if answer.status == 429 => {
                     let wait =
-                        crate::retry::server_wait(response.headers(), std::time::SystemTime::now());
+                        crate::retry::server_wait(&answer.headers, std::time::SystemTime::now());
                     self.gate.pause_for(wait.unwrap_or(Duration::from_secs(1)));
                 }
-                Ok(response) if response.status().is_server_error() => {
+                Ok(answer) if answer.status >= 500 => {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
                 // Not found, refused, or the API has no such listing: "exists" it stays.
@@ -514,10 +508,10 @@ impl Submitter {
     async fn run_step(
         &self,
         done: &mut Submission,
-        client: &reqwest::Client,
-        method: reqwest::Method,
+        sender: &mut Sender,
+        method: Method,
         url: &reqwest::Url,
-        body: Vec<u8>,
+        body: Bytes,
         idempotency_key: Option<String>,
     ) -> StepEnd {
         let mut schedule = self.settings.retry.schedule();
@@ -536,10 +530,12 @@ impl Submitter {
             let started = now_ms();
             done.first_attempt_ms.get_or_insert(started);
             done.last_attempt_ms = Some(started);
+            let headers = self.headers(idempotency_key.as_deref());
             let (verdict, used, end) = self
                 .attempt(
                     done,
-                    self.request(client, &method, url, &body, idempotency_key.as_deref()),
+                    sender,
+                    (method.clone(), url, headers, body.clone()),
                     &mut problem,
                 )
                 .await;
@@ -634,38 +630,31 @@ impl Submitter {
         }
     }
 
-    /// A step's request, not yet authorised.
-    fn request(
-        &self,
-        client: &reqwest::Client,
-        method: &reqwest::Method,
-        url: &reqwest::Url,
-        body: &[u8],
-        idempotency_key: Option<&str>,
-    ) -> reqwest::RequestBuilder {
-        let content_type = HeaderValue::from_str(self.target.content_type())
-            .unwrap_or(HeaderValue::from_static("application/json"));
-        let request = client
-            .request(method.clone(), url.clone())
-            .header(CONTENT_TYPE, content_type)
-            .header(ACCEPT, HeaderValue::from_static("application/json"))
-            .body(body.to_vec());
-        match idempotency_key {
-            Some(key) => request.header("Idempotency-Key", key),
-            None => request,
+    /// A step's headers, not yet authorised.
+    fn headers(&self, idempotency_key: Option<&str>) -> HeaderMap {
+        let mut headers = HeaderMap::with_capacity(6);
+        headers.insert(
+            CONTENT_TYPE,
+            crate::transport::header_value_or_json(self.target.content_type()),
+        );
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        if let Some(key) = idempotency_key.and_then(|key| HeaderValue::from_str(key).ok()) {
+            headers.insert("idempotency-key", key);
         }
+        headers
     }
 
     /// One HTTP request; network trouble is a retryable verdict, described in `problem`.
     async fn attempt(
         &self,
         done: &mut Submission,
-        request: reqwest::RequestBuilder,
+        sender: &mut Sender,
+        (method, url, mut headers, body): (Method, &reqwest::Url, HeaderMap, Bytes),
         problem: &mut String,
     ) -> (Verdict, Used, AttemptEnd) {
         done.status = None;
-        let (request, used) = match self.target.auth().authorize(request).await {
-            Ok(authorised) => authorised,
+        let used = match self.target.auth().authorize(&mut headers).await {
+            Ok(used) => used,
             Err(e) => {
                 let message = format!("cannot authenticate: {e}");
                 return (
@@ -675,34 +664,22 @@ impl Submitter {
                 );
             }
         };
-        let response = match request.send().await {
-            Ok(response) => response,
+        let answer = match sender.send(method, url, headers, body).await {
+            Ok(answer) => answer,
             Err(e) => {
-                *problem = describe_transport_error(&e);
-                let end = match e.is_connect() {
+                done.status = e.status();
+                *problem = e.to_string();
+                let end = match e.nothing_sent() {
                     true => AttemptEnd::NotConnected,
                     false => AttemptEnd::NoAnswer,
                 };
                 return (Verdict::Retry { wait: None }, used, end);
             }
         };
-        let status = response.status().as_u16();
+        let status = answer.status;
         done.status = Some(status);
-        // Only retryable answers carry headers we read (Retry-After and friends).
-        let headers = if status == 429 || status >= 500 {
-            response.headers().clone()
-        } else {
-            HeaderMap::new()
-        };
-        let body = match response.bytes().await {
-            Ok(body) => body,
-            Err(e) => {
-                *problem = format!("HTTP {status}, then {}", describe_transport_error(&e));
-                return (Verdict::Retry { wait: None }, used, AttemptEnd::NoAnswer);
-            }
-        };
         if !(200..300).contains(&status) {
-            let kept = &body[..body.len().min(MAX_KEPT_BODY)];
+            let kept = &answer.body[..answer.body.len().min(MAX_KEPT_BODY)];
             done.response_body = Some(String::from_utf8_lossy(kept).into_owned());
             *problem = format!("HTTP {status}");
         }
@@ -711,7 +688,8 @@ impl Submitter {
             500.. => AttemptEnd::ServerError,
             _ => AttemptEnd::Answered,
         };
-        (self.target.classify(status, &headers, &body), used, end)
+        let verdict = self.target.classify(status, &answer.headers, &answer.body);
+        (verdict, used, end)
     }
 
     fn rejected(&self, mut done: Submission, errors: Vec<FieldError>) -> Submission {
@@ -770,29 +748,6 @@ impl Submitter {
                 FieldError::remote(field, column, e.message)
             })
             .collect()
-    }
-}
-
-/// A short description of a failed request, without the URL's query or credentials.
-fn describe_transport_error(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "could not connect"
-    } else if e.is_body() || e.is_decode() {
-        "the response was cut off"
-    } else {
-        "the connection failed"
-    };
-    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
-    let mut root = None;
-    while let Some(s) = source {
-        root = Some(s.to_string());
-        source = s.source();
-    }
-    match root {
-        Some(root) => format!("{kind} ({root})"),
-        None => kind.to_string(),
     }
 }
 

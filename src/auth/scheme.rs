@@ -1,7 +1,7 @@
 //! How a target's requests are authenticated: nothing, fixed headers, or a fetched token.
 
 use super::token::{Lease, TokenError, TokenSource};
-use reqwest::header::{HeaderName, HeaderValue};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
 
@@ -45,27 +45,23 @@ impl Authenticator {
         }
     }
 
-    /// Adds the credentials to a request.
-    pub async fn authorize(
-        &self,
-        request: reqwest::RequestBuilder,
-    ) -> Result<(reqwest::RequestBuilder, Used), AuthError> {
+    /// Adds the credentials to a request's headers.
+    pub async fn authorize(&self, headers: &mut HeaderMap) -> Result<Used, AuthError> {
         match self {
-            Authenticator::None => Ok((request, Used::default())),
-            Authenticator::Headers(headers) => {
-                let mut request = request;
-                for (name, value) in headers {
+            Authenticator::None => Ok(Used::default()),
+            Authenticator::Headers(pairs) => {
+                for (name, value) in pairs {
                     let mut value = HeaderValue::from_str(value.expose_secret()).map_err(|_| {
                         AuthError::Missing(format!("`{name}` is not a valid header value"))
                     })?;
                     value.set_sensitive(true);
-                    request = request.header(name.clone(), value);
+                    headers.insert(name.clone(), value);
                 }
-                Ok((request, Used::default()))
+                Ok(Used::default())
             }
             Authenticator::Token(source) => {
                 let lease = source.lease().await?;
-                Ok(with_lease(request, &lease))
+                Ok(with_lease(headers, &lease))
             }
             Authenticator::Missing(message) => Err(AuthError::Missing(message.clone())),
         }
@@ -91,21 +87,15 @@ impl Authenticator {
     }
 }
 
-fn with_lease(request: reqwest::RequestBuilder, lease: &Lease) -> (reqwest::RequestBuilder, Used) {
+fn with_lease(headers: &mut HeaderMap, lease: &Lease) -> Used {
     let value = format!("Bearer {}", lease.token.expose_secret());
-    let request = match HeaderValue::from_str(&value) {
-        Ok(mut value) => {
-            value.set_sensitive(true);
-            request.header(reqwest::header::AUTHORIZATION, value)
-        }
-        Err(_) => request,
-    };
-    (
-        request,
-        Used {
-            generation: Some(lease.generation),
-        },
-    )
+    if let Ok(mut value) = HeaderValue::from_str(&value) {
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    Used {
+        generation: Some(lease.generation),
+    }
 }
 
 /// Why a request could not be authenticated.

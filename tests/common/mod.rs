@@ -6,6 +6,18 @@ use roster::sandbox::{Sandbox, SandboxConfig};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// The environment variables that name a proxy.
+const PROXY_VARS: [&str; 8] = [
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+];
+
 /// A sandbox server kept alive with the runtime that serves it.
 pub struct TestSandbox {
     pub sandbox: Sandbox,
@@ -81,6 +93,10 @@ impl WorkDir {
             .env("CI", "true")
             .env_remove("RUST_LOG");
         for name in roster::auth::ENV_VARS {
+            cmd.env_remove(name);
+        }
+        // A proxy of the machine's must not stand between the binary and the test's servers.
+        for name in PROXY_VARS {
             cmd.env_remove(name);
         }
         cmd.envs(env.iter().copied());

@@ -1,0 +1,251 @@
+//! Sending one HTTP request and reading its whole answer.
+//!
+//! Requests to the target's own origin (scheme, host, port) go over a connection each worker
+//! keeps to itself, through hyper's HTTP/1 connection API, with TLS by rustls and the
+//! platform's verifier as in reqwest. Everything else goes through reqwest: other hosts (a
+//! follow-up step elsewhere), and every request when a proxy is set in the environment
+//! (`HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY`; reqwest honours them and `NO_PROXY`).
+//!
+//! Why not reqwest for all: a worker sends one request at a time, so a connection of its own
+//! needs no pool, and profiles of a 200,000-row import showed reqwest's per-request layers
+//! (the URL re-parsed by the redirect layer even with redirects off, the pool checkout, a
+//! client and connector cloned per request) as a third of the sending threads' user time.
+
+mod direct;
+mod tls;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method};
+use reqwest::Url;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The user agent of every request.
+pub const USER_AGENT: &str = concat!("roster/", env!("CARGO_PKG_VERSION"));
+
+/// Most bytes of an answer's body read (a larger one is an error, not a memory spike).
+const MAX_BODY: usize = 16 * 1024 * 1024;
+
+/// An HTTP answer, read whole.
+#[derive(Debug)]
+pub struct Answer {
+    /// The status code.
+    pub status: u16,
+    /// The answer's headers.
+    pub headers: HeaderMap,
+    /// The whole body.
+    pub body: Bytes,
+}
+
+/// Why a request got no (whole) answer.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// No connection could be made (name lookup, refused, TLS handshake): nothing was sent.
+    #[error("could not connect ({0})")]
+    Connect(String),
+    /// No whole answer within the timeout.
+    #[error("timed out")]
+    Timeout,
+    /// The status came, then the body was cut off.
+    #[error("HTTP {status}, then the response was cut off ({reason})")]
+    Cut {
+        /// The status that came.
+        status: u16,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The connection failed after the request may have left.
+    #[error("the connection failed ({0})")]
+    Failed(String),
+}
+
+impl TransportError {
+    /// Whether the request certainly never reached the server.
+    pub fn nothing_sent(&self) -> bool {
+        matches!(self, TransportError::Connect(_))
+    }
+
+    /// The status that came before the failure, if any.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            TransportError::Cut { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// The run's way to the target: shared by the lanes, handing each worker a [`Sender`].
+pub struct Transport {
+    /// Where workers keep connections of their own (`None` behind a proxy).
+    origin: Option<Arc<direct::Origin>>,
+    /// One reqwest client (connection pool) per lane, for all other requests.
+    clients: Vec<reqwest::Client>,
+    timeout: Duration,
+}
+
+/// Settings of a [`Transport`].
+#[derive(Debug, Clone, Copy)]
+pub struct TransportSettings {
+    /// Whole-request timeout (connect included).
+    pub timeout: Duration,
+    /// Most connections kept per host by a lane's reqwest pool.
+    pub pool_size: usize,
+    /// How many lanes (threads with their own connections).
+    pub lanes: usize,
+}
+
+impl Transport {
+    /// A transport to `endpoint` (the target's create URL).
+    pub fn new(endpoint: &Url, settings: TransportSettings) -> Result<Transport, TransportError> {
+        let connect_timeout = settings.timeout.min(Duration::from_secs(10));
+        let origin = match proxy_in_environment() {
+            Some(_) => None,
+            None => direct::Origin::of(endpoint, connect_timeout)?.map(Arc::new),
+        };
+        let clients = (0..settings.lanes.max(1))
+            .map(|_| reqwest_client(settings.timeout, settings.pool_size))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Transport {
+            origin,
+            clients,
+            timeout: settings.timeout,
+        })
+    }
+
+    /// How many lanes the transport serves.
+    pub fn lanes(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// Whether requests to the endpoint's origin go over the workers' own connections.
+    pub fn is_direct(&self) -> bool {
+        self.origin.is_some()
+    }
+
+    /// A worker's sender on `lane`; its connection is opened on first use.
+    pub fn sender(&self, lane: usize) -> Sender {
+        Sender {
+            direct: self.origin.clone().map(direct::Connection::new),
+            client: self.clients[lane % self.clients.len()].clone(),
+            timeout: self.timeout,
+        }
+    }
+}
+
+/// How one worker sends: over its own connection to the target's origin, else through its
+/// lane's reqwest pool. Used by one task at a time.
+pub struct Sender {
+    direct: Option<direct::Connection>,
+    client: reqwest::Client,
+    timeout: Duration,
+}
+
+impl Sender {
+    /// Sends one request and reads its whole answer, within the transport's timeout.
+    pub async fn send(
+        &mut self,
+        method: Method,
+        url: &Url,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Result<Answer, TransportError> {
+        let sent = async {
+            match &mut self.direct {
+                Some(connection) if connection.serves(url) => {
+                    connection.send(method, url, headers, body).await
+                }
+                _ => send_reqwest(&self.client, method, url, headers, body).await,
+            }
+        };
+        match tokio::time::timeout(self.timeout, sent).await {
+            Ok(answer) => answer,
+            // The connection may be mid-answer: it is not used again.
+            Err(_) => {
+                if let Some(connection) = &mut self.direct {
+                    connection.close();
+                }
+                Err(TransportError::Timeout)
+            }
+        }
+    }
+}
+
+/// The proxy variable set in the environment, if any.
+fn proxy_in_environment() -> Option<&'static str> {
+    const VARIABLES: [&str; 6] = [
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ];
+    VARIABLES
+        .into_iter()
+        .find(|name| std::env::var_os(name).is_some_and(|value| !value.is_empty()))
+}
+
+/// A reqwest client (one connection pool) with the run's timeouts.
+fn reqwest_client(timeout: Duration, pool_size: usize) -> Result<reqwest::Client, TransportError> {
+    tls::install_provider();
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .pool_max_idle_per_host(pool_size.max(1))
+        .tcp_nodelay(true)
+        .user_agent(USER_AGENT)
+        .build()
+        .map_err(|e| TransportError::Connect(format!("cannot build the HTTP client: {e}")))
+}
+
+async fn send_reqwest(
+    client: &reqwest::Client,
+    method: Method,
+    url: &Url,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Answer, TransportError> {
+    let mut request = client.request(method, url.clone()).headers(headers);
+    if !body.is_empty() {
+        request = request.body(body);
+    }
+    let response = request.send().await.map_err(|e| {
+        let root = root_cause(&e);
+        if e.is_timeout() {
+            TransportError::Timeout
+        } else if e.is_connect() {
+            TransportError::Connect(root)
+        } else {
+            TransportError::Failed(root)
+        }
+    })?;
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response.bytes().await.map_err(|e| match e.is_timeout() {
+        true => TransportError::Timeout,
+        false => TransportError::Cut {
+            status,
+            reason: root_cause(&e),
+        },
+    })?;
+    Ok(Answer {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// The innermost cause of an error, for a message that says what happened (never a URL with
+/// credentials: the causes are I/O, DNS and protocol errors).
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut root: &dyn std::error::Error = e;
+    while let Some(source) = root.source() {
+        root = source;
+    }
+    root.to_string()
+}
+
+/// A header value, `application/json` if `value` cannot be one.
+pub fn header_value_or_json(value: &str) -> HeaderValue {
+    HeaderValue::from_str(value).unwrap_or(HeaderValue::from_static("application/json"))
+}
