@@ -44,25 +44,20 @@ fn bench(c: &mut Criterion) {
                     let claimed = ledger
                         .transaction(|l| l.claim(users, &mut reports))
                         .unwrap();
+                    let results = claimed.into_iter().map(|u| Submission {
+                        user: u,
+                        outcome: Outcome::Created,
+                        remote_id: Some("id".into()),
+                        status: Some(201),
+                        errors: Vec::new(),
+                        response_body: None,
+                        attempts: 1,
+                        throttled: 0,
+                        first_attempt_ms: Some(1),
+                        last_attempt_ms: Some(1),
+                    });
                     ledger
-                        .transaction(|l| {
-                            for u in claimed {
-                                let done = Submission {
-                                    user: u,
-                                    outcome: Outcome::Created,
-                                    remote_id: Some("id".into()),
-                                    status: Some(201),
-                                    errors: Vec::new(),
-                                    response_body: None,
-                                    attempts: 1,
-                                    throttled: 0,
-                                    first_attempt_ms: Some(1),
-                                    last_attempt_ms: Some(1),
-                                };
-                                l.record_submission(done, &mut reports)?;
-                            }
-                            Ok(())
-                        })
+                        .transaction(|l| l.record_submissions(results, &mut reports))
                         .unwrap();
                 }
                 assert_eq!(reports.len(), ROWS);

@@ -357,26 +357,28 @@ impl SqliteLedger {
         Ok(())
     }
 
-    /// Records the end of one submission and reports it.
-    pub fn record_submission(
+    /// Records the end of each submission and reports it (one prepared statement for all:
+    /// looking it up in the statement cache per row hashed its text every time).
+    pub fn record_submissions(
         &mut self,
-        done: Submission,
+        submissions: impl IntoIterator<Item = Submission>,
         reports: &mut Vec<RowReport>,
     ) -> rusqlite::Result<()> {
-        let errors = if done.errors.is_empty() {
-            None
-        } else {
-            Some(serde_json::to_string(&done.errors).unwrap_or_default())
-        };
-        self.conn
-            .prepare_cached(
-                "UPDATE entries SET state = ?3, remote_id = COALESCE(?4, remote_id),
-                    http_status = COALESCE(?5, http_status), attempts = attempts + ?6,
-                    first_attempt_ms = COALESCE(first_attempt_ms, ?7), last_attempt_ms = COALESCE(?8, last_attempt_ms),
-                    updated_ms = ?9, errors = ?10, response_body = ?11
-                 WHERE target = ?1 AND identity = ?2",
-            )?
-            .execute(params![
+        let mut update = self.conn.prepare_cached(
+            "UPDATE entries SET state = ?3, remote_id = COALESCE(?4, remote_id),
+                http_status = COALESCE(?5, http_status), attempts = attempts + ?6,
+                first_attempt_ms = COALESCE(first_attempt_ms, ?7), last_attempt_ms = COALESCE(?8, last_attempt_ms),
+                updated_ms = ?9, errors = ?10, response_body = ?11
+             WHERE target = ?1 AND identity = ?2",
+        )?;
+        let now = now_ms();
+        for done in submissions {
+            let errors = if done.errors.is_empty() {
+                None
+            } else {
+                Some(serde_json::to_string(&done.errors).unwrap_or_default())
+            };
+            update.execute(params![
                 self.target,
                 done.user.identity,
                 done.outcome.state(),
@@ -385,18 +387,19 @@ impl SqliteLedger {
                 done.attempts,
                 done.first_attempt_ms,
                 done.last_attempt_ms,
-                now_ms(),
+                now,
                 errors,
                 done.response_body,
             ])?;
-        reports.push(RowReport {
-            row: done.user.row,
-            outcome: done.outcome,
-            errors: done.errors,
-            cells: done.user.cells,
-            attempts: done.attempts,
-            throttled: done.throttled,
-        });
+            reports.push(RowReport {
+                row: done.user.row,
+                outcome: done.outcome,
+                errors: done.errors,
+                cells: done.user.cells,
+                attempts: done.attempts,
+                throttled: done.throttled,
+            });
+        }
         Ok(())
     }
 
@@ -457,7 +460,7 @@ mod tests {
     use super::*;
     use crate::fields::UserFields;
 
-    fn user(row: u64, identity: &str, hash: u64) -> ReadyUser {
+    pub(crate) fn user(row: u64, identity: &str, hash: u64) -> ReadyUser {
         ReadyUser {
             row,
             identity: identity.into(),
@@ -471,7 +474,7 @@ mod tests {
         }
     }
 
-    fn submission(u: ReadyUser, outcome: Outcome) -> Submission {
+    pub(crate) fn submission(u: ReadyUser, outcome: Outcome) -> Submission {
         Submission {
             user: u,
             outcome,
@@ -489,7 +492,7 @@ mod tests {
     /// Records `done` in its own transaction.
     fn record(ledger: &mut SqliteLedger, done: Submission) {
         ledger
-            .transaction(|l| l.record_submission(done, &mut Vec::new()))
+            .transaction(|l| l.record_submissions([done], &mut Vec::new()))
             .unwrap();
     }
 

@@ -11,19 +11,48 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use tokio::sync::oneshot;
 
-/// Most commands folded into one transaction.
-const MAX_BATCH: usize = 4096;
+/// Most results folded into one transaction: a claim that arrives meanwhile waits for it to
+/// commit, so this bounds how long senders can be kept waiting for work (~3 ms here).
+const MAX_RESULTS: usize = 512;
+/// Most commands taken off the channel at once.
+const MAX_WAITING: usize = 4096;
 /// Below this many waiting results, the writer waits [`GROUP_COMMIT_WAIT`] for more.
 const GROUP_COMMIT_ROWS: usize = 256;
 /// How long results may wait to share a commit (a crash loses none: they are only reported
 /// as done after the commit, and unrecorded rows are resent as uncertain).
 const GROUP_COMMIT_WAIT: std::time::Duration = std::time::Duration::from_millis(2);
 
-fn drain(rx: &mpsc::Receiver<Command>, batch: &mut Vec<Command>) {
-    while batch.len() < MAX_BATCH {
-        match rx.try_recv() {
-            Ok(command) => batch.push(command),
-            Err(_) => break,
+/// Commands waiting for the writer: new rows (claims and local refusals, kept in their order)
+/// and results of submissions.
+#[derive(Default)]
+struct Waiting {
+    rows: Vec<Command>,
+    results: std::collections::VecDeque<Submission>,
+}
+
+impl Waiting {
+    fn push(&mut self, command: Command) {
+        match command {
+            Command::Done(done) => self.results.push_back(*done),
+            other => self.rows.push(other),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.rows.len() + self.results.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Takes whatever else is waiting, up to [`MAX_WAITING`].
+    fn drain(&mut self, rx: &mpsc::Receiver<Command>) {
+        while self.len() < MAX_WAITING {
+            match rx.try_recv() {
+                Ok(command) => self.push(command),
+                Err(_) => break,
+            }
         }
     }
 }
@@ -120,44 +149,95 @@ fn run(
     rx: mpsc::Receiver<Command>,
     reports_tx: mpsc::Sender<Vec<RowReport>>,
 ) -> Result<SqliteLedger, RunError> {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while let Ok(first) = rx.recv() {
-        batch.push(first);
-        drain(&rx, &mut batch);
+    let mut waiting = Waiting::default();
+    loop {
+        if waiting.is_empty() {
+            match rx.recv() {
+                Ok(command) => waiting.push(command),
+                Err(_) => break,
+            }
+        }
+        waiting.drain(&rx);
         // Group commit: results arrive one by one from many workers, and a commit per handful
         // would cost more than the rows. When only results are waiting (no claim, whose sender
         // waits for the answer), give them a moment to gather.
-        let only_results = batch.iter().all(|c| matches!(c, Command::Done(_)));
-        if only_results && batch.len() < GROUP_COMMIT_ROWS {
+        if waiting.rows.is_empty() && waiting.results.len() < GROUP_COMMIT_ROWS {
             std::thread::sleep(GROUP_COMMIT_WAIT);
-            drain(&rx, &mut batch);
+            waiting.drain(&rx);
         }
         let mut reports = Vec::new();
-        let mut replies = Vec::new();
-        let commands = std::mem::take(&mut batch);
-        ledger.transaction(|l| {
-            for command in commands {
-                match command {
-                    Command::Claim {
-                        users,
-                        limit,
-                        reply,
-                    } => {
-                        let answer = l.claim_up_to(users, limit, &mut reports)?;
-                        replies.push((reply, answer));
+        // New rows first, in a transaction of their own: the senders run dry while a claim
+        // waits behind hundreds of results.
+        if !waiting.rows.is_empty() {
+            let mut replies = Vec::new();
+            let rows = std::mem::take(&mut waiting.rows);
+            ledger.transaction(|l| {
+                for command in rows {
+                    match command {
+                        Command::Claim {
+                            users,
+                            limit,
+                            reply,
+                        } => {
+                            let answer = l.claim_up_to(users, limit, &mut reports)?;
+                            replies.push((reply, answer));
+                        }
+                        Command::Invalid(rows) => l.record_invalid(rows, &mut reports)?,
+                        Command::Done(_) => unreachable!("results are queued apart"),
                     }
-                    Command::Invalid(rows) => l.record_invalid(rows, &mut reports)?,
-                    Command::Done(done) => l.record_submission(*done, &mut reports)?,
                 }
+                Ok(())
+            })?;
+            for (reply, answer) in replies {
+                let _ = reply.send(answer);
             }
-            Ok(())
-        })?;
-        for (reply, answer) in replies {
-            let _ = reply.send(answer);
+        }
+        if !waiting.results.is_empty() {
+            let take = waiting.results.len().min(MAX_RESULTS);
+            let results = waiting.results.drain(..take);
+            ledger.transaction(|l| l.record_submissions(results, &mut reports))?;
         }
         if !reports.is_empty() {
             let _ = reports_tx.send(reports);
         }
     }
     Ok(ledger)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::tests::{submission, user};
+    use crate::outcome::Outcome;
+
+    #[test]
+    fn a_backlog_of_results_larger_than_a_transaction_is_all_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.sqlite");
+        let ledger = SqliteLedger::open(&path, "t", "f.csv").unwrap();
+        let (reports_tx, reports_rx) = mpsc::channel();
+        let writer = LedgerWriter::spawn(ledger, reports_tx);
+        let sender = writer.sender();
+        let n = 3 * MAX_RESULTS + 7;
+        let users = (0..n as u64)
+            .map(|i| user(i + 2, &format!("p{i}@example.com"), i))
+            .collect();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let (claimed, rest) = runtime.block_on(sender.claim(users, usize::MAX)).unwrap();
+        assert_eq!((claimed.len(), rest.len()), (n, 0));
+        // All results at once, then the senders go: the writer works through them in
+        // transactions of at most MAX_RESULTS and loses none when the channel closes.
+        for u in claimed {
+            sender.done(submission(u, Outcome::Created)).unwrap();
+        }
+        drop(sender);
+        writer.finish().unwrap();
+        let reported: usize = reports_rx.iter().map(|batch| batch.len()).sum();
+        assert_eq!(reported, n, "every result reported once");
+        let entries = crate::ledger::entries(&path, "t").unwrap();
+        assert_eq!(entries.len(), n);
+        assert!(entries.iter().all(|e| e.state == "created"), "all recorded");
+    }
 }
