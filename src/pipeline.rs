@@ -223,7 +223,7 @@ pub async fn run(
             )?
             .with_password_file(passwords),
         );
-        let (tx, rx) = mpsc::channel::<Vec<ReadyUser>>(2 * submitter.lanes());
+        let (tx, rx) = mpsc::channel::<Vec<ReadyUser>>(4 * submitter.lanes());
         let queue = SubmitQueue {
             tx,
             batch: submitter.lane_batch(),
@@ -234,7 +234,7 @@ pub async fn run(
         (None, None)
     };
 
-    let claim_batch = (concurrency * 2).clamp(16, 512);
+    let claim_batch = (concurrency * 4).clamp(16, 1024);
     let mut preview = RequestPreview {
         left: settings.show_requests,
         target: target.clone(),
