@@ -177,7 +177,7 @@ impl Submitter {
                 lanes: lanes(&settings),
             },
         )
-        .map_err(|e| RunError::Startup(format!("cannot set up HTTP: {e}")))?;
+        .map_err(|e| RunError::Startup(e.to_string()))?;
         Ok(Submitter {
             passwords: None,
             transport,

@@ -37,9 +37,12 @@ pub struct Answer {
     pub body: Bytes,
 }
 
-/// Why a request got no (whole) answer.
+/// Why a request got no (whole) answer, or the transport could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
+    /// The HTTP client or TLS could not be set up (no request was made).
+    #[error("{0}")]
+    Setup(String),
     /// No connection could be made (name lookup, refused, TLS handshake): nothing was sent.
     #[error("could not connect ({0})")]
     Connect(String),
@@ -62,7 +65,7 @@ pub enum TransportError {
 impl TransportError {
     /// Whether the request certainly never reached the server.
     pub fn nothing_sent(&self) -> bool {
-        matches!(self, TransportError::Connect(_))
+        matches!(self, TransportError::Connect(_) | TransportError::Setup(_))
     }
 
     /// The status that came before the failure, if any.
@@ -195,7 +198,7 @@ fn reqwest_client(timeout: Duration, pool_size: usize) -> Result<reqwest::Client
         .tcp_nodelay(true)
         .user_agent(USER_AGENT)
         .build()
-        .map_err(|e| TransportError::Connect(format!("cannot build the HTTP client: {e}")))
+        .map_err(|e| TransportError::Setup(format!("cannot build the HTTP client: {e}")))
 }
 
 async fn send_reqwest(

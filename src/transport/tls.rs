@@ -26,6 +26,6 @@ pub fn connector() -> Result<tokio_rustls::TlsConnector, TransportError> {
     });
     match config {
         Ok(config) => Ok(tokio_rustls::TlsConnector::from(config.clone())),
-        Err(message) => Err(TransportError::Connect(message.clone())),
+        Err(message) => Err(TransportError::Setup(message.clone())),
     }
 }
