@@ -158,11 +158,6 @@ impl Connection {
         self.origin.serves(url)
     }
 
-    /// Drops the connection (its state is unknown after a cancelled request).
-    pub fn close(&mut self) {
-        self.sender = None;
-    }
-
     /// Sends one request and reads the whole answer. A kept connection the server closed
     /// before the request was written is replaced once, as reqwest's pool does.
     pub async fn send(

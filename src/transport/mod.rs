@@ -160,16 +160,11 @@ impl Sender {
                 _ => send_reqwest(&self.client, method, url, headers, body).await,
             }
         };
-        match tokio::time::timeout(self.timeout, sent).await {
-            Ok(answer) => answer,
-            // The connection may be mid-answer: it is not used again.
-            Err(_) => {
-                if let Some(connection) = &mut self.direct {
-                    connection.close();
-                }
-                Err(TransportError::Timeout)
-            }
-        }
+        // A connection is held by the request while in use, so one cut short by the timeout
+        // (perhaps mid-answer) is dropped with it, never used again.
+        tokio::time::timeout(self.timeout, sent)
+            .await
+            .unwrap_or(Err(TransportError::Timeout))
     }
 }
 
