@@ -371,10 +371,10 @@ impl TargetSpec {
 
 /// The HTTP client token endpoints are called with.
 pub fn token_client() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    crate::transport::install_provider();
     reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
-        .user_agent(concat!("roster/", env!("CARGO_PKG_VERSION")))
+        .user_agent(crate::transport::USER_AGENT)
         .build()
         .unwrap_or_default()
 }

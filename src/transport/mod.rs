@@ -14,6 +14,8 @@
 mod direct;
 mod tls;
 
+pub use tls::install_provider;
+
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method};
 use reqwest::Url;
@@ -185,7 +187,7 @@ fn proxy_in_environment() -> Option<&'static str> {
 
 /// A reqwest client (one connection pool) with the run's timeouts.
 fn reqwest_client(timeout: Duration, pool_size: usize) -> Result<reqwest::Client, TransportError> {
-    tls::install_provider();
+    install_provider();
     reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)))
