@@ -633,10 +633,9 @@ impl Submitter {
     /// A step's headers, not yet authorised.
     fn headers(&self, idempotency_key: Option<&str>) -> HeaderMap {
         let mut headers = HeaderMap::with_capacity(6);
-        headers.insert(
-            CONTENT_TYPE,
-            crate::transport::header_value_or_json(self.target.content_type()),
-        );
+        let content_type = HeaderValue::from_str(self.target.content_type())
+            .unwrap_or(HeaderValue::from_static("application/json"));
+        headers.insert(CONTENT_TYPE, content_type);
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
         if let Some(key) = idempotency_key.and_then(|key| HeaderValue::from_str(key).ok()) {
             headers.insert("idempotency-key", key);

@@ -17,7 +17,7 @@ mod tls;
 pub use tls::install_provider;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method};
+use http::{HeaderMap, Method};
 use reqwest::Url;
 use std::sync::Arc;
 use std::time::Duration;
@@ -243,9 +243,4 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
         root = source;
     }
     root.to_string()
-}
-
-/// A header value, `application/json` if `value` cannot be one.
-pub fn header_value_or_json(value: &str) -> HeaderValue {
-    HeaderValue::from_str(value).unwrap_or(HeaderValue::from_static("application/json"))
 }
