@@ -48,6 +48,7 @@ fn bench(c: &mut Criterion) {
                     mapping: MappingOptions::default(),
                     conventions: Default::default(),
                     ledger: ledger.to_path_buf(),
+                    retry_rejected: false,
                     errors: dir.path().join("errors.csv"),
                     errors_format: Default::default(),
                     keep_secrets: false,

@@ -45,16 +45,13 @@ fn bench(c: &mut Criterion) {
                         .transaction(|l| l.claim(users, &mut reports))
                         .unwrap();
                     let results = claimed.into_iter().map(|u| Submission {
-                        user: u,
                         outcome: Outcome::Created,
                         remote_id: Some("id".into()),
                         status: Some(201),
-                        errors: Vec::new(),
-                        response_body: None,
                         attempts: 1,
-                        throttled: 0,
                         first_attempt_ms: Some(1),
                         last_attempt_ms: Some(1),
+                        ..Submission::new(u)
                     });
                     ledger
                         .transaction(|l| l.record_submissions(results, &mut reports))

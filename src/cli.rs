@@ -2,7 +2,10 @@
 //! chosen command. Returns the process exit code; only this edge uses `anyhow`-style chains.
 
 use crate::auth::Credentials;
-use crate::error::{EXIT_ABORTED, EXIT_OK, EXIT_ROWS_REFUSED, EXIT_USAGE, RunError};
+use crate::error::{
+    EXIT_INTERRUPTED, EXIT_OK, EXIT_RETRY_LATER, EXIT_ROWS_REFUSED, EXIT_USAGE, RunError,
+    print_stdout,
+};
 use crate::error_file::ErrorFormat;
 use crate::fields::Field;
 use crate::input::decode::encoding_for_label;
@@ -154,20 +157,27 @@ pub struct ImportArgs {
     #[arg(long, value_name = "FILE")]
     pub generate_passwords: Option<PathBuf>,
     /// Attempts per second, retries included (0 = no limit; default: the target's).
-    #[arg(long)]
+    #[arg(long, value_parser = parse_rate)]
     pub rate: Option<f64>,
     /// Attempts allowed at once after an idle spell.
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub burst: Option<u32>,
-    /// Most requests in flight at once.
-    #[arg(long)]
+    /// Most requests in flight at once [default: 16].
+    #[arg(long, value_parser = parse_concurrency)]
     pub concurrency: Option<usize>,
-    /// Per-request timeout in seconds.
-    #[arg(long)]
+    /// Per-request timeout in seconds [default: 30].
+    #[arg(long, value_parser = parse_timeout)]
     pub timeout: Option<f64>,
-    /// Retries per row after the first attempt.
-    #[arg(long)]
+    /// Retries per row after the first attempt [default: 5].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=100))]
     pub max_retries: Option<u32>,
+    /// The longest wait accepted from the target (Retry-After, a rate-limit reset), e.g.
+    /// `90s`, `10m`; a longer one stops the run with exit 5 (try again later) [default: 5m].
+    #[arg(long, value_parser = parse_max_wait)]
+    pub max_wait: Option<Duration>,
+    /// Send again rows the API refused in an earlier run even when they are unchanged.
+    #[arg(long)]
+    pub retry_rejected: bool,
     /// The results ledger (SQLite).
     #[arg(long)]
     pub ledger: Option<PathBuf>,
@@ -279,6 +289,56 @@ pub enum LedgerCommand {
         #[arg(long, default_value = "roster-ledger.sqlite")]
         ledger: PathBuf,
     },
+}
+
+/// `--rate`: 0 (no limit) or between 0.01 and 1,000,000 attempts per second.
+fn parse_rate(text: &str) -> Result<f64, String> {
+    let rate: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number"))?;
+    match rate {
+        0.0 => Ok(0.0),
+        r if (0.01..=1_000_000.0).contains(&r) => Ok(r),
+        _ => Err("must be 0 (no limit) or from 0.01 to 1000000 per second".into()),
+    }
+}
+
+/// `--timeout`: from 0.1 s to a day.
+fn parse_timeout(text: &str) -> Result<f64, String> {
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number"))?;
+    match secs {
+        s if (0.1..=86_400.0).contains(&s) => Ok(s),
+        _ => Err("must be from 0.1 to 86400 seconds".into()),
+    }
+}
+
+/// `--concurrency`: from 1 to 10,000 requests in flight.
+fn parse_concurrency(text: &str) -> Result<usize, String> {
+    let n: usize = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a whole number"))?;
+    match n {
+        1..=10_000 => Ok(n),
+        _ => Err("must be from 1 to 10000".into()),
+    }
+}
+
+/// `--max-wait`: seconds (`90`) or a duration (`90s`, `10m`), at most a day.
+fn parse_max_wait(text: &str) -> Result<Duration, String> {
+    let wait = match text.parse::<f64>() {
+        Ok(secs) if secs.is_finite() && (0.0..=86_400.0).contains(&secs) => {
+            Duration::from_secs_f64(secs)
+        }
+        Ok(_) => return Err("must be from 0 to 86400 seconds".into()),
+        Err(_) => humantime::parse_duration(text)
+            .map_err(|e| format!("`{text}` is not a duration ({e}); e.g. 90s, 10m"))?,
+    };
+    if wait > Duration::from_secs(86_400) {
+        return Err("must be at most a day".into());
+    }
+    Ok(wait)
 }
 
 fn parse_encoding(label: &str) -> Result<&'static encoding_rs::Encoding, String> {
@@ -432,13 +492,15 @@ pub fn main() -> i32 {
             Command::Sandbox(args) => sandbox(args).await,
             Command::Ledger(command) => ledger(command),
             Command::Targets => {
-                print!("{}", targets::describe());
+                print_stdout(&targets::describe())?;
                 Ok(EXIT_OK)
             }
         }
     });
     match result {
         Ok(code) => code,
+        // `roster … | head`: the reader went away; that is how pipes end, not a failure.
+        Err(RunError::BrokenPipe) => EXIT_OK,
         Err(e) => {
             eprintln!("roster: {e}");
             e.exit_code()
@@ -577,7 +639,7 @@ fn watch_signals(stop: Arc<Stop>) {
                 stop.stop(StopReason::Interrupted);
             } else {
                 eprintln!("roster: quitting now");
-                std::process::exit(EXIT_ABORTED);
+                std::process::exit(EXIT_INTERRUPTED);
             }
         }
     });
@@ -625,27 +687,29 @@ async fn import(args: ImportArgs) -> Result<i32, RunError> {
     let (spec, _sandbox) = resolve_target(spec, args.common.quiet).await?;
     let target = targets::build(&spec)?;
     let defaults = SubmitSettings::default();
-    let timeout = args
-        .timeout
-        .or(config.timeout)
-        .unwrap_or(defaults.timeout.as_secs_f64());
-    if !(timeout.is_finite() && timeout > 0.0) {
-        return Err(RunError::Usage(
-            "--timeout must be a positive number of seconds".into(),
-        ));
-    }
-    let rate = args.rate.or(config.rate).unwrap_or(target.default_rate());
-    if !(rate.is_finite() && rate >= 0.0) {
-        return Err(RunError::Usage(
-            "--rate must be 0 (no limit) or a positive number".into(),
-        ));
-    }
+    let timeout = match args.timeout {
+        Some(t) => t,
+        None => match config.timeout {
+            Some(t) => parse_timeout(&t.to_string())
+                .map_err(|e| RunError::Usage(format!("config `timeout`: {e}")))?,
+            None => defaults.timeout.as_secs_f64(),
+        },
+    };
+    let rate = match args.rate {
+        Some(r) => r,
+        None => match config.rate {
+            Some(r) => parse_rate(&r.to_string())
+                .map_err(|e| RunError::Usage(format!("config `rate`: {e}")))?,
+            None => target.default_rate(),
+        },
+    };
+    let concurrency = match args.concurrency.or(config.concurrency) {
+        Some(n) => parse_concurrency(&n.to_string())
+            .map_err(|e| RunError::Usage(format!("--concurrency: {e}")))?,
+        None => defaults.concurrency,
+    };
     let submit = SubmitSettings {
-        concurrency: args
-            .concurrency
-            .or(config.concurrency)
-            .unwrap_or(defaults.concurrency)
-            .max(1),
+        concurrency,
         rate,
         burst: args
             .burst
@@ -660,6 +724,7 @@ async fn import(args: ImportArgs) -> Result<i32, RunError> {
                 .unwrap_or(defaults.retry.max_retries),
             ..RetryPolicy::default()
         },
+        max_wait: args.max_wait.unwrap_or(defaults.max_wait),
     };
     let common = &args.common;
     let ledger = args
@@ -673,6 +738,7 @@ async fn import(args: ImportArgs) -> Result<i32, RunError> {
     };
     let mut settings = import_settings(common, &config, mapping, ledger, submit, mode)?;
     settings.generate_passwords = args.generate_passwords.clone();
+    settings.retry_rejected = args.retry_rejected;
     let stop = Arc::new(Stop::default());
     watch_signals(stop.clone());
     let result = pipeline::run(&settings, target.clone(), stop).await?;
@@ -709,11 +775,17 @@ async fn validate(args: ValidateArgs) -> Result<i32, RunError> {
     };
     let target = targets::build(&spec)?;
     let common = &args.common;
+    // A validation opens no ledger, but reads what the ledger recorded of the error file so
+    // it never overwrites one the user changed.
+    let ledger = config
+        .ledger
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("roster-ledger.sqlite"));
     let settings = import_settings(
         common,
         &config,
         mapping,
-        PathBuf::new(),
+        ledger,
         SubmitSettings::default(),
         RunMode::ValidateOnly,
     )?;
@@ -756,6 +828,7 @@ fn import_settings(
         conventions: conventions(common, config)?,
         mapping,
         ledger,
+        retry_rejected: false,
         errors,
         errors_format,
         keep_secrets: common.keep_secrets,
@@ -768,12 +841,15 @@ fn import_settings(
     })
 }
 
-/// Prints the summary and turns the result into an exit code.
+/// Prints the summary and turns the result into an exit code: a stop's own code first
+/// (aborted 3, try again 5, internal 70, interrupted 130), then rows refused in this run (1:
+/// fix the file), then rows left failed (5: a re-run retries them), else 0.
 fn finish(result: pipeline::RunResult, target: &str, json: bool) -> Result<i32, RunError> {
     let summary = &result.summary;
     if summary.requests == 0
         && summary.skipped > 0
-        && summary.skipped == summary.rows - summary.refused()
+        && summary.skipped + summary.duplicates_of_done + summary.still_refused
+            == summary.rows - summary.invalid - (summary.duplicates - summary.duplicates_of_done)
     {
         eprintln!(
             "roster: nothing to send: all {} valid rows are already done according to the ledger",
@@ -782,13 +858,25 @@ fn finish(result: pipeline::RunResult, target: &str, json: bool) -> Result<i32, 
     }
     eprint!("{}", summary.render(target));
     if json {
-        println!("{}", serde_json::to_string(summary).unwrap_or_default());
+        print_stdout(&format!(
+            "{}\n",
+            serde_json::to_string(summary).unwrap_or_default()
+        ))?;
     }
-    match result.stopped {
-        Some(StopReason::Aborted(message)) => Err(RunError::Aborted(message)),
-        Some(StopReason::Interrupted) => Err(RunError::Interrupted),
-        None if summary.refused() > 0 => Ok(EXIT_ROWS_REFUSED),
-        None => Ok(EXIT_OK),
+    if let Some(reason) = result.stopped {
+        return Err(reason.into_error());
+    }
+    Ok(exit_code(summary))
+}
+
+/// The exit code of a run that was not stopped.
+fn exit_code(summary: &crate::report::Summary) -> i32 {
+    if summary.refused_this_run() > 0 {
+        EXIT_ROWS_REFUSED
+    } else if summary.failed > 0 || summary.not_processed > 0 {
+        EXIT_RETRY_LATER
+    } else {
+        EXIT_OK
     }
 }
 
@@ -861,6 +949,8 @@ fn ledger(command: LedgerCommand) -> Result<i32, RunError> {
             let filter = ExportFilter { state, target };
             match output {
                 Some(path) => {
+                    // `-o roster-ledger.sqlite` would truncate the ledger before reading it.
+                    crate::outputs::check(&ledger, Some(&ledger), &[("--output", &path)])?;
                     let file = std::fs::File::create(&path).map_err(|e| RunError::Output {
                         path: path.clone(),
                         source: e,
@@ -874,13 +964,13 @@ fn ledger(command: LedgerCommand) -> Result<i32, RunError> {
                     let stdout = std::io::stdout();
                     let mut out = std::io::BufWriter::new(stdout.lock());
                     export::export(&ledger, &filter, format, &mut out)?;
-                    let _ = std::io::Write::flush(&mut out);
+                    std::io::Write::flush(&mut out).map_err(RunError::stdout)?;
                 }
             }
             Ok(EXIT_OK)
         }
         LedgerCommand::Stats { ledger } => {
-            print!("{}", export::stats(&ledger)?);
+            print_stdout(&export::stats(&ledger)?)?;
             Ok(EXIT_OK)
         }
     }

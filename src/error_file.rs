@@ -284,8 +284,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("e.jsonl");
         let mut file = ErrorFile::new(&path, ErrorFormat::Jsonl, &headers(), vec![1]);
-        file.write(&report(7, Outcome::Duplicate, &["a@x", "pw", "", "", ""]))
-            .unwrap();
+        file.write(&report(
+            7,
+            Outcome::Duplicate {
+                of: 4,
+                first: crate::outcome::FirstRow::Refused,
+            },
+            &["a@x", "pw", "", "", ""],
+        ))
+        .unwrap();
         file.write(&report(4, Outcome::Invalid, &["b@x", "pw", "", "", ""]))
             .unwrap();
         file.finish().unwrap();

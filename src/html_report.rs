@@ -100,12 +100,12 @@ impl ReportCollector {
         if self.rows.is_empty() {
             html.push_str("<p>None.</p>\n");
         } else {
-            if summary.refused() as usize > self.rows.len() {
+            if summary.in_error_file() as usize > self.rows.len() {
                 let _ = writeln!(
                     html,
                     "<p>The first {} of {} refused rows; the error file has them all.</p>",
                     self.rows.len(),
-                    summary.refused()
+                    summary.in_error_file()
                 );
             }
             html.push_str("<table id=\"rows\">\n<thead><tr><th class=\"n\">row</th><th>status</th><th>errors</th></tr></thead>\n<tbody>\n");

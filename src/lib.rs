@@ -17,6 +17,7 @@ pub mod ledger;
 pub mod mapping;
 pub mod normalize;
 pub mod outcome;
+pub mod outputs;
 pub mod password;
 pub mod phone;
 pub mod pipeline;

@@ -2,31 +2,56 @@
 
 use crate::fields::FieldError;
 
+/// What the ledger knew of a duplicate's first row when the duplicate was met.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirstRow {
+    /// Created or present: the repeat is harmless.
+    Done,
+    /// Refused or failed: the repeat is refused with it.
+    Refused,
+    /// Still being sent: its own report settles the repeat.
+    Pending,
+}
+
 /// What became of a row in this run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    /// Created by this run.
+    /// Created by this run (a 2xx answer to roster's own create).
     Created,
-    /// The API said the user already exists.
+    /// The API said the user exists after an earlier attempt of roster's may have created it
+    /// (an answer lost, a run killed): probably roster's own creation, but not certainly.
+    CreatedUnconfirmed,
+    /// The API said the user already exists, and no attempt of roster's can have created it.
     Exists,
     /// Already created or present according to the ledger; nothing sent.
     Skipped,
     /// Refused locally.
     Invalid,
-    /// The same identity appeared earlier in the file.
-    Duplicate,
+    /// The same identity appeared earlier in the file, at row `of`.
+    Duplicate {
+        /// The first row with this identity.
+        of: u64,
+        /// What the first row's state was when this one was met.
+        first: FirstRow,
+    },
     /// Refused by the API with this HTTP status.
     Rejected {
         /// The HTTP status of the refusal.
         status: u16,
     },
-    /// Retries exhausted, or the request could not be completed.
+    /// Refused in an earlier run (by the API, or locally when `status` is `None`), and
+    /// unchanged since: not sent again, and not a new failure.
+    StillRefused {
+        /// The HTTP status of the earlier refusal, `None` for a local one.
+        status: Option<u16>,
+    },
+    /// Retries exhausted, or the request could not be completed; a re-run retries it.
     Failed {
         /// The last HTTP status, if any response came.
         status: Option<u16>,
     },
-    /// Claimed but never sent because the run stopped first.
-    NotSent,
+    /// Read (and claimed, perhaps) but never sent because the run stopped first.
+    NotProcessed,
     /// Valid and not yet done: a dry run would send it.
     WouldSend,
 }
@@ -35,13 +60,14 @@ impl Outcome {
     /// The ledger state this outcome leaves behind.
     pub fn state(self) -> &'static str {
         match self {
-            Outcome::Created => "created",
+            Outcome::Created | Outcome::CreatedUnconfirmed => "created",
             Outcome::Exists => "exists",
             Outcome::Skipped => "skipped",
             Outcome::Invalid => "invalid",
-            Outcome::Duplicate => "duplicate",
-            Outcome::Rejected { .. } => "rejected",
-            Outcome::Failed { .. } | Outcome::NotSent => "failed",
+            Outcome::Duplicate { .. } => "duplicate",
+            Outcome::Rejected { .. } | Outcome::StillRefused { .. } => "rejected",
+            Outcome::Failed { .. } => "failed",
+            Outcome::NotProcessed => "unsent",
             Outcome::WouldSend => "ready",
         }
     }
@@ -51,9 +77,18 @@ impl Outcome {
         matches!(
             self,
             Outcome::Invalid
-                | Outcome::Duplicate
+                | Outcome::Duplicate { .. }
                 | Outcome::Rejected { .. }
+                | Outcome::StillRefused { .. }
                 | Outcome::Failed { .. }
+        )
+    }
+
+    /// Whether the person now exists on the target (created, present, or done before).
+    pub fn is_done(self) -> bool {
+        matches!(
+            self,
+            Outcome::Created | Outcome::CreatedUnconfirmed | Outcome::Exists | Outcome::Skipped
         )
     }
 
@@ -61,11 +96,15 @@ impl Outcome {
     pub fn status_text(self) -> String {
         match self {
             Outcome::Invalid => "invalid".into(),
-            Outcome::Duplicate => "duplicate".into(),
+            Outcome::Duplicate { .. } => "duplicate".into(),
             Outcome::Rejected { status }
+            | Outcome::StillRefused {
+                status: Some(status),
+            }
             | Outcome::Failed {
                 status: Some(status),
             } => status.to_string(),
+            Outcome::StillRefused { status: None } => "invalid".into(),
             Outcome::Failed { status: None } => "failed".into(),
             other => other.state().into(),
         }
@@ -83,7 +122,7 @@ pub struct RowReport {
     pub errors: Vec<FieldError>,
     /// The original cells.
     pub cells: Vec<String>,
-    /// HTTP attempts made for it in this run.
+    /// HTTP requests sent for it in this run.
     pub attempts: u32,
     /// Of those, how many were answered 429.
     pub throttled: u32,

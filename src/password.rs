@@ -1,7 +1,21 @@
-//! Strong random passwords for `--generate-passwords`, from the operating system's CSPRNG.
+//! Generated passwords for `--generate-passwords`, and the file they are handed over in.
+//!
+//! A generated password is *derived*, not drawn afresh each run: HMAC-SHA256 of the target's
+//! ledger key and the person's identity under a 256-bit key from the operating system's
+//! CSPRNG, kept in a file only its owner can read beside the ledger (`<ledger>.key`). So the
+//! password a create carried can always be recomputed: a resend after a lost answer, a
+//! SIGINT or a SIGKILL carries the *same* password (and so the same `Idempotency-Key` body),
+//! and a password line lost to a full disk is written by the next run. Nothing per row has
+//! to reach the disk before its request leaves; the key does, once, before anything is sent.
+//!
+//! The password file holds one `identity,password,status` line per person roster created:
+//! `created` when an answer of the target's confirmed it received that password, and
+//! `unconfirmed` when it cannot be known (the target said the person exists after an attempt
+//! of roster's whose answer was lost).
 
+use crate::csv_safety::neutralise;
 use std::fs::OpenOptions;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -15,47 +29,234 @@ const SYMBOLS: &[u8] = b"!#%+-.:=?@^_~";
 /// Length of a generated password (about 120 bits of entropy).
 pub const LENGTH: usize = 20;
 
-/// A new random password with at least one lower-case letter, upper-case letter, digit and
-/// symbol, as most password policies demand.
-pub fn generate() -> String {
+/// Bytes of a password key.
+const KEY_BYTES: usize = 32;
+
+/// A password from `bytes`, or `None` when they do not give one that meets the policy (at
+/// least one lower-case letter, upper-case letter, digit and symbol, a letter first: a cell
+/// starting with `=`, `+`, `-` or `@` is a formula to Excel).
+fn password_from(bytes: &[u8]) -> Option<String> {
     let all: Vec<u8> = [LOWER, UPPER, DIGITS, SYMBOLS].concat();
+    // Rejection sampling keeps every character equally likely.
+    let limit = 256 - 256 % all.len();
+    let password: String = bytes
+        .iter()
+        .filter(|&&b| (b as usize) < limit)
+        .map(|&b| all[b as usize % all.len()] as char)
+        .take(LENGTH)
+        .collect();
+    let has = |set: &[u8]| password.bytes().any(|b| set.contains(&b));
+    let letter_first = password
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic());
+    (password.len() == LENGTH
+        && letter_first
+        && has(LOWER)
+        && has(UPPER)
+        && has(DIGITS)
+        && has(SYMBOLS))
+    .then_some(password)
+}
+
+/// A new random password, not derived (for tools and tests).
+pub fn generate() -> String {
     loop {
         let mut bytes = [0u8; LENGTH * 2];
         getrandom::fill(&mut bytes).expect("the operating system's random source works");
-        // Rejection sampling keeps every character equally likely.
-        let limit = 256 - 256 % all.len();
-        let password: String = bytes
-            .iter()
-            .filter(|&&b| (b as usize) < limit)
-            .map(|&b| all[b as usize % all.len()] as char)
-            .take(LENGTH)
-            .collect();
-        let has = |set: &[u8]| password.bytes().any(|b| set.contains(&b));
-        // A letter first: a cell starting with `=`, `+`, `-` or `@` is a formula to Excel.
-        let letter_first = password
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_alphabetic());
-        if password.len() == LENGTH
-            && letter_first
-            && has(LOWER)
-            && has(UPPER)
-            && has(DIGITS)
-            && has(SYMBOLS)
-        {
+        if let Some(password) = password_from(&bytes) {
             return password;
         }
     }
 }
 
-/// `--generate-passwords FILE`: one `identity,password` line per created user, in a file only
-/// its owner can read (mode 0600 on Unix). Lines are appended, so re-runs add to it.
+/// Why the password key could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// Reading or writing the key file failed.
+    #[error("password key `{path}`: {source}")]
+    Io {
+        /// The key file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The key file holds something else than a key.
+    #[error(
+        "password key `{path}` is damaged (it must hold 64 hex digits); move it away only if no earlier run left people unconfirmed"
+    )]
+    Damaged {
+        /// The key file.
+        path: PathBuf,
+    },
+}
+
+/// The key generated passwords are derived from; its bytes never print.
+pub struct PasswordKey {
+    key: ring::hmac::Key,
+}
+
+impl std::fmt::Debug for PasswordKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PasswordKey(***)")
+    }
+}
+
+impl PasswordKey {
+    /// A key that lives only in memory (validation and dry runs: nothing is sent).
+    pub fn ephemeral() -> PasswordKey {
+        let mut bytes = [0u8; KEY_BYTES];
+        getrandom::fill(&mut bytes).expect("the operating system's random source works");
+        Self::from_bytes(&bytes)
+    }
+
+    fn from_bytes(bytes: &[u8]) -> PasswordKey {
+        PasswordKey {
+            key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, bytes),
+        }
+    }
+
+    /// Where the key of the ledger at `ledger` lives.
+    pub fn path_for(ledger: &Path) -> PathBuf {
+        let mut name = ledger.as_os_str().to_owned();
+        name.push(".key");
+        PathBuf::from(name)
+    }
+
+    /// Reads the key at `path`, or creates it (mode 0600, synced to disk with its directory
+    /// entry before this returns, so no password derived from it can be lost).
+    pub fn load_or_create(path: &Path) -> Result<PasswordKey, KeyError> {
+        let io = |source| KeyError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600).custom_flags(libc_nofollow());
+        }
+        match options.open(path) {
+            Ok(mut file) => {
+                let mut bytes = [0u8; KEY_BYTES];
+                getrandom::fill(&mut bytes).expect("the operating system's random source works");
+                let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+                file.write_all(hex.as_bytes()).map_err(io)?;
+                file.write_all(b"\n").map_err(io)?;
+                file.sync_all().map_err(io)?;
+                sync_parent(path).map_err(io)?;
+                Ok(Self::from_bytes(&bytes))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let mut text = String::new();
+                let mut options = OpenOptions::new();
+                options.read(true);
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::OpenOptionsExt;
+                    options.custom_flags(libc_nofollow());
+                }
+                options
+                    .open(path)
+                    .and_then(|mut f| f.read_to_string(&mut text))
+                    .map_err(io)?;
+                let hex = text.trim();
+                let bytes: Option<Vec<u8>> = (hex.len() == KEY_BYTES * 2)
+                    .then(|| {
+                        (0..KEY_BYTES)
+                            .map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok())
+                            .collect()
+                    })
+                    .flatten();
+                match bytes {
+                    Some(bytes) => Ok(Self::from_bytes(&bytes)),
+                    None => Err(KeyError::Damaged {
+                        path: path.to_path_buf(),
+                    }),
+                }
+            }
+            Err(e) => Err(io(e)),
+        }
+    }
+
+    /// The password of `identity` at the target whose ledger key is `scope`: the same for the
+    /// same key, scope and identity, every time.
+    pub fn derive(&self, scope: &str, identity: &str) -> String {
+        for counter in 0u32.. {
+            let mut context = ring::hmac::Context::with_key(&self.key);
+            context.update(b"roster generated password v1\0");
+            context.update(scope.as_bytes());
+            context.update(b"\0");
+            context.update(identity.as_bytes());
+            context.update(b"\0");
+            context.update(&counter.to_le_bytes());
+            // Two blocks give enough bytes for the rejection sampling.
+            let first = context.sign();
+            let mut again = ring::hmac::Context::with_key(&self.key);
+            again.update(first.as_ref());
+            let second = again.sign();
+            let bytes = [first.as_ref(), second.as_ref()].concat();
+            if let Some(password) = password_from(&bytes) {
+                return password;
+            }
+        }
+        unreachable!("a counter finds a password long before it wraps")
+    }
+}
+
+/// `O_NOFOLLOW`: a file holding a secret is never opened through a symbolic link.
+#[cfg(unix)]
+fn libc_nofollow() -> i32 {
+    libc::O_NOFOLLOW
+}
+
+/// Syncs the directory holding `path`, so a new file's name is on disk too.
+fn sync_parent(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        std::fs::File::open(parent)?.sync_all()?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
+/// Whether the target is known to hold the password a line carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordStatus {
+    /// A 2xx answer to the request that carried it.
+    Created,
+    /// The target said the person exists after an attempt whose answer was lost.
+    Unconfirmed,
+}
+
+impl PasswordStatus {
+    fn word(self) -> &'static str {
+        match self {
+            PasswordStatus::Created => "created",
+            PasswordStatus::Unconfirmed => "unconfirmed",
+        }
+    }
+}
+
+/// `--generate-passwords FILE`: one `identity,password,status` line per person created, in a
+/// file only its owner can read (mode 0600 on Unix, never through a symbolic link). Lines are
+/// appended, so re-runs add to it; cells are neutralised against CSV injection.
 pub struct PasswordFile {
     path: PathBuf,
     out: Mutex<std::fs::File>,
 }
 
 impl PasswordFile {
+    /// Header of a new file.
+    pub const HEADER: &'static str = "identity,password,status\n";
+
     /// Opens (or creates) the file for appending.
     pub fn open(path: &Path) -> std::io::Result<PasswordFile> {
         let mut options = OpenOptions::new();
@@ -63,14 +264,17 @@ impl PasswordFile {
         #[cfg(unix)]
         {
             use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
+            options.mode(0o600).custom_flags(libc_nofollow());
         }
-        let file = options.open(path)?;
+        let mut file = options.open(path)?;
         #[cfg(unix)]
         {
             // An existing file keeps its mode on open: tighten it.
             use std::os::unix::fs::PermissionsExt;
             file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        }
+        if file.metadata()?.len() == 0 {
+            file.write_all(Self::HEADER.as_bytes())?;
         }
         Ok(PasswordFile {
             path: path.to_path_buf(),
@@ -83,11 +287,35 @@ impl PasswordFile {
         &self.path
     }
 
-    /// Appends one line, written through at once so a crash loses none.
-    pub fn write(&self, identity: &str, password: &str) -> std::io::Result<()> {
-        let line = format!("{identity},{password}\n");
+    /// Appends one line in a single write, so a killed process loses none it wrote.
+    pub fn write(
+        &self,
+        identity: &str,
+        password: &str,
+        status: PasswordStatus,
+    ) -> std::io::Result<()> {
+        let mut line = Vec::with_capacity(64);
+        {
+            let mut writer = csv::Writer::from_writer(&mut line);
+            writer
+                .write_record([
+                    neutralise(identity).as_ref(),
+                    neutralise(password).as_ref(),
+                    status.word(),
+                ])
+                .map_err(std::io::Error::from)?;
+            writer.flush()?;
+        }
         let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
-        out.write_all(line.as_bytes())
+        out.write_all(&line)
+    }
+
+    /// Syncs every line to disk.
+    pub fn sync(&self) -> std::io::Result<()> {
+        self.out
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .sync_all()
     }
 }
 
@@ -103,5 +331,53 @@ mod tests {
         assert_ne!(a, b);
         assert!(a.bytes().any(|c| c.is_ascii_digit()));
         assert!(a.bytes().any(|c| SYMBOLS.contains(&c)));
+    }
+
+    #[test]
+    fn derived_passwords_are_stable_per_key_scope_and_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.sqlite.key");
+        let key = PasswordKey::load_or_create(&path).unwrap();
+        let a = key.derive("t@x", "a@x.io");
+        assert_eq!(a.len(), LENGTH);
+        assert!(a.bytes().next().unwrap().is_ascii_alphabetic());
+        for set in [LOWER, UPPER, DIGITS, SYMBOLS] {
+            assert!(a.bytes().any(|b| set.contains(&b)), "{a}");
+        }
+        assert_eq!(a, key.derive("t@x", "a@x.io"), "the same every time");
+        assert_ne!(a, key.derive("t@x", "b@x.io"));
+        assert_ne!(a, key.derive("u@x", "a@x.io"));
+        let again = PasswordKey::load_or_create(&path).unwrap();
+        assert_eq!(a, again.derive("t@x", "a@x.io"), "the key file keeps it");
+        assert_ne!(a, PasswordKey::ephemeral().derive("t@x", "a@x.io"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        std::fs::write(&path, "not a key").unwrap();
+        assert!(matches!(
+            PasswordKey::load_or_create(&path),
+            Err(KeyError::Damaged { .. })
+        ));
+    }
+
+    #[test]
+    fn the_password_file_has_a_header_neutralised_cells_and_a_status() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pw.csv");
+        let file = PasswordFile::open(&path).unwrap();
+        file.write("a@x.io", "Abc", PasswordStatus::Created)
+            .unwrap();
+        file.write("=cmd|'/ccalc'!a0@x.io", "Def", PasswordStatus::Unconfirmed)
+            .unwrap();
+        drop(file);
+        PasswordFile::open(&path).unwrap(); // no second header
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            text,
+            "identity,password,status\na@x.io,Abc,created\n'=cmd|'/ccalc'!a0@x.io,Def,unconfirmed\n"
+        );
     }
 }

@@ -10,19 +10,20 @@ use crate::html_report::ReportCollector;
 use crate::input::{self, InputOptions, Record, RecordSource};
 use crate::ledger::SqliteLedger;
 use crate::ledger::lock::LedgerLock;
-use crate::ledger::writer::{LedgerGone, LedgerSender, LedgerWriter};
+use crate::ledger::writer::{LedgerGone, LedgerSender, LedgerWriter, REPORT_CAPACITY};
 use crate::mapping::{Mapping, MappingOptions};
 use crate::normalize::Conventions;
 use crate::outcome::{Outcome, RowReport};
-use crate::password::PasswordFile;
-use crate::report::{Aggregator, ProgressMode, Summary};
+use crate::outputs::{self, Existing};
+use crate::password::{PasswordFile, PasswordKey, PasswordStatus};
+use crate::report::{Aggregator, ProgressMode, RowSet, Summary};
 use crate::stop::{Stop, StopReason};
-use crate::submit::{SubmitSettings, Submitter};
+use crate::submit::{Submission, SubmitSettings, Submitter};
 use crate::targets::{PasswordUse, Target};
 use crate::validate::{Checked, ReadyUser, Validator};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 /// Records validated together on rayon.
@@ -50,8 +51,10 @@ pub struct ImportSettings {
     pub mapping: MappingOptions,
     /// Default phone region and role synonyms.
     pub conventions: Conventions,
-    /// The results ledger.
+    /// The results ledger (a validation only reads what it recorded of the error file).
     pub ledger: PathBuf,
+    /// `--retry-rejected`: send rows the API refused before even when unchanged.
+    pub retry_rejected: bool,
     /// The error file.
     pub errors: PathBuf,
     /// Its format.
@@ -73,17 +76,25 @@ pub struct ImportSettings {
 }
 
 /// The default error file for an input: `people.csv` → `people.errors.csv` beside it
-/// (`people.errors.jsonl` in JSONL format).
+/// (`people.errors.jsonl` in JSONL format). Any other input keeps its extension in the name,
+/// so `hr.csv`, `hr.tsv` and `hr.jsonl` never share an error file: `hr.errors.csv`,
+/// `hr.tsv.errors.csv`, `hr.jsonl.errors.csv`.
 pub fn default_errors_path(input: &Path, format: ErrorFormat) -> PathBuf {
-    let stem = input
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
     let ext = match format {
         ErrorFormat::Csv => "csv",
         ErrorFormat::Jsonl => "jsonl",
     };
-    input.with_file_name(format!("{stem}.errors.{ext}"))
+    let csv_input = input
+        .extension()
+        .is_some_and(|e| e.to_string_lossy().eq_ignore_ascii_case("csv"));
+    let base = match csv_input {
+        true => input.file_stem(),
+        false => input.file_name(),
+    };
+    let base = base
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    input.with_file_name(format!("{base}.errors.{ext}"))
 }
 
 /// How a run ended: its totals, and why it stopped early if it did.
@@ -138,20 +149,20 @@ pub async fn run(
     stop: Arc<Stop>,
 ) -> Result<RunResult, RunError> {
     let started = Instant::now();
-    if same_file(&settings.errors, &settings.input) {
-        return Err(RunError::Usage(
-            "--errors must not be the input file".into(),
-        ));
+    let sending = settings.mode == RunMode::Send;
+    // Nothing is written before every output is known not to destroy another file.
+    let mut named: Vec<(&str, &Path)> = vec![("--errors", settings.errors.as_path())];
+    if let Some(report) = &settings.report {
+        named.push(("--report", report));
     }
+    if let Some(passwords) = &settings.generate_passwords {
+        named.push(("--generate-passwords", passwords));
+    }
+    outputs::check(&settings.input, Some(&settings.ledger), &named)?;
     let (source, mapping) = prepare(settings, target.as_ref())?;
     let mapping = Arc::new(mapping);
-    let passwords = match (&settings.generate_passwords, settings.mode) {
-        (Some(path), RunMode::Send) => {
-            if same_file(path, &settings.input) {
-                return Err(RunError::Usage(
-                    "--generate-passwords must not be the input file".into(),
-                ));
-            }
+    let passwords = match (&settings.generate_passwords, sending) {
+        (Some(path), true) => {
             let file = PasswordFile::open(path).map_err(|e| RunError::Output {
                 path: path.clone(),
                 source: e,
@@ -160,7 +171,21 @@ pub async fn run(
         }
         _ => None,
     };
-    if settings.mode == RunMode::Send {
+    // Generated passwords are derived from the ledger's key (synced to disk before anything
+    // is sent); a validation or dry run derives from a key that lives in memory only.
+    let password_key = match (&settings.generate_passwords, sending) {
+        (None, _) => None,
+        (Some(_), true) => {
+            let path = PasswordKey::path_for(&settings.ledger);
+            let key = PasswordKey::load_or_create(&path).map_err(|e| RunError::Output {
+                path,
+                source: std::io::Error::other(e.to_string()),
+            })?;
+            Some(Arc::new(key))
+        }
+        (Some(_), false) => Some(Arc::new(PasswordKey::ephemeral())),
+    };
+    if sending {
         // Missing or wrong credentials stop the run here, before any row is claimed.
         target.auth().check().await.map_err(|e| match e {
             AuthError::Missing(message) => RunError::Usage(message),
@@ -178,32 +203,75 @@ pub async fn run(
         RunMode::DryRun => copy_ledger(&settings.ledger, scratch.path())?,
         RunMode::ValidateOnly => scratch.path().join("ledger.sqlite"),
     };
-    // One run per ledger; a dry run only reads a copy, so it needs no lock.
-    let _lock = match settings.mode {
-        RunMode::Send => Some(LedgerLock::acquire(&settings.ledger)?),
-        _ => None,
-    };
     let source_name = settings.input.display().to_string();
-    let ledger = SqliteLedger::open(&ledger_path, target.ledger_key(), &source_name)?;
+    // One run per ledger (a dry run only reads a copy, so it needs no lock); the lock is
+    // held by the ledger and released after its connection closes.
+    let mut ledger = match settings.mode {
+        RunMode::Send => {
+            let lock = LedgerLock::acquire(&settings.ledger)?;
+            SqliteLedger::open(&ledger_path, target.ledger_key(), &source_name)?.holding(lock)
+        }
+        _ => SqliteLedger::open(&ledger_path, target.ledger_key(), &source_name)?,
+    }
+    .retrying_rejected(settings.retry_rejected);
+    if sending {
+        for (other, people) in ledger.other_accounts()? {
+            eprintln!(
+                "roster: note: the ledger knows {people} people of `{other}`, the same target under \
+                 another account (tenant, realm or client); this run's account is `{}`: its people are \
+                 tracked apart",
+                target.ledger_key()
+            );
+        }
+        if let (Some(file), Some(key)) = (&passwords, &password_key) {
+            write_owed_passwords(&mut ledger, file, key, target.ledger_key())?;
+        }
+    }
 
+    // The error file: never one the user changed since roster wrote it.
+    let errors_key = crate::ledger::lock::canonical(&settings.errors)
+        .display()
+        .to_string();
+    let recorded = match sending {
+        true => ledger.output_written(&errors_key)?,
+        false => crate::ledger::recorded_output(&settings.ledger, &errors_key),
+    };
+    let errors_path = match outputs::existing_errors_file(&settings.errors, recorded) {
+        Existing::Free => settings.errors.clone(),
+        Existing::Changed { instead } => {
+            eprintln!(
+                "roster: `{}` was changed since roster wrote it: it is left as it is, and this run's \
+                 refused rows go to `{}`",
+                settings.errors.display(),
+                instead.display()
+            );
+            instead
+        }
+    };
     let secret_columns: Vec<usize> = match settings.keep_secrets {
         true => Vec::new(),
         false => mapping.column(Field::Password).into_iter().collect(),
     };
     let errors = ErrorFile::new(
-        &settings.errors,
+        &errors_path,
         settings.errors_format,
         mapping.headers(),
         secret_columns,
     );
-    let (reports_tx, reports_rx) = std::sync::mpsc::channel();
+    let (reports_tx, reports_rx) = std::sync::mpsc::sync_channel(REPORT_CAPACITY);
     let collector = settings.report.as_ref().map(|_| ReportCollector::default());
-    let aggregator = Aggregator::spawn(reports_rx, errors, settings.progress, collector);
-    let writer = LedgerWriter::spawn(ledger, reports_tx.clone());
+    let aggregator = Aggregator::spawn(
+        reports_rx,
+        errors,
+        settings.progress,
+        collector,
+        stop.clone(),
+    );
+    let writer = LedgerWriter::spawn(ledger, reports_tx, stop.clone())?;
 
     let validator = Arc::new(
         Validator::new((*mapping).clone(), target.clone())
-            .generating_passwords(settings.generate_passwords.is_some())
+            .generating_passwords(password_key)
             .with_conventions(settings.conventions.clone()),
     );
     let (chunks_tx, chunks_rx) = mpsc::channel::<Vec<Checked>>(2);
@@ -213,7 +281,7 @@ pub async fn run(
     };
 
     let concurrency = settings.submit.concurrency.max(1);
-    let (submit_tx, submitter) = if settings.mode == RunMode::Send {
+    let (submit_tx, submitter) = if sending {
         let submitter = Arc::new(
             Submitter::new(
                 target.clone(),
@@ -221,7 +289,7 @@ pub async fn run(
                 settings.submit,
                 stop.clone(),
             )?
-            .with_password_file(passwords),
+            .with_password_file(passwords.clone()),
         );
         let (tx, rx) = mpsc::channel::<Vec<ReadyUser>>(4 * submitter.lanes());
         let queue = SubmitQueue {
@@ -243,7 +311,6 @@ pub async fn run(
         chunks_rx,
         writer.sender(),
         submit_tx,
-        &reports_tx,
         claim_batch,
         &stop,
         &mut preview,
@@ -252,23 +319,48 @@ pub async fn run(
     if let Some(task) = submitter {
         let _ = task.await;
     }
-    let rows = reader
+    let read = reader
         .await
-        .map_err(|e| RunError::Startup(format!("the reader stopped: {e}")))?;
+        .map_err(|e| RunError::Internal(format!("the reader stopped: {e}")))?;
     let ledger_result = writer.finish();
-    drop(reports_tx);
-    let (mut summary, errors_file, collector) = aggregator.finish()?;
+    let (mut summary, errors_file, collector, reported) = aggregator.finish()?;
     let mut ledger = ledger_result?;
-    let rows = rows?;
+    let read = read?;
     dispatched.map_err(|_| RunError::Ledger {
         path: ledger_path.clone(),
         message: "stopped unexpectedly".into(),
     })?;
+    if let Some(file) = &passwords {
+        file.sync().map_err(|e| RunError::Output {
+            path: file.path().to_path_buf(),
+            source: e,
+        })?;
+    }
 
-    summary.rows = rows;
+    // Every row read has an outcome: a gap is a lost row, unless the run stopped for a
+    // reason that explains it (a write that failed leaves those rows to the next run).
+    summary.rows = read.rows.len() + read.unread;
+    summary.not_processed += read.unread;
+    let gap = summary.rows.saturating_sub(summary.accounted());
+    if gap > 0 {
+        if stop.reason().is_none() {
+            let missing: Vec<String> = read
+                .rows
+                .missing_from(&reported)
+                .take(10)
+                .map(|r| r.to_string())
+                .collect();
+            return Err(RunError::Internal(format!(
+                "{gap} of {} rows have no outcome (rows {}); the ledger says what was sent",
+                summary.rows,
+                missing.join(", ")
+            )));
+        }
+        summary.not_processed += gap;
+    }
     summary.elapsed_s = started.elapsed().as_secs_f64();
     summary.rows_per_s = if summary.elapsed_s > 0.0 {
-        rows as f64 / summary.elapsed_s
+        summary.rows as f64 / summary.elapsed_s
     } else {
         0.0
     };
@@ -277,8 +369,20 @@ pub async fn run(
         RunMode::DryRun => format!("{} (read only: dry run)", settings.ledger.display()),
         RunMode::ValidateOnly => "(none: validation only)".to_string(),
     };
-    summary.errors_file = errors_file.map(|p| p.display().to_string());
-    if settings.mode == RunMode::Send {
+    summary.errors_file = errors_file.as_ref().map(|p| p.display().to_string());
+    if sending {
+        // Remember what roster wrote, so a later run never overwrites the user's edits.
+        let key = crate::ledger::lock::canonical(&errors_path)
+            .display()
+            .to_string();
+        let written = match &errors_file {
+            Some(path) => outputs::fingerprint(path).map_err(|e| RunError::Output {
+                path: path.clone(),
+                source: e,
+            })?,
+            None => None,
+        };
+        ledger.record_output(&key, written)?;
         let json = serde_json::to_string(&summary).unwrap_or_default();
         ledger.finish_run(&json)?;
     }
@@ -295,45 +399,103 @@ pub async fn run(
     })
 }
 
-/// Reads records in chunks, checks each chunk on rayon and passes it on, in order.
+/// Writes the password lines an earlier run owes (its disk was full when it created them):
+/// derived again from the key, so nothing is lost.
+fn write_owed_passwords(
+    ledger: &mut SqliteLedger,
+    file: &PasswordFile,
+    key: &PasswordKey,
+    scope: &str,
+) -> Result<(), RunError> {
+    let owed = ledger.owed_passwords()?;
+    if owed.is_empty() {
+        return Ok(());
+    }
+    let mut written = Vec::with_capacity(owed.len());
+    for (identity, unconfirmed) in owed {
+        let status = match unconfirmed {
+            true => PasswordStatus::Unconfirmed,
+            false => PasswordStatus::Created,
+        };
+        file.write(&identity, &key.derive(scope, &identity), status)
+            .map_err(|e| RunError::Output {
+                path: file.path().to_path_buf(),
+                source: e,
+            })?;
+        written.push(identity);
+    }
+    ledger.passwords_written(&written)?;
+    eprintln!(
+        "roster: wrote {} password lines an earlier run owed to `{}`",
+        written.len(),
+        file.path().display()
+    );
+    Ok(())
+}
+
+/// What the reader saw of the file.
+struct Read {
+    /// The rows read and passed on.
+    rows: RowSet,
+    /// Records left unread when the run stopped (counted, not checked).
+    unread: u64,
+}
+
+/// Most time spent counting the rest of the file after a stop, so the summary can say how
+/// many rows were never processed; past it the count is what was reached.
+const COUNT_UNREAD_FOR: Duration = Duration::from_secs(2);
+
+/// Reads records in chunks, checks each chunk on rayon and passes it on, in order. After a
+/// stop, the rest of the file is only counted.
 fn read_and_check(
     mut source: Box<dyn RecordSource>,
     validator: Arc<Validator>,
     chunks: mpsc::Sender<Vec<Checked>>,
     stop: &Stop,
-) -> Result<u64, RunError> {
-    let mut rows = 0u64;
+) -> Result<Read, RunError> {
+    let mut read = Read {
+        rows: RowSet::default(),
+        unread: 0,
+    };
     let mut record = Record::default();
-    while !stop.is_stopped() {
+    loop {
+        if stop.is_stopped() {
+            break;
+        }
         let mut chunk = Vec::with_capacity(CHUNK);
         while chunk.len() < CHUNK && source.read_record(&mut record)? {
+            read.rows.insert(record.row);
             chunk.push(std::mem::take(&mut record));
         }
         if chunk.is_empty() {
-            break;
+            return Ok(read);
         }
-        rows += chunk.len() as u64;
         if chunks.blocking_send(validator.check_chunk(chunk)).is_err() {
             break;
         }
     }
-    Ok(rows)
+    let counting = Instant::now();
+    while counting.elapsed() < COUNT_UNREAD_FOR && source.read_record(&mut record)? {
+        read.unread += 1;
+    }
+    Ok(read)
 }
 
 /// Records invalid rows, claims valid ones in batches and hands the claimed to the submitter
-/// (or, without one, reports them as what a dry run would send).
+/// (or, without one, reports them as what a dry run would send). After a stop, every row
+/// still in hand is reported as not processed (claimed ones are released in the ledger).
 async fn dispatch(
     mut chunks: mpsc::Receiver<Vec<Checked>>,
     ledger: LedgerSender,
     submit: Option<SubmitQueue>,
-    reports: &std::sync::mpsc::Sender<Vec<RowReport>>,
     claim_batch: usize,
     stop: &Stop,
     preview: &mut RequestPreview,
 ) -> Result<(), LedgerGone> {
     while let Some(chunk) = chunks.recv().await {
         if stop.is_stopped() {
-            break;
+            ledger.report(not_processed(chunk)).await?;
+            continue;
         }
         let mut ready = Vec::with_capacity(chunk.len());
         let mut invalid = Vec::new();
@@ -344,28 +506,25 @@ async fn dispatch(
             }
         }
         if !invalid.is_empty() {
-            ledger.invalid(invalid)?;
+            ledger.invalid(invalid).await?;
         }
         // The whole chunk goes to the ledger, which claims at most `claim_batch` users a
         // call: a crash leaves few claims unsent, and done rows pass in one call.
         while !ready.is_empty() {
             if stop.is_stopped() {
-                return Ok(());
+                let rest = std::mem::take(&mut ready).into_iter().map(Checked::Ready);
+                ledger.report(not_processed(rest.collect())).await?;
+                break;
             }
             let (claimed, rest) = ledger.claim(ready, claim_batch).await?;
             ready = rest;
             match &submit {
                 Some(queue) => {
                     if let Err(unsent) = queue.send(claimed).await {
-                        // The submitter is gone: release the claims as not sent.
-                        let not_sent = unsent
-                            .into_iter()
-                            .map(|user| {
-                                RowReport::local(user.row, Outcome::NotSent, Vec::new(), user.cells)
-                            })
-                            .collect();
-                        let _ = reports.send(not_sent);
-                        return Ok(());
+                        // The submitter is gone: release the claims, not sent.
+                        for user in unsent {
+                            ledger.done(Submission::new(user)).await?;
+                        }
                     }
                 }
                 None => {
@@ -376,12 +535,26 @@ async fn dispatch(
                             RowReport::local(user.row, Outcome::WouldSend, Vec::new(), user.cells)
                         })
                         .collect();
-                    let _ = reports.send(would_send);
+                    ledger.report(would_send).await?;
                 }
             }
         }
     }
     Ok(())
+}
+
+/// Reports for rows the run stopped before handling.
+fn not_processed(chunk: Vec<Checked>) -> Vec<RowReport> {
+    chunk
+        .into_iter()
+        .map(|checked| {
+            let (row, cells) = match checked {
+                Checked::Ready(user) => (user.row, user.cells),
+                Checked::Invalid(row) => (row.row, row.cells),
+            };
+            RowReport::local(row, Outcome::NotProcessed, Vec::new(), cells)
+        })
+        .collect()
 }
 
 /// The submitter's intake: claimed users go to its lanes in pieces of at most `batch`.
@@ -468,11 +641,4 @@ fn copy_ledger(ledger: &Path, dir: &Path) -> Result<PathBuf, RunError> {
             .map_err(err)?;
     }
     Ok(copy)
-}
-
-fn same_file(a: &Path, b: &Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
-    }
 }

@@ -6,10 +6,13 @@
 use crate::error::RunError;
 pub use crate::error_file::{ErrorFile, ErrorFormat, META_COLUMNS};
 use crate::html_report::ReportCollector;
-use crate::outcome::{Outcome, RowReport};
+use crate::outcome::{FirstRow, Outcome, RowReport};
+use crate::stop::{Stop, StopReason};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -39,12 +42,18 @@ impl ProgressMode {
 }
 
 /// The run's totals; also the `--json` object.
+///
+/// Every row read has exactly one outcome, so `rows` is the sum of `created`,
+/// `created_unconfirmed`, `exists`, `skipped`, `invalid`, `duplicates`, `rejected`,
+/// `still_refused`, `failed`, `not_processed` and `would_send`.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Summary {
-    /// Rows read from the input (blank records excluded).
+    /// Rows in the input (blank records excluded), read or not.
     pub rows: u64,
     /// Created by this run.
     pub created: u64,
+    /// The API said they exist after an earlier attempt of roster's may have created them.
+    pub created_unconfirmed: u64,
     /// The API said they already existed.
     pub exists: u64,
     /// Already done according to the ledger; nothing sent.
@@ -53,10 +62,16 @@ pub struct Summary {
     pub invalid: u64,
     /// Repeated identities inside the file.
     pub duplicates: u64,
-    /// Refused by the API.
+    /// Of those, repeats of a person who was created or present: not errors.
+    pub duplicates_of_done: u64,
+    /// Refused by the API in this run.
     pub rejected: u64,
-    /// Retries exhausted, or stopped before success.
+    /// Refused by the API in an earlier run and unchanged since: not sent again.
+    pub still_refused: u64,
+    /// Retries exhausted, or stopped before success: a re-run retries them.
     pub failed: u64,
+    /// Never sent (or never read) because the run stopped first.
+    pub not_processed: u64,
     /// Valid and not yet done: what a dry run would send.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub would_send: Option<u64>,
@@ -77,21 +92,49 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// Rows refused or failed: any makes the exit code 1.
-    pub fn refused(&self) -> u64 {
-        self.invalid + self.duplicates + self.rejected + self.failed
+    /// Rows in the error file: refused (now or before), repeated or failed.
+    pub fn in_error_file(&self) -> u64 {
+        self.invalid + self.duplicates + self.rejected + self.still_refused + self.failed
+    }
+
+    /// Rows refused in this run for their data: any makes the exit code 1. Repeats of a
+    /// person who was created are not errors, nor are refusals unchanged since an earlier run.
+    pub fn refused_this_run(&self) -> u64 {
+        self.invalid + self.rejected + self.duplicates.saturating_sub(self.duplicates_of_done)
+    }
+
+    /// Every outcome counted: equals `rows` when no row was lost.
+    pub fn accounted(&self) -> u64 {
+        self.created
+            + self.created_unconfirmed
+            + self.exists
+            + self.skipped
+            + self.in_error_file()
+            + self.not_processed
+            + self.would_send.unwrap_or(0)
+    }
+
+    /// People created by this run, confirmed or not.
+    pub fn created_all(&self) -> u64 {
+        self.created + self.created_unconfirmed
     }
 
     /// Adds one row's outcome to the totals.
     pub fn count(&mut self, report: &RowReport) {
         match report.outcome {
             Outcome::Created => self.created += 1,
+            Outcome::CreatedUnconfirmed => self.created_unconfirmed += 1,
             Outcome::Exists => self.exists += 1,
             Outcome::Skipped => self.skipped += 1,
             Outcome::Invalid => self.invalid += 1,
-            Outcome::Duplicate => self.duplicates += 1,
+            Outcome::Duplicate { first, .. } => {
+                self.duplicates += 1;
+                self.duplicates_of_done += u64::from(first == FirstRow::Done);
+            }
             Outcome::Rejected { .. } => self.rejected += 1,
-            Outcome::Failed { .. } | Outcome::NotSent => self.failed += 1,
+            Outcome::StillRefused { .. } => self.still_refused += 1,
+            Outcome::Failed { .. } => self.failed += 1,
+            Outcome::NotProcessed => self.not_processed += 1,
             Outcome::WouldSend => *self.would_send.get_or_insert(0) += 1,
         }
         self.requests += u64::from(report.attempts);
@@ -101,7 +144,7 @@ impl Summary {
 
     /// Rows with a final outcome so far.
     pub fn finished(&self) -> u64 {
-        self.created + self.exists + self.skipped + self.refused() + self.would_send.unwrap_or(0)
+        self.accounted()
     }
 
     /// The human table printed on stderr at the end.
@@ -116,6 +159,16 @@ impl Summary {
             line(&mut out, "would be sent", would.to_string());
         } else {
             line(&mut out, "created", self.created.to_string());
+            if self.created_unconfirmed > 0 {
+                line(
+                    &mut out,
+                    "created (unconfirmed)",
+                    format!(
+                        "{} (the API said they exist after an attempt of roster's may have created them)",
+                        self.created_unconfirmed
+                    ),
+                );
+            }
             line(&mut out, "already existed", self.exists.to_string());
         }
         line(
@@ -123,18 +176,39 @@ impl Summary {
             "already done",
             format!("{} (ledger)", self.skipped),
         );
+        let harmless = match self.duplicates_of_done {
+            0 => String::new(),
+            n => format!(", {n} of them repeats of a person who is done"),
+        };
         line(
             &mut out,
             "refused locally",
             format!(
-                "{} (invalid {}, duplicates {})",
+                "{} (invalid {}, duplicates {}{harmless})",
                 self.invalid + self.duplicates,
                 self.invalid,
                 self.duplicates
             ),
         );
         line(&mut out, "refused by the API", self.rejected.to_string());
+        if self.still_refused > 0 {
+            line(
+                &mut out,
+                "still refused",
+                format!(
+                    "{} (refused in an earlier run and unchanged: not sent again; --retry-rejected sends them)",
+                    self.still_refused
+                ),
+            );
+        }
         line(&mut out, "failed", self.failed.to_string());
+        if self.not_processed > 0 {
+            line(
+                &mut out,
+                "not processed",
+                format!("{} (the run stopped first)", self.not_processed),
+            );
+        }
         line(
             &mut out,
             "requests sent",
@@ -156,9 +230,59 @@ impl Summary {
     }
 }
 
-/// What the aggregator hands back: the totals, the error file if written, and the HTML
-/// report's data if one was asked for.
-pub type Aggregated = (Summary, Option<PathBuf>, Option<ReportCollector>);
+/// A set of row numbers, one bit each: the rows read, and the rows reported, so that a row
+/// without an outcome can be named (10 million rows: 1.25 MB).
+#[derive(Debug, Clone, Default)]
+pub struct RowSet {
+    words: Vec<u64>,
+    len: u64,
+}
+
+impl RowSet {
+    /// Adds `row`.
+    pub fn insert(&mut self, row: u64) {
+        let (word, bit) = ((row / 64) as usize, row % 64);
+        if word >= self.words.len() {
+            self.words.resize(word + 1, 0);
+        }
+        let mask = 1u64 << bit;
+        if self.words[word] & mask == 0 {
+            self.words[word] |= mask;
+            self.len += 1;
+        }
+    }
+
+    /// Whether `row` is in the set.
+    pub fn contains(&self, row: u64) -> bool {
+        let (word, bit) = ((row / 64) as usize, row % 64);
+        self.words.get(word).is_some_and(|w| w & (1 << bit) != 0)
+    }
+
+    /// Rows in the set.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The rows in this set that are not in `other`, in order.
+    pub fn missing_from<'a>(&'a self, other: &'a RowSet) -> impl Iterator<Item = u64> + 'a {
+        self.words.iter().enumerate().flat_map(move |(i, &word)| {
+            let theirs = other.words.get(i).copied().unwrap_or(0);
+            let only = word & !theirs;
+            (0..64)
+                .filter(move |bit| only & (1 << bit) != 0)
+                .map(move |bit| i as u64 * 64 + bit)
+        })
+    }
+}
+
+/// What the aggregator hands back: the totals, the error file if written, the HTML report's
+/// data if one was asked for, and the rows it got a report for.
+pub type Aggregated = (Summary, Option<PathBuf>, Option<ReportCollector>, RowSet);
 
 /// The aggregator thread: counts outcomes, writes the error file, shows progress.
 pub struct Aggregator {
@@ -173,10 +297,18 @@ impl Aggregator {
         errors: ErrorFile,
         mode: ProgressMode,
         collector: Option<ReportCollector>,
+        stop: Arc<Stop>,
     ) -> Aggregator {
         let thread = std::thread::Builder::new()
             .name("roster-report".into())
-            .spawn(move || aggregate(reports, errors, mode, collector))
+            .spawn(move || {
+                let result = aggregate(reports, errors, mode, collector);
+                // The error file cannot be written: nothing more may be refused unseen.
+                if let Err(e) = &result {
+                    stop.stop(StopReason::RetryLater(e.to_string()));
+                }
+                result
+            })
             .expect("spawning the report thread");
         Aggregator { thread }
     }
@@ -185,7 +317,7 @@ impl Aggregator {
     pub fn finish(self) -> Result<Aggregated, RunError> {
         self.thread
             .join()
-            .unwrap_or_else(|_| Err(RunError::Startup("the report thread panicked".into())))
+            .unwrap_or_else(|_| Err(RunError::Internal("the report thread panicked".into())))
     }
 }
 
@@ -211,11 +343,28 @@ fn aggregate(
     };
     let mut last_line = Instant::now();
     let tick = Duration::from_millis(250);
+    // Repeats met while their first row was still being sent, by that row: its own report
+    // settles whether they are harmless (the person got created) or refused with it.
+    let mut awaiting: HashMap<u64, u64> = HashMap::new();
+    let mut reported = RowSet::default();
     loop {
         match reports.recv_timeout(tick) {
             Ok(batch) => {
                 for report in batch {
                     summary.count(&report);
+                    reported.insert(report.row);
+                    if let Outcome::Duplicate {
+                        of,
+                        first: FirstRow::Pending,
+                    } = report.outcome
+                    {
+                        *awaiting.entry(of).or_insert(0) += 1;
+                    }
+                    if let Some(repeats) = awaiting.remove(&report.row)
+                        && report.outcome.is_done()
+                    {
+                        summary.duplicates_of_done += repeats;
+                    }
                     if let Some(collector) = collector.as_mut() {
                         collector.add(&report, started.elapsed().as_secs());
                     }
@@ -230,10 +379,11 @@ fn aggregate(
         if let Some(bar) = &bar {
             bar.set_position(summary.finished());
             bar.set_message(format!(
-                "created {} · done {} · refused {} · 429s {}",
-                summary.created + summary.exists,
+                "created {} · existed {} · done {} · refused {} · 429s {}",
+                summary.created_all(),
+                summary.exists,
                 summary.skipped,
-                summary.refused(),
+                summary.in_error_file(),
                 summary.throttled
             ));
         } else if let ProgressMode::Lines(every) = mode
@@ -243,9 +393,10 @@ fn aggregate(
             let secs = started.elapsed().as_secs_f64().max(1e-9);
             tracing::info!(
                 rows = summary.finished(),
-                created = summary.created + summary.exists,
+                created = summary.created_all(),
+                existed = summary.exists,
                 skipped = summary.skipped,
-                refused = summary.refused(),
+                refused = summary.in_error_file(),
                 throttled = summary.throttled,
                 rows_per_s = (summary.finished() as f64 / secs).round(),
                 "progress"
@@ -256,12 +407,29 @@ fn aggregate(
         bar.finish_and_clear();
     }
     let path = errors.finish()?;
-    Ok((summary, path, collector))
+    Ok((summary, path, collector, reported))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_row_set_names_the_rows_missing_from_another() {
+        let mut read = RowSet::default();
+        let mut reported = RowSet::default();
+        for row in [2, 3, 64, 65, 1_000_000] {
+            read.insert(row);
+        }
+        read.insert(3);
+        for row in [2, 65] {
+            reported.insert(row);
+        }
+        assert_eq!(read.len(), 5);
+        assert!(read.contains(1_000_000) && !read.contains(4));
+        let missing: Vec<u64> = read.missing_from(&reported).collect();
+        assert_eq!(missing, [3, 64, 1_000_000]);
+    }
 
     #[test]
     fn summary_counts_requests_and_retries() {
@@ -272,7 +440,10 @@ mod tests {
         s.count(&r);
         s.count(&RowReport::local(
             3,
-            Outcome::Duplicate,
+            Outcome::Duplicate {
+                of: 2,
+                first: FirstRow::Refused,
+            },
             Vec::new(),
             Vec::new(),
         ));
@@ -280,6 +451,6 @@ mod tests {
             (s.created, s.duplicates, s.requests, s.retries, s.throttled),
             (1, 1, 3, 2, 1)
         );
-        assert_eq!(s.refused(), 1);
+        assert_eq!(s.refused_this_run(), 1);
     }
 }

@@ -7,8 +7,24 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
-/// Longest wait roster accepts from a server hint; a longer one is capped to this.
-pub const MAX_SERVER_WAIT: Duration = Duration::from_secs(600);
+/// The longest wait a server hint is read as (about 31 years): anything longer, or not a
+/// number roster can represent, reads as this. The run compares it with `--max-wait`.
+pub const LONGEST_SERVER_WAIT: Duration = Duration::from_secs(1_000_000_000);
+
+/// How long the run waits for a server by default before it stops (`--max-wait`).
+pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(300);
+
+/// Seconds from a server (a header, a token lifetime) as a [`Duration`], with total
+/// arithmetic: negative or not a number is `None`; larger than `cap`, `cap`.
+pub fn seconds_from_server(secs: f64, cap: Duration) -> Option<Duration> {
+    if !secs.is_finite() || secs < 0.0 {
+        return None;
+    }
+    if secs >= cap.as_secs_f64() {
+        return Some(cap);
+    }
+    Duration::try_from_secs_f64(secs).ok()
+}
 
 /// How many times and how fast a submission is retried.
 #[derive(Debug, Clone, Copy)]
@@ -47,7 +63,8 @@ impl RetryPolicy {
 
 /// The wait a response asks for: `Retry-After` (seconds or an HTTP date), else a rate-limit
 /// reset header (`X-RateLimit-Reset`, `X-Rate-Limit-Reset`, IETF `RateLimit: …, t=N` /
-/// `RateLimit-Reset`), as seconds from now or an epoch timestamp.
+/// `RateLimit-Reset`), as seconds from now or an epoch timestamp. Every value is read with
+/// total arithmetic: garbage is ignored, a huge value reads as [`LONGEST_SERVER_WAIT`].
 pub fn server_wait(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     let text = |name: &str| {
         headers
@@ -57,22 +74,18 @@ pub fn server_wait(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     };
     if let Some(value) = text("retry-after") {
         if let Ok(secs) = value.parse::<f64>()
-            && secs.is_finite()
-            && secs >= 0.0
+            && let Some(wait) = seconds_from_server(secs, LONGEST_SERVER_WAIT)
         {
-            return Some(Duration::from_secs_f64(secs).min(MAX_SERVER_WAIT));
+            return Some(wait);
         }
         if let Ok(date) = httpdate::parse_http_date(value) {
-            return Some(
-                date.duration_since(now)
-                    .unwrap_or_default()
-                    .min(MAX_SERVER_WAIT),
-            );
+            let wait = date.duration_since(now).unwrap_or_default();
+            return Some(wait.min(LONGEST_SERVER_WAIT));
         }
     }
     for name in ["x-ratelimit-reset", "x-rate-limit-reset", "ratelimit-reset"] {
         if let Some(secs) = text(name).and_then(|v| v.parse::<f64>().ok()) {
-            return Some(reset_to_wait(secs, now));
+            return reset_to_wait(secs, now);
         }
     }
     // IETF draft structured field: `RateLimit: limit=10, remaining=0, reset=5` or `"p";r=0;t=5`.
@@ -82,7 +95,7 @@ pub fn server_wait(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
             if matches!(key.trim(), "reset" | "t")
                 && let Ok(secs) = val.trim().parse::<f64>()
             {
-                return Some(reset_to_wait(secs, now));
+                return reset_to_wait(secs, now);
             }
         }
     }
@@ -90,9 +103,9 @@ pub fn server_wait(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
 }
 
 /// A reset value is a delay in seconds, unless it is large enough to be an epoch timestamp.
-fn reset_to_wait(value: f64, now: SystemTime) -> Duration {
+fn reset_to_wait(value: f64, now: SystemTime) -> Option<Duration> {
     if !value.is_finite() || value < 0.0 {
-        return Duration::ZERO;
+        return None;
     }
     let wait = if value > 1_000_000_000.0 {
         let epoch = now
@@ -103,7 +116,7 @@ fn reset_to_wait(value: f64, now: SystemTime) -> Duration {
     } else {
         value
     };
-    Duration::from_secs_f64(wait).min(MAX_SERVER_WAIT)
+    seconds_from_server(wait, LONGEST_SERVER_WAIT)
 }
 
 /// A gate every attempt passes through; a 429's wait closes it for all workers at once.
@@ -126,9 +139,11 @@ impl Default for PauseGate {
 impl PauseGate {
     /// Closes the gate for `wait` from now (never shortens an existing pause).
     pub fn pause_for(&self, wait: Duration) {
-        let until = (Instant::now() + wait)
+        let until = Instant::now()
             .duration_since(self.origin)
-            .as_millis() as u64;
+            .saturating_add(wait)
+            .as_millis();
+        let until = u64::try_from(until).unwrap_or(u64::MAX / 2);
         self.closed_until_ms.fetch_max(until, Ordering::AcqRel);
     }
 
@@ -136,7 +151,11 @@ impl PauseGate {
     pub async fn wait_open(&self) {
         loop {
             let until = self.closed_until_ms.load(Ordering::Acquire);
-            let deadline = self.origin + Duration::from_millis(until);
+            let Some(deadline) = self.origin.checked_add(Duration::from_millis(until)) else {
+                // Unreachable in practice: waits are checked against --max-wait first.
+                std::future::pending::<()>().await;
+                return;
+            };
             if Instant::now() >= deadline {
                 return;
             }
@@ -185,10 +204,45 @@ mod tests {
     }
 
     #[test]
-    fn huge_waits_are_capped() {
-        let now = SystemTime::UNIX_EPOCH;
+    fn hostile_values_are_read_with_total_arithmetic() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let h = headers(&[("retry-after", "999999")]);
-        assert_eq!(server_wait(&h, now), Some(MAX_SERVER_WAIT));
+        assert_eq!(server_wait(&h, now), Some(Duration::from_secs(999_999)));
+        for (name, value) in [
+            ("retry-after", "100000000000000000000"),
+            ("retry-after", "1e300"),
+            ("x-ratelimit-reset", "100000000000000000000"),
+            ("x-rate-limit-reset", "1e308"),
+            ("ratelimit", "limit=1, remaining=0, reset=1e300"),
+        ] {
+            assert_eq!(
+                server_wait(&headers(&[(name, value)]), now),
+                Some(LONGEST_SERVER_WAIT),
+                "{name}: {value}"
+            );
+        }
+        let far = headers(&[("retry-after", "Fri, 31 Dec 9999 23:59:59 GMT")]);
+        assert_eq!(server_wait(&far, now), Some(LONGEST_SERVER_WAIT));
+        for garbage in ["soon", "-5", "NaN", "inf"] {
+            assert_eq!(
+                server_wait(&headers(&[("retry-after", garbage)]), now),
+                None
+            );
+        }
+        assert_eq!(
+            seconds_from_server(1e300, Duration::from_secs(60)),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(seconds_from_server(f64::NAN, Duration::from_secs(60)), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_gate_takes_the_longest_pause_without_overflow() {
+        let gate = PauseGate::default();
+        gate.pause_for(Duration::MAX);
+        gate.pause_for(LONGEST_SERVER_WAIT);
+        let waited = tokio::time::timeout(Duration::from_secs(3600), gate.wait_open()).await;
+        assert!(waited.is_err(), "still closed an hour later");
     }
 
     #[test]

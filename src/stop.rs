@@ -1,22 +1,61 @@
 //! One shared switch that tells every stage to stop taking new work, and why.
 
+use crate::error::RunError;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Why the run is stopping early.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StopReason {
-    /// The target made going on pointless (credentials refused, quota exhausted).
+    /// The target made going on pointless (credentials refused, quota exhausted, every row
+    /// refused the same way): a human must look.
     Aborted(String),
+    /// Going on now is pointless but a later run will do better (the target keeps failing,
+    /// it asked for a longer wait than the run allows, an output could not be written).
+    RetryLater(String),
+    /// Something roster must never do happened (a panic while sending).
+    Internal(String),
     /// Ctrl-C or SIGTERM.
     Interrupted,
 }
 
-/// The run's stop switch; the first reason given wins.
+impl StopReason {
+    /// The run error this stop ends the run with.
+    pub fn into_error(self) -> RunError {
+        match self {
+            StopReason::Aborted(m) => RunError::Aborted(m),
+            StopReason::RetryLater(m) => RunError::RetryLater(m),
+            StopReason::Internal(m) => RunError::Internal(m),
+            StopReason::Interrupted => RunError::Interrupted,
+        }
+    }
+
+    /// A short word for `--json`'s `outcome` and the report's banner.
+    pub fn label(&self) -> &'static str {
+        match self {
+            StopReason::Aborted(_) => "aborted",
+            StopReason::RetryLater(_) => "stopped",
+            StopReason::Internal(_) => "internal error",
+            StopReason::Interrupted => "interrupted",
+        }
+    }
+
+    /// The message, where there is one.
+    pub fn message(&self) -> &str {
+        match self {
+            StopReason::Aborted(m) | StopReason::RetryLater(m) | StopReason::Internal(m) => m,
+            StopReason::Interrupted => "interrupted by a signal",
+        }
+    }
+}
+
+/// The run's stop switch; the first reason given wins. Waits (backoff, pauses, the rate
+/// limiter) race [`Stop::stopped`], so a stop ends every wait at once.
 #[derive(Debug, Default)]
 pub struct Stop {
     stopped: AtomicBool,
     reason: Mutex<Option<StopReason>>,
+    wake: tokio::sync::Notify,
 }
 
 impl Stop {
@@ -27,6 +66,18 @@ impl Stop {
             *slot = Some(reason);
         }
         self.stopped.store(true, Ordering::Release);
+        self.wake.notify_waiters();
+    }
+
+    /// Resolves once a stop is asked for (at once if it was already).
+    pub async fn stopped(&self) {
+        let notified = self.wake.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if self.is_stopped() {
+            return;
+        }
+        notified.await;
     }
 
     /// Whether a stop was asked for.
@@ -55,5 +106,37 @@ mod tests {
         stop.stop(StopReason::Interrupted);
         assert!(stop.is_stopped());
         assert_eq!(stop.reason(), Some(StopReason::Aborted("401".into())));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stop_ends_a_wait_at_once() {
+        let stop = std::sync::Arc::new(Stop::default());
+        let waiter = {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(3600)) => false,
+                    _ = stop.stopped() => true,
+                }
+            })
+        };
+        tokio::task::yield_now().await;
+        stop.stop(StopReason::Interrupted);
+        assert!(waiter.await.unwrap(), "the stop won the race");
+        stop.stopped().await; // already stopped: returns at once
+    }
+
+    #[test]
+    fn each_reason_has_its_exit_code() {
+        assert_eq!(StopReason::Aborted("x".into()).into_error().exit_code(), 3);
+        assert_eq!(
+            StopReason::RetryLater("x".into()).into_error().exit_code(),
+            5
+        );
+        assert_eq!(
+            StopReason::Internal("x".into()).into_error().exit_code(),
+            70
+        );
+        assert_eq!(StopReason::Interrupted.into_error().exit_code(), 130);
     }
 }

@@ -4,9 +4,17 @@
 //! circuit breaker that stops the run when the target keeps failing.
 //!
 //! A request whose answer never came (lost connection, timeout, 5xx) may still have created
-//! the user. Such rows are *uncertain*: the create is resent with the same `Idempotency-Key`
-//! where the target honours one, and a "user exists" answer is looked up where the target can
-//! (recorded `created` with the remote id), else recorded `exists`.
+//! the user. Such rows are *uncertain*: the create is resent, with the same body (generated
+//! passwords are derived, so it is the same password) and the same `Idempotency-Key` where the
+//! target honours one. A "user exists" answer to an uncertain row is probably roster's own
+//! creation but cannot be proven: it is recorded `created (unconfirmed)`, with the remote id
+//! from a lookup where the target has one, and its follow-up step (Crayon's password) still
+//! runs. A row whose requests never left is not uncertain: "exists" then means exists.
+//!
+//! Every wait (the pause gate, the rate limiter, backoff) races the run's stop, so a signal
+//! ends it at once; a server asking for a longer wait than `--max-wait` stops the run with
+//! the "try again later" code. A panic while sending one row becomes that row's `failed`
+//! outcome and stops the run with the internal-error code: no row is ever lost.
 
 use crate::auth::scheme::Used;
 use crate::error::RunError;
@@ -16,7 +24,7 @@ use crate::ledger::now_ms;
 use crate::ledger::writer::LedgerSender;
 use crate::mapping::Mapping;
 use crate::outcome::Outcome;
-use crate::password::PasswordFile;
+use crate::password::{PasswordFile, PasswordStatus};
 use crate::retry::{PauseGate, RetryPolicy};
 use crate::stop::{Stop, StopReason};
 use crate::targets::{Target, Verdict};
@@ -27,6 +35,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::Method;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue};
 use std::num::NonZeroU32;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -48,6 +57,8 @@ pub struct SubmitSettings {
     pub timeout: Duration,
     /// Retry schedule.
     pub retry: RetryPolicy,
+    /// The longest wait the run accepts from a server (`--max-wait`); a longer one stops it.
+    pub max_wait: Duration,
 }
 
 impl Default for SubmitSettings {
@@ -58,6 +69,7 @@ impl Default for SubmitSettings {
             burst: 1,
             timeout: Duration::from_secs(30),
             retry: RetryPolicy::default(),
+            max_wait: crate::retry::DEFAULT_MAX_WAIT,
         }
     }
 }
@@ -85,6 +97,27 @@ pub struct Submission {
     pub first_attempt_ms: Option<i64>,
     /// When the last attempt left.
     pub last_attempt_ms: Option<i64>,
+    /// The generated password's line could not be written: the next run writes it.
+    pub password_owed: bool,
+}
+
+impl Submission {
+    /// A submission of `user` that has not started.
+    pub fn new(user: ReadyUser) -> Submission {
+        Submission {
+            user,
+            outcome: Outcome::NotProcessed,
+            remote_id: None,
+            status: None,
+            errors: Vec::new(),
+            response_body: None,
+            attempts: 0,
+            throttled: 0,
+            first_attempt_ms: None,
+            last_attempt_ms: None,
+            password_owed: false,
+        }
+    }
 }
 
 /// Fewest workers a lane is given: below this, a lane's batch waits on too few workers while
@@ -268,7 +301,7 @@ impl Submitter {
     /// A lane could not be started: the run stops (the other lanes finish what they hold).
     fn lane_failed(&self, e: std::io::Error) {
         let message = format!("cannot start a network thread: {e}");
-        self.stop.stop(StopReason::Aborted(message));
+        self.stop.stop(StopReason::RetryLater(message));
     }
 
     /// One lane: a feeder takes batches from the shared queue into the lane's own, and
@@ -295,7 +328,7 @@ impl Submitter {
                         break;
                     };
                     let done = this.submit(user, &mut sender).await;
-                    if ledger.done(done).is_err() {
+                    if ledger.done(done).await.is_err() {
                         break;
                     }
                 }
@@ -318,19 +351,35 @@ impl Submitter {
 
     /// All attempts for one user: the create request, then the target's follow-up step (if
     /// any); a user created in an earlier run whose follow-up did not finish starts there.
+    ///
+    /// A panic while sending becomes this row's `failed` outcome (its request may have left,
+    /// so it stays uncertain) and stops the run with the internal-error code.
     pub async fn submit(&self, user: ReadyUser, sender: &mut Sender) -> Submission {
-        let mut done = Submission {
-            user,
-            outcome: Outcome::NotSent,
-            remote_id: None,
-            status: None,
-            errors: Vec::new(),
-            response_body: None,
-            attempts: 0,
-            throttled: 0,
-            first_attempt_ms: None,
-            last_attempt_ms: None,
-        };
+        let mut done = Submission::new(user);
+        let sending = AssertUnwindSafe(self.submit_into(&mut done, sender));
+        if let Err(panic) = futures_util::FutureExt::catch_unwind(sending).await {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into());
+            done.user.uncertain |= done.attempts > 0;
+            let message = format!(
+                "internal error while sending this row ({what}); it is retried on the next run"
+            );
+            self.stop.stop(StopReason::Internal(format!(
+                "a panic while sending row {}: {what}",
+                done.user.row
+            )));
+            self.failed(&mut done, &message);
+        }
+        done
+    }
+
+    /// [`submit`](Self::submit)'s work, on a submission that survives a panic.
+    async fn submit_into(&self, done: &mut Submission, sender: &mut Sender) {
+        // Set when the target said "exists" to a row whose earlier attempt may have landed.
+        let mut unconfirmed = false;
         match done.user.remote_id.clone() {
             Some(id) => done.remote_id = Some(id),
             None => {
@@ -338,28 +387,21 @@ impl Submitter {
                 let endpoint = self.endpoint.clone();
                 let key = self.idempotency_key(&done.user);
                 match self
-                    .run_step(
-                        &mut done,
-                        sender,
-                        self.target.method(),
-                        &endpoint,
-                        body,
-                        key,
-                    )
+                    .run_step(done, sender, self.target.method(), &endpoint, body, key)
                     .await
                 {
                     StepEnd::Answered(Verdict::Created { remote_id }) => done.remote_id = remote_id,
+                    StepEnd::Answered(Verdict::Exists) if !done.user.uncertain => {
+                        // No request of roster's for this person can have landed: it existed.
+                        done.outcome = Outcome::Exists;
+                        done.response_body = None;
+                        return;
+                    }
                     StepEnd::Answered(Verdict::Exists) => {
-                        // Our own earlier request may have created it: where the target can
-                        // say, that is a creation (and any later step still runs).
-                        match self.look_up(&mut done, sender).await {
-                            Some(id) => done.remote_id = Some(id),
-                            None => {
-                                done.outcome = Outcome::Exists;
-                                done.response_body = None;
-                                return done;
-                            }
-                        }
+                        // Probably roster's own earlier request; the target cannot prove it.
+                        // A lookup gives the id (and so the follow-up step its target).
+                        unconfirmed = true;
+                        done.remote_id = self.look_up(done, sender).await;
                     }
                     StepEnd::Answered(Verdict::Rejected { errors }) => {
                         let errors = self.name_columns(errors);
@@ -375,10 +417,14 @@ impl Submitter {
                     StepEnd::Stopped if done.attempts > 0 => {
                         return self.failed(done, "the run stopped before this row succeeded");
                     }
-                    StepEnd::Stopped => return done,
+                    StepEnd::Stopped => {
+                        done.outcome = Outcome::NotProcessed;
+                        return;
+                    }
                 }
             }
         }
+        let mut follow_up_done = false;
         if let Some(id) = done.remote_id.clone()
             && let Some(step) = self.target.follow_up(&id, &done.user.fields)
         {
@@ -391,10 +437,12 @@ impl Submitter {
                 }
             };
             match self
-                .run_step(&mut done, sender, step.method, &url, step.body.into(), None)
+                .run_step(done, sender, step.method, &url, step.body.into(), None)
                 .await
             {
-                StepEnd::Answered(Verdict::Created { .. } | Verdict::Exists) => {}
+                StepEnd::Answered(Verdict::Created { .. } | Verdict::Exists) => {
+                    follow_up_done = true;
+                }
                 StepEnd::Answered(Verdict::Rejected { errors }) => {
                     let errors = self
                         .name_columns(errors)
@@ -422,21 +470,55 @@ impl Submitter {
                     return self.failed(done, &message);
                 }
             }
-        }
-        done.outcome = Outcome::Created;
-        done.response_body = None;
-        if done.user.generated_password
-            && let (Some(file), Some(password)) = (
-                &self.passwords,
-                done.user.fields.get(crate::fields::Field::Password),
-            )
-            && let Err(e) = file.write(&done.user.identity, password)
+        } else if done.remote_id.is_none()
+            && let Some(step) = self.target.follow_up("", &done.user.fields)
         {
-            // The user exists either way; without its password line it needs a reset.
-            let message = format!("cannot write the password file: {e}");
-            self.stop.stop(StopReason::Aborted(message));
+            // The person exists (probably roster's creation) but without an id the step it
+            // needs cannot run: the row stays to be finished, and says why.
+            let message = format!(
+                "the target says this person exists (probably created by an earlier attempt of \
+                 roster's), but gave no id to finish {} on; a re-run tries again",
+                step.what
+            );
+            return self.failed(done, &message);
         }
-        done
+        done.outcome = match unconfirmed {
+            true => Outcome::CreatedUnconfirmed,
+            false => Outcome::Created,
+        };
+        done.response_body = None;
+        // The target holds the password if the answer to the request that carried it was a
+        // success: the create's, or the follow-up step's that set it.
+        let confirmed = !unconfirmed || follow_up_done;
+        self.hand_over_password(done, confirmed);
+    }
+
+    /// Writes a created user's generated password line (before the ledger records the row
+    /// created, so no password is ever in the ledger's hands only). A line that cannot be
+    /// written is owed: the row is marked so, the run stops, and the next run writes it.
+    fn hand_over_password(&self, done: &mut Submission, confirmed: bool) {
+        if !done.user.generated_password {
+            return;
+        }
+        let (Some(file), Some(password)) = (
+            &self.passwords,
+            done.user.fields.get(crate::fields::Field::Password),
+        ) else {
+            return;
+        };
+        let status = match confirmed {
+            true => PasswordStatus::Created,
+            false => PasswordStatus::Unconfirmed,
+        };
+        if let Err(e) = file.write(&done.user.identity, password, status) {
+            done.password_owed = true;
+            let message = format!(
+                "cannot write the password file `{}`: {e}; the people created so far are \
+                 recorded, and a re-run writes the password lines still owed",
+                file.path().display()
+            );
+            self.stop.stop(StopReason::RetryLater(message));
+        }
     }
 
     /// The `Idempotency-Key` for a user's create, where the target honours one: the same for
@@ -457,47 +539,85 @@ impl Submitter {
         ))
     }
 
-    /// Waits until the server's pause is over and the rate limiter lets one more request go.
-    async fn wait_turn(&self) {
-        self.gate.wait_open().await;
-        if let Some(limiter) = &self.limiter {
-            limiter.until_ready().await;
+    /// Waits until the server's pause is over and the rate limiter lets one more request go;
+    /// false if the run stopped first.
+    async fn wait_turn(&self) -> bool {
+        let turn = async {
+            self.gate.wait_open().await;
+            if let Some(limiter) = &self.limiter {
+                limiter.until_ready().await;
+            }
+            self.pacer.acquire().await;
+        };
+        tokio::select! {
+            _ = turn => !self.stop.is_stopped(),
+            _ = self.stop.stopped() => false,
         }
+    }
+
+    /// Sleeps for `wait`; false if the run stopped first.
+    async fn sleep(&self, wait: Duration) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => true,
+            _ = self.stop.stopped() => false,
+        }
+    }
+
+    /// A wait the server asked for that is longer than the run allows: the run stops (a
+    /// re-run later will find the server ready), with the reason as the row's message.
+    fn too_long(&self, wait: Duration) -> Option<String> {
+        if wait <= self.settings.max_wait {
+            return None;
+        }
+        let message = format!(
+            "target `{}` asked to wait {} (Retry-After or a rate-limit reset), longer than \
+             --max-wait {}; run again later",
+            self.target.name(),
+            humantime::format_duration(Duration::from_secs(wait.as_secs())),
+            humantime::format_duration(self.settings.max_wait),
+        );
+        self.stop.stop(StopReason::RetryLater(message.clone()));
+        Some(message)
     }
 
     /// For an uncertain row answered "exists": the remote id, when the target can look the
     /// user up and finds it.
     async fn look_up(&self, done: &mut Submission, sender: &mut Sender) -> Option<String> {
-        if !done.user.uncertain {
-            return None;
-        }
         let url = reqwest::Url::parse(&self.target.lookup_url(&done.user.identity)?).ok()?;
         for _ in 0..3 {
-            if self.stop.is_stopped() {
+            if !self.wait_turn().await {
                 return None;
             }
-            self.wait_turn().await;
             let mut headers = HeaderMap::new();
             headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
             if self.target.auth().authorize(&mut headers).await.is_err() {
                 return None;
             }
-            done.attempts += 1;
-            match sender.send(Method::GET, &url, headers, Bytes::new()).await {
+            let answer = sender.send(Method::GET, &url, headers, Bytes::new()).await;
+            if !matches!(&answer, Err(e) if e.nothing_sent()) {
+                done.attempts += 1;
+            }
+            match answer {
                 Ok(answer) if (200..300).contains(&answer.status) => {
                     return self.target.lookup_id(&answer.body);
                 }
                 Ok(answer) if answer.status == 429 => {
                     let wait =
-                        crate::retry::server_wait(&answer.headers, std::time::SystemTime::now());
-                    self.gate.pause_for(wait.unwrap_or(Duration::from_secs(1)));
+                        crate::retry::server_wait(&answer.headers, std::time::SystemTime::now())
+                            .unwrap_or(Duration::from_secs(1));
+                    if self.too_long(wait).is_some() {
+                        return None;
+                    }
+                    self.gate.pause_for(wait);
                 }
                 Ok(answer) if answer.status >= 500 => {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    self.sleep(Duration::from_millis(200)).await;
                 }
-                // Not found, refused, or the API has no such listing: "exists" it stays.
+                // Not found, refused, or the API has no such listing: no id.
                 Ok(_) => return None,
-                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                Err(_) => {
+                    self.sleep(Duration::from_millis(200)).await;
+                }
             }
         }
         None
@@ -518,15 +638,9 @@ impl Submitter {
         let mut problem = String::new();
         let mut renewals = 0;
         loop {
-            if self.stop.is_stopped() {
+            if self.stop.is_stopped() || !self.wait_turn().await {
                 return StepEnd::Stopped;
             }
-            self.wait_turn().await;
-            self.pacer.acquire().await;
-            if self.stop.is_stopped() {
-                return StepEnd::Stopped;
-            }
-            done.attempts += 1;
             let started = now_ms();
             done.first_attempt_ms.get_or_insert(started);
             done.last_attempt_ms = Some(started);
@@ -559,7 +673,7 @@ impl Submitter {
                             self.target.name(),
                             self.breaker.failures_in_a_row()
                         );
-                        self.stop.stop(StopReason::Aborted(message));
+                        self.stop.stop(StopReason::RetryLater(message));
                         return StepEnd::Exhausted(format!("{problem}; the run stopped"));
                     }
                 }
@@ -587,7 +701,10 @@ impl Submitter {
                     if throttled {
                         done.throttled += 1;
                     }
-                    let Some(delay) = schedule.next() else {
+                    if let Some(message) = wait.and_then(|wait| self.too_long(wait)) {
+                        return StepEnd::Exhausted(message);
+                    }
+                    let Some(mut delay) = schedule.next() else {
                         return StepEnd::Exhausted(format!(
                             "{problem} after {} attempts; it will be retried on the next run",
                             done.attempts
@@ -607,13 +724,17 @@ impl Submitter {
                         ));
                     }
                     match wait {
-                        // The server said how long: every worker waits that long.
-                        Some(wait) => self.gate.pause_for(wait),
+                        // A 429 says how long: every worker waits that long.
+                        Some(wait) if throttled => self.gate.pause_for(wait),
+                        // A 5xx's Retry-After is about this request: only its row waits.
+                        Some(wait) => delay = delay.max(wait),
                         // Throttled without a hint: everyone backs off, not just this row.
                         None if throttled => self.gate.pause_for(delay),
                         None => {}
                     }
-                    tokio::time::sleep(delay).await;
+                    if !self.sleep(delay).await {
+                        return StepEnd::Stopped;
+                    }
                 }
                 verdict => {
                     if matches!(verdict, Verdict::Created { .. } | Verdict::Exists) {
@@ -663,7 +784,12 @@ impl Submitter {
                 );
             }
         };
-        let answer = match sender.send(method, url, headers, body).await {
+        let sent = sender.send(method, url, headers, body).await;
+        // `attempts` counts requests that may have reached the server.
+        if !matches!(&sent, Err(e) if e.nothing_sent()) {
+            done.attempts += 1;
+        }
+        let answer = match sent {
             Ok(answer) => answer,
             Err(e) => {
                 done.status = e.status();
@@ -691,7 +817,7 @@ impl Submitter {
         (verdict, used, end)
     }
 
-    fn rejected(&self, mut done: Submission, errors: Vec<FieldError>) -> Submission {
+    fn rejected(&self, done: &mut Submission, errors: Vec<FieldError>) {
         done.outcome = Outcome::Rejected {
             status: done.status.unwrap_or(400),
         };
@@ -700,11 +826,10 @@ impl Submitter {
             let message = format!("refused with HTTP {}", done.status.unwrap_or(400));
             done.errors.push(FieldError::remote(None, "", message));
         }
-        done
     }
 
     /// Going on is pointless: stop the run, naming the target and what to check.
-    fn fatal(&self, done: Submission, message: String) -> Submission {
+    fn fatal(&self, done: &mut Submission, message: String) {
         let hint = self.target.auth_hint();
         let credentials = message.contains("credentials") || message.contains("authenticate");
         let message = if hint.is_empty() || !credentials {
@@ -716,7 +841,7 @@ impl Submitter {
         self.failed(done, &message)
     }
 
-    fn failed(&self, mut done: Submission, message: &str) -> Submission {
+    fn failed(&self, done: &mut Submission, message: &str) {
         done.outcome = Outcome::Failed {
             status: done.status,
         };
@@ -727,7 +852,6 @@ impl Submitter {
             source: crate::fields::ErrorSource::Remote,
             code: ErrorCode::Unavailable,
         }];
-        done
     }
 
     /// Turns the API's field names into the user's column headers.

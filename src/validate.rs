@@ -6,6 +6,7 @@ use crate::fields::{ErrorCode, Field, FieldError, UserFields};
 use crate::input::Record;
 use crate::mapping::Mapping;
 use crate::normalize::{self, Conventions};
+use crate::password::PasswordKey;
 use crate::targets::{PasswordUse, Target};
 use crate::{country, phone};
 use rayon::prelude::*;
@@ -41,12 +42,15 @@ pub struct ReadyUser {
 pub struct InvalidRow {
     /// Where the row is in the input.
     pub row: u64,
-    /// The identity, when the row had a valid one.
+    /// The identity: the email when the row had a valid one, else
+    /// [`UNIDENTIFIED_PREFIX`] and a hash of its cells.
     pub identity: Option<String>,
     /// What is wrong, per field.
     pub errors: Vec<FieldError>,
     /// The original cells.
     pub cells: Vec<String>,
+    /// A hash of the cells, to tell a row refused the same way again from a changed one.
+    pub content_hash: u64,
 }
 
 /// The outcome of checking one record.
@@ -64,17 +68,25 @@ pub enum Checked {
 pub struct Validator {
     mapping: Mapping,
     target: Arc<dyn Target>,
-    generate_passwords: bool,
+    /// `--generate-passwords`: the key users without a password get theirs derived from.
+    passwords: Option<Arc<PasswordKey>>,
     conventions: Conventions,
+    /// The columns that are the user's data (not roster's own `_` columns of an error file
+    /// fed back in): what a refused row's content hash covers.
+    data_columns: Vec<usize>,
 }
 
 impl Validator {
     /// A validator for records mapped by `mapping`, checked against `target`'s rules.
     pub fn new(mapping: Mapping, target: Arc<dyn Target>) -> Validator {
+        let data_columns = (0..mapping.headers().len())
+            .filter(|&i| !mapping.headers()[i].starts_with('_'))
+            .collect();
         Validator {
+            data_columns,
             mapping,
             target,
-            generate_passwords: false,
+            passwords: None,
             conventions: Conventions::default(),
         }
     }
@@ -85,9 +97,10 @@ impl Validator {
         self
     }
 
-    /// Gives every user without a password a strong random one (`--generate-passwords`).
-    pub fn generating_passwords(mut self, on: bool) -> Validator {
-        self.generate_passwords = on && self.target.password_use() != PasswordUse::Unused;
+    /// Gives every user without a password a strong one derived from `key`
+    /// (`--generate-passwords`), the same in every run for the same person.
+    pub fn generating_passwords(mut self, key: Option<Arc<PasswordKey>>) -> Validator {
+        self.passwords = key.filter(|_| self.target.password_use() != PasswordUse::Unused);
         self
     }
 
@@ -113,6 +126,12 @@ impl Validator {
             let Some(raw) = self.mapping.raw(&cells, field) else {
                 continue;
             };
+            // Damaged text is refused whatever the field: sent on, it would create a person
+            // named `L\u{FFFD}chel`.
+            if let Some(message) = normalize::damage(raw) {
+                errors.push(self.error(field, ErrorCode::Malformed, message));
+                continue;
+            }
             let normalised = match field {
                 Field::Email => normalize::email(raw),
                 // Read once the country is known: it decides how a national number reads.
@@ -131,17 +150,32 @@ impl Validator {
         self.read_phone(&cells, &mut fields, &mut errors);
         for (key, column) in self.mapping.metadata() {
             if let Some(cell) = cells.get(*column) {
+                if let Some(message) = normalize::damage(cell) {
+                    let header = self.mapping.headers().get(*column).cloned();
+                    let header = header.unwrap_or_default();
+                    errors.push(FieldError::local(
+                        None,
+                        header,
+                        ErrorCode::Malformed,
+                        message,
+                    ));
+                    continue;
+                }
                 fields.push_metadata(key, normalize::clean(cell));
             }
         }
         self.split_full_name(&mut fields, &mut errors);
-        // The hash covers what the row says, not the random password, so an unchanged row
-        // still reads as unchanged on the next run.
-        let mut hash_body = None;
-        let generated_password = self.generate_passwords && fields.get(Field::Password).is_none();
-        if generated_password {
-            hash_body = Some(self.target.body(&fields));
-            fields.set(Field::Password, Some(crate::password::generate()));
+        // A generated password is derived from the person's identity, so it is the same in
+        // every run: the hash below (and the idempotency key) then reads an unchanged row as
+        // unchanged, and a resend carries what the first attempt carried.
+        let generated_password = fields.get(Field::Password).is_none()
+            && fields.get(Field::Email).is_some()
+            && self.passwords.is_some();
+        if generated_password
+            && let (Some(key), Some(identity)) = (&self.passwords, fields.get(Field::Email))
+        {
+            let password = key.derive(self.target.ledger_key(), identity);
+            fields.set(Field::Password, Some(password));
         }
         let rules = self.target.rules();
         for &field in &rules.required {
@@ -168,11 +202,12 @@ impl Validator {
         match identity {
             Some(identity) if errors.is_empty() => {
                 let body = self.target.body(&fields);
-                // A password given in the file counts even where it is sent in a later step
-                // (Crayon), so fixing it makes the row "changed" and the next run resends it.
+                // The hash covers everything roster would send for the row: the body, and the
+                // password even where it goes in a later step (Crayon), so a row refused for
+                // want of a password is resent once one is given or generated.
                 let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-                hasher.update(hash_body.as_ref().unwrap_or(&body));
-                if !generated_password && let Some(password) = fields.get(Field::Password) {
+                hasher.update(&body);
+                if let Some(password) = fields.get(Field::Password) {
                     hasher.update(&[0]);
                     hasher.update(password.as_bytes());
                 }
@@ -189,12 +224,20 @@ impl Validator {
                     uncertain: false,
                 })
             }
-            identity => Checked::Invalid(InvalidRow {
-                row,
-                identity,
-                errors,
-                cells,
-            }),
+            identity => {
+                let content_hash = cells_hash(&cells, &self.data_columns);
+                // A row without a valid identity is remembered by its content, so the same
+                // broken row is "still refused" next time rather than a new failure.
+                let identity =
+                    identity.or_else(|| Some(format!("{UNIDENTIFIED_PREFIX}{content_hash:016x}")));
+                Checked::Invalid(InvalidRow {
+                    row,
+                    identity,
+                    errors,
+                    content_hash,
+                    cells,
+                })
+            }
         }
     }
 
@@ -203,6 +246,9 @@ impl Validator {
         let Some(raw) = self.mapping.raw(cells, Field::Phone) else {
             return;
         };
+        if errors.iter().any(|e| e.field == Some(Field::Phone)) {
+            return; // already refused as damaged text
+        }
         let country = fields.get(Field::Country);
         let row_region = country.and_then(country::phone_region);
         let region = row_region.or(self.conventions.region.as_deref());
@@ -248,6 +294,20 @@ impl Validator {
     fn error(&self, field: Field, code: ErrorCode, message: impl Into<String>) -> FieldError {
         FieldError::local(Some(field), self.mapping.column_name(field), code, message)
     }
+}
+
+/// The ledger identity of a refused row that has no valid email: this prefix and a hash of
+/// its cells (no email starts with `~`).
+pub const UNIDENTIFIED_PREFIX: &str = "~row:";
+
+/// A hash of a row's data cells (separated, so `a,bc` and `ab,c` differ).
+fn cells_hash(cells: &[String], columns: &[usize]) -> u64 {
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    for &i in columns {
+        hasher.update(cells.get(i).map_or("", String::as_str).as_bytes());
+        hasher.update(&[0]);
+    }
+    hasher.digest()
 }
 
 #[cfg(test)]
@@ -299,7 +359,10 @@ mod tests {
         let columns: Vec<&str> = bad.errors.iter().map(|e| e.column.as_str()).collect();
         assert_eq!(columns, ["E-mail", "Surname"]);
         assert_eq!(bad.errors[1].code, ErrorCode::Required);
-        assert_eq!(bad.identity, None);
+        assert!(
+            bad.identity.unwrap().starts_with(UNIDENTIFIED_PREFIX),
+            "no email: known by its content"
+        );
     }
 
     #[test]

@@ -132,15 +132,18 @@ fn cryptlex_creates_with_generated_passwords_kept_out_of_every_output() {
     let file = out.work.path("passwords.txt");
     let lines = std::fs::read_to_string(&file).unwrap();
     let lines: Vec<&str> = lines.lines().collect();
+    assert_eq!(lines[0], "identity,password,status");
+    let lines = &lines[1..];
     assert_eq!(lines.len(), 2, "one line per created user: {lines:?}");
     assert!(lines.iter().any(|l| l.starts_with("ann@example.com,")));
+    assert!(lines.iter().all(|l| l.ends_with(",created")), "{lines:?}");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&file).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
     }
-    let password = lines[0].split_once(',').unwrap().1;
+    let password = lines[0].split(',').nth(1).unwrap();
     let ledger = std::fs::read(out.work.path("roster-ledger.sqlite")).unwrap();
     let needle = password.as_bytes();
     assert!(!ledger.windows(needle.len()).any(|w| w == needle));

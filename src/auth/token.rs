@@ -17,6 +17,9 @@ use tokio::sync::Mutex;
 
 /// How long a token lives when the endpoint does not say.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(300);
+/// The longest lifetime a token is taken to have, whatever its endpoint says: it is renewed
+/// at least daily.
+const LONGEST_LIFETIME: Duration = Duration::from_secs(86_400);
 
 /// How a token is asked for.
 #[derive(Clone)]
@@ -196,7 +199,10 @@ impl TokenSource {
         state.generation += 1;
         // Renew a tenth of the lifetime early (at least 1 s, at most a minute).
         let margin = (fetched.lifetime / 10).clamp(Duration::from_secs(1), Duration::from_secs(60));
-        let renew_at = Instant::now() + fetched.lifetime.saturating_sub(margin);
+        let now = Instant::now();
+        let renew_at = now
+            .checked_add(fetched.lifetime.saturating_sub(margin))
+            .unwrap_or(now);
         state.refresh = fetched.refresh;
         state.live = Some(Live {
             token: fetched.access.clone(),
@@ -338,7 +344,7 @@ fn read_token(body: &[u8]) -> Option<Fetched> {
     let lifetime = find(map, "expiresin")
         .and_then(|v| v.as_f64().or_else(|| v.as_str()?.parse().ok()))
         .filter(|s| *s > 0.0)
-        .map(Duration::from_secs_f64)
+        .and_then(|s| crate::retry::seconds_from_server(s, LONGEST_LIFETIME))
         .unwrap_or(DEFAULT_LIFETIME);
     let refresh = find(map, "refreshtoken")
         .and_then(Value::as_str)
@@ -388,6 +394,13 @@ mod tests {
         assert_eq!(t.access.expose_secret(), "c");
         assert_eq!(t.lifetime, DEFAULT_LIFETIME);
         assert!(read_token(br#"{"error":"invalid_client"}"#).is_none());
+        let t = read_token(br#"{"access_token":"d","expires_in":1e300}"#).unwrap();
+        assert_eq!(
+            t.lifetime, LONGEST_LIFETIME,
+            "a hostile lifetime is bounded"
+        );
+        let t = read_token(br#"{"access_token":"e","expires_in":"NaN"}"#).unwrap();
+        assert_eq!(t.lifetime, DEFAULT_LIFETIME);
         assert!(read_token(b"not json").is_none());
     }
 

@@ -75,6 +75,11 @@ fn open_read_only(path: &Path) -> Result<Connection, RunError> {
     })
 }
 
+/// A write to the export's destination failed: a closed pipe is how `| head` ends.
+fn write_error(e: impl Into<std::io::Error>) -> RunError {
+    RunError::stdout(e.into())
+}
+
 fn rfc3339(ms: Option<i64>) -> Option<String> {
     let ms = u64::try_from(ms?).ok()?;
     Some(humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string())
@@ -125,7 +130,7 @@ pub fn export(
                 "source_row",
                 "errors",
             ])
-            .map_err(|e| RunError::Startup(format!("cannot write the export: {e}")))?;
+            .map_err(write_error)?;
             Sink::Csv(Box::new(w))
         }
         ExportFormat::Jsonl => Sink::Jsonl(out),
@@ -175,12 +180,11 @@ pub fn export(
                 .map_err(std::io::Error::from)
                 .and_then(|_| out.write_all(b"\n")),
         };
-        written.map_err(|e| RunError::Startup(format!("cannot write the export: {e}")))?;
+        written.map_err(write_error)?;
         count += 1;
     }
     if let Sink::Csv(mut w) = sink {
-        w.flush()
-            .map_err(|e| RunError::Startup(format!("cannot write the export: {e}")))?;
+        w.flush().map_err(write_error)?;
     }
     Ok(count)
 }

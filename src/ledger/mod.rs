@@ -1,6 +1,12 @@
 //! The results ledger: one SQLite row per identity, the single source of truth for what has
 //! been done. A claim (`sending`) is committed before its request leaves; a result is committed
 //! before it is reported. [`writer`] runs it on one thread with batched transactions.
+//!
+//! States: `sending` (claimed by a run that has not recorded its end: if that run is gone, its
+//! request may have landed), `created`, `exists`, `rejected`, `failed`, `invalid`, and
+//! `unsent` (claimed, then released unsent when the run stopped). Beside the state, `uncertain`
+//! says that a create may have reached the target without roster learning its outcome (a lost
+//! answer, a 5xx, a killed run): a later "already exists" is then probably roster's own work.
 
 pub mod export;
 pub mod lock;
@@ -9,12 +15,15 @@ pub mod writer;
 
 use crate::error::RunError;
 use crate::fields::FieldError;
-use crate::outcome::{Outcome, RowReport};
+use crate::outcome::{FirstRow, Outcome, RowReport};
 use crate::submit::Submission;
 use crate::validate::{InvalidRow, ReadyUser};
 use rusqlite::{Connection, params};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The schema this roster writes; older ledgers are migrated on open.
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS entries (
@@ -33,6 +42,9 @@ CREATE TABLE IF NOT EXISTS entries (
     run_id           INTEGER,
     errors           TEXT,
     response_body    TEXT,
+    uncertain        INTEGER NOT NULL DEFAULT 0,
+    unconfirmed      INTEGER NOT NULL DEFAULT 0,
+    password_owed    INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (target, identity)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS runs (
@@ -44,7 +56,20 @@ CREATE TABLE IF NOT EXISTS runs (
     finished_ms INTEGER,
     summary     TEXT
 );
+CREATE TABLE IF NOT EXISTS outputs (
+    path        TEXT    PRIMARY KEY,
+    length      INTEGER NOT NULL,
+    hash        INTEGER NOT NULL,
+    written_ms  INTEGER NOT NULL
+);
 ";
+
+/// Columns added since the first schema, for ledgers written before them.
+const ADDED_COLUMNS: [(&str, &str); 3] = [
+    ("uncertain", "INTEGER NOT NULL DEFAULT 0"),
+    ("unconfirmed", "INTEGER NOT NULL DEFAULT 0"),
+    ("password_owed", "INTEGER NOT NULL DEFAULT 0"),
+];
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
@@ -58,16 +83,20 @@ pub fn now_ms() -> i64 {
 pub struct Entry {
     /// Normalised identity (email).
     pub identity: String,
-    /// `sending`, `created`, `exists`, `rejected`, `failed` or `invalid`.
+    /// `sending`, `created`, `exists`, `rejected`, `failed`, `invalid` or `unsent`.
     pub state: String,
     /// The id the API gave the user.
     pub remote_id: Option<String>,
     /// The last HTTP status.
     pub http_status: Option<u16>,
-    /// All attempts over all runs.
+    /// Requests sent for it, over all runs.
     pub attempts: u32,
     /// The row in the source file that last spoke for this identity.
     pub source_row: Option<u64>,
+    /// A create may have reached the target without roster learning its outcome.
+    pub uncertain: bool,
+    /// Recorded created after the target said it exists: probably, not certainly, roster's.
+    pub unconfirmed: bool,
 }
 
 /// How a claim is written.
@@ -86,7 +115,7 @@ enum State {
     Created,
     Exists,
     Rejected,
-    Failed,
+    Invalid,
     Other,
 }
 
@@ -97,7 +126,7 @@ impl State {
             "created" => State::Created,
             "exists" => State::Exists,
             "rejected" => State::Rejected,
-            "failed" => State::Failed,
+            "invalid" => State::Invalid,
             _ => State::Other,
         }
     }
@@ -117,6 +146,12 @@ pub struct SqliteLedger {
     /// Whether the last claimed identity was new to the ledger: a first import (or a file of
     /// new people) then claims with one insert per row instead of a lookup and an insert.
     expect_new: bool,
+    /// `--retry-rejected`: rows the API refused before are sent again even if unchanged.
+    retry_rejected: bool,
+    /// The run's lock on the ledger file; declared last so it is released only after the
+    /// connection is closed (closing another descriptor of the file first would drop
+    /// SQLite's own POSIX locks on it).
+    lock: Option<lock::LedgerLock>,
 }
 
 impl SqliteLedger {
@@ -131,7 +166,7 @@ impl SqliteLedger {
             .map_err(err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(err)?;
-        conn.execute_batch(SCHEMA).map_err(err)?;
+        migrate(&conn, path)?;
         conn.execute(
             "INSERT INTO runs (target, source_file, pid, started_ms) VALUES (?1, ?2, ?3, ?4)",
             params![target, source_file, std::process::id(), now_ms()],
@@ -146,7 +181,21 @@ impl SqliteLedger {
             run_id,
             done_this_run: seen::SeenRows::default(),
             expect_new: true,
+            retry_rejected: false,
+            lock: None,
         })
+    }
+
+    /// Keeps the run's lock with the connection, released after it closes.
+    pub fn holding(mut self, lock: lock::LedgerLock) -> SqliteLedger {
+        self.lock = Some(lock);
+        self
+    }
+
+    /// `--retry-rejected`: send rows the API refused before even when unchanged.
+    pub fn retrying_rejected(mut self, on: bool) -> SqliteLedger {
+        self.retry_rejected = on;
+        self
     }
 
     /// The ledger file.
@@ -216,13 +265,14 @@ impl SqliteLedger {
     }
 
     /// Marks `user` `sending`; true if it did (with [`Claim::IfNew`], false means the ledger
-    /// already knew the identity and nothing was written).
+    /// already knew the identity and nothing was written). An uncertain user stays uncertain
+    /// in the ledger, so a run stopped before sending it again does not forget it.
     fn write_claim(&mut self, user: &ReadyUser, now: i64, how: Claim) -> rusqlite::Result<bool> {
         macro_rules! insert_sending {
             () => {
                 "INSERT INTO entries (target, identity, state, content_hash, updated_ms,
-                                      source_file, source_row, run_id)
-                 VALUES (?1, ?2, 'sending', ?3, ?4, ?5, ?6, ?7)
+                                      source_file, source_row, run_id, uncertain)
+                 VALUES (?1, ?2, 'sending', ?3, ?4, ?5, ?6, ?7, ?8)
                  ON CONFLICT (target, identity) "
             };
         }
@@ -233,7 +283,8 @@ impl SqliteLedger {
                 "DO UPDATE SET
                     state = 'sending', content_hash = excluded.content_hash,
                     updated_ms = excluded.updated_ms, source_file = excluded.source_file,
-                    source_row = excluded.source_row, run_id = excluded.run_id"
+                    source_row = excluded.source_row, run_id = excluded.run_id,
+                    uncertain = max(entries.uncertain, excluded.uncertain)"
             ),
         };
         let written = self.conn.prepare_cached(sql)?.execute(params![
@@ -243,7 +294,8 @@ impl SqliteLedger {
             now,
             self.source_file,
             user.row,
-            self.run_id
+            self.run_id,
+            user.uncertain,
         ])?;
         Ok(written == 1)
     }
@@ -259,7 +311,8 @@ impl SqliteLedger {
         reports: &mut Vec<RowReport>,
     ) -> rusqlite::Result<Option<ReadyUser>> {
         let mut statement = self.conn.prepare_cached(
-            "SELECT state, run_id, source_row, content_hash, errors, http_status, remote_id
+            "SELECT state, run_id, source_row, content_hash, errors, http_status, remote_id,
+                    uncertain
              FROM entries WHERE target = ?1 AND identity = ?2",
         )?;
         let mut rows = statement.query(params![self.target, user.identity])?;
@@ -273,21 +326,36 @@ impl SqliteLedger {
         let run_id = r.get::<_, Option<i64>>(1)?;
         let identity_hash = xxhash_rust::xxh3::xxh3_64(user.identity.as_bytes());
         let first_this_run = match run_id == Some(self.run_id) {
-            true => Some(r.get::<_, Option<i64>>(2)?.unwrap_or(0) as u64),
-            false => self.done_this_run.get(identity_hash).map(u64::from),
+            // Claimed in this run: its state now says how it went, or that it is in flight.
+            true => Some((
+                r.get::<_, Option<i64>>(2)?.unwrap_or(0) as u64,
+                match state {
+                    State::Created | State::Exists => FirstRow::Done,
+                    State::Sending => FirstRow::Pending,
+                    _ => FirstRow::Refused,
+                },
+            )),
+            false => self
+                .done_this_run
+                .get(identity_hash)
+                .map(|row| (u64::from(row), FirstRow::Done)),
         };
-        if let Some(first) = first_this_run {
+        if let Some((first, first_state)) = first_this_run {
             let error = FieldError::local(
                 Some(crate::fields::Field::Email),
                 "",
                 crate::fields::ErrorCode::Duplicate,
                 format!("duplicate of row {first}"),
             );
-            let report = RowReport::local(user.row, Outcome::Duplicate, vec![error], user.cells);
-            reports.push(report);
+            let outcome = Outcome::Duplicate {
+                of: first,
+                first: first_state,
+            };
+            reports.push(RowReport::local(user.row, outcome, vec![error], user.cells));
             return Ok(None);
         }
         let unchanged_refusal = state == State::Rejected
+            && !self.retry_rejected
             && r.get::<_, Option<i64>>(3)? == Some(user.content_hash as i64);
         if matches!(state, State::Created | State::Exists) || unchanged_refusal {
             self.done_this_run
@@ -297,8 +365,8 @@ impl SqliteLedger {
                     .get::<_, Option<String>>(4)?
                     .and_then(|e| serde_json::from_str(&e).ok())
                     .unwrap_or_default();
-                let outcome = Outcome::Rejected {
-                    status: r.get::<_, Option<u16>>(5)?.unwrap_or(400),
+                let outcome = Outcome::StillRefused {
+                    status: Some(r.get::<_, Option<u16>>(5)?.unwrap_or(400)),
                 };
                 RowReport::local(user.row, outcome, errors, user.cells)
             } else {
@@ -310,14 +378,16 @@ impl SqliteLedger {
         // Created in an earlier run, but a later step (setting the password) did not finish:
         // resume at that step.
         user.remote_id = r.get(6)?;
-        // Claimed but never settled (the run was killed), or given up after attempts that
-        // may have landed: its request may have created the user.
-        user.uncertain = matches!(state, State::Sending | State::Failed);
+        // Claimed by a run that never recorded its end (killed), or ended after an attempt
+        // whose outcome is unknown: its request may have created the user.
+        user.uncertain = state == State::Sending || r.get::<_, bool>(7)?;
         Ok(Some(user))
     }
 
     /// Records rows refused locally (those with an identity) and reports them. A locally
-    /// refused row never overwrites an identity that is created, present or in flight.
+    /// refused row never overwrites an identity that is created, present or in flight, one
+    /// claimed earlier in this run (a later repeat must not undo an earlier row), or one whose
+    /// create may have landed. A row refused the same way before is reported as such.
     pub fn record_invalid(
         &mut self,
         rows: Vec<InvalidRow>,
@@ -325,34 +395,55 @@ impl SqliteLedger {
     ) -> rusqlite::Result<()> {
         let now = now_ms();
         for row in rows {
+            let mut outcome = Outcome::Invalid;
             if let Some(identity) = &row.identity {
-                let errors = serde_json::to_string(&row.errors).unwrap_or_default();
-                self.conn
+                let before: Option<(String, Option<i64>)> = self
+                    .conn
                     .prepare_cached(
-                        "INSERT INTO entries (target, identity, state, updated_ms, source_file,
-                                              source_row, errors)
-                         VALUES (?1, ?2, 'invalid', ?3, ?4, ?5, ?6)
-                         ON CONFLICT (target, identity) DO UPDATE SET
-                            state = 'invalid', updated_ms = excluded.updated_ms,
-                            source_file = excluded.source_file, source_row = excluded.source_row,
-                            errors = excluded.errors
-                         WHERE entries.state IN ('invalid', 'failed', 'rejected')",
+                        "SELECT state, content_hash FROM entries WHERE target = ?1 AND identity = ?2",
                     )?
-                    .execute(params![
-                        self.target,
-                        identity,
-                        now,
-                        self.source_file,
-                        row.row,
-                        errors
-                    ])?;
+                    .query_row(params![self.target, identity], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
+                    .map(Some)
+                    .or_else(|e| match e {
+                        rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                        e => Err(e),
+                    })?;
+                let unchanged = before.as_ref().is_some_and(|(state, hash)| {
+                    State::parse(state) == State::Invalid && *hash == Some(row.content_hash as i64)
+                });
+                if unchanged {
+                    outcome = Outcome::StillRefused { status: None };
+                } else {
+                    let errors = serde_json::to_string(&row.errors).unwrap_or_default();
+                    self.conn
+                        .prepare_cached(
+                            "INSERT INTO entries (target, identity, state, updated_ms, source_file,
+                                                  source_row, errors, content_hash)
+                             VALUES (?1, ?2, 'invalid', ?3, ?4, ?5, ?6, ?8)
+                             ON CONFLICT (target, identity) DO UPDATE SET
+                                state = 'invalid', updated_ms = excluded.updated_ms,
+                                source_file = excluded.source_file,
+                                source_row = excluded.source_row, errors = excluded.errors,
+                                content_hash = excluded.content_hash
+                             WHERE entries.state IN ('invalid', 'failed', 'rejected', 'unsent')
+                               AND entries.uncertain = 0
+                               AND entries.run_id IS NOT ?7",
+                        )?
+                        .execute(params![
+                            self.target,
+                            identity,
+                            now,
+                            self.source_file,
+                            row.row,
+                            errors,
+                            self.run_id,
+                            row.content_hash as i64,
+                        ])?;
+                }
             }
-            reports.push(RowReport::local(
-                row.row,
-                Outcome::Invalid,
-                row.errors,
-                row.cells,
-            ));
+            reports.push(RowReport::local(row.row, outcome, row.errors, row.cells));
         }
         Ok(())
     }
@@ -368,7 +459,8 @@ impl SqliteLedger {
             "UPDATE entries SET state = ?3, remote_id = COALESCE(?4, remote_id),
                 http_status = COALESCE(?5, http_status), attempts = attempts + ?6,
                 first_attempt_ms = COALESCE(first_attempt_ms, ?7), last_attempt_ms = COALESCE(?8, last_attempt_ms),
-                updated_ms = ?9, errors = ?10, response_body = ?11
+                updated_ms = ?9, errors = ?10, response_body = ?11, uncertain = ?12,
+                unconfirmed = ?13, password_owed = ?14
              WHERE target = ?1 AND identity = ?2",
         )?;
         let now = now_ms();
@@ -378,6 +470,9 @@ impl SqliteLedger {
             } else {
                 Some(serde_json::to_string(&done.errors).unwrap_or_default())
             };
+            // Unknown still: only an answer (or a row never sent) settles it.
+            let uncertain = done.user.uncertain
+                && matches!(done.outcome, Outcome::Failed { .. } | Outcome::NotProcessed);
             update.execute(params![
                 self.target,
                 done.user.identity,
@@ -390,6 +485,9 @@ impl SqliteLedger {
                 now,
                 errors,
                 done.response_body,
+                uncertain,
+                done.outcome == Outcome::CreatedUnconfirmed,
+                done.password_owed,
             ])?;
             reports.push(RowReport {
                 row: done.user.row,
@@ -401,6 +499,96 @@ impl SqliteLedger {
             });
         }
         Ok(())
+    }
+
+    /// Identities created by an earlier run whose generated password line could not be
+    /// written (a full disk), each with whether its creation is unconfirmed: this run writes
+    /// their lines.
+    pub fn owed_passwords(&mut self) -> Result<Vec<(String, bool)>, RunError> {
+        let err = |e| ledger_error(&self.path, e);
+        let mut statement = self
+            .conn
+            .prepare(
+                "SELECT identity, unconfirmed FROM entries
+                 WHERE target = ?1 AND password_owed = 1",
+            )
+            .map_err(err)?;
+        let rows = statement
+            .query_map([&self.target], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(err)
+    }
+
+    /// The password lines of `identities` are written now.
+    pub fn passwords_written(&mut self, identities: &[String]) -> Result<(), RunError> {
+        let target = self.target.clone();
+        self.transaction(|l| {
+            let mut update = l.conn.prepare_cached(
+                "UPDATE entries SET password_owed = 0 WHERE target = ?1 AND identity = ?2",
+            )?;
+            for identity in identities {
+                update.execute(params![target, identity])?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Other ledger keys of the same target and base URL (another tenant, realm or client):
+    /// people recorded there are not this run's.
+    pub fn other_accounts(&mut self) -> Result<Vec<(String, u64)>, RunError> {
+        let base = self
+            .target
+            .split('#')
+            .next()
+            .unwrap_or(&self.target)
+            .to_string();
+        let err = |e| ledger_error(&self.path, e);
+        let mut statement = self
+            .conn
+            .prepare(
+                "SELECT target, count(*) FROM entries
+                 WHERE (target = ?1 OR target LIKE ?2 ESCAPE '\\') AND target != ?3
+                 GROUP BY target",
+            )
+            .map_err(err)?;
+        let like = format!(
+            "{}#%",
+            base.replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
+        let rows = statement
+            .query_map(params![base, like, self.target], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+            })
+            .map_err(err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(err)
+    }
+
+    /// What roster recorded of the output file at `path` (canonical): its length and hash.
+    pub fn output_written(&mut self, path: &str) -> Result<Option<(u64, u64)>, RunError> {
+        output_record(&self.conn, path).map_err(|e| ledger_error(&self.path, e))
+    }
+
+    /// Records that roster wrote `path` (canonical) with this length and hash; `None`
+    /// forgets it (the file was removed).
+    pub fn record_output(
+        &mut self,
+        path: &str,
+        written: Option<(u64, u64)>,
+    ) -> Result<(), RunError> {
+        let result = match written {
+            Some((length, hash)) => self.conn.execute(
+                "INSERT INTO outputs (path, length, hash, written_ms) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (path) DO UPDATE SET length = excluded.length,
+                    hash = excluded.hash, written_ms = excluded.written_ms",
+                params![path, length as i64, hash as i64, now_ms()],
+            ),
+            None => self
+                .conn
+                .execute("DELETE FROM outputs WHERE path = ?1", [path]),
+        };
+        result.map(|_| ()).map_err(|e| ledger_error(&self.path, e))
     }
 
     /// Marks the run finished with its summary (JSON).
@@ -417,13 +605,75 @@ impl SqliteLedger {
     }
 }
 
+/// The length and hash recorded for the output at `path`, if any.
+fn output_record(conn: &Connection, path: &str) -> rusqlite::Result<Option<(u64, u64)>> {
+    match conn.query_row(
+        "SELECT length, hash FROM outputs WHERE path = ?1",
+        [path],
+        |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+    ) {
+        Ok(found) => Ok(Some(found)),
+        Err(rusqlite::Error::QueryReturnedNoRows) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// What the ledger at `path` (if there is one) recorded of the output at `output`
+/// (canonical), read without a lock or a write: for validation and dry runs.
+pub fn recorded_output(path: &Path, output: &str) -> Option<(u64, u64)> {
+    if !path.is_file() {
+        return None;
+    }
+    let conn =
+        Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
+    output_record(&conn, output).ok().flatten()
+}
+
+/// Creates missing tables and adds columns newer than the ledger; refuses a ledger written
+/// by a newer roster.
+fn migrate(conn: &Connection, path: &Path) -> Result<(), RunError> {
+    let err = |e: rusqlite::Error| ledger_error(path, e);
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(err)?;
+    if version > SCHEMA_VERSION {
+        return Err(RunError::LedgerUnreadable {
+            path: path.to_path_buf(),
+            message: format!(
+                "was written by a newer roster (schema {version}; this one knows {SCHEMA_VERSION})"
+            ),
+        });
+    }
+    conn.execute_batch(SCHEMA).map_err(err)?;
+    if version < SCHEMA_VERSION {
+        let mut statement = conn.prepare("PRAGMA table_info(entries)").map_err(err)?;
+        let columns: Vec<String> = statement
+            .query_map([], |r| r.get::<_, String>(1))
+            .map_err(err)?
+            .collect::<Result<_, _>>()
+            .map_err(err)?;
+        for (name, declaration) in ADDED_COLUMNS {
+            if !columns.iter().any(|c| c == name) {
+                conn.execute_batch(&format!(
+                    "ALTER TABLE entries ADD COLUMN {name} {declaration}"
+                ))
+                .map_err(err)?;
+            }
+        }
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
 /// Reads every entry of `target` from the ledger at `path`, ordered by identity.
 pub fn entries(path: &Path, target: &str) -> Result<Vec<Entry>, RunError> {
     let err = |e: rusqlite::Error| ledger_error(path, e);
     let conn = Connection::open(path).map_err(err)?;
     let mut stmt = conn
         .prepare(
-            "SELECT identity, state, remote_id, http_status, attempts, source_row
+            "SELECT identity, state, remote_id, http_status, attempts, source_row, uncertain,
+                    unconfirmed
              FROM entries WHERE target = ?1 ORDER BY identity",
         )
         .map_err(err)?;
@@ -436,22 +686,40 @@ pub fn entries(path: &Path, target: &str) -> Result<Vec<Entry>, RunError> {
                 http_status: r.get(3)?,
                 attempts: r.get(4)?,
                 source_row: r.get::<_, Option<i64>>(5)?.map(|v| v as u64),
+                uncertain: r.get(6)?,
+                unconfirmed: r.get(7)?,
             })
         })
         .map_err(err)?;
     rows.collect::<Result<Vec<_>, _>>().map_err(err)
 }
 
-fn ledger_error(path: &Path, e: rusqlite::Error) -> RunError {
-    let message = match &e {
-        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DatabaseBusy => {
-            "is locked by another roster run (hint: wait for it to finish)".to_string()
-        }
-        _ => e.to_string(),
+/// The run error for a SQLite error on the ledger at `path`, by what a script should do
+/// next: another run holds it (4), it is not a ledger (2), or it cannot be written now (5).
+pub(crate) fn ledger_error(path: &Path, e: rusqlite::Error) -> RunError {
+    let path = path.to_path_buf();
+    let code = match &e {
+        rusqlite::Error::SqliteFailure(f, _) => Some(f.code),
+        _ => None,
     };
-    RunError::Ledger {
-        path: path.to_path_buf(),
-        message,
+    use rusqlite::ErrorCode as C;
+    match code {
+        Some(C::DatabaseBusy | C::DatabaseLocked) => RunError::Locked {
+            path,
+            message: "is locked by another roster run (hint: wait for it to finish)".into(),
+        },
+        Some(C::NotADatabase | C::DatabaseCorrupt) => RunError::LedgerUnreadable {
+            path,
+            message: format!("is not a roster ledger, or is damaged: {e}"),
+        },
+        Some(C::DiskFull) => RunError::Ledger {
+            path,
+            message: format!("cannot be written: the disk is full ({e}); free space and run again"),
+        },
+        _ => RunError::Ledger {
+            path,
+            message: e.to_string(),
+        },
     }
 }
 
@@ -486,6 +754,7 @@ mod tests {
             throttled: 0,
             first_attempt_ms: Some(1),
             last_attempt_ms: Some(2),
+            password_owed: false,
         }
     }
 
@@ -511,7 +780,14 @@ mod tests {
             })
             .unwrap();
         assert_eq!(sent.len(), 1);
-        assert_eq!(reports[0].outcome, Outcome::Duplicate);
+        assert_eq!(
+            reports[0].outcome,
+            Outcome::Duplicate {
+                of: 2,
+                first: FirstRow::Pending
+            },
+            "its first row is still being sent"
+        );
         assert_eq!(reports[0].errors[0].message, "duplicate of row 2");
         record(
             &mut ledger,
@@ -573,7 +849,14 @@ mod tests {
         assert_eq!((sent.len(), rest.len()), (1, 0));
         assert_eq!(sent[0].identity, "c@x.io");
         assert_eq!(reports[0].outcome, Outcome::Skipped);
-        assert_eq!(reports[1].outcome, Outcome::Duplicate);
+        assert_eq!(
+            reports[1].outcome,
+            Outcome::Duplicate {
+                of: 4,
+                first: FirstRow::Done
+            },
+            "a repeat of a done row is harmless"
+        );
         assert_eq!(reports[1].errors[0].message, "duplicate of row 4");
     }
 
@@ -600,7 +883,11 @@ mod tests {
             .transaction(|l| l.claim(vec![user(2, "a@x.io", 1)], &mut reports))
             .unwrap();
         assert!(sent.is_empty());
-        assert_eq!(reports[0].outcome, Outcome::Rejected { status: 400 });
+        assert_eq!(
+            reports[0].outcome,
+            Outcome::StillRefused { status: Some(400) },
+            "unchanged since the refusal: not sent, not a new failure"
+        );
         assert_eq!(reports[0].errors[0].message, "too long");
         drop(ledger);
 
@@ -628,6 +915,7 @@ mod tests {
             identity: Some("a@x.io".into()),
             errors: Vec::new(),
             cells: Vec::new(),
+            content_hash: 7,
         };
         let mut reports = Vec::new();
         ledger

@@ -1,26 +1,37 @@
 //! The ledger's single writer: one thread owns the connection, drains whatever commands are
 //! waiting into one transaction, and only after the commit answers claims and passes the
 //! recorded outcomes on to the reports.
+//!
+//! Both of its channels are bounded, so a slow disk (or a file of refused rows) pushes back on
+//! the stages before it instead of piling rows up in memory; the writer is also the only
+//! sender of reports, so every row's report follows its commit, in order.
 
 use super::SqliteLedger;
 use crate::error::RunError;
 use crate::outcome::RowReport;
+use crate::stop::{Stop, StopReason};
 use crate::submit::Submission;
 use crate::validate::{InvalidRow, ReadyUser};
-use std::sync::mpsc;
+use std::sync::Arc;
+use std::sync::mpsc as std_mpsc;
 use std::thread::JoinHandle;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 /// Most results folded into one transaction: a claim that arrives meanwhile waits for it to
 /// commit, so this bounds how long senders can be kept waiting for work (~3 ms here).
 const MAX_RESULTS: usize = 512;
-/// Most commands taken off the channel at once.
-const MAX_WAITING: usize = 4096;
+/// Most rows taken off the channel at once (a command holds one result or a chunk of rows).
+const MAX_WAITING_ROWS: usize = 4096;
 /// Below this many waiting results, the writer waits [`GROUP_COMMIT_WAIT`] for more.
 const GROUP_COMMIT_ROWS: usize = 256;
 /// How long results may wait to share a commit (a crash loses none: they are only reported
 /// as done after the commit, and unrecorded rows are resent as uncertain).
 const GROUP_COMMIT_WAIT: std::time::Duration = std::time::Duration::from_millis(2);
+/// Commands the channel holds before senders wait: each is at most a chunk of rows.
+pub const COMMAND_CAPACITY: usize = 16;
+/// Report batches (each at most about [`MAX_WAITING_ROWS`] rows) waiting for the aggregator
+/// before the writer waits.
+pub const REPORT_CAPACITY: usize = 4;
 
 /// Commands waiting for the writer: new rows (claims and local refusals, kept in their order)
 /// and results of submissions.
@@ -28,27 +39,26 @@ const GROUP_COMMIT_WAIT: std::time::Duration = std::time::Duration::from_millis(
 struct Waiting {
     rows: Vec<Command>,
     results: std::collections::VecDeque<Submission>,
+    /// Rows held by `rows` and `results`.
+    held: usize,
 }
 
 impl Waiting {
     fn push(&mut self, command: Command) {
+        self.held += command.rows();
         match command {
             Command::Done(done) => self.results.push_back(*done),
             other => self.rows.push(other),
         }
     }
 
-    fn len(&self) -> usize {
-        self.rows.len() + self.results.len()
-    }
-
     fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.rows.is_empty() && self.results.is_empty()
     }
 
-    /// Takes whatever else is waiting, up to [`MAX_WAITING`].
-    fn drain(&mut self, rx: &mpsc::Receiver<Command>) {
-        while self.len() < MAX_WAITING {
+    /// Takes whatever else is waiting, up to about [`MAX_WAITING_ROWS`] rows.
+    fn drain(&mut self, rx: &mut mpsc::Receiver<Command>) {
+        while self.held < MAX_WAITING_ROWS {
             match rx.try_recv() {
                 Ok(command) => self.push(command),
                 Err(_) => break,
@@ -65,6 +75,20 @@ enum Command {
     },
     Invalid(Vec<InvalidRow>),
     Done(Box<Submission>),
+    /// Reports with nothing to record (a dry run's would-be sends), passed on in order.
+    Report(Vec<RowReport>),
+}
+
+impl Command {
+    /// Rows the command carries.
+    fn rows(&self) -> usize {
+        match self {
+            Command::Claim { users, .. } => users.len(),
+            Command::Invalid(rows) => rows.len(),
+            Command::Done(_) => 1,
+            Command::Report(reports) => reports.len(),
+        }
+    }
 }
 
 /// A handle for sending work to the ledger thread; cheap to clone.
@@ -88,19 +112,32 @@ impl LedgerSender {
                 limit,
                 reply,
             })
+            .await
             .map_err(|_| LedgerGone)?;
         answer.await.map_err(|_| LedgerGone)
     }
 
     /// Records rows refused locally.
-    pub fn invalid(&self, rows: Vec<InvalidRow>) -> Result<(), LedgerGone> {
-        self.tx.send(Command::Invalid(rows)).map_err(|_| LedgerGone)
+    pub async fn invalid(&self, rows: Vec<InvalidRow>) -> Result<(), LedgerGone> {
+        self.tx
+            .send(Command::Invalid(rows))
+            .await
+            .map_err(|_| LedgerGone)
     }
 
     /// Records a finished submission.
-    pub fn done(&self, submission: Submission) -> Result<(), LedgerGone> {
+    pub async fn done(&self, submission: Submission) -> Result<(), LedgerGone> {
         self.tx
             .send(Command::Done(Box::new(submission)))
+            .await
+            .map_err(|_| LedgerGone)
+    }
+
+    /// Passes reports on to the aggregator behind everything sent before them.
+    pub async fn report(&self, reports: Vec<RowReport>) -> Result<(), LedgerGone> {
+        self.tx
+            .send(Command::Report(reports))
+            .await
             .map_err(|_| LedgerGone)
     }
 }
@@ -117,17 +154,31 @@ pub struct LedgerWriter {
 }
 
 impl LedgerWriter {
-    /// Starts the writer thread; recorded outcomes go to `reports` after each commit.
-    pub fn spawn(ledger: SqliteLedger, reports: mpsc::Sender<Vec<RowReport>>) -> LedgerWriter {
-        let (tx, rx) = mpsc::channel();
+    /// Starts the writer thread; recorded outcomes go to `reports` after each commit. A write
+    /// that fails stops the run (`stop`) at once, so nothing more is sent that could not be
+    /// recorded.
+    pub fn spawn(
+        ledger: SqliteLedger,
+        reports: std_mpsc::SyncSender<Vec<RowReport>>,
+        stop: Arc<Stop>,
+    ) -> Result<LedgerWriter, RunError> {
+        let (tx, rx) = mpsc::channel(COMMAND_CAPACITY);
         let thread = std::thread::Builder::new()
             .name("roster-ledger".into())
-            .spawn(move || run(ledger, rx, reports))
-            .expect("spawning the ledger thread");
-        LedgerWriter {
+            .spawn(move || {
+                let result = run(ledger, rx, reports);
+                if let Err(e) = &result {
+                    stop.stop(StopReason::RetryLater(format!(
+                        "{e}; every answer recorded before it is kept, and a re-run resumes"
+                    )));
+                }
+                result
+            })
+            .map_err(|e| RunError::Startup(format!("cannot start the ledger thread: {e}")))?;
+        Ok(LedgerWriter {
             sender: LedgerSender { tx },
             thread,
-        }
+        })
     }
 
     /// A sender for the pipeline's stages.
@@ -140,30 +191,30 @@ impl LedgerWriter {
         drop(self.sender);
         self.thread
             .join()
-            .unwrap_or_else(|_| Err(RunError::Startup("the ledger thread panicked".into())))
+            .unwrap_or_else(|_| Err(RunError::Internal("the ledger thread panicked".into())))
     }
 }
 
 fn run(
     mut ledger: SqliteLedger,
-    rx: mpsc::Receiver<Command>,
-    reports_tx: mpsc::Sender<Vec<RowReport>>,
+    mut rx: mpsc::Receiver<Command>,
+    reports_tx: std_mpsc::SyncSender<Vec<RowReport>>,
 ) -> Result<SqliteLedger, RunError> {
     let mut waiting = Waiting::default();
     loop {
         if waiting.is_empty() {
-            match rx.recv() {
-                Ok(command) => waiting.push(command),
-                Err(_) => break,
+            match rx.blocking_recv() {
+                Some(command) => waiting.push(command),
+                None => break,
             }
         }
-        waiting.drain(&rx);
+        waiting.drain(&mut rx);
         // Group commit: results arrive one by one from many workers, and a commit per handful
         // would cost more than the rows. When only results are waiting (no claim, whose sender
         // waits for the answer), give them a moment to gather.
         if waiting.rows.is_empty() && waiting.results.len() < GROUP_COMMIT_ROWS {
             std::thread::sleep(GROUP_COMMIT_WAIT);
-            waiting.drain(&rx);
+            waiting.drain(&mut rx);
         }
         let mut reports = Vec::new();
         // New rows first, in a transaction of their own: the senders run dry while a claim
@@ -171,6 +222,7 @@ fn run(
         if !waiting.rows.is_empty() {
             let mut replies = Vec::new();
             let rows = std::mem::take(&mut waiting.rows);
+            waiting.held = waiting.results.len();
             ledger.transaction(|l| {
                 for command in rows {
                     match command {
@@ -183,6 +235,7 @@ fn run(
                             replies.push((reply, answer));
                         }
                         Command::Invalid(rows) => l.record_invalid(rows, &mut reports)?,
+                        Command::Report(mut passed) => reports.append(&mut passed),
                         Command::Done(_) => unreachable!("results are queued apart"),
                     }
                 }
@@ -195,10 +248,13 @@ fn run(
         if !waiting.results.is_empty() {
             let take = waiting.results.len().min(MAX_RESULTS);
             let results = waiting.results.drain(..take);
+            waiting.held -= take;
             ledger.transaction(|l| l.record_submissions(results, &mut reports))?;
         }
-        if !reports.is_empty() {
-            let _ = reports_tx.send(reports);
+        if !reports.is_empty() && reports_tx.send(reports).is_err() {
+            // The aggregator is gone (it failed writing the error file and stopped the run):
+            // nothing more can be reported, but what is recorded stays recorded.
+            break;
         }
     }
     Ok(ledger)
@@ -215,8 +271,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("l.sqlite");
         let ledger = SqliteLedger::open(&path, "t", "f.csv").unwrap();
-        let (reports_tx, reports_rx) = mpsc::channel();
-        let writer = LedgerWriter::spawn(ledger, reports_tx);
+        let (reports_tx, reports_rx) = std_mpsc::sync_channel(REPORT_CAPACITY);
+        let writer = LedgerWriter::spawn(ledger, reports_tx, Arc::default()).unwrap();
         let sender = writer.sender();
         let n = 3 * MAX_RESULTS + 7;
         let users = (0..n as u64)
@@ -225,19 +281,60 @@ mod tests {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        let (claimed, rest) = runtime.block_on(sender.claim(users, usize::MAX)).unwrap();
-        assert_eq!((claimed.len(), rest.len()), (n, 0));
-        // All results at once, then the senders go: the writer works through them in
-        // transactions of at most MAX_RESULTS and loses none when the channel closes.
-        for u in claimed {
-            sender.done(submission(u, Outcome::Created)).unwrap();
-        }
+        let reader =
+            std::thread::spawn(move || reports_rx.iter().map(|batch| batch.len()).sum::<usize>());
+        runtime.block_on(async {
+            let (claimed, rest) = sender.claim(users, usize::MAX).await.unwrap();
+            assert_eq!((claimed.len(), rest.len()), (n, 0));
+            // All results at once, then the senders go: the writer works through them in
+            // transactions of at most MAX_RESULTS and loses none when the channel closes.
+            for u in claimed {
+                sender.done(submission(u, Outcome::Created)).await.unwrap();
+            }
+        });
         drop(sender);
         writer.finish().unwrap();
-        let reported: usize = reports_rx.iter().map(|batch| batch.len()).sum();
-        assert_eq!(reported, n, "every result reported once");
+        assert_eq!(reader.join().unwrap(), n, "every result reported once");
         let entries = crate::ledger::entries(&path, "t").unwrap();
         assert_eq!(entries.len(), n);
         assert!(entries.iter().all(|e| e.state == "created"), "all recorded");
+    }
+
+    #[test]
+    fn the_channels_are_bounded_so_a_stalled_writer_pushes_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = SqliteLedger::open(&dir.path().join("l.sqlite"), "t", "f.csv").unwrap();
+        // Nobody reads the reports: the writer blocks on them, then its commands fill up.
+        let (reports_tx, _reports_rx) = std_mpsc::sync_channel(REPORT_CAPACITY);
+        let writer = LedgerWriter::spawn(ledger, reports_tx, Arc::default()).unwrap();
+        let sender = writer.sender();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let accepted = runtime.block_on(async {
+            let mut accepted = 0;
+            for i in 0..100_000u64 {
+                let report = vec![RowReport::local(i, Outcome::Skipped, vec![], vec![])];
+                let sent = tokio::time::timeout(
+                    std::time::Duration::from_millis(200),
+                    sender.report(report),
+                )
+                .await;
+                if sent.is_err() {
+                    break;
+                }
+                accepted += 1;
+            }
+            accepted
+        });
+        let bound = COMMAND_CAPACITY + (REPORT_CAPACITY + 2) * MAX_WAITING_ROWS;
+        assert!(
+            accepted <= bound,
+            "accepted {accepted} reports with no reader"
+        );
+        drop(_reports_rx);
+        drop(sender);
+        writer.finish().unwrap();
     }
 }

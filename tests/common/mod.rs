@@ -2,6 +2,8 @@
 //! real binary run in it with its output shown when an assertion fails.
 #![allow(dead_code)]
 
+pub mod hostile;
+
 use roster::sandbox::{Sandbox, SandboxConfig};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
