@@ -61,6 +61,7 @@ fn bench(c: &mut Criterion) {
                     mode: RunMode::Send,
                     progress: ProgressMode::Quiet,
                     generate_passwords: None,
+                    stop_rules: Default::default(),
                 };
                 let result = runtime
                     .block_on(pipeline::run(&settings, target, Arc::new(Stop::default())))

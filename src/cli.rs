@@ -27,9 +27,25 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The exit codes, as `--help` lists them (the contract scripts rely on; see `error.rs`): a
+/// macro, so `concat!` can join it to a command's examples.
+macro_rules! exit_codes {
+    () => {
+        "Exit codes:
+  0    done: every row created, already present or skipped
+  1    rows were refused in this run: fix the error file and feed it back in
+  2    bad usage, config or unreadable input
+  3    run aborted: credentials refused, a systematic refusal, a quota
+  4    the ledger is held by another run
+  5    failures left that a re-run will retry (target down, a wait too long, a disk full)
+  70   internal error: roster lost track of rows (a bug; please report it)
+  130  interrupted (Ctrl-C / SIGTERM): run again to resume"
+    };
+}
+
 /// Bulk-import people into SaaS products through their "create user" REST APIs.
 #[derive(Debug, Parser)]
-#[command(name = "roster", version, about, long_about = None)]
+#[command(name = "roster", version, about, long_about = None, after_help = exit_codes!())]
 pub struct Cli {
     /// Log format on stderr (`RUST_LOG` sets the level).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
@@ -49,11 +65,13 @@ pub enum LogFormat {
 }
 
 /// roster's commands.
+// Parsed once per process: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create every valid person in FILE through the target's API.
     #[command(
-        after_help = "Examples:\n  roster import samples/people.csv            # in-process sandbox, nothing leaves the machine\n  roster import people.csv --target sandbox --base-url http://127.0.0.1:8080 --rate 50\n  roster import people.csv --map email=\"Work Mail\" --set role=user --json"
+        after_help = concat!("Examples:\n  roster import samples/people.csv            # in-process sandbox, nothing leaves the machine\n  roster import people.csv --target sandbox --base-url http://127.0.0.1:8080 --rate 50\n  roster import people.csv --map email=\"Work Mail\" --set role=user --json\n\n", exit_codes!())
     )]
     Import(ImportArgs),
     /// Map, normalise and validate FILE without any network or ledger.
@@ -178,6 +196,12 @@ pub struct ImportArgs {
     /// Send again rows the API refused in an earlier run even when they are unchanged.
     #[arg(long)]
     pub retry_rejected: bool,
+    /// Stop (exit 3) once more than N rows are refused in this run.
+    #[arg(long, value_name = "N")]
+    pub max_errors: Option<u64>,
+    /// Stop (exit 3) once more than this share of the rows (0-1, judged after 100) is refused.
+    #[arg(long, value_name = "P", value_parser = parse_share)]
+    pub max_error_rate: Option<f64>,
     /// The results ledger (SQLite).
     #[arg(long)]
     pub ledger: Option<PathBuf>,
@@ -249,6 +273,9 @@ pub struct SandboxArgs {
     /// Create again when an email is taken (a double send shows as a second user).
     #[arg(long)]
     pub allow_duplicates: bool,
+    /// The first N creations of each email are committed, then their answer is lost.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub drop_first_answers: u32,
 }
 
 fn parse_profile(name: &str) -> Result<Profile, String> {
@@ -300,6 +327,23 @@ fn parse_rate(text: &str) -> Result<f64, String> {
         0.0 => Ok(0.0),
         r if (0.01..=1_000_000.0).contains(&r) => Ok(r),
         _ => Err("must be 0 (no limit) or from 0.01 to 1000000 per second".into()),
+    }
+}
+
+/// A share from 0 to 1 (`0.05`), or a percentage (`5%`).
+fn parse_share(text: &str) -> Result<f64, String> {
+    let (number, scale) = match text.strip_suffix('%') {
+        Some(n) => (n, 100.0),
+        None => (text, 1.0),
+    };
+    let share: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a share"))?;
+    let share = share / scale;
+    match share {
+        s if (0.0..=1.0).contains(&s) => Ok(s),
+        _ => Err("must be from 0 to 1 (or 0% to 100%)".into()),
     }
 }
 
@@ -739,6 +783,10 @@ async fn import(args: ImportArgs) -> Result<i32, RunError> {
     let mut settings = import_settings(common, &config, mapping, ledger, submit, mode)?;
     settings.generate_passwords = args.generate_passwords.clone();
     settings.retry_rejected = args.retry_rejected;
+    settings.stop_rules = crate::report::StopRules {
+        max_errors: args.max_errors,
+        max_error_rate: args.max_error_rate,
+    };
     let stop = Arc::new(Stop::default());
     watch_signals(stop.clone());
     let result = pipeline::run(&settings, target.clone(), stop).await?;
@@ -838,6 +886,7 @@ fn import_settings(
         mode,
         progress: ProgressMode::detect(common.quiet),
         generate_passwords: None,
+        stop_rules: Default::default(),
     })
 }
 
@@ -909,6 +958,7 @@ async fn sandbox(args: SandboxArgs) -> Result<i32, RunError> {
         reset_rate: args.reset_rate,
         drop_after_commit_rate: args.drop_after_commit_rate,
         allow_duplicates: args.allow_duplicates,
+        drop_first_answers: args.drop_first_answers,
     };
     let sandbox = Sandbox::start(config, args.port)
         .await

@@ -166,6 +166,8 @@ pub enum ErrorCode {
     Malformed,
     /// The target refused it; see the message.
     Refused,
+    /// Another user on the target holds this value (a user name, a phone).
+    Conflict,
     /// The target could not be reached or kept failing.
     Unavailable,
 }

@@ -251,6 +251,8 @@ impl PasswordStatus {
 pub struct PasswordFile {
     path: PathBuf,
     out: Mutex<std::fs::File>,
+    /// A regular file (not a device or a pipe): it can be synced.
+    regular: bool,
 }
 
 impl PasswordFile {
@@ -267,18 +269,24 @@ impl PasswordFile {
             options.mode(0o600).custom_flags(libc_nofollow());
         }
         let mut file = options.open(path)?;
-        #[cfg(unix)]
-        {
-            // An existing file keeps its mode on open: tighten it.
-            use std::os::unix::fs::PermissionsExt;
-            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-        }
-        if file.metadata()?.len() == 0 {
-            file.write_all(Self::HEADER.as_bytes())?;
+        let meta = file.metadata()?;
+        // Only a regular file is the password file's own: a device or a pipe (a vault
+        // loader's FIFO) keeps its mode and gets no header, having no start.
+        if meta.is_file() {
+            #[cfg(unix)]
+            {
+                // An existing file keeps its mode on open: tighten it.
+                use std::os::unix::fs::PermissionsExt;
+                file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+            }
+            if meta.len() == 0 {
+                file.write_all(Self::HEADER.as_bytes())?;
+            }
         }
         Ok(PasswordFile {
             path: path.to_path_buf(),
             out: Mutex::new(file),
+            regular: meta.is_file(),
         })
     }
 
@@ -310,8 +318,11 @@ impl PasswordFile {
         out.write_all(&line)
     }
 
-    /// Syncs every line to disk.
+    /// Syncs every line to disk (a device or a pipe has nothing to sync).
     pub fn sync(&self) -> std::io::Result<()> {
+        if !self.regular {
+            return Ok(());
+        }
         self.out
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -16,7 +16,7 @@ use crate::normalize::Conventions;
 use crate::outcome::{Outcome, RowReport};
 use crate::outputs::{self, Existing};
 use crate::password::{PasswordFile, PasswordKey, PasswordStatus};
-use crate::report::{Aggregator, ProgressMode, RowSet, Summary};
+use crate::report::{Aggregator, EarlyStop, ProgressMode, RowSet, StopRules, Summary};
 use crate::stop::{Stop, StopReason};
 use crate::submit::{Submission, SubmitSettings, Submitter};
 use crate::targets::{PasswordUse, Target};
@@ -73,6 +73,8 @@ pub struct ImportSettings {
     pub progress: ProgressMode,
     /// `--generate-passwords FILE`: users without a password get a random one, written here.
     pub generate_passwords: Option<PathBuf>,
+    /// When refusals stop the run.
+    pub stop_rules: StopRules,
 }
 
 /// The default error file for an input: `people.csv` → `people.errors.csv` beside it
@@ -159,6 +161,9 @@ pub async fn run(
         named.push(("--generate-passwords", passwords));
     }
     outputs::check(&settings.input, Some(&settings.ledger), &named)?;
+    if settings.mode != RunMode::ValidateOnly {
+        check_endpoint(target.endpoint())?;
+    }
     let (source, mapping) = prepare(settings, target.as_ref())?;
     let mapping = Arc::new(mapping);
     let passwords = match (&settings.generate_passwords, sending) {
@@ -266,6 +271,7 @@ pub async fn run(
         settings.progress,
         collector,
         stop.clone(),
+        EarlyStop::new(target.endpoint(), settings.stop_rules),
     );
     let writer = LedgerWriter::spawn(ledger, reports_tx, stop.clone())?;
 
@@ -397,6 +403,36 @@ pub async fn run(
         summary,
         stopped: stop.reason(),
     })
+}
+
+/// The target's URL must be one roster can send to before anything is sent: `http` or
+/// `https` with a host, and no credentials in it (they belong in the environment, and would
+/// reach the ledger's key and every message).
+pub fn check_endpoint(endpoint: &str) -> Result<(), RunError> {
+    let url = url::Url::parse(endpoint).map_err(|e| {
+        RunError::Usage(format!(
+            "`{endpoint}` is not a URL: {e} (hint: check --base-url)"
+        ))
+    })?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(RunError::Usage(format!(
+            "`{}:` is not a scheme roster sends to (http or https) in `{endpoint}` (hint: check --base-url)",
+            url.scheme()
+        )));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(RunError::Usage(format!(
+            "`{endpoint}` has no host (hint: check --base-url)"
+        )));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(RunError::Usage(
+            "the target's URL holds a user name or password: credentials belong in the environment \
+             (see `roster targets`), never in --base-url"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Writes the password lines an earlier run owes (its disk was full when it created them):

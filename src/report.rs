@@ -280,6 +280,125 @@ impl RowSet {
     }
 }
 
+/// Thresholds past which refusals stop the run (`--max-errors`, `--max-error-rate`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StopRules {
+    /// Stop once more rows than this are refused in this run.
+    pub max_errors: Option<u64>,
+    /// Stop once more than this share of the rows finished (at least 100) are refused.
+    pub max_error_rate: Option<f64>,
+}
+
+/// Rows answered 404/405 at the start of a run that mean the endpoint is wrong.
+const WRONG_ENDPOINT_ROWS: u64 = 5;
+/// Rows refused the same way at the start of a run that mean the cause is not in the rows.
+const SYSTEMATIC_ROWS: u64 = 20;
+/// Rows finished before `--max-error-rate` is judged.
+const RATE_SAMPLE: u64 = 100;
+
+/// Watches outcomes for a run that is pointless to go on with: the endpoint answering 404 or
+/// 405 to the first rows sent (a wrong `--base-url`), every one of the first rows sent
+/// refused for the same field (a missing column, a missing flag), or the user's own limits.
+#[derive(Debug)]
+pub struct EarlyStop {
+    rules: StopRules,
+    /// The create endpoint, for the hint.
+    endpoint: String,
+    /// Rows sent so far, while every one was refused the same way.
+    same: u64,
+    /// The shape of that refusal: status and the fields refused.
+    signature: Option<(u16, Vec<Option<crate::fields::Field>>)>,
+    /// A row sent got another answer: the start-of-run rules no longer apply.
+    varied: bool,
+}
+
+impl EarlyStop {
+    /// Watches a run sending to `endpoint` under `rules`.
+    pub fn new(endpoint: &str, rules: StopRules) -> EarlyStop {
+        EarlyStop {
+            rules,
+            endpoint: endpoint.to_string(),
+            same: 0,
+            signature: None,
+            varied: false,
+        }
+    }
+
+    /// Takes one row's outcome (after `summary` counted it); a message when the run should
+    /// stop.
+    pub fn observe(&mut self, report: &RowReport, summary: &Summary) -> Option<String> {
+        if let Some(max) = self.rules.max_errors
+            && summary.refused_this_run() > max
+        {
+            return Some(format!(
+                "more than {max} rows were refused in this run (--max-errors {max}); the error file says why"
+            ));
+        }
+        if let Some(rate) = self.rules.max_error_rate {
+            let finished = summary.accounted();
+            let refused = summary.refused_this_run();
+            if finished >= RATE_SAMPLE && refused as f64 > rate * finished as f64 {
+                return Some(format!(
+                    "{refused} of {finished} rows were refused, more than --max-error-rate {rate}"
+                ));
+            }
+        }
+        if self.varied || report.attempts == 0 {
+            return None;
+        }
+        let Outcome::Rejected { status } = report.outcome else {
+            self.varied = true;
+            return None;
+        };
+        let mut fields: Vec<Option<crate::fields::Field>> =
+            report.errors.iter().map(|e| e.field).collect();
+        fields.sort();
+        fields.dedup();
+        let signature = (status, fields);
+        match &self.signature {
+            None => self.signature = Some(signature),
+            Some(first) if *first == signature => {}
+            Some(_) => {
+                self.varied = true;
+                return None;
+            }
+        }
+        self.same += 1;
+        if matches!(status, 404 | 405) && self.same >= WRONG_ENDPOINT_ROWS {
+            return Some(format!(
+                "the first {} rows sent were all answered HTTP {status} by `{}`: the endpoint is \
+                 not there (hint: check --base-url and the target)",
+                self.same, self.endpoint
+            ));
+        }
+        if self.same >= SYSTEMATIC_ROWS {
+            let first = report.errors.first();
+            let column = first.map_or("", |e| e.column.as_str());
+            let message = first.map_or("", |e| e.message.as_str());
+            let hint = match first.and_then(|e| e.field) {
+                Some(crate::fields::Field::Password) => {
+                    "add a password column, or pass --generate-passwords FILE".to_string()
+                }
+                Some(field) => format!(
+                    "check the `{column}` column, or give it with --map {}=COLUMN or --set {}=VALUE",
+                    field.name(),
+                    field.name()
+                ),
+                None => "the cause is not in the rows: check the target's settings".to_string(),
+            };
+            let what = match column {
+                "" => format!("HTTP {status}: {message}"),
+                column => format!("`{column}`: {message}"),
+            };
+            return Some(format!(
+                "the first {} rows sent were all refused the same way ({what}) (hint: {hint})",
+                self.same
+            ));
+        }
+        None
+    }
+}
+
 /// What the aggregator hands back: the totals, the error file if written, the HTML report's
 /// data if one was asked for, and the rows it got a report for.
 pub type Aggregated = (Summary, Option<PathBuf>, Option<ReportCollector>, RowSet);
@@ -298,11 +417,16 @@ impl Aggregator {
         mode: ProgressMode,
         collector: Option<ReportCollector>,
         stop: Arc<Stop>,
+        mut watch: EarlyStop,
     ) -> Aggregator {
         let thread = std::thread::Builder::new()
             .name("roster-report".into())
             .spawn(move || {
-                let result = aggregate(reports, errors, mode, collector);
+                let result = aggregate(reports, errors, mode, collector, |report, summary| {
+                    if let Some(message) = watch.observe(report, summary) {
+                        stop.stop(StopReason::Aborted(message));
+                    }
+                });
                 // The error file cannot be written: nothing more may be refused unseen.
                 if let Err(e) = &result {
                     stop.stop(StopReason::RetryLater(e.to_string()));
@@ -326,6 +450,7 @@ fn aggregate(
     mut errors: ErrorFile,
     mode: ProgressMode,
     mut collector: Option<ReportCollector>,
+    mut observe: impl FnMut(&RowReport, &Summary),
 ) -> Result<Aggregated, RunError> {
     let mut summary = Summary::default();
     let started = Instant::now();
@@ -353,6 +478,7 @@ fn aggregate(
                 for report in batch {
                     summary.count(&report);
                     reported.insert(report.row);
+                    observe(&report, &summary);
                     if let Outcome::Duplicate {
                         of,
                         first: FirstRow::Pending,

@@ -138,6 +138,27 @@ fn lanes_for(cores: usize, concurrency: usize) -> usize {
     cores.min(by_workers).min(MAX_LANES)
 }
 
+/// What a conflict answer turned out to mean.
+enum Settled {
+    /// The person existed, and no attempt of roster's can have created them.
+    Exists,
+    /// The person exists, probably by an earlier attempt of roster's.
+    OursUnconfirmed,
+    /// Another person holds a value of this row's: refused, with these messages.
+    Refused(Vec<FieldError>),
+}
+
+/// What a conflict's messages say is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ConflictOn {
+    /// This row's identity: the person exists.
+    Identity,
+    /// Another field's value (a user name another person holds).
+    Field(crate::fields::Field),
+    /// The answer does not say.
+    Unknown,
+}
+
 /// How one request of a submission ended.
 enum StepEnd {
     /// A final answer (never `Retry`: retries are spent inside the step).
@@ -334,6 +355,9 @@ impl Submitter {
                 }
             });
         }
+        // Only the workers hold the queue's receiver: once they have all stopped (the ledger
+        // is gone), handing them more fails instead of waiting forever on a full queue.
+        drop(local_rx);
         'feed: loop {
             let Some(batch) = batches.lock().await.recv().await else {
                 break;
@@ -346,7 +370,15 @@ impl Submitter {
             }
         }
         drop(local_tx);
-        while workers.join_next().await.is_some() {}
+        while let Some(joined) = workers.join_next().await {
+            // A submission's own panic is caught in `submit`; anything else is a bug too.
+            if let Err(e) = joined
+                && e.is_panic()
+            {
+                let message = format!("a sending task of lane {lane} panicked");
+                self.stop.stop(StopReason::Internal(message));
+            }
+        }
     }
 
     /// All attempts for one user: the create request, then the target's follow-up step (if
@@ -391,17 +423,19 @@ impl Submitter {
                     .await
                 {
                     StepEnd::Answered(Verdict::Created { remote_id }) => done.remote_id = remote_id,
-                    StepEnd::Answered(Verdict::Exists) if !done.user.uncertain => {
-                        // No request of roster's for this person can have landed: it existed.
-                        done.outcome = Outcome::Exists;
-                        done.response_body = None;
-                        return;
-                    }
-                    StepEnd::Answered(Verdict::Exists) => {
-                        // Probably roster's own earlier request; the target cannot prove it.
-                        // A lookup gives the id (and so the follow-up step its target).
-                        unconfirmed = true;
-                        done.remote_id = self.look_up(done, sender).await;
+                    StepEnd::Answered(Verdict::Conflict { errors, declared }) => {
+                        match self.settle_conflict(done, sender, errors, declared).await {
+                            Settled::Exists => {
+                                // No request of roster's for this person can have landed.
+                                done.outcome = Outcome::Exists;
+                                done.response_body = None;
+                                return;
+                            }
+                            // Probably roster's own earlier request; the target cannot prove
+                            // it. The id (from a lookup) lets the follow-up step run.
+                            Settled::OursUnconfirmed => unconfirmed = true,
+                            Settled::Refused(errors) => return self.rejected(done, errors),
+                        }
                     }
                     StepEnd::Answered(Verdict::Rejected { errors }) => {
                         let errors = self.name_columns(errors);
@@ -440,8 +474,10 @@ impl Submitter {
                 .run_step(done, sender, step.method, &url, step.body.into(), None)
                 .await
             {
-                StepEnd::Answered(Verdict::Created { .. } | Verdict::Exists) => {
-                    follow_up_done = true;
+                StepEnd::Answered(Verdict::Created { .. }) => follow_up_done = true,
+                StepEnd::Answered(Verdict::Conflict { errors, .. }) => {
+                    let errors = self.name_columns(errors);
+                    return self.rejected(done, errors);
                 }
                 StepEnd::Answered(Verdict::Rejected { errors }) => {
                     let errors = self
@@ -539,6 +575,112 @@ impl Submitter {
         ))
     }
 
+    /// Whose a conflict is. The row's own identity when the answer names its email, the user
+    /// name roster sent in its place, or the user as a whole: the person exists. Another
+    /// field (two people sharing a user name): a refusal of that field, under its column —
+    /// unless a lookup finds a person with this row's email after all. An answer naming no
+    /// field at all: a lookup decides, else the row is refused as a conflict to check.
+    async fn settle_conflict(
+        &self,
+        done: &mut Submission,
+        sender: &mut Sender,
+        errors: Vec<crate::targets::problem::ApiError>,
+        declared: bool,
+    ) -> Settled {
+        let identity_settled = |done: &mut Submission| match done.user.uncertain {
+            true => Settled::OursUnconfirmed,
+            false => Settled::Exists,
+        };
+        let on = self.conflict_on(&errors, &done.user, declared);
+        if on == ConflictOn::Identity {
+            if done.user.uncertain {
+                // The id lets a follow-up step (Crayon's password) run.
+                done.remote_id = self.look_up(done, sender).await;
+            }
+            return identity_settled(done);
+        }
+        // Someone holds a value of this row's: is it this very person?
+        if let Some(id) = self.look_up(done, sender).await {
+            done.remote_id = Some(id);
+            return identity_settled(done);
+        }
+        let status = done.status.unwrap_or(409);
+        let refused = match on {
+            ConflictOn::Identity => unreachable!("settled above"),
+            ConflictOn::Field(field) => {
+                let column = self.mapping.column_name(field).to_string();
+                errors
+                    .iter()
+                    .filter(|e| {
+                        crate::targets::problem::says_already_exists(&e.message) || status == 409
+                    })
+                    .map(|e| FieldError {
+                        field: Some(field),
+                        column: column.clone(),
+                        message: e.message.clone(),
+                        source: crate::fields::ErrorSource::Remote,
+                        code: ErrorCode::Conflict,
+                    })
+                    .collect()
+            }
+            ConflictOn::Unknown => vec![FieldError {
+                field: None,
+                column: String::new(),
+                message: format!(
+                    "the target answered HTTP {status}, a conflict with an existing user, without \
+                     saying which value is taken, and found no user with this email: a conflict \
+                     to check against the users there"
+                ),
+                source: crate::fields::ErrorSource::Remote,
+                code: ErrorCode::Conflict,
+            }],
+        };
+        Settled::Refused(refused)
+    }
+
+    /// What a conflict's messages say is taken.
+    fn conflict_on(
+        &self,
+        errors: &[crate::targets::problem::ApiError],
+        user: &ReadyUser,
+        declared: bool,
+    ) -> ConflictOn {
+        use crate::fields::Field;
+        use crate::targets::problem;
+        let identity = user.identity.to_lowercase();
+        // The user name sent is the email when the row gave none (every target that takes one
+        // falls back to the email): a conflict on it is on the identity.
+        let username_is_identity = user
+            .fields
+            .get(Field::Username)
+            .is_none_or(|name| name.eq_ignore_ascii_case(&identity));
+        let mut other = None;
+        for e in errors {
+            if e.message.to_lowercase().contains(&identity) {
+                return ConflictOn::Identity; // the answer quotes this row's email
+            }
+            let field = e
+                .field
+                .as_deref()
+                .and_then(|f| self.target.field_for(problem::conflict_field_name(f)))
+                .or_else(|| {
+                    problem::field_named_in(&e.message).and_then(|f| self.target.field_for(&f))
+                });
+            match field {
+                Some(Field::Email) => return ConflictOn::Identity,
+                Some(Field::Username) if username_is_identity => return ConflictOn::Identity,
+                Some(field) => other = other.or(Some(field)),
+                None if problem::names_the_user(&e.message) => return ConflictOn::Identity,
+                None => {}
+            }
+        }
+        match other {
+            Some(field) => ConflictOn::Field(field),
+            None if declared => ConflictOn::Identity,
+            None => ConflictOn::Unknown,
+        }
+    }
+
     /// Waits until the server's pause is over and the rate limiter lets one more request go;
     /// false if the run stopped first.
     async fn wait_turn(&self) -> bool {
@@ -583,7 +725,10 @@ impl Submitter {
     /// For an uncertain row answered "exists": the remote id, when the target can look the
     /// user up and finds it.
     async fn look_up(&self, done: &mut Submission, sender: &mut Sender) -> Option<String> {
-        let url = reqwest::Url::parse(&self.target.lookup_url(&done.user.identity)?).ok()?;
+        let url = self
+            .target
+            .lookup_url(&done.user.identity, &done.user.fields)?;
+        let url = reqwest::Url::parse(&url).ok()?;
         for _ in 0..3 {
             if !self.wait_turn().await {
                 return None;
@@ -599,7 +744,7 @@ impl Submitter {
             }
             match answer {
                 Ok(answer) if (200..300).contains(&answer.status) => {
-                    return self.target.lookup_id(&answer.body);
+                    return self.target.lookup_id(&answer.body, &done.user.identity);
                 }
                 Ok(answer) if answer.status == 429 => {
                     let wait =
@@ -737,7 +882,7 @@ impl Submitter {
                     }
                 }
                 verdict => {
-                    if matches!(verdict, Verdict::Created { .. } | Verdict::Exists) {
+                    if matches!(verdict, Verdict::Created { .. } | Verdict::Conflict { .. }) {
                         auth.confirm(used);
                         let refund = match done.attempts {
                             1 => 1,

@@ -34,6 +34,16 @@ fn credentials(profile: Profile) -> Vec<(&'static str, String)> {
     }
 }
 
+/// The ledger key of the target at `base` (`profile@base`, with its account where it has one).
+fn key_for(ledger: &std::path::Path, profile: Profile, base: &str) -> String {
+    let prefix = format!("{}@{base}", profile.name());
+    roster::ledger::target_keys(ledger)
+        .unwrap()
+        .into_iter()
+        .find(|k| *k == prefix || k.starts_with(&format!("{prefix}#")))
+        .unwrap_or(prefix)
+}
+
 struct Outcome {
     server: TestSandbox,
     work: WorkDir,
@@ -92,7 +102,7 @@ fn check_standard_run(profile: Profile, extra: &[&str]) -> Outcome {
     // The remote id the API gave is in the ledger.
     let users = out.server.sandbox.users_of(profile);
     let ann = users.iter().find(|u| u.email == "ann@example.com").unwrap();
-    let key = format!("{}@{}", profile.name(), out.base);
+    let key = key_for(&out.work.path("roster-ledger.sqlite"), profile, &out.base);
     let entries = roster::ledger::entries(&out.work.path("roster-ledger.sqlite"), &key).unwrap();
     let entry = |id: &str| entries.iter().find(|e| e.identity == id).unwrap();
     assert_eq!(entry("ann@example.com").state, "created");
@@ -452,8 +462,8 @@ fn crayon_resumes_at_the_password_step_without_creating_again() {
                Bob,Ray,bob@example.com,long-enough-1\n";
     let out = import(Profile::Crayon, SandboxConfig::default(), csv, &[]);
     out.run.expect_code(1);
-    let key = format!("crayon@{}", out.base);
     let ledger_path = out.work.path("roster-ledger.sqlite");
+    let key = key_for(&ledger_path, Profile::Crayon, &out.base);
     let entries = roster::ledger::entries(&ledger_path, &key).unwrap();
     let ann = entries
         .iter()

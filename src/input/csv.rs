@@ -11,77 +11,272 @@ use std::sync::{Arc, Mutex};
 /// A delimited file with a header row.
 pub struct CsvSource {
     path: PathBuf,
-    reader: csv::Reader<LineCounting<BufReader<Box<dyn Read + Send>>>>,
+    delimiter: u8,
+    /// What is being read: the file, and on top of it any region a stray quote swallowed,
+    /// read again as rows of its own before the file goes on.
+    segments: Vec<Segment>,
     headers: Vec<String>,
     buffer: csv::ByteRecord,
-    lines: Arc<Mutex<LineIndex>>,
     /// The file is roster's own error file: undo its CSV-injection prefixes.
     own_output: bool,
 }
 
+/// A csv reader and the line index of the bytes it reads.
+struct Segment {
+    reader: csv::Reader<LineCounting<BufReader<Box<dyn Read + Send>>>>,
+    lines: Arc<Mutex<LineIndex>>,
+}
+
 /// Where the line breaks are in the bytes the csv reader has pulled but not yet parsed, so a
 /// record's starting byte gives its true line: the csv crate's own line count skips blank
-/// lines, and users count those.
+/// lines, and users count those. A break is `\n`, `\r\n` or a lone `\r` (old Mac files),
+/// as an editor counts them. It also follows quoting, to catch a stray quote.
 #[derive(Default)]
 struct LineIndex {
-    pending: VecDeque<u64>,
-    returns: VecDeque<u64>,
+    /// Breaks not yet passed, as (first byte, byte after).
+    pending: VecDeque<(u64, u64)>,
+    /// Lines passed.
     passed: u64,
+    /// A `\r` at the end of the last read: a break whose length the next byte decides.
+    open_return: Option<u64>,
+    /// The csv quoting state after the bytes read so far.
+    state: QuoteState,
+    /// The quoted field being followed: where its quote opened, and the bytes after it.
+    quoted: Option<Quoted>,
+    /// Stray quotes found (a quoted field that spans a line and then ends in garbage, or runs
+    /// to the end of the input), in order.
+    strays: VecDeque<Stray>,
+}
+
+/// A quoted field being read.
+struct Quoted {
+    open: u64,
+    bytes: Vec<u8>,
+    /// It held a line break.
+    multiline: bool,
+    /// It closed, then more text followed in the same field: the quote was not a field's
+    /// quoting, and the record goes on to its end.
+    garbage: bool,
+    overflow: bool,
+}
+
+/// A quote that swallowed lines: where it opened, and the bytes from after it to the end of
+/// its record (empty when there were too many to keep).
+struct Stray {
+    open: u64,
+    bytes: Vec<u8>,
+}
+
+/// Most bytes of one quoted field kept to recover from a stray quote.
+const MAX_RETAINED: usize = 16 * 1024 * 1024;
+
+/// RFC 4180 quoting as the csv crate reads it (a quote only opens at a field's start; `""`
+/// inside quotes is one quote; text after a closing quote joins the field).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum QuoteState {
+    #[default]
+    FieldStart,
+    Unquoted,
+    Quoted,
+    QuoteInQuoted,
 }
 
 impl LineIndex {
     /// The 1-based line a record starting at byte `offset` begins on. The csv reader's record
-    /// position includes the blank lines it skipped before the record, so those are passed
-    /// over first. Offsets only move forward.
+    /// position includes the blank lines it skipped before the record (and may point inside a
+    /// `\r\n`), so those are passed over first. Offsets only move forward.
     fn line_at(&mut self, mut offset: u64) -> u64 {
-        while self.returns.front().is_some_and(|&cr| cr < offset) {
-            self.returns.pop_front();
-        }
-        self.pass_before(offset);
         loop {
-            if self.pending.front() == Some(&offset) {
-                offset += 1;
-            } else if self.returns.front() == Some(&offset)
-                && self.pending.front() == Some(&(offset + 1))
-            {
-                self.returns.pop_front();
-                offset += 2;
-            } else {
-                break;
+            match self.pending.front() {
+                Some(&(_, end)) if end <= offset => {
+                    self.pending.pop_front();
+                    self.passed += 1;
+                }
+                // The record starts at a break (a blank line, or the `\n` of a `\r\n`).
+                Some(&(start, end)) if start <= offset => offset = end,
+                _ => break,
             }
-            self.pass_before(offset);
         }
         self.passed + 1
     }
 
-    fn pass_before(&mut self, offset: u64) {
-        while self.pending.front().is_some_and(|&nl| nl < offset) {
-            self.pending.pop_front();
-            self.passed += 1;
+    /// The 1-based line byte `offset` is on (no breaks are passed).
+    fn line_of(&self, offset: u64) -> u64 {
+        let before = self
+            .pending
+            .iter()
+            .filter(|&&(_, end)| end <= offset)
+            .count() as u64;
+        self.passed + before + 1
+    }
+
+    fn push_break(&mut self, start: u64, end: u64) {
+        self.pending.push_back((start, end));
+    }
+
+    /// Follows quoting over `buf`, which starts at byte `offset` of the input.
+    fn follow_quotes(&mut self, buf: &[u8], offset: u64, delimiter: u8) {
+        for (i, &b) in buf.iter().enumerate() {
+            let line_break = b == b'\n' || b == b'\r';
+            let terminator = b == delimiter || line_break;
+            if let Some(q) = self.quoted.as_mut() {
+                if q.bytes.len() < MAX_RETAINED {
+                    q.bytes.push(b);
+                } else {
+                    q.overflow = true;
+                }
+            }
+            self.state = match self.state {
+                QuoteState::FieldStart if b == b'"' => {
+                    self.quoted = Some(Quoted {
+                        open: offset + i as u64,
+                        bytes: Vec::new(),
+                        multiline: false,
+                        garbage: false,
+                        overflow: false,
+                    });
+                    QuoteState::Quoted
+                }
+                QuoteState::FieldStart | QuoteState::Unquoted if terminator => {
+                    self.field_ended(line_break);
+                    QuoteState::FieldStart
+                }
+                QuoteState::FieldStart | QuoteState::Unquoted => QuoteState::Unquoted,
+                QuoteState::Quoted if b == b'"' => QuoteState::QuoteInQuoted,
+                QuoteState::Quoted => {
+                    if line_break && let Some(q) = self.quoted.as_mut() {
+                        q.multiline = true;
+                    }
+                    QuoteState::Quoted
+                }
+                QuoteState::QuoteInQuoted if b == b'"' => QuoteState::Quoted,
+                QuoteState::QuoteInQuoted if terminator => {
+                    self.field_ended(line_break);
+                    QuoteState::FieldStart
+                }
+                QuoteState::QuoteInQuoted => {
+                    if let Some(q) = self.quoted.as_mut() {
+                        q.garbage = true;
+                    }
+                    QuoteState::Unquoted
+                }
+            };
         }
+    }
+
+    /// A field ended (at a delimiter, or at a line break that ends its record too).
+    fn field_ended(&mut self, record_ended: bool) {
+        let Some(q) = &self.quoted else {
+            return;
+        };
+        let stray = q.multiline && q.garbage;
+        if !stray {
+            self.quoted = None;
+        } else if record_ended {
+            self.push_stray();
+        }
+        // A stray field that ended at a delimiter: its bytes are kept to the record's end.
+    }
+
+    fn push_stray(&mut self) {
+        if let Some(q) = self.quoted.take() {
+            let bytes = match q.overflow {
+                true => Vec::new(),
+                false => q.bytes,
+            };
+            self.strays.push_back(Stray {
+                open: q.open,
+                bytes,
+            });
+        }
+    }
+
+    /// The input ended: a quote still open (or a stray field not yet ended) swallowed it.
+    fn end(&mut self) {
+        if let Some(cr) = self.open_return.take() {
+            self.push_break(cr, cr + 1);
+        }
+        let open = self.state == QuoteState::Quoted;
+        let stray = self
+            .quoted
+            .as_ref()
+            .is_some_and(|q| q.multiline && q.garbage);
+        if open || stray {
+            self.push_stray();
+        }
+        self.quoted = None;
+        self.state = QuoteState::FieldStart;
     }
 }
 
-/// A reader that notes the offset of every `\n` passing through it.
+/// A reader that notes every line break passing through it, and follows quoting.
 struct LineCounting<R> {
     inner: R,
     offset: u64,
+    delimiter: u8,
     lines: Arc<Mutex<LineIndex>>,
+    ended: bool,
 }
 
 impl<R: Read> Read for LineCounting<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         let mut lines = self.lines.lock().unwrap_or_else(|p| p.into_inner());
+        if n == 0 {
+            if !self.ended {
+                self.ended = true;
+                lines.end();
+            }
+            return Ok(0);
+        }
         for (i, b) in buf[..n].iter().enumerate() {
+            let at = self.offset + i as u64;
+            if let Some(cr) = lines.open_return.take() {
+                match *b == b'\n' {
+                    true => {
+                        lines.push_break(cr, at + 1);
+                        continue;
+                    }
+                    false => lines.push_break(cr, cr + 1),
+                }
+            }
             match b {
-                b'\n' => lines.pending.push_back(self.offset + i as u64),
-                b'\r' => lines.returns.push_back(self.offset + i as u64),
+                b'\n' => lines.push_break(at, at + 1),
+                b'\r' => lines.open_return = Some(at),
                 _ => {}
             }
         }
+        lines.follow_quotes(&buf[..n], self.offset, self.delimiter);
         self.offset += n as u64;
         Ok(n)
+    }
+}
+
+impl Segment {
+    /// A segment reading `text`, counting lines from `lines_before`.
+    fn new(
+        text: Box<dyn Read + Send>,
+        delimiter: u8,
+        has_headers: bool,
+        lines_before: u64,
+    ) -> Self {
+        let lines = Arc::new(Mutex::new(LineIndex {
+            passed: lines_before,
+            ..LineIndex::default()
+        }));
+        let counting = LineCounting {
+            inner: BufReader::with_capacity(256 * 1024, text),
+            offset: 0,
+            delimiter,
+            lines: lines.clone(),
+            ended: false,
+        };
+        let reader = csv::ReaderBuilder::new()
+            .delimiter(delimiter)
+            .flexible(true)
+            .has_headers(has_headers)
+            .from_reader(counting);
+        Segment { reader, lines }
     }
 }
 
@@ -113,22 +308,9 @@ impl CsvSource {
             .or(declared)
             .unwrap_or_else(|| sniff_delimiter(&head));
         let joined: Box<dyn Read + Send> = Box::new(std::io::Cursor::new(head).chain(decoded));
-        let text = BufReader::with_capacity(256 * 1024, joined);
-        let lines = Arc::new(Mutex::new(LineIndex {
-            passed: lines_before,
-            ..LineIndex::default()
-        }));
-        let reader = LineCounting {
-            inner: text,
-            offset: 0,
-            lines: lines.clone(),
-        };
-        let mut reader = csv::ReaderBuilder::new()
-            .delimiter(delimiter)
-            .flexible(true)
-            .has_headers(true)
-            .from_reader(reader);
-        let raw = reader
+        let mut file = Segment::new(joined, delimiter, true, lines_before);
+        let raw = file
+            .reader
             .byte_headers()
             .map_err(|e| input_error(path, e))?
             .clone();
@@ -159,10 +341,10 @@ impl CsvSource {
         }
         Ok(CsvSource {
             path: path.to_path_buf(),
-            reader,
+            delimiter,
+            segments: vec![file],
             headers,
             buffer: csv::ByteRecord::new(),
-            lines,
             own_output,
         })
     }
@@ -175,7 +357,10 @@ impl RecordSource for CsvSource {
 
     fn read_record(&mut self, record: &mut Record) -> Result<bool, RunError> {
         loop {
-            let more = self
+            let Some(segment) = self.segments.last_mut() else {
+                return Ok(false);
+            };
+            let more = segment
                 .reader
                 .read_byte_record(&mut self.buffer)
                 .map_err(|e| {
@@ -186,7 +371,12 @@ impl RecordSource for CsvSource {
                     input_error(&self.path, format!("{e}{at}"))
                 })?;
             if !more {
-                return Ok(false);
+                // A swallowed region is done: the file (or the region under it) goes on.
+                if self.segments.len() == 1 {
+                    return Ok(false);
+                }
+                self.segments.pop();
+                continue;
             }
             if self
                 .buffer
@@ -196,11 +386,25 @@ impl RecordSource for CsvSource {
                 continue; // blank record: an empty line or only delimiters
             }
             let start = self.buffer.position().map_or(0, |p| p.byte());
-            record.row = self
-                .lines
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .line_at(start);
+            let end = segment.reader.position().byte();
+            let (row, stray) = {
+                let mut lines = segment.lines.lock().unwrap_or_else(|p| p.into_inner());
+                let row = lines.line_at(start);
+                // A stray quote opened in this record and swallowed the lines after it.
+                let stray = match lines.strays.front() {
+                    Some(stray) if stray.open >= start && stray.open < end.max(start + 1) => {
+                        let quote_line = lines.line_of(stray.open);
+                        lines.strays.pop_front().map(|s| (quote_line, s.bytes))
+                    }
+                    _ => None,
+                };
+                (row, stray)
+            };
+            record.row = row;
+            if let Some((quote_line, bytes)) = stray {
+                self.recover_stray_quote(record, quote_line, bytes);
+                return Ok(true);
+            }
             record.defect = None;
             record.cells.clear();
             let width = self.headers.len();
@@ -235,6 +439,86 @@ impl RecordSource for CsvSource {
             }
             return Ok(true);
         }
+    }
+}
+
+impl CsvSource {
+    /// A stray quote in the record in `self.buffer` made its field swallow the lines after it
+    /// (to a later quote, or the end of the file). The field is cut at the end of its line
+    /// (the rest of that line read as the record's remaining fields), the row is refused
+    /// naming the quote, and the swallowed lines are read again as rows of their own,
+    /// numbered as an editor shows them.
+    fn recover_stray_quote(&mut self, record: &mut Record, quote_line: u64, bytes: Vec<u8>) {
+        let column_index = self.field_holding(&bytes);
+        let column = self
+            .headers
+            .get(column_index)
+            .map_or("?".to_string(), Clone::clone);
+        record.cells.clear();
+        for cell in self.buffer.iter().take(column_index) {
+            record
+                .cells
+                .push(String::from_utf8_lossy(cell).into_owned());
+        }
+        // The bytes after the quote, to its record's end: the quote's line first.
+        let cut = bytes
+            .iter()
+            .position(|&b| b == b'\n' || b == b'\r')
+            .unwrap_or(bytes.len());
+        let (first_line, mut rest) = bytes.split_at(cut);
+        // The rest of the quote's line: its cells, as if the quote were not there.
+        let mut line_reader = csv::ReaderBuilder::new()
+            .delimiter(self.delimiter)
+            .quoting(false)
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(first_line);
+        let mut cells = csv::ByteRecord::new();
+        if line_reader.read_byte_record(&mut cells).unwrap_or(false) {
+            record.cells.extend(
+                cells
+                    .iter()
+                    .map(|c| String::from_utf8_lossy(c).into_owned()),
+            );
+        } else {
+            record.cells.push(String::new());
+        }
+        let width = self.headers.len().max(record.cells.len());
+        record.cells.resize(width, String::new());
+        record.defect = Some(format!(
+            "a quote opened in column `{column}` on line {quote_line} is not closed where its \
+             cell ends: the cell was read to the end of its line, the lines after it as rows of \
+             their own (fix the quote)"
+        ));
+        // Skip the line break that ends the quote's line, then read the swallowed lines.
+        if rest.starts_with(b"\r\n") {
+            rest = &rest[2..];
+        } else if !rest.is_empty() {
+            rest = &rest[1..];
+        }
+        if !rest.is_empty() {
+            let region: Box<dyn Read + Send> = Box::new(std::io::Cursor::new(rest.to_vec()));
+            self.segments
+                .push(Segment::new(region, self.delimiter, false, quote_line));
+        }
+    }
+
+    /// Which field of the record in `self.buffer` holds the stray quote's bytes: the last one
+    /// that starts like them.
+    fn field_holding(&self, bytes: &[u8]) -> usize {
+        let head: Vec<u8> = bytes
+            .iter()
+            .take_while(|&&b| b != b'\n' && b != b'\r' && b != b'"')
+            .copied()
+            .collect();
+        (0..self.buffer.len())
+            .rev()
+            .find(|&i| {
+                self.buffer
+                    .get(i)
+                    .is_some_and(|cell| cell.starts_with(&head))
+            })
+            .unwrap_or(self.buffer.len().saturating_sub(1))
     }
 }
 
@@ -329,6 +613,47 @@ mod tests {
         let (_f, mut s) = source(text, b',');
         let rows: Vec<u64> = read_all(&mut s).unwrap().iter().map(|r| r.row).collect();
         assert_eq!(rows, vec![2, 3, 6, 9]);
+    }
+
+    #[test]
+    fn lone_carriage_returns_end_lines_as_an_editor_counts_them() {
+        let (_f, mut s) = source(b"email,name\ra@x.io,A\r\rb@x.io,\"B\rC\"\rc@x.io,C\r", b',');
+        let rows: Vec<u64> = read_all(&mut s).unwrap().iter().map(|r| r.row).collect();
+        assert_eq!(rows, vec![2, 4, 6]);
+    }
+
+    #[test]
+    fn an_unterminated_quote_refuses_its_row_and_the_rows_after_it_are_read() {
+        let text = b"email,name,phone\na@x.io,Ann,1\nb@x.io,\"Bo,2\nc@x.io,Cy,3\n\nd@x.io,\"Dee\"\"s\",4\n";
+        let (_f, mut s) = source(text, b',');
+        let recs = read_all(&mut s).unwrap();
+        let rows: Vec<u64> = recs.iter().map(|r| r.row).collect();
+        assert_eq!(rows, vec![2, 3, 4, 6], "{recs:?}");
+        assert!(
+            recs[1].defect.as_deref().unwrap().contains("not closed"),
+            "{recs:?}"
+        );
+        assert_eq!(recs[1].cells, ["b@x.io", "Bo", "2"]);
+        assert_eq!(recs[2].cells, ["c@x.io", "Cy", "3"]);
+        assert_eq!(recs[2].defect, None);
+        assert_eq!(
+            recs[3].cells,
+            ["d@x.io", "Dee\"s", "4"],
+            "quotes after it read as usual"
+        );
+        // The same stray quote with nothing after it: it runs to the end of the file.
+        let (_f, mut s) = source(b"email,name\na@x.io,\"Ann\nb@x.io,Bo\n", b',');
+        let recs = read_all(&mut s).unwrap();
+        let rows: Vec<u64> = recs.iter().map(|r| r.row).collect();
+        assert_eq!(rows, vec![2, 3], "{recs:?}");
+        assert!(
+            recs[0].defect.is_some() && recs[1].defect.is_none(),
+            "{recs:?}"
+        );
+        // A closed multi-line quote is no such thing.
+        let (_f, mut s) = source(b"email,note\na@x.io,\"x\ny\"\nb@x.io,z\n", b',');
+        let recs = read_all(&mut s).unwrap();
+        assert!(recs.iter().all(|r| r.defect.is_none()), "{recs:?}");
     }
 
     #[test]

@@ -66,9 +66,33 @@ pub fn open(path: &Path, forced: Option<&'static Encoding>) -> Result<Decoded, R
     })
 }
 
-/// UTF-8 when the sample is UTF-8 (or mostly: more valid multi-byte characters than invalid
-/// bytes); otherwise chardetng's guess.
+/// UTF-16 without a byte-order mark, told by its zero bytes: text mostly in Latin script has
+/// one zero in every other byte (odd positions for little-endian, even for big-endian).
+fn utf16_without_bom(sample: &[u8]) -> Option<&'static Encoding> {
+    let pairs = sample.len() / 2;
+    if pairs < 4 {
+        return None;
+    }
+    let zeros_at = |parity: usize| {
+        sample
+            .chunks_exact(2)
+            .filter(|pair| pair[parity] == 0 && pair[1 - parity] != 0)
+            .count()
+    };
+    let (even, odd) = (zeros_at(0), zeros_at(1));
+    match (even * 10 > pairs * 3, odd * 10 > pairs * 3) {
+        (false, true) if even * 20 < pairs => Some(encoding_rs::UTF_16LE),
+        (true, false) if odd * 20 < pairs => Some(encoding_rs::UTF_16BE),
+        _ => None,
+    }
+}
+
+/// UTF-16 when its zero bytes say so; UTF-8 when the sample is UTF-8 (or mostly: more valid
+/// multi-byte characters than invalid bytes); otherwise chardetng's guess.
 fn guess(sample: &[u8]) -> &'static Encoding {
+    if let Some(utf16) = utf16_without_bom(sample) {
+        return utf16;
+    }
     let (mut multibyte, mut invalid) = (0usize, 0usize);
     let mut chunks = sample.utf8_chunks().peekable();
     while let Some(chunk) = chunks.next() {
@@ -118,6 +142,24 @@ mod tests {
             decode(b"\xFE\xFF\x00Z\x00\xEB", None),
             ("Zë".into(), "UTF-16BE")
         );
+    }
+
+    #[test]
+    fn utf16_without_a_bom_is_told_by_its_zero_bytes() {
+        let le: Vec<u8> = "Email,Name\r\nz@x.io,Zoë\r\n"
+            .encode_utf16()
+            .flat_map(|u| u.to_le_bytes())
+            .collect();
+        assert_eq!(
+            decode(&le, None),
+            ("Email,Name\r\nz@x.io,Zoë\r\n".into(), "UTF-16LE")
+        );
+        let be: Vec<u8> = "Email,Name\n"
+            .encode_utf16()
+            .flat_map(|u| u.to_be_bytes())
+            .collect();
+        assert_eq!(decode(&be, None).1, "UTF-16BE");
+        assert_eq!(decode(b"Email,Name\na@x.io,A\n", None).1, "UTF-8");
     }
 
     #[test]

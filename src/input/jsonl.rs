@@ -17,7 +17,7 @@ pub struct JsonlSource {
     reader: BufReader<Box<dyn Read + Send>>,
     headers: Vec<String>,
     index: HashMap<String, usize>,
-    line: String,
+    line: Vec<u8>,
     line_no: u64,
 }
 
@@ -27,14 +27,14 @@ impl JsonlSource {
         let mut headers = Vec::new();
         let mut index = HashMap::new();
         let mut reader = open_text(path)?;
-        let mut line = String::new();
+        let mut line = Vec::new();
         let mut flat = Vec::new();
         loop {
             line.clear();
             if read_line(&mut reader, &mut line, path)? == 0 {
                 break;
             }
-            if let Ok(Value::Object(map)) = serde_json::from_str::<Value>(line.trim()) {
+            if let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(line.trim_ascii()) {
                 flat.clear();
                 flatten("", map, &mut flat);
                 for (key, _) in flat.drain(..) {
@@ -71,14 +71,19 @@ impl RecordSource for JsonlSource {
                 return Ok(false);
             }
             self.line_no += 1;
-            let text = self.line.trim();
-            if text.is_empty() {
+            let bytes = self.line.trim_ascii();
+            if bytes.is_empty() {
                 continue;
             }
             record.row = self.line_no;
             record.defect = None;
             record.cells.clear();
             record.cells.resize(self.headers.len(), String::new());
+            // A line that is not UTF-8 is this line's defect; the next line is its own.
+            let Ok(text) = std::str::from_utf8(bytes) else {
+                record.defect = Some("the line is not valid UTF-8 text (a damaged byte)".into());
+                return Ok(true);
+            };
             match serde_json::from_str::<Value>(text) {
                 Ok(Value::Object(map)) => {
                     let mut flat = Vec::with_capacity(self.headers.len());
@@ -97,25 +102,16 @@ impl RecordSource for JsonlSource {
     }
 }
 
+/// Reads one line's bytes (UTF-8 is checked by the caller, so a bad byte costs only its
+/// own line).
 fn read_line(
     reader: &mut BufReader<Box<dyn Read + Send>>,
-    line: &mut String,
+    line: &mut Vec<u8>,
     path: &Path,
 ) -> Result<usize, RunError> {
-    match reader.read_line(line) {
-        Ok(n) => Ok(n),
-        // A line that is not UTF-8 is unreadable as JSON anyway; keep going as a defect.
-        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-            line.clear();
-            line.push('\u{FFFD}');
-            let mut skip = Vec::new();
-            reader
-                .read_until(b'\n', &mut skip)
-                .map_err(|e| input_error(path, e))?;
-            Ok(1)
-        }
-        Err(e) => Err(input_error(path, e)),
-    }
+    reader
+        .read_until(b'\n', line)
+        .map_err(|e| input_error(path, e))
 }
 
 /// Flattens nested objects into `parent.child` keys; scalars become their text, `null`
@@ -143,6 +139,21 @@ mod tests {
     use super::*;
     use crate::input::read_all;
     use std::io::Write;
+
+    #[test]
+    fn a_line_with_a_bad_byte_is_its_own_defect_and_the_next_line_is_read() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(
+            b"{\"email\":\"a@x.io\"}\n{\"email\":\"b\xff@x.io\"}\n{\"email\":\"c@x.io\"}\n",
+        )
+        .unwrap();
+        let mut s = JsonlSource::open(f.path()).unwrap();
+        let recs = read_all(&mut s).unwrap();
+        assert_eq!(recs.len(), 3, "{recs:?}");
+        assert_eq!(recs[1].row, 2);
+        assert!(recs[1].defect.as_deref().unwrap().contains("UTF-8"));
+        assert_eq!((recs[2].row, recs[2].cells[0].as_str()), (3, "c@x.io"));
+    }
 
     #[test]
     fn keys_are_unioned_and_nested_objects_flattened() {

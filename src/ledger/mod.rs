@@ -666,17 +666,44 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), RunError> {
     Ok(())
 }
 
+/// The target keys the ledger at `path` holds entries for, in order.
+pub fn target_keys(path: &Path) -> Result<Vec<String>, RunError> {
+    let err = |e: rusqlite::Error| ledger_error(path, e);
+    let conn = Connection::open(path).map_err(err)?;
+    let mut stmt = conn
+        .prepare("SELECT DISTINCT target FROM entries ORDER BY target")
+        .map_err(err)?;
+    let rows = stmt.query_map([], |r| r.get(0)).map_err(err)?;
+    rows.collect::<Result<Vec<String>, _>>().map_err(err)
+}
+
 /// Reads every entry of `target` from the ledger at `path`, ordered by identity.
 pub fn entries(path: &Path, target: &str) -> Result<Vec<Entry>, RunError> {
     let err = |e: rusqlite::Error| ledger_error(path, e);
     let conn = Connection::open(path).map_err(err)?;
-    let mut stmt = conn
-        .prepare(
-            "SELECT identity, state, remote_id, http_status, attempts, source_row, uncertain,
-                    unconfirmed
-             FROM entries WHERE target = ?1 ORDER BY identity",
+    // A ledger from before a column existed reads it as 0 (nothing is migrated by reading).
+    let has = |column: &str| -> rusqlite::Result<bool> {
+        conn.query_row(
+            "SELECT count(*) FROM pragma_table_info('entries') WHERE name = ?1",
+            [column],
+            |r| r.get::<_, i64>(0),
         )
-        .map_err(err)?;
+        .map(|n| n > 0)
+    };
+    let column = |name: &str| -> rusqlite::Result<&'static str> {
+        Ok(match (name, has(name)?) {
+            ("uncertain", true) => "uncertain",
+            ("unconfirmed", true) => "unconfirmed",
+            _ => "0",
+        })
+    };
+    let sql = format!(
+        "SELECT identity, state, remote_id, http_status, attempts, source_row, {}, {}
+         FROM entries WHERE target = ?1 ORDER BY identity",
+        column("uncertain").map_err(err)?,
+        column("unconfirmed").map_err(err)?,
+    );
+    let mut stmt = conn.prepare(&sql).map_err(err)?;
     let rows = stmt
         .query_map([target], |r| {
             Ok(Entry {

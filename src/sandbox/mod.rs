@@ -75,6 +75,9 @@ pub struct SandboxConfig {
     /// Create again when an email is taken (as APIs without a uniqueness rule do), so that a
     /// client's double send shows as a second creation instead of a 409.
     pub allow_duplicates: bool,
+    /// The first N creations of each email are committed and then their answer is lost (the
+    /// connection closes): deterministic lost answers for tests.
+    pub drop_first_answers: u32,
 }
 
 /// The credentials the vendor profiles accept (defaults: `sandbox-…`).
@@ -167,6 +170,7 @@ impl Default for SandboxConfig {
             reset_rate: 0.0,
             drop_after_commit_rate: 0.0,
             allow_duplicates: false,
+            drop_first_answers: 0,
         }
     }
 }
@@ -197,6 +201,9 @@ pub struct StoredUser {
     /// A password was given (in the body, or set afterwards).
     #[serde(skip)]
     pub has_password: bool,
+    /// A hash of the password the sandbox received, to check what a password file says.
+    #[serde(skip)]
+    pub password_hash: Option<u64>,
     /// Status as sent (`ENABLED`, `DISABLED`), when the API has one.
     #[serde(skip)]
     pub status: Option<String>,
@@ -380,10 +387,21 @@ impl Sandbox {
             role: "user".into(),
             profile: Some(profile),
             has_password: false,
+            password_hash: None,
             status: None,
         };
         let mut users = self.shared.users.lock().unwrap_or_else(|p| p.into_inner());
         users.insert((profile, email), user);
+    }
+
+    /// Whether the user `email` of `profile` holds exactly `password` (the sandbox keeps a
+    /// hash of every password it received, at creation or set afterwards).
+    pub fn holds_password(&self, profile: Profile, email: &str, password: &str) -> bool {
+        let users = lock(&self.shared.users);
+        users
+            .get(&(profile, email.to_lowercase()))
+            .and_then(|u| u.password_hash)
+            == Some(password_hash(password))
     }
 
     /// From now on every credential is refused (credentials revoked mid-run).
@@ -424,6 +442,11 @@ impl Drop for Sandbox {
             let _ = tx.send(());
         }
     }
+}
+
+/// What the sandbox keeps of a password: a hash, enough to compare.
+fn password_hash(password: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(password.as_bytes())
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -502,6 +525,19 @@ fn profile_routes(profile: Profile) -> Router<Arc<Shared>> {
         );
     }
     if profile == Profile::Crayon {
+        // `GET /api/v1/users/user/?userName=…`: the user holding a user name.
+        for path in ["/api/v1/users/user/", "/api/v1/users/user"] {
+            router = router.route(
+                path,
+                get(
+                    move |State(shared): State<Arc<Shared>>,
+                          headers: HeaderMap,
+                          query: axum::extract::RawQuery| async move {
+                        crayon_user_by_name(&shared, &headers, query.0.as_deref().unwrap_or(""))
+                    },
+                ),
+            );
+        }
         for path in [
             "/api/v1/users/{id}/changepassword/",
             "/api/v1/users/{id}/changepassword",
@@ -698,6 +734,7 @@ async fn change_password(
     {
         Some(user) => {
             user.has_password = true;
+            user.password_hash = Some(password_hash(password));
             shared
                 .counters
                 .passwords_set
@@ -857,6 +894,25 @@ async fn create_or_refuse(
         drop(users);
         return Some(profile.duplicate(&input.email));
     }
+    // A user name is unique too where the API has one: another person holding it is a
+    // refusal of this row's user name, not "the user exists".
+    if let Some(name) = input
+        .username
+        .as_deref()
+        .filter(|_| profile.has_usernames())
+        && let Some(holder) = users.values().find(|u| {
+            u.profile == Some(profile)
+                && u.email != input.email
+                && u.username
+                    .as_deref()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(name))
+        })
+    {
+        let _ = holder;
+        counters.conflicts.fetch_add(1, Ordering::Relaxed);
+        drop(users);
+        return Some(profile.username_taken(name));
+    }
     if let Some(quota) = config.quota
         && users.keys().filter(|(p, _)| *p == profile).count() as u64 >= quota
     {
@@ -877,7 +933,8 @@ async fn create_or_refuse(
         phone: input.phone,
         role: input.role.unwrap_or_else(|| "user".to_string()),
         profile: Some(profile),
-        has_password: input.has_password,
+        has_password: input.password.is_some(),
+        password_hash: input.password.as_deref().map(password_hash),
         status: input.status,
     };
     *lock(&shared.creations)
@@ -888,10 +945,39 @@ async fn create_or_refuse(
     }
     users.insert(key, user.clone());
     drop(users);
-    if roll(shared, config.drop_after_commit_rate) {
+    let creations = lock(&shared.creations)
+        .get(&user.email)
+        .copied()
+        .unwrap_or(0);
+    if creations <= config.drop_first_answers || roll(shared, config.drop_after_commit_rate) {
         return None;
     }
     Some(profile.created(&user))
+}
+
+/// Crayon's `GET /api/v1/users/user/?userName=x`: the User resource, or 404.
+fn crayon_user_by_name(shared: &Shared, headers: &HeaderMap, query: &str) -> Response {
+    if !authorized(shared, Profile::Crayon, headers) {
+        return Profile::Crayon.unauthorized();
+    }
+    let wanted = form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k.eq_ignore_ascii_case("userName"))
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    let found = sorted_users(shared).into_iter().find(|u| {
+        u.profile == Some(Profile::Crayon)
+            && u.username
+                .as_deref()
+                .is_some_and(|n| n.eq_ignore_ascii_case(&wanted))
+    });
+    match found {
+        Some(user) => Profile::Crayon.created(&user),
+        None => (
+            StatusCode::NOT_FOUND,
+            axum::Json(serde_json::json!({"ErrorCode": "NotFound", "Message": "User not found"})),
+        )
+            .into_response(),
+    }
 }
 
 /// `GET …?email=x` (sandbox, Cryptlex) or `?filter=userName eq "x"` (SCIM): the matching

@@ -334,6 +334,28 @@ impl Profile {
         (status, axum::Json(body)).into_response()
     }
 
+    /// Whether the API has user names, unique like emails.
+    pub fn has_usernames(self) -> bool {
+        matches!(
+            self,
+            Profile::Cl2c | Profile::Crayon | Profile::Nexway | Profile::Scim
+        )
+    }
+
+    /// The answer when another user holds the user name `name`, as each API says it (for
+    /// ASP.NET Identity, Crayon and SCIM the same answer as for a duplicate: the user name is
+    /// what they check).
+    pub fn username_taken(self, name: &str) -> Response {
+        match self {
+            Profile::Nexway => (
+                StatusCode::CONFLICT,
+                axum::Json(json!({"errorMessage": "User exists with same username"})),
+            )
+                .into_response(),
+            other => other.duplicate(name),
+        }
+    }
+
     /// The answer to missing or wrong credentials.
     pub fn unauthorized(self) -> Response {
         let (status, body) = match self {

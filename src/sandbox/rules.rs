@@ -15,7 +15,8 @@ pub struct Input {
     pub username: Option<String>,
     pub phone: Option<String>,
     pub role: Option<String>,
-    pub has_password: bool,
+    /// The password as sent (only its hash is stored).
+    pub password: Option<String>,
     pub status: Option<String>,
 }
 
@@ -243,7 +244,7 @@ pub fn validate_with(raw: Raw, demands: &Demands) -> Result<Input, Refusal> {
         username: raw.username,
         phone: raw.phone,
         role: raw.role,
-        has_password: present(&raw.password),
+        password: raw.password.filter(|p| !p.trim().is_empty()),
         status: raw.status,
     })
 }

@@ -44,7 +44,11 @@ impl Cl2c {
         });
         Ok(Cl2c {
             common: TargetBase {
-                ledger_key: format!("cl2c@{base}"),
+                ledger_key: spec.ledger_key(
+                    "cl2c",
+                    &base,
+                    super::Account::Of(&[super::AccountPart::Tenant]),
+                ),
                 endpoint: format!("{base}/v1/cl2c/user"),
                 rules: TargetRules {
                     required: vec![Field::Email, Field::FirstName, Field::LastName],

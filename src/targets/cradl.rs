@@ -101,7 +101,11 @@ impl Cradl {
         }
         Ok(Cradl {
             common: TargetBase {
-                ledger_key: format!("cradl@{base}"),
+                ledger_key: spec.ledger_key(
+                    "cradl",
+                    &base,
+                    super::Account::Of(&[super::AccountPart::ClientId]),
+                ),
                 endpoint: format!("{base}/users"),
                 rules: TargetRules {
                     required: vec![Field::Email],

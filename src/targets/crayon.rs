@@ -70,7 +70,14 @@ impl Crayon {
         };
         Ok(Crayon {
             common: TargetBase {
-                ledger_key: format!("crayon@{base}"),
+                ledger_key: spec.ledger_key(
+                    "crayon",
+                    &base,
+                    super::Account::Of(&[
+                        super::AccountPart::ClientId,
+                        super::AccountPart::Username,
+                    ]),
+                ),
                 endpoint: format!("{base}/api/v1/users/"),
                 rules: TargetRules {
                     required: vec![Field::Email, Field::FirstName, Field::LastName],
@@ -122,6 +129,17 @@ impl Target for Crayon {
 
     fn classify(&self, status: u16, headers: &HeaderMap, body: &[u8]) -> super::Verdict {
         super::classify_common(status, headers, body, "/Id")
+    }
+
+    /// `GET /api/v1/users/user/?userName=…` (apidocs.crayon.com, user-get-by-username): the
+    /// user holding the user name roster sent, whose `Email` says whether it is this person.
+    fn lookup_url(&self, _identity: &str, user: &UserFields) -> Option<String> {
+        let name = username_or_email(user)?;
+        Some(super::with_query(
+            &format!("{}/api/v1/users/user/", self.base),
+            "userName",
+            name,
+        ))
     }
 
     fn body(&self, user: &UserFields) -> Vec<u8> {

@@ -31,7 +31,11 @@ impl Cryptlex {
             .unwrap_or_else(|| Authenticator::bearer(token.clone().expect("checked above")));
         Ok(Cryptlex {
             common: TargetBase {
-                ledger_key: format!("cryptlex@{base}"),
+                ledger_key: spec.ledger_key(
+                    "cryptlex",
+                    &base,
+                    super::Account::Of(&[super::AccountPart::TokenSubject]),
+                ),
                 endpoint: format!("{base}/v3/users"),
                 rules: TargetRules {
                     required: vec![
@@ -68,12 +72,8 @@ impl Target for Cryptlex {
     }
 
     /// `GET /v3/users?email=` lists the users with that email.
-    fn lookup_url(&self, identity: &str) -> Option<String> {
+    fn lookup_url(&self, identity: &str, _user: &UserFields) -> Option<String> {
         Some(super::with_query(&self.common.endpoint, "email", identity))
-    }
-
-    fn lookup_id(&self, body: &[u8]) -> Option<String> {
-        super::first_listed_id(body)
     }
 
     fn default_rate(&self) -> f64 {

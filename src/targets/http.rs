@@ -2,7 +2,10 @@
 //! method, path (appended to `--base-url`) or full `url`, headers whose values may name
 //! environment variables (`"Bearer ${ACME_TOKEN}"`), a JSON body template built from
 //! canonical fields (`"{first_name} {last_name}"`) and literals, success statuses, the JSON
-//! pointer of the remote id, and the duplicate rule. See `samples/http-profile.toml`.
+//! pointer of the remote id, the duplicate rule, and an optional `[lookup]` (a GET `path`
+//! or `url` with `{email}` / `{username}`, and the `id_pointer` of the person found) that
+//! gives the id of a person the API says exists and settles whose a conflict is. See
+//! `samples/http-profile.toml`.
 //!
 //! In the template a string that is exactly one placeholder of an empty field is left out of
 //! its object (or `null` in an array); a placeholder inside a longer string becomes "".
@@ -43,6 +46,25 @@ struct Profile {
     /// The API honours `Idempotency-Key` on create.
     #[serde(default)]
     idempotency_key: bool,
+    /// How to find a person by email: `GET` of `path` (after `--base-url`) or `url`.
+    lookup: Option<LookupProfile>,
+}
+
+/// The profile's `[lookup]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LookupProfile {
+    path: Option<String>,
+    url: Option<String>,
+    /// Where the found person's id is; without it, the answer is read as a list of users.
+    id_pointer: Option<String>,
+}
+
+/// A compiled `[lookup]`: the URL template and the id's pointer.
+#[derive(Debug, Clone)]
+struct Lookup {
+    url: String,
+    id_pointer: Option<String>,
 }
 
 /// One piece of a string template.
@@ -76,6 +98,7 @@ pub struct HttpTarget {
     rate: f64,
     content_type: String,
     idempotency_key: bool,
+    lookup: Option<Lookup>,
 }
 
 impl HttpTarget {
@@ -140,6 +163,27 @@ impl HttpTarget {
             }
         }
         let body = compile(&profile.body).map_err(bad)?;
+        let lookup = match &profile.lookup {
+            None => None,
+            Some(l) => {
+                let url = match (&l.url, &l.path, &spec.base_url) {
+                    (Some(url), _, _) => url.clone(),
+                    (None, Some(path), Some(base)) => {
+                        format!("{}{path}", base.trim_end_matches('/'))
+                    }
+                    (None, Some(_), None) => {
+                        return Err(bad(
+                            "`[lookup] path` needs --base-url (or give `url`)".into()
+                        ));
+                    }
+                    (None, None, _) => return Err(bad("`[lookup]` needs `path` or `url`".into())),
+                };
+                Some(Lookup {
+                    url,
+                    id_pointer: l.id_pointer.clone(),
+                })
+            }
+        };
         let name = profile.name.unwrap_or_else(|| "http".into());
         let content_type = profile
             .content_type
@@ -164,6 +208,7 @@ impl HttpTarget {
             rate: profile.rate.unwrap_or(0.0),
             content_type,
             idempotency_key: profile.idempotency_key,
+            lookup,
         })
     }
 }
@@ -327,17 +372,39 @@ impl Target for HttpTarget {
         "check the variables the profile's headers name"
     }
 
-    fn classify(&self, status: u16, headers: &HeaderMap, body: &[u8]) -> Verdict {
-        if self.duplicate_status.contains(&status) {
-            return Verdict::Exists;
+    fn lookup_url(&self, identity: &str, user: &UserFields) -> Option<String> {
+        let lookup = self.lookup.as_ref()?;
+        let encode = |v: &str| form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+        let username = super::username_or_email(user).unwrap_or(identity);
+        Some(
+            lookup
+                .url
+                .replace("{email}", &encode(identity))
+                .replace("{username}", &encode(username)),
+        )
+    }
+
+    fn lookup_id(&self, body: &[u8], identity: &str) -> Option<String> {
+        match self.lookup.as_ref()?.id_pointer.as_deref() {
+            Some(pointer) => super::remote_id(body, pointer),
+            None => super::find_listed(body, identity),
         }
-        if let Some(needle) = &self.duplicate_message
-            && (400..500).contains(&status)
-            && String::from_utf8_lossy(body)
-                .to_lowercase()
-                .contains(needle)
-        {
-            return Verdict::Exists;
+    }
+
+    fn classify(&self, status: u16, headers: &HeaderMap, body: &[u8]) -> Verdict {
+        let declared = self.duplicate_status.contains(&status)
+            || self.duplicate_message.as_ref().is_some_and(|needle| {
+                (400..500).contains(&status)
+                    && String::from_utf8_lossy(body)
+                        .to_lowercase()
+                        .contains(needle)
+            });
+        if declared {
+            // The profile says this answer means "exists"; whose it is, the messages say.
+            return Verdict::Conflict {
+                errors: super::problem::parse(body),
+                declared: true,
+            };
         }
         if self.success.contains(&status) {
             return Verdict::Created {
@@ -415,7 +482,10 @@ mod tests {
                 remote_id: Some("7".into())
             }
         );
-        assert_eq!(t.classify(422, &h, b"{}"), Verdict::Exists);
+        assert!(matches!(
+            t.classify(422, &h, b"{}"),
+            Verdict::Conflict { declared: true, .. }
+        ));
         assert!(matches!(
             t.classify(200, &h, b"{}"),
             Verdict::Rejected { .. }

@@ -18,6 +18,7 @@ use crate::fields::{ErrorCode, Field, UserFields, squash};
 use crate::retry::server_wait;
 use problem::ApiError;
 use reqwest::header::HeaderMap;
+use secrecy::SecretString;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -39,8 +40,16 @@ pub enum Verdict {
         /// The id the API gave the new user.
         remote_id: Option<String>,
     },
-    /// The API says the user already exists.
-    Exists,
+    /// The API refused because something is already taken (a 409, or a refusal saying "already
+    /// exists"): the submitter decides whether it is this row's identity (the person exists)
+    /// or another person's value (a refusal of that field).
+    Conflict {
+        /// The API's messages, with its field names where it gave them.
+        errors: Vec<ApiError>,
+        /// The target's own rules say this answer means the identity exists (a generic
+        /// profile's `duplicate_status`), so an answer naming no field is not a doubt.
+        declared: bool,
+    },
     /// Refused for this row; retrying the same request will not help.
     Rejected {
         /// The API's per-field messages.
@@ -152,16 +161,17 @@ pub trait Target: Send + Sync {
         false
     }
 
-    /// Where to look a user up by identity, for targets that can (Cryptlex's
-    /// `GET /v3/users?email=`, SCIM's `filter`): a duplicate answer to a request that may have
-    /// landed earlier is then recorded as `created`, with the remote id.
-    fn lookup_url(&self, _identity: &str) -> Option<String> {
+    /// Where to look a user up, for targets that can (Cryptlex's `GET /v3/users?email=`,
+    /// SCIM's `filter`, Crayon's user by user name): it gives the remote id of a person the
+    /// target says exists, and settles whose a conflict is.
+    fn lookup_url(&self, _identity: &str, _user: &UserFields) -> Option<String> {
         None
     }
 
-    /// The remote id in a lookup's answer, when it found the user.
-    fn lookup_id(&self, _body: &[u8]) -> Option<String> {
-        None
+    /// The remote id in a lookup's answer, when it found the person with this identity (a
+    /// listing may hold others: they do not count).
+    fn lookup_id(&self, body: &[u8], identity: &str) -> Option<String> {
+        find_listed(body, identity)
     }
 
     /// Whether users carry a password.
@@ -207,14 +217,17 @@ pub trait Target: Send + Sync {
 }
 
 /// The usual reading of a create-user response: 2xx created (remote id at `id_pointer`),
-/// 409 or a 400/422 that says "already exists" is a duplicate, 408/425/429/5xx are transient,
+/// 409 or a 400/422 that says "already exists" is a conflict, 408/425/429/5xx are transient,
 /// 401/403 stop the run, other 4xx refuse the row.
 pub fn classify_common(status: u16, headers: &HeaderMap, body: &[u8], id_pointer: &str) -> Verdict {
     match status {
         200..=299 => Verdict::Created {
             remote_id: remote_id(body, id_pointer),
         },
-        409 => Verdict::Exists,
+        409 => Verdict::Conflict {
+            errors: problem::parse(body),
+            declared: false,
+        },
         401 | 403 => Verdict::Fatal {
             message: format!("credentials refused (HTTP {status}): {}", summary(body)),
         },
@@ -227,7 +240,10 @@ pub fn classify_common(status: u16, headers: &HeaderMap, body: &[u8], id_pointer
                 .iter()
                 .any(|e| problem::says_already_exists(&e.message))
             {
-                Verdict::Exists
+                Verdict::Conflict {
+                    errors,
+                    declared: false,
+                }
             } else {
                 Verdict::Rejected { errors }
             }
@@ -245,20 +261,57 @@ pub fn remote_id(body: &[u8], pointer: &str) -> Option<String> {
     }
 }
 
-/// The id of the first user in a lookup's answer: a JSON array of users, or a list object
-/// holding one under `Resources` (SCIM), `items`, `data` or `users`.
-pub fn first_listed_id(body: &[u8]) -> Option<String> {
-    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let list = match &value {
-        serde_json::Value::Array(items) => items,
-        serde_json::Value::Object(map) => ["Resources", "items", "data", "users"]
+/// The id of the person with `identity` in a lookup's answer: a JSON array of users, a list
+/// object holding them under `Resources` (SCIM), `items`, `data` or `users`, or one user.
+/// A user is this identity when one of its email fields (`email`, `Email`, `userName`,
+/// SCIM's `emails[].value`) is, ignoring case (Nexway's search matches by "contains"); a
+/// listing that shows no email at all counts only when it holds exactly one user.
+pub fn find_listed(body: &[u8], identity: &str) -> Option<String> {
+    use serde_json::Value;
+    let value: Value = serde_json::from_slice(body).ok()?;
+    let list: Vec<&Value> = match &value {
+        Value::Array(items) => items.iter().collect(),
+        Value::Object(map) => match ["Resources", "items", "data", "users"]
             .iter()
-            .find_map(|k| map.get(*k)?.as_array())?,
+            .find_map(|k| map.get(*k)?.as_array())
+        {
+            Some(items) => items.iter().collect(),
+            None => vec![&value],
+        },
         _ => return None,
     };
-    match list.first()?.get("id")? {
-        serde_json::Value::String(s) => Some(s.clone()),
-        serde_json::Value::Number(n) => Some(n.to_string()),
+    let id_of = |user: &Value| {
+        ["id", "Id", "userId", "ID"]
+            .iter()
+            .find_map(|k| match user.get(*k)? {
+                Value::String(s) => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            })
+    };
+    let emails = |user: &Value| -> Vec<String> {
+        let mut found: Vec<String> = ["email", "Email", "userName", "UserName", "mail"]
+            .iter()
+            .filter_map(|k| user.get(*k)?.as_str().map(str::to_string))
+            .collect();
+        if let Some(Value::Array(list)) = user.get("emails") {
+            found.extend(
+                list.iter()
+                    .filter_map(|e| e.get("value")?.as_str().map(str::to_string)),
+            );
+        }
+        found
+    };
+    let shown: Vec<(Option<String>, Vec<String>)> =
+        list.iter().map(|u| (id_of(u), emails(u))).collect();
+    if let Some((id, _)) = shown
+        .iter()
+        .find(|(_, emails)| emails.iter().any(|e| e.eq_ignore_ascii_case(identity)))
+    {
+        return id.clone();
+    }
+    match shown.as_slice() {
+        [(id, emails)] if emails.is_empty() => id.clone(),
         _ => None,
     }
 }
@@ -321,20 +374,115 @@ pub struct TargetSpec {
     pub profile: Option<std::path::PathBuf>,
 }
 
+/// One spelling per base URL, so one target has one ledger key: scheme and host lower-cased,
+/// the scheme's default port and a trailing slash dropped (`HTTP://Host:80/x/` is
+/// `http://host/x`). A URL that does not parse is left as written (it is refused later).
+pub fn normalize_base(base: &str) -> String {
+    let Ok(url) = url::Url::parse(base.trim()) else {
+        return base.trim().trim_end_matches('/').to_string();
+    };
+    let mut out = format!("{}://", url.scheme());
+    if let Some(host) = url.host_str() {
+        out.push_str(host);
+    }
+    if let Some(port) = url.port() {
+        out.push_str(&format!(":{port}"));
+    }
+    out.push_str(url.path().trim_end_matches('/'));
+    if let Some(query) = url.query() {
+        out.push('?');
+        out.push_str(query);
+    }
+    out
+}
+
+/// The subject a bearer token names, when it is a JWT (`sub`, with a tenant or organisation
+/// claim where there is one): the account a personal access token writes to.
+fn token_subject(token: &SecretString) -> Option<String> {
+    use base64::Engine;
+    use secrecy::ExposeSecret;
+    let payload = token.expose_secret().split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let text = |k: &str| claims.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    let subject = text("sub")?;
+    let tenant = ["tid", "tenant", "tenantId", "org", "organization", "aud"]
+        .iter()
+        .find_map(|k| text(k))
+        .unwrap_or_default();
+    Some(format!("{tenant}/{subject}"))
+}
+
+/// Which credentials name the account a target writes to.
+#[derive(Debug, Clone, Copy)]
+pub enum Account {
+    /// One account per base URL.
+    None,
+    /// These credentials (tenant, realm, client id, API user).
+    Of(&'static [AccountPart]),
+}
+
+/// A credential that tells accounts apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountPart {
+    /// `ROSTER_TENANT`.
+    Tenant,
+    /// `ROSTER_REALM`.
+    Realm,
+    /// `ROSTER_CLIENT_ID`.
+    ClientId,
+    /// `ROSTER_USERNAME`.
+    Username,
+    /// The subject of a JWT in `ROSTER_TOKEN`.
+    TokenSubject,
+}
+
 impl TargetSpec {
+    /// The ledger key of this target at `base`: its name and normalised base URL, and, when
+    /// the credentials say which of several accounts behind that URL the run writes to (a
+    /// tenant, realm, OAuth client, API user, or a JWT's subject), `#account=` and a short
+    /// SHA-256 of them: never the values themselves.
+    pub fn ledger_key(&self, name: &str, base: &str, account: Account) -> String {
+        use secrecy::ExposeSecret;
+        let base = normalize_base(base);
+        let Account::Of(parts) = account else {
+            return format!("{name}@{base}");
+        };
+        let c = &self.credentials;
+        let values: Vec<String> = parts
+            .iter()
+            .filter_map(|part| match part {
+                AccountPart::Tenant => c.tenant.as_ref().map(|v| v.expose_secret().to_string()),
+                AccountPart::Realm => c.realm.as_ref().map(|v| v.expose_secret().to_string()),
+                AccountPart::ClientId => {
+                    c.client_id.as_ref().map(|v| v.expose_secret().to_string())
+                }
+                AccountPart::Username => c.username.as_ref().map(|v| v.expose_secret().to_string()),
+                AccountPart::TokenSubject => c.token.as_ref().and_then(token_subject),
+            })
+            .collect();
+        if values.is_empty() {
+            return format!("{name}@{base}");
+        }
+        let digest = ring::digest::digest(&ring::digest::SHA256, values.join("\0").as_bytes());
+        let short: String = digest.as_ref()[..6]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        format!("{name}@{base}#account={short}")
+    }
+
     /// The base URL without a trailing slash, or `default`.
     pub fn base_or(&self, default: &str) -> String {
-        self.base_url
-            .as_deref()
-            .unwrap_or(default)
-            .trim_end_matches('/')
-            .to_string()
+        normalize_base(self.base_url.as_deref().unwrap_or(default))
     }
 
     /// The base URL, which this target has no public default for.
     pub fn base_required(&self) -> Result<String, RunError> {
         match &self.base_url {
-            Some(base) => Ok(base.trim_end_matches('/').to_string()),
+            Some(base) => Ok(normalize_base(base)),
             None => Err(RunError::Usage(format!(
                 "target `{}` has no public default URL: give --base-url",
                 self.name
@@ -519,14 +667,14 @@ mod tests {
                 remote_id: Some("42".into())
             }
         );
-        assert_eq!(verdict(409, ""), Verdict::Exists);
-        assert_eq!(
+        assert!(matches!(verdict(409, ""), Verdict::Conflict { .. }));
+        assert!(matches!(
             verdict(
                 400,
                 r#"{"errors":{"Email":["Email 'a@b.co' is already taken."]}}"#
             ),
-            Verdict::Exists
-        );
+            Verdict::Conflict { .. }
+        ));
         assert!(matches!(
             verdict(400, r#"{"errors":{"email":["bad"]}}"#),
             Verdict::Rejected { .. }
@@ -537,6 +685,80 @@ mod tests {
             verdict(401, r#"{"message":"bad token"}"#),
             Verdict::Fatal { .. }
         ));
+    }
+
+    #[test]
+    fn one_target_has_one_ledger_key_per_account() {
+        assert_eq!(normalize_base("HTTP://Host:80/x/"), "http://host/x");
+        assert_eq!(normalize_base("https://h.io:443"), "https://h.io");
+        assert_eq!(normalize_base("http://h:8080/a/"), "http://h:8080/a");
+        let spec = |tenant: &str| TargetSpec {
+            credentials: crate::auth::Credentials::from_lookup(|n| {
+                (n == "ROSTER_TENANT").then(|| tenant.to_string())
+            }),
+            ..TargetSpec::default()
+        };
+        let of = Account::Of(&[AccountPart::Tenant]);
+        let acme = spec("acme").ledger_key("cl2c", "http://h/", of);
+        let beta = spec("beta").ledger_key("cl2c", "http://h", of);
+        assert!(acme.starts_with("cl2c@http://h#account="), "{acme}");
+        assert_ne!(acme, beta);
+        assert!(!acme.contains("acme"), "never the tenant itself");
+        assert_eq!(acme, spec("acme").ledger_key("cl2c", "HTTP://H:80", of));
+        assert_eq!(
+            spec("acme").ledger_key("x", "http://h", Account::None),
+            "x@http://h"
+        );
+        // A JWT's subject tells personal access tokens of different accounts apart.
+        use base64::Engine;
+        let jwt = |sub: &str| {
+            let claims = format!(r#"{{"sub":"{sub}","tid":"t1"}}"#);
+            format!(
+                "h.{}.s",
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(claims)
+            )
+        };
+        let token = |t: String| TargetSpec {
+            credentials: crate::auth::Credentials::from_lookup(move |n| {
+                (n == "ROSTER_TOKEN").then(|| t.clone())
+            }),
+            ..TargetSpec::default()
+        };
+        let subject = Account::Of(&[AccountPart::TokenSubject]);
+        assert_ne!(
+            token(jwt("a")).ledger_key("cryptlex", "http://h", subject),
+            token(jwt("b")).ledger_key("cryptlex", "http://h", subject)
+        );
+        assert_eq!(
+            token("opaque".into()).ledger_key("cryptlex", "http://h", subject),
+            "cryptlex@http://h",
+            "an opaque token names no account"
+        );
+    }
+
+    #[test]
+    fn a_lookup_finds_only_the_person_with_this_identity() {
+        let list = br#"[{"id":"1","email":"anna@x.io"},{"id":"2","email":"ann@x.io"}]"#;
+        assert_eq!(find_listed(list, "ANN@x.io").as_deref(), Some("2"));
+        assert_eq!(
+            find_listed(list, "bo@x.io"),
+            None,
+            "a contains-match is not a match"
+        );
+        let scim = br#"{"Resources":[{"id":"s1","userName":"u","emails":[{"value":"ann@x.io"}]}]}"#;
+        assert_eq!(find_listed(scim, "ann@x.io").as_deref(), Some("s1"));
+        let crayon = br#"{"Id":7,"UserName":"alee","Email":"al@x.io"}"#;
+        assert_eq!(find_listed(crayon, "al@x.io").as_deref(), Some("7"));
+        assert_eq!(
+            find_listed(crayon, "ann@x.io"),
+            None,
+            "another person holds the name"
+        );
+        assert_eq!(
+            find_listed(br#"[{"id":9}]"#, "ann@x.io").as_deref(),
+            Some("9")
+        );
+        assert_eq!(find_listed(br#"[]"#, "ann@x.io"), None);
     }
 
     #[test]

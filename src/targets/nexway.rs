@@ -73,7 +73,15 @@ impl Nexway {
             .collect();
         Ok(Nexway {
             common: TargetBase {
-                ledger_key: format!("nexway@{base}"),
+                ledger_key: spec.ledger_key(
+                    "nexway",
+                    &base,
+                    super::Account::Of(&[
+                        super::AccountPart::Realm,
+                        super::AccountPart::ClientId,
+                        super::AccountPart::Username,
+                    ]),
+                ),
                 endpoint: format!("{base}/iam/users"),
                 rules: TargetRules {
                     required: vec![Field::Email, Field::FirstName, Field::LastName],

@@ -229,7 +229,7 @@ fn field_name(raw: &str) -> String {
 /// The field a plain message talks about ("email: invalid", "The FirstName field is
 /// required", "first name too long"), when it names exactly one field unambiguously.
 pub fn field_named_in(message: &str) -> Option<String> {
-    const FIELDS: [&str; 14] = [
+    const FIELDS: [&str; 15] = [
         "email",
         "emailaddress",
         "firstname",
@@ -238,6 +238,7 @@ pub fn field_named_in(message: &str) -> Option<String> {
         "familyname",
         "surname",
         "username",
+        "login",
         "phone",
         "phonenumber",
         "password",
@@ -271,6 +272,27 @@ pub fn field_named_in(message: &str) -> Option<String> {
         // A bare "name" only when nothing more precise is named (Cradl's one name field).
         .or_else(|| tokens().find(|token| squash(token) == "name"))
         .map(str::to_string)
+}
+
+/// Whether a conflict message is about the user as a whole ("User already exists", "the
+/// account exists"): then it is about the person, not one of their values.
+pub fn names_the_user(message: &str) -> bool {
+    let m = message.to_lowercase();
+    ["user", "account", "member", "person", "identity", "record"]
+        .iter()
+        .any(|w| {
+            m.split(|c: char| !c.is_alphanumeric())
+                .any(|token| token == *w || token == format!("{w}s"))
+        })
+}
+
+/// An API's field name for a conflict, without ASP.NET Identity's `Duplicate` prefix
+/// (`DuplicateUserName`, `DuplicateEmail`).
+pub fn conflict_field_name(name: &str) -> &str {
+    name.strip_prefix("Duplicate")
+        .or_else(|| name.strip_prefix("duplicate_"))
+        .filter(|rest| !rest.is_empty())
+        .unwrap_or(name)
 }
 
 /// Whether a message says the user already exists (a duplicate, not a refusal).
@@ -405,6 +427,20 @@ mod tests {
             vec![(None, "<html>Bad gateway</html>".into())]
         );
         assert!(fields("").is_empty());
+    }
+
+    #[test]
+    fn conflict_messages_say_what_is_taken() {
+        assert!(names_the_user("User already exists"));
+        assert!(names_the_user("An account with these details exists"));
+        assert!(!names_the_user("Conflict"));
+        assert!(!names_the_user("Username 'x' is already taken."));
+        assert_eq!(conflict_field_name("DuplicateUserName"), "UserName");
+        assert_eq!(conflict_field_name("Duplicate"), "Duplicate");
+        assert_eq!(
+            field_named_in("Login has already been taken").as_deref(),
+            Some("Login")
+        );
     }
 
     #[test]

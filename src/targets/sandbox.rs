@@ -83,12 +83,8 @@ impl Target for SandboxTarget {
         true
     }
 
-    fn lookup_url(&self, identity: &str) -> Option<String> {
+    fn lookup_url(&self, identity: &str, _user: &UserFields) -> Option<String> {
         Some(super::with_query(&self.common.endpoint, "email", identity))
-    }
-
-    fn lookup_id(&self, body: &[u8]) -> Option<String> {
-        super::first_listed_id(body)
     }
 
     fn default_rate(&self) -> f64 {

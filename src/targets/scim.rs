@@ -35,7 +35,11 @@ impl Scim {
             .unwrap_or_else(|| Authenticator::bearer(token.clone().expect("checked above")));
         Ok(Scim {
             common: TargetBase {
-                ledger_key: format!("scim@{base}"),
+                ledger_key: spec.ledger_key(
+                    "scim",
+                    &base,
+                    super::Account::Of(&[super::AccountPart::TokenSubject]),
+                ),
                 endpoint: format!("{base}/Users"),
                 rules: TargetRules {
                     required: vec![Field::Email],
@@ -102,13 +106,10 @@ impl Target for Scim {
     }
 
     /// RFC 7644 §3.4.2.2: `GET /Users?filter=userName eq "…"` (userName is the email here).
-    fn lookup_url(&self, identity: &str) -> Option<String> {
-        let filter = format!("userName eq \"{}\"", identity.replace('"', "\\\""));
+    fn lookup_url(&self, _identity: &str, user: &UserFields) -> Option<String> {
+        let name = super::username_or_email(user)?;
+        let filter = format!("userName eq \"{}\"", name.replace('"', "\\\""));
         Some(super::with_query(&self.common.endpoint, "filter", &filter))
-    }
-
-    fn lookup_id(&self, body: &[u8]) -> Option<String> {
-        super::first_listed_id(body)
     }
 
     fn default_rate(&self) -> f64 {

@@ -89,7 +89,11 @@ impl WorkDir {
     /// The real binary, set up to run here with extra environment variables (and no inherited
     /// `ROSTER_*` credentials or log filter).
     pub fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_roster"));
+        // ROSTER_TEST_BIN runs the tests against another build (e.g. an older commit's, to
+        // see a regression test fail there).
+        let bin = std::env::var("ROSTER_TEST_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_roster").to_string());
+        let mut cmd = Command::new(bin);
         cmd.args(args)
             .current_dir(self.dir.path())
             .env("CI", "true")
