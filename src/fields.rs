@@ -170,6 +170,8 @@ pub enum ErrorCode {
     Conflict,
     /// The target could not be reached or kept failing.
     Unavailable,
+    /// The target answered something it does not document (a "success" without the user).
+    Unexpected,
 }
 
 /// One problem with one row, named by the user's own column so they can find the cell.

@@ -346,9 +346,22 @@ impl EarlyStop {
         if self.varied || report.attempts == 0 {
             return None;
         }
-        let Outcome::Rejected { status } = report.outcome else {
-            self.varied = true;
-            return None;
+        // A refusal, or a "success" that is not one (a web page where the API should be).
+        let status = match report.outcome {
+            Outcome::Rejected { status } => status,
+            Outcome::Failed {
+                status: Some(status @ 200..=399),
+            } if report
+                .errors
+                .first()
+                .is_some_and(|e| e.code == crate::fields::ErrorCode::Unexpected) =>
+            {
+                status
+            }
+            _ => {
+                self.varied = true;
+                return None;
+            }
         };
         let mut fields: Vec<Option<crate::fields::Field>> =
             report.errors.iter().map(|e| e.field).collect();
@@ -364,11 +377,17 @@ impl EarlyStop {
             }
         }
         self.same += 1;
-        if matches!(status, 404 | 405) && self.same >= WRONG_ENDPOINT_ROWS {
+        if matches!(status, 200..=399 | 404 | 405) && self.same >= WRONG_ENDPOINT_ROWS {
+            let what = match status {
+                200..=299 => "not with what the target documents",
+                300..=399 => "with a redirect",
+                _ => "as not there",
+            };
             return Some(format!(
-                "the first {} rows sent were all answered HTTP {status} by `{}`: the endpoint is \
-                 not there (hint: check --base-url and the target)",
-                self.same, self.endpoint
+                "the first {} rows sent were all answered HTTP {status} by `{}`, {what} (hint: \
+                 check --base-url and the target)",
+                self.same,
+                crate::targets::redact_query(&self.endpoint)
             ));
         }
         if self.same >= SYSTEMATIC_ROWS {

@@ -422,7 +422,16 @@ impl Submitter {
                     .run_step(done, sender, self.target.method(), &endpoint, body, key)
                     .await
                 {
-                    StepEnd::Answered(Verdict::Created { remote_id }) => done.remote_id = remote_id,
+                    StepEnd::Answered(Verdict::Created { remote_id }) => {
+                        if let Some(problem) = self.unlike_a_success(done, remote_id.as_deref()) {
+                            // It may have created the person all the same.
+                            done.user.uncertain = true;
+                            self.failed(done, &problem);
+                            done.errors[0].code = ErrorCode::Unexpected;
+                            return;
+                        }
+                        done.remote_id = remote_id;
+                    }
                     StepEnd::Answered(Verdict::Conflict { errors, declared }) => {
                         match self.settle_conflict(done, sender, errors, declared).await {
                             Settled::Exists => {
@@ -527,6 +536,33 @@ impl Submitter {
         // success: the create's, or the follow-up step's that set it.
         let confirmed = !unconfirmed || follow_up_done;
         self.hand_over_password(done, confirmed);
+    }
+
+    /// Why a 2xx answer to a create is not the success the target documents (another status,
+    /// no id where it returns one: a wrong `--base-url` answering a web page), if it is not.
+    fn unlike_a_success(&self, done: &Submission, remote_id: Option<&str>) -> Option<String> {
+        let status = done.status.unwrap_or(200);
+        let what = match (self.target.success_status(status), remote_id) {
+            (false, _) => format!("HTTP {status}, not the documented success"),
+            (true, None) if self.target.returns_id() => {
+                format!("HTTP {status} without the new user's id")
+            }
+            _ => return None,
+        };
+        let start = done
+            .response_body
+            .as_deref()
+            .map(|b| b.chars().take(120).collect::<String>())
+            .filter(|b| !b.trim().is_empty())
+            .map_or_else(
+                || "an empty body".to_string(),
+                |b| format!("`{}`", b.trim()),
+            );
+        Some(format!(
+            "target `{}` answered {what} ({start}): not what it documents; the person may exist \
+             (hint: check --base-url); a re-run retries",
+            self.target.name()
+        ))
     }
 
     /// Writes a created user's generated password line (before the ledger records the row
@@ -948,9 +984,15 @@ impl Submitter {
         };
         let status = answer.status;
         done.status = Some(status);
+        // The body's start is kept for the audit (and, for a success, to say what it was
+        // when it is not what the target documents); it is cleared when the row is done.
+        let kept = &answer.body[..answer.body.len().min(MAX_KEPT_BODY)];
+        let mut text = String::from_utf8_lossy(kept).into_owned();
+        if answer.truncated || answer.body.len() > MAX_KEPT_BODY {
+            text.push_str(" … (cut)");
+        }
+        done.response_body = Some(text);
         if !(200..300).contains(&status) {
-            let kept = &answer.body[..answer.body.len().min(MAX_KEPT_BODY)];
-            done.response_body = Some(String::from_utf8_lossy(kept).into_owned());
             *problem = format!("HTTP {status}");
         }
         let end = match status {

@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::hostile::{Hostile, Reply};
 use common::{TestSandbox, WorkDir, people_csv};
 use roster::ledger::Entry;
 use roster::sandbox::SandboxConfig;
@@ -42,6 +43,29 @@ fn assert_exactly_once(server: &TestSandbox, work: &WorkDir, url: &str, n: usize
     assert!(unsettled.is_empty(), "rows not settled: {unsettled:?}");
 }
 
+/// Every line of the password file holds the password the sandbox received for that person
+/// (whether the line says `created` or `unconfirmed`: with derived passwords, a resend
+/// carries the same one), and every person created has a line.
+fn assert_password_file_true(server: &TestSandbox, work: &WorkDir, n: usize) {
+    let text = std::fs::read_to_string(work.path("pw.csv")).unwrap();
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let mut people = std::collections::BTreeSet::new();
+    for record in reader.records() {
+        let record = record.unwrap();
+        assert!(
+            server.sandbox.holds_password(
+                roster::sandbox::Profile::Sandbox,
+                &record[0],
+                &record[1]
+            ),
+            "{}: the password file's password is not the one the server holds",
+            &record[0]
+        );
+        people.insert(record[0].to_string());
+    }
+    assert_eq!(people.len(), n, "one person per line, every person created");
+}
+
 /// Runs imports until one finishes cleanly (at most `runs`), as a user re-running would.
 fn import_until_done(work: &WorkDir, url: &str, extra: &[&str], runs: usize) {
     for _ in 0..runs {
@@ -78,7 +102,14 @@ fn twenty_thousand_rows_through_5xx_429_resets_and_lost_answers_end_exactly_once
     import_until_done(
         &work,
         &url,
-        &["--concurrency", "32", "--max-retries", "8"],
+        &[
+            "--concurrency",
+            "32",
+            "--max-retries",
+            "8",
+            "--generate-passwords",
+            "pw.csv",
+        ],
         3,
     );
     let stats = server.sandbox.stats();
@@ -91,6 +122,7 @@ fn twenty_thousand_rows_through_5xx_429_resets_and_lost_answers_end_exactly_once
         "lost answers were replayed by idempotency key: {stats:?}"
     );
     assert_exactly_once(&server, &work, &url, 20_000);
+    assert_password_file_true(&server, &work, 20_000);
 }
 
 #[test]
@@ -107,8 +139,9 @@ fn killed_ten_times_mid_run_then_resumed_every_user_exists_exactly_once() {
     work.write("people.csv", &people_csv(8_000));
     let url = server.url();
     let mut rng = fastrand::Rng::with_seed(7);
+    let args = ["--concurrency", "16", "--generate-passwords", "pw.csv"];
     for kill in 0..10 {
-        let mut child = spawn_import(&work, &url, &["--concurrency", "16"], &[]);
+        let mut child = spawn_import(&work, &url, &args, &[]);
         std::thread::sleep(Duration::from_millis(rng.u64(100..350)));
         assert!(
             child.try_wait().unwrap().is_none(),
@@ -121,8 +154,9 @@ fn killed_ten_times_mid_run_then_resumed_every_user_exists_exactly_once() {
         server.sandbox.users().len() < 8_000,
         "the kills interrupted the import"
     );
-    import_until_done(&work, &url, &["--concurrency", "16"], 3);
+    import_until_done(&work, &url, &args, 3);
     assert_exactly_once(&server, &work, &url, 8_000);
+    assert_password_file_true(&server, &work, 8_000);
 }
 
 #[test]
@@ -245,4 +279,135 @@ fn a_target_that_keeps_failing_stops_the_run_instead_of_burning_the_file() {
         "nothing left sending: {:?}",
         entries.iter().find(|e| e.state == "sending")
     );
+}
+
+/// Every row of the `--json` summary has exactly one outcome.
+fn assert_accounted(json: &serde_json::Value) {
+    let outcomes = [
+        "created",
+        "created_unconfirmed",
+        "exists",
+        "skipped",
+        "invalid",
+        "duplicates",
+        "rejected",
+        "still_refused",
+        "failed",
+        "not_processed",
+    ];
+    let sum: u64 = outcomes
+        .iter()
+        .map(|k| json[*k].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(
+        json["rows"].as_u64(),
+        Some(sum),
+        "rows = the sum of outcomes: {json}"
+    );
+}
+
+/// The fault suite: servers that answer what no API documents. Each run ends with a
+/// documented exit code, every row has one outcome, and nothing is left `sending`.
+#[test]
+fn hostile_answers_end_with_a_documented_code_and_every_row_accounted_for() {
+    let elsewhere = Hostile::start(|_| Reply::json(201, serde_json::json!({"id": "stolen"})));
+    let other_host = elsewhere.url().replace("127.0.0.1", "localhost");
+    type Handler = Box<dyn Fn(&common::hostile::Seen) -> Reply + Send + Sync>;
+    let cases: Vec<(&str, Handler, i32)> = vec![
+        (
+            "a 201 with no id",
+            Box::new(|_| Reply::json(201, serde_json::json!({"ok": true}))),
+            3,
+        ),
+        (
+            "a 200 with an empty body",
+            Box::new(|_| Reply::raw(200, &[], "")),
+            3,
+        ),
+        (
+            "a 200 web page",
+            Box::new(|_| Reply::raw(200, &[("content-type", "text/html")], "<html>hi</html>")),
+            3,
+        ),
+        (
+            "a 400 with a 10 MB body",
+            Box::new(|_| {
+                let message = "x".repeat(10 << 20);
+                Reply::json(400, serde_json::json!({"errors": {"lastName": [message]}}))
+            }),
+            1,
+        ),
+        (
+            "an endless body",
+            Box::new(|_| Reply::EndlessBody { status: 200 }),
+            3,
+        ),
+        ("a hang past --timeout", Box::new(|_| Reply::Hang), 5),
+        (
+            "a close after the headers",
+            Box::new(|_| Reply::CloseAfterHeaders { status: 201 }),
+            5,
+        ),
+        (
+            "a redirect to another host",
+            Box::new(move |_| {
+                Reply::raw(
+                    307,
+                    &[("location", &format!("{other_host}/users?token=s3cret"))],
+                    "",
+                )
+            }),
+            3,
+        ),
+    ];
+    for (what, handler, code) in cases {
+        let server = Hostile::start(handler);
+        let work = WorkDir::new();
+        work.write("people.csv", &people_csv(12));
+        let url = server.url();
+        let started = Instant::now();
+        // A short timeout where the server hangs; elsewhere room for a 10 MB answer.
+        let timeout = if what.contains("hang") { "1" } else { "10" };
+        let run = work.import_to(
+            &url,
+            "people.csv",
+            &[
+                "--json",
+                "--max-retries",
+                "1",
+                "--timeout",
+                timeout,
+                "--concurrency",
+                "4",
+            ],
+        );
+        assert_eq!(run.code(), code, "{what}: exit code{}", run.context());
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{what}: took {:?}",
+            started.elapsed()
+        );
+        assert!(
+            !run.stderr().contains("panicked"),
+            "{what}{}",
+            run.context()
+        );
+        assert_accounted(&run.json());
+        let entries = ledger(&work, &url);
+        assert!(
+            entries.iter().all(|e| e.state != "sending"),
+            "{what}: nothing left sending: {entries:?}"
+        );
+        let errors = std::fs::read(work.path("people.errors.csv")).unwrap_or_default();
+        assert!(
+            errors.len() < 200_000,
+            "{what}: error file of {} bytes",
+            errors.len()
+        );
+        assert!(
+            !String::from_utf8_lossy(&errors).contains("s3cret"),
+            "{what}: a redirect's query is not repeated"
+        );
+    }
+    assert_eq!(elsewhere.count("POST"), 0, "nothing followed the redirect");
 }

@@ -1,10 +1,12 @@
-//! Memory stays bounded however many rows are refused (#14, item 3): validating 400,000 rows
-//! that all lack a last name. The only test in this binary, so the peak resident size of its
-//! children (`RUSAGE_CHILDREN`) is that of the one run it starts.
+//! Memory stays bounded whatever the input and the server do (#14, item 3 and the fault
+//! suite): validating 400,000 rows that all lack a last name, and a server streaming endless
+//! bodies. This binary starts no other process, so the peak resident size of its children
+//! (`RUSAGE_CHILDREN`, the largest of them) is that of these runs.
 
 mod common;
 
 use common::WorkDir;
+use common::hostile::{Hostile, Reply};
 
 /// Peak resident set size of the waited-for children, in kilobytes.
 #[cfg(unix)]
@@ -36,5 +38,24 @@ fn item03_refused_rows_are_validated_in_bounded_memory() {
     assert!(
         peak_mb <= 100,
         "validating {rows} refused rows peaked at {peak_mb} MB (bound: 100 MB)"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn an_endless_body_costs_bounded_memory() {
+    let server = Hostile::start(|_| Reply::EndlessBody { status: 200 });
+    let work = WorkDir::new();
+    work.write("people.csv", &common::people_csv(20));
+    let run = work.import_to(
+        &server.url(),
+        "people.csv",
+        &["--max-retries", "1", "--concurrency", "8", "--quiet"],
+    );
+    assert!([3, 5].contains(&run.code()), "{}", run.context());
+    let peak_mb = children_peak_kb() / 1024;
+    assert!(
+        peak_mb <= 100,
+        "endless bodies peaked at {peak_mb} MB (bound: 100 MB)"
     );
 }

@@ -503,7 +503,14 @@ fn item06_a_username_taken_by_another_person_is_a_refusal_under_its_column() {
          Ann,Lee,ann@example.com,+14155550100,alee\n\
          Al,Lee,al@example.com,+14155550101,alee\n",
     );
-    let run = vendor_import(&work, &server, Profile::Cl2c, "people.csv", &[]);
+    // One at a time, so the second of the two is the one refused.
+    let run = vendor_import(
+        &work,
+        &server,
+        Profile::Cl2c,
+        "people.csv",
+        &["--concurrency", "1"],
+    );
     run.expect_code(1);
     assert_eq!(run.json()["created"], 1, "{}", run.context());
     assert_eq!(run.json()["rejected"], 1, "{}", run.context());

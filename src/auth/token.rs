@@ -307,7 +307,10 @@ impl TokenSource {
                 message: e.to_string(),
             })?;
         let status = response.status().as_u16();
-        let body = response.bytes().await.unwrap_or_default();
+        // A token answer is small: an endless body costs at most the transport's cap.
+        let (body, _) = crate::transport::read_response_capped(response)
+            .await
+            .unwrap_or_default();
         if !(200..300).contains(&status) {
             return Err(TokenError::Refused {
                 url: self.url.clone(),

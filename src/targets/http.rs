@@ -93,6 +93,8 @@ pub struct HttpTarget {
     body: Node,
     success: Vec<u16>,
     id_pointer: String,
+    /// The profile names where the id is: a success without one is not a success.
+    id_required: bool,
     duplicate_status: Vec<u16>,
     duplicate_message: Option<String>,
     rate: f64,
@@ -202,6 +204,7 @@ impl HttpTarget {
             method,
             body,
             success: profile.success,
+            id_required: profile.id_pointer.is_some(),
             id_pointer: profile.id_pointer.unwrap_or_else(|| "/id".into()),
             duplicate_status: profile.duplicate_status,
             duplicate_message: profile.duplicate_message.map(|m| m.to_lowercase()),
@@ -370,6 +373,17 @@ impl Target for HttpTarget {
 
     fn auth_hint(&self) -> &str {
         "check the variables the profile's headers name"
+    }
+
+    fn returns_id(&self) -> bool {
+        self.id_required
+    }
+
+    fn success_status(&self, status: u16) -> bool {
+        match self.success.is_empty() {
+            true => (200..300).contains(&status),
+            false => self.success.contains(&status),
+        }
     }
 
     fn lookup_url(&self, identity: &str, user: &UserFields) -> Option<String> {

@@ -155,6 +155,18 @@ pub trait Target: Send + Sync {
         reqwest::Method::POST
     }
 
+    /// Whether the create's success answer documents the new user's id: a success without
+    /// one is not what the target promised (a wrong `--base-url` answering an HTML page),
+    /// and the row fails instead of being recorded done.
+    fn returns_id(&self) -> bool {
+        true
+    }
+
+    /// Whether `status` is the create's documented success (any 2xx unless the target says).
+    fn success_status(&self, status: u16) -> bool {
+        (200..300).contains(&status)
+    }
+
     /// Whether the API honours an `Idempotency-Key` header on create (IETF draft), so a
     /// resend of a request whose answer was lost replays the first creation.
     fn idempotency_keys(&self) -> bool {
@@ -234,6 +246,23 @@ pub fn classify_common(status: u16, headers: &HeaderMap, body: &[u8], id_pointer
         408 | 425 | 429 | 500..=599 => Verdict::Retry {
             wait: server_wait(headers, SystemTime::now()),
         },
+        // Never followed: the request carries credentials and a person.
+        300..=399 => {
+            let location = headers
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map(crate::targets::redact_query)
+                .unwrap_or_else(|| "nowhere".into());
+            Verdict::Rejected {
+                errors: vec![ApiError {
+                    field: None,
+                    message: format!(
+                        "redirected (HTTP {status}) to `{location}`: roster does not follow \
+                         redirects with credentials or personal data (hint: check --base-url)"
+                    ),
+                }],
+            }
+        }
         _ => {
             let errors = problem::parse(body);
             if errors
@@ -249,6 +278,31 @@ pub fn classify_common(status: u16, headers: &HeaderMap, body: &[u8], id_pointer
             }
         }
     }
+}
+
+/// A URL with its query's values and any user name or password replaced by `***`, for
+/// messages (a query may carry a secret: `?client_secret=…`).
+pub fn redact_query(url: &str) -> String {
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return match url.split_once('?') {
+            Some((path, _)) => format!("{path}?***"),
+            None => url.to_string(),
+        };
+    };
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        let _ = parsed.set_username("***");
+        let _ = parsed.set_password(None);
+    }
+    if parsed.query().is_some() {
+        let keys: Vec<String> = parsed.query_pairs().map(|(k, _)| k.into_owned()).collect();
+        let query = keys
+            .iter()
+            .map(|k| format!("{k}=***"))
+            .collect::<Vec<_>>()
+            .join("&");
+        parsed.set_query(Some(&query));
+    }
+    parsed.to_string()
 }
 
 /// Reads the remote id at a JSON pointer (`/id`, `/Id`, `/userId`); numbers become text.
@@ -521,6 +575,8 @@ impl TargetSpec {
 pub fn token_client() -> reqwest::Client {
     crate::transport::install_provider();
     reqwest::Client::builder()
+        // A token request carries credentials: it never follows a redirect elsewhere.
+        .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(30))
         .user_agent(crate::transport::USER_AGENT)
         .build()

@@ -158,6 +158,16 @@ impl Target for Nexway {
         10.0
     }
 
+    /// The page documents `201 Created`, "optionally with a response resource": the status
+    /// is the success, an id in the body is a bonus.
+    fn returns_id(&self) -> bool {
+        false
+    }
+
+    fn success_status(&self, status: u16) -> bool {
+        status == 201
+    }
+
     fn auth_hint(&self) -> &str {
         "check ROSTER_TOKEN, or ROSTER_REALM and ROSTER_CLIENT_ID/ROSTER_CLIENT_SECRET (or ROSTER_USERNAME/ROSTER_PASSWORD)"
     }

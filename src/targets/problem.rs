@@ -17,12 +17,30 @@ pub struct ApiError {
     pub message: String,
 }
 
+/// Longest message kept from an error body: a hostile 10 MB message must not reach the
+/// error file, the ledger and the report whole.
+pub const MAX_MESSAGE: usize = 500;
+
+/// `text` cut to [`MAX_MESSAGE`] characters, with a marker when it was cut.
+pub fn truncated(text: &str) -> String {
+    match text.char_indices().nth(MAX_MESSAGE) {
+        None => text.to_string(),
+        Some((at, _)) => format!(
+            "{}… (cut: {} characters more)",
+            &text[..at],
+            text[at..].chars().count()
+        ),
+    }
+}
+
 impl ApiError {
     fn new(field: Option<String>, message: impl Into<String>) -> Self {
-        let field = field.filter(|f| !f.is_empty() && f != "$" && f != "body");
+        let field = field
+            .filter(|f| !f.is_empty() && f != "$" && f != "body")
+            .map(|f| truncated(&f));
         ApiError {
             field,
-            message: message.into(),
+            message: truncated(&message.into()),
         }
     }
 }
@@ -54,8 +72,7 @@ fn text_body(body: &[u8]) -> Vec<ApiError> {
     if text.is_empty() {
         return Vec::new();
     }
-    let short: String = text.chars().take(300).collect();
-    vec![ApiError::new(None, short)]
+    vec![ApiError::new(None, text)]
 }
 
 /// Looks a key up case-insensitively (`errors`, `Errors`, `ERRORS`).

@@ -1,10 +1,10 @@
 //! A worker's own HTTP/1 connection to the target's origin.
 
-use super::{Answer, MAX_BODY, TransportError, USER_AGENT, root_cause, tls};
+use super::{Answer, TransportError, USER_AGENT, root_cause, tls};
 use bytes::Bytes;
 use http::header::{HOST, USER_AGENT as USER_AGENT_HEADER};
 use http::{HeaderMap, HeaderValue, Method, Request, Uri};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use reqwest::Url;
@@ -195,19 +195,22 @@ impl Connection {
             };
             let (parts, body) = response.into_parts();
             let status = parts.status.as_u16();
-            let body = Limited::new(body, MAX_BODY)
-                .collect()
-                .await
-                .map_err(|e| TransportError::Cut {
-                    status,
-                    reason: root_cause(&*e),
-                })?
-                .to_bytes();
-            self.sender = Some(sender);
+            let (body, truncated) =
+                super::read_capped(body)
+                    .await
+                    .map_err(|e| TransportError::Cut {
+                        status,
+                        reason: root_cause(&e),
+                    })?;
+            // A body cut short leaves the rest unread on the wire: that connection is done.
+            if !truncated {
+                self.sender = Some(sender);
+            }
             return Ok(Answer {
                 status,
                 headers: parts.headers,
                 body,
+                truncated,
             });
         }
     }

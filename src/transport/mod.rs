@@ -25,18 +25,42 @@ use std::time::Duration;
 /// The user agent of every request.
 pub const USER_AGENT: &str = concat!("roster/", env!("CARGO_PKG_VERSION"));
 
-/// Most bytes of an answer's body read (a larger one is an error, not a memory spike).
-const MAX_BODY: usize = 16 * 1024 * 1024;
+/// Most bytes of an answer's body read: a longer (or endless) body is cut there, so a hostile
+/// server costs bounded memory. A user, a token or an error answer is far smaller.
+pub const MAX_BODY: usize = 1024 * 1024;
 
-/// An HTTP answer, read whole.
+/// An HTTP answer, read whole (up to [`MAX_BODY`]).
 #[derive(Debug)]
 pub struct Answer {
     /// The status code.
     pub status: u16,
     /// The answer's headers.
     pub headers: HeaderMap,
-    /// The whole body.
+    /// The body, or its first [`MAX_BODY`] bytes.
     pub body: Bytes,
+    /// The body was longer than [`MAX_BODY`] and was cut.
+    pub truncated: bool,
+}
+
+/// Reads a body's frames up to [`MAX_BODY`] bytes: `(bytes, truncated)`.
+pub(crate) async fn read_capped<B>(mut body: B) -> Result<(Bytes, bool), B::Error>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+{
+    use http_body_util::BodyExt;
+    let mut out = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else {
+            continue; // trailers
+        };
+        let room = MAX_BODY - out.len();
+        if data.len() > room {
+            out.extend_from_slice(&data[..room]);
+            return Ok((out.freeze(), true));
+        }
+        out.extend_from_slice(&data);
+    }
+    Ok((out.freeze(), false))
 }
 
 /// Why a request got no (whole) answer, or the transport could not be set up.
@@ -189,6 +213,9 @@ fn proxy_in_environment() -> Option<&'static str> {
 fn reqwest_client(timeout: Duration, pool_size: usize) -> Result<reqwest::Client, TransportError> {
     install_provider();
     reqwest::Client::builder()
+        // A request carrying credentials or a person never follows a redirect: a 3xx is
+        // an answer, refused with its Location named.
+        .redirect(reqwest::redirect::Policy::none())
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)))
         .pool_max_idle_per_host(pool_size.max(1))
@@ -221,18 +248,38 @@ async fn send_reqwest(
     })?;
     let status = response.status().as_u16();
     let headers = response.headers().clone();
-    let body = response.bytes().await.map_err(|e| match e.is_timeout() {
-        true => TransportError::Timeout,
-        false => TransportError::Cut {
-            status,
-            reason: root_cause(&e),
-        },
-    })?;
+    let (body, truncated) =
+        read_response_capped(response)
+            .await
+            .map_err(|e| match e.is_timeout() {
+                true => TransportError::Timeout,
+                false => TransportError::Cut {
+                    status,
+                    reason: root_cause(&e),
+                },
+            })?;
     Ok(Answer {
         status,
         headers,
         body,
+        truncated,
     })
+}
+
+/// A reqwest answer's body up to [`MAX_BODY`] bytes: `(bytes, truncated)`.
+pub(crate) async fn read_response_capped(
+    mut response: reqwest::Response,
+) -> Result<(Bytes, bool), reqwest::Error> {
+    let mut out = bytes::BytesMut::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = MAX_BODY - out.len();
+        if chunk.len() > room {
+            out.extend_from_slice(&chunk[..room]);
+            return Ok((out.freeze(), true));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok((out.freeze(), false))
 }
 
 /// The innermost cause of an error, for a message that says what happened (never a URL with
