@@ -10,6 +10,7 @@ use common::hostile::{Hostile, Reply};
 use common::{TestSandbox, WorkDir, people_csv};
 use roster::sandbox::SandboxConfig;
 use std::process::Stdio;
+use std::sync::Arc;
 
 /// The ledger's entries for the sandbox target at `url`.
 fn entries(work: &WorkDir, url: &str) -> Vec<roster::ledger::Entry> {
@@ -1180,4 +1181,103 @@ fn item19_a_password_file_on_a_full_disk_stops_the_run_and_the_next_run_writes_w
     let lines = password_lines(&work, "pw.csv");
     assert_eq!(lines.len(), 20, "the lines owed are written, then the rest");
     assert_passwords_held(&server, Profile::Cryptlex, &lines);
+}
+
+// ---- 1. (cont.) A panic while sending becomes that row's outcome, never a lost row ---------
+
+/// The sandbox target, except that reading the answer for `boom@example.com` panics.
+struct PanicsOnBoom(roster::targets::sandbox::SandboxTarget);
+
+impl roster::targets::Target for PanicsOnBoom {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+    fn common(&self) -> &roster::targets::TargetBase {
+        self.0.common()
+    }
+    fn default_rate(&self) -> f64 {
+        0.0
+    }
+    fn body(&self, user: &roster::fields::UserFields) -> Vec<u8> {
+        self.0.body(user)
+    }
+    fn classify(
+        &self,
+        status: u16,
+        headers: &reqwest::header::HeaderMap,
+        body: &[u8],
+    ) -> roster::targets::Verdict {
+        if String::from_utf8_lossy(body).contains("boom@example.com") {
+            panic!("a bug reading this answer");
+        }
+        self.0.classify(status, headers, body)
+    }
+}
+
+#[test]
+fn item01_a_panic_while_sending_becomes_that_rows_failed_outcome() {
+    let server = TestSandbox::start(SandboxConfig::default());
+    let work = WorkDir::new();
+    let mut csv = people_csv(30);
+    csv.push_str("Boom,Boom,boom@example.com,\n");
+    let input = work.write("people.csv", &csv);
+    let target = Arc::new(PanicsOnBoom(roster::targets::sandbox::SandboxTarget::new(
+        &server.url(),
+        false,
+    )));
+    let settings = roster::pipeline::ImportSettings {
+        input,
+        read: Default::default(),
+        mapping: Default::default(),
+        conventions: Default::default(),
+        ledger: work.path("roster-ledger.sqlite"),
+        retry_rejected: false,
+        errors: work.path("errors.csv"),
+        errors_format: Default::default(),
+        keep_secrets: false,
+        show_requests: 0,
+        report: None,
+        submit: roster::submit::SubmitSettings {
+            concurrency: 1,
+            ..Default::default()
+        },
+        mode: roster::pipeline::RunMode::Send,
+        progress: roster::report::ProgressMode::Quiet,
+        generate_passwords: None,
+        stop_rules: Default::default(),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let result = runtime
+        .block_on(roster::pipeline::run(
+            &settings,
+            target,
+            Arc::new(roster::stop::Stop::default()),
+        ))
+        .unwrap();
+    let summary = &result.summary;
+    assert_eq!(
+        summary.accounted(),
+        summary.rows,
+        "no row lost: {summary:?}"
+    );
+    assert_eq!(summary.failed, 1, "{summary:?}");
+    assert!(
+        matches!(result.stopped, Some(roster::stop::StopReason::Internal(_))),
+        "the run stops as an internal error (exit 70): {:?}",
+        result.stopped
+    );
+    let boom = roster::ledger::entries(
+        &work.path("roster-ledger.sqlite"),
+        &format!("sandbox@{}", server.url()),
+    )
+    .unwrap()
+    .into_iter()
+    .find(|e| e.identity == "boom@example.com")
+    .unwrap();
+    assert_eq!(boom.state, "failed", "{boom:?}");
+    assert!(boom.uncertain, "its request had left: {boom:?}");
+    assert!(work.read("errors.csv").contains("internal error"));
 }
