@@ -147,6 +147,16 @@ impl PauseGate {
         self.closed_until_ms.fetch_max(until, Ordering::AcqRel);
     }
 
+    /// Whether the gate is open now.
+    pub fn is_open(&self) -> bool {
+        let until = self.closed_until_ms.load(Ordering::Acquire);
+        until == 0
+            || self
+                .origin
+                .checked_add(Duration::from_millis(until))
+                .is_some_and(|deadline| Instant::now() >= deadline)
+    }
+
     /// Waits until the gate is open.
     pub async fn wait_open(&self) {
         loop {

@@ -99,6 +99,9 @@ pub struct Submission {
     pub last_attempt_ms: Option<i64>,
     /// The generated password's line could not be written: the next run writes it.
     pub password_owed: bool,
+    /// The last answer's body (shared, not copied), to describe an answer that is not what
+    /// the target documents.
+    pub last_body: Bytes,
 }
 
 impl Submission {
@@ -116,6 +119,7 @@ impl Submission {
             first_attempt_ms: None,
             last_attempt_ms: None,
             password_owed: false,
+            last_body: Bytes::new(),
         }
     }
 }
@@ -549,15 +553,12 @@ impl Submitter {
             }
             _ => return None,
         };
-        let start = done
-            .response_body
-            .as_deref()
-            .map(|b| b.chars().take(120).collect::<String>())
-            .filter(|b| !b.trim().is_empty())
-            .map_or_else(
-                || "an empty body".to_string(),
-                |b| format!("`{}`", b.trim()),
-            );
+        let body = String::from_utf8_lossy(&done.last_body[..done.last_body.len().min(240)]);
+        let start: String = body.trim().chars().take(120).collect();
+        let start = match start.is_empty() {
+            true => "an empty body".to_string(),
+            false => format!("`{start}`"),
+        };
         Some(format!(
             "target `{}` answered {what} ({start}): not what it documents; the person may exist \
              (hint: check --base-url); a re-run retries",
@@ -720,6 +721,14 @@ impl Submitter {
     /// Waits until the server's pause is over and the rate limiter lets one more request go;
     /// false if the run stopped first.
     async fn wait_turn(&self) -> bool {
+        if self.stop.is_stopped() {
+            return false;
+        }
+        // Nothing to wait for (the usual case): no race with the stop to set up.
+        if self.gate.is_open() && self.limiter.as_ref().is_none_or(|l| l.check().is_ok()) {
+            self.pacer.acquire().await;
+            return !self.stop.is_stopped();
+        }
         let turn = async {
             self.gate.wait_open().await;
             if let Some(limiter) = &self.limiter {
@@ -984,15 +993,16 @@ impl Submitter {
         };
         let status = answer.status;
         done.status = Some(status);
-        // The body's start is kept for the audit (and, for a success, to say what it was
-        // when it is not what the target documents); it is cleared when the row is done.
-        let kept = &answer.body[..answer.body.len().min(MAX_KEPT_BODY)];
-        let mut text = String::from_utf8_lossy(kept).into_owned();
-        if answer.truncated || answer.body.len() > MAX_KEPT_BODY {
-            text.push_str(" … (cut)");
-        }
-        done.response_body = Some(text);
+        // A refusal's body is kept for the audit; a success's is only held on to (no copy),
+        // to say what it was should it not be what the target documents.
+        done.last_body = answer.body.clone();
         if !(200..300).contains(&status) {
+            let kept = &answer.body[..answer.body.len().min(MAX_KEPT_BODY)];
+            let mut text = String::from_utf8_lossy(kept).into_owned();
+            if answer.truncated || answer.body.len() > MAX_KEPT_BODY {
+                text.push_str(" … (cut)");
+            }
+            done.response_body = Some(text);
             *problem = format!("HTTP {status}");
         }
         let end = match status {

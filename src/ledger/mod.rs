@@ -771,17 +771,13 @@ mod tests {
 
     pub(crate) fn submission(u: ReadyUser, outcome: Outcome) -> Submission {
         Submission {
-            user: u,
             outcome,
             remote_id: Some("r1".into()),
             status: Some(201),
-            errors: Vec::new(),
-            response_body: None,
             attempts: 1,
-            throttled: 0,
             first_attempt_ms: Some(1),
             last_attempt_ms: Some(2),
-            password_owed: false,
+            ..Submission::new(u)
         }
     }
 

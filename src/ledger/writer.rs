@@ -2,9 +2,12 @@
 //! waiting into one transaction, and only after the commit answers claims and passes the
 //! recorded outcomes on to the reports.
 //!
-//! Both of its channels are bounded, so a slow disk (or a file of refused rows) pushes back on
-//! the stages before it instead of piling rows up in memory; the writer is also the only
-//! sender of reports, so every row's report follows its commit, in order.
+//! What waits for it is bounded in rows (a semaphore of [`ROW_BUDGET`] permits that senders
+//! take before sending and the writer gives back once the rows are reported), and so is the
+//! report channel, so a slow disk (or a file of refused rows) pushes back on the stages before
+//! it instead of piling rows up in memory, while results from many workers still gather into
+//! large commits. The writer is also the only sender of reports, so every row's report
+//! follows its commit, in order.
 
 use super::SqliteLedger;
 use crate::error::RunError;
@@ -15,7 +18,7 @@ use crate::validate::{InvalidRow, ReadyUser};
 use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
 use std::thread::JoinHandle;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 /// Most results folded into one transaction: a claim that arrives meanwhile waits for it to
 /// commit, so this bounds how long senders can be kept waiting for work (~3 ms here).
@@ -27,8 +30,8 @@ const GROUP_COMMIT_ROWS: usize = 256;
 /// How long results may wait to share a commit (a crash loses none: they are only reported
 /// as done after the commit, and unrecorded rows are resent as uncertain).
 const GROUP_COMMIT_WAIT: std::time::Duration = std::time::Duration::from_millis(2);
-/// Commands the channel holds before senders wait: each is at most a chunk of rows.
-pub const COMMAND_CAPACITY: usize = 16;
+/// Rows the commands waiting for the writer may hold before senders wait.
+pub const ROW_BUDGET: usize = 16_384;
 /// Report batches (each at most about [`MAX_WAITING_ROWS`] rows) waiting for the aggregator
 /// before the writer waits.
 pub const REPORT_CAPACITY: usize = 4;
@@ -57,7 +60,7 @@ impl Waiting {
     }
 
     /// Takes whatever else is waiting, up to about [`MAX_WAITING_ROWS`] rows.
-    fn drain(&mut self, rx: &mut mpsc::Receiver<Command>) {
+    fn drain(&mut self, rx: &mut mpsc::UnboundedReceiver<Command>) {
         while self.held < MAX_WAITING_ROWS {
             match rx.try_recv() {
                 Ok(command) => self.push(command),
@@ -80,6 +83,11 @@ enum Command {
 }
 
 impl Command {
+    /// Permits the command takes from the budget (at least one, at most all).
+    fn permits(&self) -> u32 {
+        self.rows().clamp(1, ROW_BUDGET) as u32
+    }
+
     /// Rows the command carries.
     fn rows(&self) -> usize {
         match self {
@@ -94,10 +102,23 @@ impl Command {
 /// A handle for sending work to the ledger thread; cheap to clone.
 #[derive(Clone)]
 pub struct LedgerSender {
-    tx: mpsc::Sender<Command>,
+    tx: mpsc::UnboundedSender<Command>,
+    budget: Arc<Semaphore>,
 }
 
 impl LedgerSender {
+    /// Waits for room in the budget, then sends `command`.
+    async fn send(&self, command: Command) -> Result<(), LedgerGone> {
+        let permits = self
+            .budget
+            .acquire_many(command.permits())
+            .await
+            .map_err(|_| LedgerGone)?;
+        // Given back by the writer once the rows are reported.
+        permits.forget();
+        self.tx.send(command).map_err(|_| LedgerGone)
+    }
+
     /// Claims up to `limit` of `users`, returning them once the claims are committed, and
     /// the users not reached.
     pub async fn claim(
@@ -106,39 +127,28 @@ impl LedgerSender {
         limit: usize,
     ) -> Result<(Vec<ReadyUser>, Vec<ReadyUser>), LedgerGone> {
         let (reply, answer) = oneshot::channel();
-        self.tx
-            .send(Command::Claim {
-                users,
-                limit,
-                reply,
-            })
-            .await
-            .map_err(|_| LedgerGone)?;
+        self.send(Command::Claim {
+            users,
+            limit,
+            reply,
+        })
+        .await?;
         answer.await.map_err(|_| LedgerGone)
     }
 
     /// Records rows refused locally.
     pub async fn invalid(&self, rows: Vec<InvalidRow>) -> Result<(), LedgerGone> {
-        self.tx
-            .send(Command::Invalid(rows))
-            .await
-            .map_err(|_| LedgerGone)
+        self.send(Command::Invalid(rows)).await
     }
 
     /// Records a finished submission.
     pub async fn done(&self, submission: Submission) -> Result<(), LedgerGone> {
-        self.tx
-            .send(Command::Done(Box::new(submission)))
-            .await
-            .map_err(|_| LedgerGone)
+        self.send(Command::Done(Box::new(submission))).await
     }
 
     /// Passes reports on to the aggregator behind everything sent before them.
     pub async fn report(&self, reports: Vec<RowReport>) -> Result<(), LedgerGone> {
-        self.tx
-            .send(Command::Report(reports))
-            .await
-            .map_err(|_| LedgerGone)
+        self.send(Command::Report(reports)).await
     }
 }
 
@@ -162,11 +172,15 @@ impl LedgerWriter {
         reports: std_mpsc::SyncSender<Vec<RowReport>>,
         stop: Arc<Stop>,
     ) -> Result<LedgerWriter, RunError> {
-        let (tx, rx) = mpsc::channel(COMMAND_CAPACITY);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let budget = Arc::new(Semaphore::new(ROW_BUDGET));
+        let writer_budget = budget.clone();
         let thread = std::thread::Builder::new()
             .name("roster-ledger".into())
             .spawn(move || {
-                let result = run(ledger, rx, reports);
+                let result = run(ledger, rx, reports, &writer_budget);
+                // Nobody gives permits back any more: senders waiting for some are told so.
+                writer_budget.close();
                 if let Err(e) = &result {
                     stop.stop(StopReason::RetryLater(format!(
                         "{e}; every answer recorded before it is kept, and a re-run resumes"
@@ -176,7 +190,7 @@ impl LedgerWriter {
             })
             .map_err(|e| RunError::Startup(format!("cannot start the ledger thread: {e}")))?;
         Ok(LedgerWriter {
-            sender: LedgerSender { tx },
+            sender: LedgerSender { tx, budget },
             thread,
         })
     }
@@ -197,8 +211,9 @@ impl LedgerWriter {
 
 fn run(
     mut ledger: SqliteLedger,
-    mut rx: mpsc::Receiver<Command>,
+    mut rx: mpsc::UnboundedReceiver<Command>,
     reports_tx: std_mpsc::SyncSender<Vec<RowReport>>,
+    budget: &Semaphore,
 ) -> Result<SqliteLedger, RunError> {
     let mut waiting = Waiting::default();
     loop {
@@ -217,11 +232,13 @@ fn run(
             waiting.drain(&mut rx);
         }
         let mut reports = Vec::new();
+        let mut permits = 0usize;
         // New rows first, in a transaction of their own: the senders run dry while a claim
         // waits behind hundreds of results.
         if !waiting.rows.is_empty() {
             let mut replies = Vec::new();
             let rows = std::mem::take(&mut waiting.rows);
+            permits += rows.iter().map(|c| c.permits() as usize).sum::<usize>();
             waiting.held = waiting.results.len();
             ledger.transaction(|l| {
                 for command in rows {
@@ -249,6 +266,7 @@ fn run(
             let take = waiting.results.len().min(MAX_RESULTS);
             let results = waiting.results.drain(..take);
             waiting.held -= take;
+            permits += take;
             ledger.transaction(|l| l.record_submissions(results, &mut reports))?;
         }
         if !reports.is_empty() && reports_tx.send(reports).is_err() {
@@ -256,6 +274,9 @@ fn run(
             // nothing more can be reported, but what is recorded stays recorded.
             break;
         }
+        // The rows are reported (the aggregator may still hold them in its channel): room
+        // for as many more.
+        budget.add_permits(permits);
     }
     Ok(ledger)
 }
@@ -314,7 +335,7 @@ mod tests {
             .unwrap();
         let accepted = runtime.block_on(async {
             let mut accepted = 0;
-            for i in 0..100_000u64 {
+            for i in 0..200_000u64 {
                 let report = vec![RowReport::local(i, Outcome::Skipped, vec![], vec![])];
                 let sent = tokio::time::timeout(
                     std::time::Duration::from_millis(200),
@@ -328,7 +349,7 @@ mod tests {
             }
             accepted
         });
-        let bound = COMMAND_CAPACITY + (REPORT_CAPACITY + 2) * MAX_WAITING_ROWS;
+        let bound = ROW_BUDGET + (REPORT_CAPACITY + 2) * MAX_WAITING_ROWS;
         assert!(
             accepted <= bound,
             "accepted {accepted} reports with no reader"
