@@ -6,10 +6,10 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use roster::mapping::MappingOptions;
 use roster::pipeline::{self, ImportSettings, RunMode};
 use roster::report::ProgressMode;
-use roster::sandbox::{Sandbox, SandboxConfig};
 use roster::stop::Stop;
 use roster::submit::SubmitSettings;
 use roster::targets::{self, TargetSpec};
+use roster_sandbox::{Sandbox, SandboxConfig};
 use std::sync::Arc;
 
 const ROWS: usize = 5_000;

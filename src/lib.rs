@@ -23,7 +23,6 @@ pub mod phone;
 pub mod pipeline;
 pub mod report;
 pub mod retry;
-pub mod sandbox;
 pub mod stop;
 pub mod submit;
 pub mod targets;

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{TestSandbox, WorkDir};
-use roster::sandbox::SandboxConfig;
+use roster_sandbox::SandboxConfig;
 use std::path::Path;
 
 /// (email, first, last, phone, role) as the sandbox stored them.

@@ -7,7 +7,7 @@ mod common;
 use common::hostile::{Hostile, Reply};
 use common::{TestSandbox, WorkDir, people_csv};
 use roster::ledger::Entry;
-use roster::sandbox::SandboxConfig;
+use roster_sandbox::SandboxConfig;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
@@ -53,11 +53,9 @@ fn assert_password_file_true(server: &TestSandbox, work: &WorkDir, n: usize) {
     for record in reader.records() {
         let record = record.unwrap();
         assert!(
-            server.sandbox.holds_password(
-                roster::sandbox::Profile::Sandbox,
-                &record[0],
-                &record[1]
-            ),
+            server
+                .sandbox
+                .holds_password(roster_sandbox::Profile::Sandbox, &record[0], &record[1]),
             "{}: the password file's password is not the one the server holds",
             &record[0]
         );

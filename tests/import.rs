@@ -3,7 +3,7 @@
 mod common;
 
 use common::{TestSandbox, WorkDir, people_csv};
-use roster::sandbox::SandboxConfig;
+use roster_sandbox::SandboxConfig;
 use std::collections::BTreeMap;
 
 /// The sample file's refused rows: (row, status, errors).

@@ -50,7 +50,7 @@ fn an_endless_body_costs_bounded_memory() {
     let run = work.import_to(
         &server.url(),
         "people.csv",
-        &["--max-retries", "1", "--concurrency", "8", "--quiet"],
+        &["--max-retries", "1", "--concurrency", "4", "--quiet"],
     );
     assert!([3, 5].contains(&run.code()), "{}", run.context());
     let peak_mb = children_peak_kb() / 1024;

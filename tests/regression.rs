@@ -8,7 +8,7 @@ mod common;
 
 use common::hostile::{Hostile, Reply};
 use common::{TestSandbox, WorkDir, people_csv};
-use roster::sandbox::SandboxConfig;
+use roster_sandbox::SandboxConfig;
 use std::process::Stdio;
 use std::sync::Arc;
 
@@ -168,7 +168,7 @@ fn item02_a_closed_pipe_ends_quietly_with_exit_0() {
 
 // ---- helpers for the items below ----------------------------------------------------------
 
-use roster::sandbox::{Profile, SandboxCredentials};
+use roster_sandbox::{Profile, SandboxCredentials};
 
 /// `roster import FILE --target PROFILE --base-url SANDBOX/PROFILE --rate 0 --json` plus
 /// `extra`, with the sandbox's credentials in the environment.

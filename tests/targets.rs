@@ -6,7 +6,7 @@
 mod common;
 
 use common::{TestSandbox, WorkDir};
-use roster::sandbox::{Profile, SandboxConfig, SandboxCredentials};
+use roster_sandbox::{Profile, SandboxConfig, SandboxCredentials};
 
 /// Ann and Bob are created; Cy's 65-character last name is refused by the API (400); Dee's
 /// email is refused locally; Eve already exists on the server.

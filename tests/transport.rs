@@ -4,8 +4,8 @@
 mod common;
 
 use common::{TestSandbox, WorkDir, people_csv};
-use roster::sandbox::SandboxConfig;
 use roster::transport::{Transport, TransportSettings};
+use roster_sandbox::SandboxConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::PathBuf;

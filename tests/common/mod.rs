@@ -4,7 +4,7 @@
 
 pub mod hostile;
 
-use roster::sandbox::{Sandbox, SandboxConfig};
+use roster_sandbox::{Sandbox, SandboxConfig};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
