@@ -1,17 +1,14 @@
 //! Ledger: identities claimed and results recorded per second, in batched transactions.
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use roster::fields::UserFields;
 use roster::ledger::SqliteLedger;
-use roster::outcome::Outcome;
-use roster::submit::Submission;
-use roster::validate::ReadyUser;
+use roster::model::{Outcome, Person, Submission, UserFields};
 
 const ROWS: usize = 20_000;
 const BATCH: usize = 512;
 
-fn user(i: usize) -> ReadyUser {
-    ReadyUser {
+fn user(i: usize) -> Person {
+    Person {
         row: i as u64 + 2,
         identity: format!("person{i}@example.com"),
         fields: UserFields::default(),
@@ -39,8 +36,7 @@ fn bench(c: &mut Criterion) {
             |(_dir, mut ledger)| {
                 let mut reports = Vec::new();
                 for start in (0..ROWS).step_by(BATCH) {
-                    let users: Vec<ReadyUser> =
-                        (start..(start + BATCH).min(ROWS)).map(user).collect();
+                    let users: Vec<Person> = (start..(start + BATCH).min(ROWS)).map(user).collect();
                     let claimed = ledger
                         .transaction(|l| l.claim(users, &mut reports))
                         .unwrap();

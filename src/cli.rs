@@ -7,16 +7,15 @@ use crate::error::{
     print_stdout,
 };
 use crate::error_file::ErrorFormat;
-use crate::fields::Field;
 use crate::input::decode::encoding_for_label;
 use crate::input::{Format, InputOptions};
 use crate::ledger::export::{self, ExportFilter, ExportFormat};
 use crate::mapping::{MappingOptions, parse_assignment};
+use crate::model::{Field, Stop, StopReason};
 use crate::normalize::Conventions;
 use crate::pipeline::{self, ImportSettings, RunMode};
 use crate::report::ProgressMode;
 use crate::retry::RetryPolicy;
-use crate::stop::{Stop, StopReason};
 use crate::submit::SubmitSettings;
 use crate::targets::{self, TargetSpec};
 use clap::{Args, Parser, Subcommand, ValueEnum};

@@ -1,6 +1,6 @@
 //! Errors that stop a run, and the exit codes they map to.
 //!
-//! Row problems are never here: they are [`crate::fields::FieldError`] values.
+//! Row problems are never here: they are [`crate::model::FieldError`] values.
 //!
 //! The codes are a contract with scripts (cron, CI), so each tells what to do next:
 //!

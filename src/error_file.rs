@@ -5,10 +5,9 @@
 //! neutralised. JSONL (`--errors-format jsonl`): `{row, status, errors: [FieldError],
 //! record: {column: value}}` per line. Secret columns are blanked unless asked otherwise.
 
-use crate::csv_safety::neutralise;
 use crate::error::RunError;
-use crate::fields::join_errors;
-use crate::outcome::RowReport;
+use crate::model::cells::neutralise;
+use crate::model::{RowReport, join_errors};
 use std::borrow::Cow;
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -238,8 +237,8 @@ fn sort_jsonl(path: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fields::{ErrorCode, FieldError};
-    use crate::outcome::Outcome;
+    use crate::model::Outcome;
+    use crate::model::{ErrorCode, FieldError};
 
     fn report(row: u64, outcome: Outcome, cells: &[&str]) -> RowReport {
         let errors = vec![FieldError::local(None, "Email", ErrorCode::Format, "bad")];
@@ -288,7 +287,7 @@ mod tests {
             7,
             Outcome::Duplicate {
                 of: 4,
-                first: crate::outcome::FirstRow::Refused,
+                first: crate::model::FirstRow::Refused,
             },
             &["a@x", "pw", "", "", ""],
         ))

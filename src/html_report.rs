@@ -5,8 +5,7 @@
 //! The chart is built from outcomes as they are recorded: a row's requests count in the second
 //! its submission finished. The markup is well-formed XHTML-compatible HTML, so tests parse it.
 
-use crate::fields::join_errors;
-use crate::outcome::RowReport;
+use crate::model::{RowReport, join_errors};
 use crate::report::Summary;
 use std::collections::HashMap;
 use std::fmt::Write;

@@ -7,7 +7,7 @@
 //! error file fed back in) and are never mapped.
 
 use crate::error::RunError;
-use crate::fields::{Field, squash};
+use crate::model::{Field, squash};
 
 /// Header spellings accepted for each field, already squashed (see [`squash`]).
 fn aliases(field: Field) -> &'static [&'static str] {

@@ -13,7 +13,7 @@
 //! `unconfirmed` when it cannot be known (the target said the person exists after an attempt
 //! of roster's whose answer was lost).
 
-use crate::csv_safety::neutralise;
+use crate::model::cells::neutralise;
 use std::fs::OpenOptions;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};

@@ -5,22 +5,20 @@
 use crate::auth::AuthError;
 use crate::error::RunError;
 use crate::error_file::{ErrorFile, ErrorFormat};
-use crate::fields::Field;
 use crate::html_report::ReportCollector;
 use crate::input::{self, InputOptions, Record, RecordSource};
 use crate::ledger::SqliteLedger;
 use crate::ledger::lock::LedgerLock;
 use crate::ledger::writer::{LedgerGone, LedgerSender, LedgerWriter, REPORT_CAPACITY};
 use crate::mapping::{Mapping, MappingOptions};
+use crate::model::{Field, Outcome, Person, RowReport, Stop, StopReason, Submission};
 use crate::normalize::Conventions;
-use crate::outcome::{Outcome, RowReport};
 use crate::outputs::{self, Existing};
 use crate::password::{PasswordFile, PasswordKey, PasswordStatus};
 use crate::report::{Aggregator, EarlyStop, ProgressMode, RowSet, StopRules, Summary};
-use crate::stop::{Stop, StopReason};
-use crate::submit::{Submission, SubmitSettings, Submitter};
+use crate::submit::{SubmitSettings, Submitter};
 use crate::targets::{PasswordUse, Target};
-use crate::validate::{Checked, ReadyUser, Validator};
+use crate::validate::{Checked, Validator};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -297,7 +295,7 @@ pub async fn run(
             )?
             .with_password_file(passwords.clone()),
         );
-        let (tx, rx) = mpsc::channel::<Vec<ReadyUser>>(4 * submitter.lanes());
+        let (tx, rx) = mpsc::channel::<Vec<Person>>(4 * submitter.lanes());
         let queue = SubmitQueue {
             tx,
             batch: submitter.lane_batch(),
@@ -595,13 +593,13 @@ fn not_processed(chunk: Vec<Checked>) -> Vec<RowReport> {
 
 /// The submitter's intake: claimed users go to its lanes in pieces of at most `batch`.
 struct SubmitQueue {
-    tx: mpsc::Sender<Vec<ReadyUser>>,
+    tx: mpsc::Sender<Vec<Person>>,
     batch: usize,
 }
 
 impl SubmitQueue {
     /// Hands `claimed` over; if the submitter is gone, returns every user not handed over.
-    async fn send(&self, mut claimed: Vec<ReadyUser>) -> Result<(), Vec<ReadyUser>> {
+    async fn send(&self, mut claimed: Vec<Person>) -> Result<(), Vec<Person>> {
         while !claimed.is_empty() {
             let rest = claimed.split_off(claimed.len().min(self.batch));
             let piece = std::mem::replace(&mut claimed, rest);
@@ -623,7 +621,7 @@ struct RequestPreview {
 }
 
 impl RequestPreview {
-    fn show(&mut self, user: &ReadyUser) {
+    fn show(&mut self, user: &Person) {
         if self.left == 0 {
             return;
         }

@@ -6,8 +6,7 @@
 use crate::error::RunError;
 pub use crate::error_file::{ErrorFile, ErrorFormat, META_COLUMNS};
 use crate::html_report::ReportCollector;
-use crate::outcome::{FirstRow, Outcome, RowReport};
-use crate::stop::{Stop, StopReason};
+use crate::model::{FirstRow, Outcome, RowReport, Stop, StopReason};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -307,7 +306,7 @@ pub struct EarlyStop {
     /// Rows sent so far, while every one was refused the same way.
     same: u64,
     /// The shape of that refusal: status and the fields refused.
-    signature: Option<(u16, Vec<Option<crate::fields::Field>>)>,
+    signature: Option<(u16, Vec<Option<crate::model::Field>>)>,
     /// A row sent got another answer: the start-of-run rules no longer apply.
     varied: bool,
 }
@@ -354,7 +353,7 @@ impl EarlyStop {
             } if report
                 .errors
                 .first()
-                .is_some_and(|e| e.code == crate::fields::ErrorCode::Unexpected) =>
+                .is_some_and(|e| e.code == crate::model::ErrorCode::Unexpected) =>
             {
                 status
             }
@@ -363,7 +362,7 @@ impl EarlyStop {
                 return None;
             }
         };
-        let mut fields: Vec<Option<crate::fields::Field>> =
+        let mut fields: Vec<Option<crate::model::Field>> =
             report.errors.iter().map(|e| e.field).collect();
         fields.sort();
         fields.dedup();
@@ -395,7 +394,7 @@ impl EarlyStop {
             let column = first.map_or("", |e| e.column.as_str());
             let message = first.map_or("", |e| e.message.as_str());
             let hint = match first.and_then(|e| e.field) {
-                Some(crate::fields::Field::Password) => {
+                Some(crate::model::Field::Password) => {
                     "add a password column, or pass --generate-passwords FILE".to_string()
                 }
                 Some(field) => format!(

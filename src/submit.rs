@@ -18,18 +18,15 @@
 
 use crate::auth::scheme::Used;
 use crate::error::RunError;
-use crate::fields::{ErrorCode, FieldError};
 use crate::flow::{AimdPacer, CircuitBreaker, RetryBudget};
 use crate::ledger::now_ms;
 use crate::ledger::writer::LedgerSender;
 use crate::mapping::Mapping;
-use crate::outcome::Outcome;
+use crate::model::{ErrorCode, FieldError, Outcome, Person, Stop, StopReason, Submission};
 use crate::password::{PasswordFile, PasswordStatus};
 use crate::retry::{PauseGate, RetryPolicy};
-use crate::stop::{Stop, StopReason};
 use crate::targets::{Target, Verdict};
 use crate::transport::{Sender, Transport, TransportSettings};
-use crate::validate::ReadyUser;
 use bytes::Bytes;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::Method;
@@ -74,56 +71,6 @@ impl Default for SubmitSettings {
     }
 }
 
-/// The end of one submission: every attempt for one row.
-#[derive(Debug, Clone)]
-pub struct Submission {
-    /// The user sent.
-    pub user: ReadyUser,
-    /// What became of it.
-    pub outcome: Outcome,
-    /// The id the API gave it.
-    pub remote_id: Option<String>,
-    /// The last HTTP status.
-    pub status: Option<u16>,
-    /// Per-field messages for refusals and failures.
-    pub errors: Vec<FieldError>,
-    /// The refusal's raw body (truncated), kept for the audit.
-    pub response_body: Option<String>,
-    /// Attempts made.
-    pub attempts: u32,
-    /// Attempts answered 429.
-    pub throttled: u32,
-    /// When the first attempt left (ms since epoch).
-    pub first_attempt_ms: Option<i64>,
-    /// When the last attempt left.
-    pub last_attempt_ms: Option<i64>,
-    /// The generated password's line could not be written: the next run writes it.
-    pub password_owed: bool,
-    /// The last answer's body (shared, not copied), to describe an answer that is not what
-    /// the target documents.
-    pub last_body: Bytes,
-}
-
-impl Submission {
-    /// A submission of `user` that has not started.
-    pub fn new(user: ReadyUser) -> Submission {
-        Submission {
-            user,
-            outcome: Outcome::NotProcessed,
-            remote_id: None,
-            status: None,
-            errors: Vec::new(),
-            response_body: None,
-            attempts: 0,
-            throttled: 0,
-            first_attempt_ms: None,
-            last_attempt_ms: None,
-            password_owed: false,
-            last_body: Bytes::new(),
-        }
-    }
-}
-
 /// Fewest workers a lane is given: below this, a lane's batch waits on too few workers while
 /// other lanes idle (a slow API's tail would stretch).
 const MIN_LANE_WORKERS: usize = 8;
@@ -158,7 +105,7 @@ enum ConflictOn {
     /// This row's identity: the person exists.
     Identity,
     /// Another field's value (a user name another person holds).
-    Field(crate::fields::Field),
+    Field(crate::model::Field),
     /// The answer does not say.
     Unknown,
 }
@@ -279,7 +226,7 @@ impl Submitter {
     ///
     /// Users arrive in claimed batches, so threads hand each other work once per batch, not
     /// once per user.
-    pub async fn run(self: Arc<Self>, users: mpsc::Receiver<Vec<ReadyUser>>, ledger: LedgerSender) {
+    pub async fn run(self: Arc<Self>, users: mpsc::Receiver<Vec<Person>>, ledger: LedgerSender) {
         let users = Arc::new(tokio::sync::Mutex::new(users));
         let lanes = self.transport.lanes();
         // A lane's runtime keeps serving its connections until every lane is done (another
@@ -335,10 +282,10 @@ impl Submitter {
         self: &Arc<Self>,
         lane: usize,
         slots: usize,
-        batches: Arc<tokio::sync::Mutex<mpsc::Receiver<Vec<ReadyUser>>>>,
+        batches: Arc<tokio::sync::Mutex<mpsc::Receiver<Vec<Person>>>>,
         ledger: LedgerSender,
     ) {
-        let (local_tx, local_rx) = mpsc::channel::<ReadyUser>(slots);
+        let (local_tx, local_rx) = mpsc::channel::<Person>(slots);
         let local_rx = Arc::new(tokio::sync::Mutex::new(local_rx));
         let mut workers = JoinSet::new();
         for _ in 0..slots {
@@ -390,7 +337,7 @@ impl Submitter {
     ///
     /// A panic while sending becomes this row's `failed` outcome (its request may have left,
     /// so it stays uncertain) and stops the run with the internal-error code.
-    pub async fn submit(&self, user: ReadyUser, sender: &mut Sender) -> Submission {
+    pub async fn submit(&self, user: Person, sender: &mut Sender) -> Submission {
         let mut done = Submission::new(user);
         let sending = AssertUnwindSafe(self.submit_into(&mut done, sender));
         if let Err(panic) = futures_util::FutureExt::catch_unwind(sending).await {
@@ -575,7 +522,7 @@ impl Submitter {
         }
         let (Some(file), Some(password)) = (
             &self.passwords,
-            done.user.fields.get(crate::fields::Field::Password),
+            done.user.fields.get(crate::model::Field::Password),
         ) else {
             return;
         };
@@ -596,7 +543,7 @@ impl Submitter {
 
     /// The `Idempotency-Key` for a user's create, where the target honours one: the same for
     /// the same identity and content in every run, so a resend after a crash replays.
-    fn idempotency_key(&self, user: &ReadyUser) -> Option<String> {
+    fn idempotency_key(&self, user: &Person) -> Option<String> {
         if !self.target.idempotency_keys() {
             return None;
         }
@@ -655,7 +602,7 @@ impl Submitter {
                         field: Some(field),
                         column: column.clone(),
                         message: e.message.clone(),
-                        source: crate::fields::ErrorSource::Remote,
+                        source: crate::model::ErrorSource::Remote,
                         code: ErrorCode::Conflict,
                     })
                     .collect()
@@ -668,7 +615,7 @@ impl Submitter {
                      saying which value is taken, and found no user with this email: a conflict \
                      to check against the users there"
                 ),
-                source: crate::fields::ErrorSource::Remote,
+                source: crate::model::ErrorSource::Remote,
                 code: ErrorCode::Conflict,
             }],
         };
@@ -679,10 +626,10 @@ impl Submitter {
     fn conflict_on(
         &self,
         errors: &[crate::targets::problem::ApiError],
-        user: &ReadyUser,
+        user: &Person,
         declared: bool,
     ) -> ConflictOn {
-        use crate::fields::Field;
+        use crate::model::Field;
         use crate::targets::problem;
         let identity = user.identity.to_lowercase();
         // The user name sent is the email when the row gave none (every target that takes one
@@ -1046,7 +993,7 @@ impl Submitter {
             field: None,
             column: String::new(),
             message: message.to_string(),
-            source: crate::fields::ErrorSource::Remote,
+            source: crate::model::ErrorSource::Remote,
             code: ErrorCode::Unavailable,
         }];
     }

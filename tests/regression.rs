@@ -1198,7 +1198,7 @@ impl roster::targets::Target for PanicsOnBoom {
     fn default_rate(&self) -> f64 {
         0.0
     }
-    fn body(&self, user: &roster::fields::UserFields) -> Vec<u8> {
+    fn body(&self, user: &roster::model::UserFields) -> Vec<u8> {
         self.0.body(user)
     }
     fn classify(
@@ -1254,7 +1254,7 @@ fn item01_a_panic_while_sending_becomes_that_rows_failed_outcome() {
         .block_on(roster::pipeline::run(
             &settings,
             target,
-            Arc::new(roster::stop::Stop::default()),
+            Arc::new(roster::model::Stop::default()),
         ))
         .unwrap();
     let summary = &result.summary;
@@ -1265,7 +1265,7 @@ fn item01_a_panic_while_sending_becomes_that_rows_failed_outcome() {
     );
     assert_eq!(summary.failed, 1, "{summary:?}");
     assert!(
-        matches!(result.stopped, Some(roster::stop::StopReason::Internal(_))),
+        matches!(result.stopped, Some(roster::model::StopReason::Internal(_))),
         "the run stops as an internal error (exit 70): {:?}",
         result.stopped
     );

@@ -332,7 +332,7 @@ impl CsvSource {
             .all(|m| headers.iter().any(|h| h == m));
         if own_output {
             for h in &mut headers {
-                *h = crate::csv_safety::restore(h).to_string();
+                *h = crate::model::cells::restore(h).to_string();
             }
         }
         // A trailing empty header is what a spreadsheet leaves after a trailing delimiter.
@@ -417,7 +417,7 @@ impl RecordSource for CsvSource {
                 match std::str::from_utf8(cell) {
                     Ok(text) if self.own_output => record
                         .cells
-                        .push(crate::csv_safety::restore(text).to_string()),
+                        .push(crate::model::cells::restore(text).to_string()),
                     Ok(text) => record.cells.push(text.to_string()),
                     Err(_) => {
                         let column = self.headers.get(i).map_or("?", String::as_str);

@@ -1,9 +1,9 @@
 //! `roster ledger export` and `roster ledger stats`: the ledger as CSV/JSONL for audits, and
 //! counts per target and state.
 
-use crate::csv_safety::neutralise;
 use crate::error::RunError;
-use crate::fields::{FieldError, join_errors};
+use crate::model::cells::neutralise;
+use crate::model::{FieldError, join_errors};
 use rusqlite::{Connection, OpenFlags, params_from_iter};
 use serde::Serialize;
 use std::io::Write;

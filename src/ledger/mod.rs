@@ -14,10 +14,7 @@ pub mod seen;
 pub mod writer;
 
 use crate::error::RunError;
-use crate::fields::FieldError;
-use crate::outcome::{FirstRow, Outcome, RowReport};
-use crate::submit::Submission;
-use crate::validate::{InvalidRow, ReadyUser};
+use crate::model::{FieldError, FirstRow, Outcome, Person, Refused, RowReport, Submission};
 use rusqlite::{Connection, params};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -230,9 +227,9 @@ impl SqliteLedger {
     /// with the same content) are reported into `reports`.
     pub fn claim(
         &mut self,
-        users: Vec<ReadyUser>,
+        users: Vec<Person>,
         reports: &mut Vec<RowReport>,
-    ) -> rusqlite::Result<Vec<ReadyUser>> {
+    ) -> rusqlite::Result<Vec<Person>> {
         Ok(self.claim_up_to(users, usize::MAX, reports)?.0)
     }
 
@@ -241,10 +238,10 @@ impl SqliteLedger {
     /// all done goes through in one call.
     pub fn claim_up_to(
         &mut self,
-        users: Vec<ReadyUser>,
+        users: Vec<Person>,
         limit: usize,
         reports: &mut Vec<RowReport>,
-    ) -> rusqlite::Result<(Vec<ReadyUser>, Vec<ReadyUser>)> {
+    ) -> rusqlite::Result<(Vec<Person>, Vec<Person>)> {
         let now = now_ms();
         let mut to_send = Vec::with_capacity(users.len().min(limit));
         let mut users = users.into_iter();
@@ -267,7 +264,7 @@ impl SqliteLedger {
     /// Marks `user` `sending`; true if it did (with [`Claim::IfNew`], false means the ledger
     /// already knew the identity and nothing was written). An uncertain user stays uncertain
     /// in the ledger, so a run stopped before sending it again does not forget it.
-    fn write_claim(&mut self, user: &ReadyUser, now: i64, how: Claim) -> rusqlite::Result<bool> {
+    fn write_claim(&mut self, user: &Person, now: i64, how: Claim) -> rusqlite::Result<bool> {
         macro_rules! insert_sending {
             () => {
                 "INSERT INTO entries (target, identity, state, content_hash, updated_ms,
@@ -307,9 +304,9 @@ impl SqliteLedger {
     /// expect the next identity to be new.
     fn unsettled(
         &mut self,
-        mut user: ReadyUser,
+        mut user: Person,
         reports: &mut Vec<RowReport>,
-    ) -> rusqlite::Result<Option<ReadyUser>> {
+    ) -> rusqlite::Result<Option<Person>> {
         let mut statement = self.conn.prepare_cached(
             "SELECT state, run_id, source_row, content_hash, errors, http_status, remote_id,
                     uncertain
@@ -342,9 +339,9 @@ impl SqliteLedger {
         };
         if let Some((first, first_state)) = first_this_run {
             let error = FieldError::local(
-                Some(crate::fields::Field::Email),
+                Some(crate::model::Field::Email),
                 "",
-                crate::fields::ErrorCode::Duplicate,
+                crate::model::ErrorCode::Duplicate,
                 format!("duplicate of row {first}"),
             );
             let outcome = Outcome::Duplicate {
@@ -390,7 +387,7 @@ impl SqliteLedger {
     /// create may have landed. A row refused the same way before is reported as such.
     pub fn record_invalid(
         &mut self,
-        rows: Vec<InvalidRow>,
+        rows: Vec<Refused>,
         reports: &mut Vec<RowReport>,
     ) -> rusqlite::Result<()> {
         let now = now_ms();
@@ -753,10 +750,10 @@ pub(crate) fn ledger_error(path: &Path, e: rusqlite::Error) -> RunError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fields::UserFields;
+    use crate::model::UserFields;
 
-    pub(crate) fn user(row: u64, identity: &str, hash: u64) -> ReadyUser {
-        ReadyUser {
+    pub(crate) fn user(row: u64, identity: &str, hash: u64) -> Person {
+        Person {
             row,
             identity: identity.into(),
             fields: UserFields::default(),
@@ -769,7 +766,7 @@ mod tests {
         }
     }
 
-    pub(crate) fn submission(u: ReadyUser, outcome: Outcome) -> Submission {
+    pub(crate) fn submission(u: Person, outcome: Outcome) -> Submission {
         Submission {
             outcome,
             remote_id: Some("r1".into()),
@@ -933,7 +930,7 @@ mod tests {
             &mut ledger,
             submission(sent.into_iter().next().unwrap(), Outcome::Created),
         );
-        let bad = InvalidRow {
+        let bad = Refused {
             row: 5,
             identity: Some("a@x.io".into()),
             errors: Vec::new(),

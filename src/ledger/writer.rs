@@ -11,10 +11,7 @@
 
 use super::SqliteLedger;
 use crate::error::RunError;
-use crate::outcome::RowReport;
-use crate::stop::{Stop, StopReason};
-use crate::submit::Submission;
-use crate::validate::{InvalidRow, ReadyUser};
+use crate::model::{Person, Refused, RowReport, Stop, StopReason, Submission};
 use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
 use std::thread::JoinHandle;
@@ -72,11 +69,11 @@ impl Waiting {
 
 enum Command {
     Claim {
-        users: Vec<ReadyUser>,
+        users: Vec<Person>,
         limit: usize,
-        reply: oneshot::Sender<(Vec<ReadyUser>, Vec<ReadyUser>)>,
+        reply: oneshot::Sender<(Vec<Person>, Vec<Person>)>,
     },
-    Invalid(Vec<InvalidRow>),
+    Invalid(Vec<Refused>),
     Done(Box<Submission>),
     /// Reports with nothing to record (a dry run's would-be sends), passed on in order.
     Report(Vec<RowReport>),
@@ -123,9 +120,9 @@ impl LedgerSender {
     /// the users not reached.
     pub async fn claim(
         &self,
-        users: Vec<ReadyUser>,
+        users: Vec<Person>,
         limit: usize,
-    ) -> Result<(Vec<ReadyUser>, Vec<ReadyUser>), LedgerGone> {
+    ) -> Result<(Vec<Person>, Vec<Person>), LedgerGone> {
         let (reply, answer) = oneshot::channel();
         self.send(Command::Claim {
             users,
@@ -137,7 +134,7 @@ impl LedgerSender {
     }
 
     /// Records rows refused locally.
-    pub async fn invalid(&self, rows: Vec<InvalidRow>) -> Result<(), LedgerGone> {
+    pub async fn invalid(&self, rows: Vec<Refused>) -> Result<(), LedgerGone> {
         self.send(Command::Invalid(rows)).await
     }
 
@@ -285,7 +282,7 @@ fn run(
 mod tests {
     use super::*;
     use crate::ledger::tests::{submission, user};
-    use crate::outcome::Outcome;
+    use crate::model::Outcome;
 
     #[test]
     fn a_backlog_of_results_larger_than_a_transaction_is_all_recorded() {

@@ -11,7 +11,7 @@
 use super::{PasswordUse, Target, TargetBase, TargetRules, TargetSpec, username_or_email};
 use crate::auth::{self, Authenticator};
 use crate::error::RunError;
-use crate::fields::{Field, UserFields};
+use crate::model::{Field, UserFields};
 use reqwest::header::HeaderName;
 use serde::Serialize;
 

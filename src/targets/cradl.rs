@@ -21,7 +21,7 @@ use super::{PasswordUse, Target, TargetBase, TargetRules, TargetSpec, Verdict, d
 use crate::auth::token::{Grant, TokenSource};
 use crate::auth::{self, Authenticator};
 use crate::error::RunError;
-use crate::fields::{ErrorCode, Field, UserFields};
+use crate::model::{ErrorCode, Field, UserFields};
 use reqwest::header::HeaderMap;
 use serde::Serialize;
 use std::collections::BTreeMap;

@@ -18,7 +18,7 @@ use super::{FollowUp, Target, TargetBase, TargetRules, TargetSpec, username_or_e
 use crate::auth::token::{Grant, TokenSource};
 use crate::auth::{self, Authenticator};
 use crate::error::RunError;
-use crate::fields::{Field, UserFields};
+use crate::model::{Field, UserFields};
 use reqwest::header::HeaderMap;
 use serde::Serialize;
 use std::sync::Arc;

@@ -10,7 +10,7 @@
 use super::{PasswordUse, Target, TargetBase, TargetRules, TargetSpec};
 use crate::auth::{self, Authenticator};
 use crate::error::RunError;
-use crate::fields::{Field, UserFields};
+use crate::model::{Field, UserFields};
 use serde::Serialize;
 
 /// The public API.

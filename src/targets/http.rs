@@ -14,7 +14,7 @@
 use super::{PasswordUse, Target, TargetBase, TargetRules, TargetSpec, Verdict};
 use crate::auth::Authenticator;
 use crate::error::RunError;
-use crate::fields::{Field, UserFields};
+use crate::model::{Field, UserFields};
 use reqwest::header::{HeaderMap, HeaderName};
 use secrecy::SecretString;
 use serde::Deserialize;

@@ -14,7 +14,7 @@ pub mod scim;
 
 use crate::auth::{Authenticator, Credentials};
 use crate::error::RunError;
-use crate::fields::{ErrorCode, Field, UserFields, squash};
+use crate::model::{ErrorCode, Field, UserFields, squash};
 use crate::retry::server_wait;
 use problem::ApiError;
 use reqwest::header::HeaderMap;

@@ -20,7 +20,7 @@ use super::{Target, TargetBase, TargetRules, TargetSpec, username_or_email};
 use crate::auth::Authenticator;
 use crate::auth::token::{Grant, TokenSource};
 use crate::error::RunError;
-use crate::fields::{Field, UserFields};
+use crate::model::{Field, UserFields};
 use serde::Serialize;
 use std::sync::Arc;
 

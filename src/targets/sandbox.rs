@@ -7,7 +7,7 @@
 
 use super::{Target, TargetBase, TargetRules};
 use crate::auth::Authenticator;
-use crate::fields::{Field, UserFields};
+use crate::model::{Field, UserFields};
 use secrecy::SecretString;
 use serde::Serialize;
 

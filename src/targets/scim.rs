@@ -14,7 +14,7 @@ use super::{
 };
 use crate::auth::{self, Authenticator};
 use crate::error::RunError;
-use crate::fields::{Field, UserFields};
+use crate::model::{Field, UserFields};
 use serde::Serialize;
 
 const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";

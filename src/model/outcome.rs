@@ -1,6 +1,6 @@
 //! The final word on each row, as recorded in the ledger and then reported.
 
-use crate::fields::FieldError;
+use crate::model::FieldError;
 
 /// What the ledger knew of a duplicate's first row when the duplicate was met.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,16 @@
+//! The types the stages hand each other: the canonical fields of a person and the problems
+//! found with a row, a row ready to send or refused, the end of a submission, each row's
+//! outcome, the run's stop switch, and how cells are written into CSV for people.
+
+pub mod cells;
+mod field;
+mod outcome;
+mod person;
+mod stop;
+mod submission;
+
+pub use field::{ErrorCode, ErrorSource, Field, FieldError, UserFields, join_errors, squash};
+pub use outcome::{FirstRow, Outcome, RowReport};
+pub use person::{Person, Refused};
+pub use stop::{Stop, StopReason};
+pub use submission::Submission;
