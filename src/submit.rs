@@ -19,6 +19,7 @@
 use crate::auth::scheme::Used;
 use crate::error::RunError;
 use crate::flow::{AimdPacer, CircuitBreaker, RetryBudget};
+use crate::http::{Client, Sender};
 use crate::ledger::now_ms;
 use crate::ledger::writer::LedgerSender;
 use crate::mapping::Mapping;
@@ -26,11 +27,10 @@ use crate::model::{ErrorCode, FieldError, Outcome, Person, Stop, StopReason, Sub
 use crate::password::{PasswordFile, PasswordStatus};
 use crate::retry::{PauseGate, RetryPolicy};
 use crate::targets::{Target, Verdict};
-use crate::transport::{Sender, Transport, TransportSettings};
 use bytes::Bytes;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use reqwest::Method;
-use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue};
+use http::Method;
+use http::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue};
 use std::num::NonZeroU32;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -123,14 +123,16 @@ enum StepEnd {
 /// Sends users to one target.
 pub struct Submitter {
     passwords: Option<Arc<PasswordFile>>,
-    /// How requests travel: each worker's own connection, opened and used on its lane's
-    /// thread.
-    transport: Transport,
+    /// How requests travel: each worker has a sender of its own, whose connections are opened
+    /// and used on its lane's thread.
+    client: Arc<Client>,
+    /// Threads with their own runtime that send requests.
+    lanes: usize,
     target: Arc<dyn Target>,
     mapping: Arc<Mapping>,
     limiter: Option<DefaultDirectRateLimiter>,
     /// The create endpoint, parsed once (parsing it per request showed in profiles).
-    endpoint: reqwest::Url,
+    endpoint: url::Url,
     gate: PauseGate,
     pacer: AimdPacer,
     budget: RetryBudget,
@@ -172,20 +174,13 @@ impl Submitter {
         } else {
             None
         };
-        let endpoint = reqwest::Url::parse(target.endpoint())
+        let endpoint = url::Url::parse(target.endpoint())
             .map_err(|e| RunError::Usage(format!("`{}` is not a URL: {e}", target.endpoint())))?;
-        let transport = Transport::new(
-            &endpoint,
-            TransportSettings {
-                timeout: settings.timeout,
-                pool_size: settings.concurrency,
-                lanes: lanes(&settings),
-            },
-        )
-        .map_err(|e| RunError::Startup(e.to_string()))?;
+        let client = Client::new(settings.timeout).map_err(|e| RunError::Startup(e.to_string()))?;
         Ok(Submitter {
             passwords: None,
-            transport,
+            client,
+            lanes: lanes(&settings),
             target,
             mapping,
             limiter,
@@ -201,7 +196,7 @@ impl Submitter {
 
     /// How many threads send requests.
     pub fn lanes(&self) -> usize {
-        self.transport.lanes()
+        self.lanes
     }
 
     /// The most users to hand a lane at once: twice its share of the concurrency, enough to
@@ -228,7 +223,7 @@ impl Submitter {
     /// once per user.
     pub async fn run(self: Arc<Self>, users: mpsc::Receiver<Vec<Person>>, ledger: LedgerSender) {
         let users = Arc::new(tokio::sync::Mutex::new(users));
-        let lanes = self.transport.lanes();
+        let lanes = self.lanes;
         // A lane's runtime keeps serving its connections until every lane is done (another
         // lane's token renewal may have borrowed one): it waits for `release` to be dropped.
         let (release, released) = tokio::sync::watch::channel(());
@@ -292,7 +287,7 @@ impl Submitter {
             let this = self.clone();
             let ledger = ledger.clone();
             let queue = local_rx.clone();
-            let mut sender = self.transport.sender(lane);
+            let mut sender = self.client.sender();
             workers.spawn(async move {
                 loop {
                     // The lock is only ever contended by this lane's own workers.
@@ -423,7 +418,7 @@ impl Submitter {
             && let Some(step) = self.target.follow_up(&id, &done.user.fields)
         {
             let what = step.what;
-            let url = match reqwest::Url::parse(&step.url) {
+            let url = match url::Url::parse(&step.url) {
                 Ok(url) => url,
                 Err(e) => {
                     let message = format!("`{}` is not a URL: {e}", step.url);
@@ -568,7 +563,7 @@ impl Submitter {
         &self,
         done: &mut Submission,
         sender: &mut Sender,
-        errors: Vec<crate::targets::problem::ApiError>,
+        errors: Vec<crate::http::problem::ApiError>,
         declared: bool,
     ) -> Settled {
         let identity_settled = |done: &mut Submission| match done.user.uncertain {
@@ -596,7 +591,7 @@ impl Submitter {
                 errors
                     .iter()
                     .filter(|e| {
-                        crate::targets::problem::says_already_exists(&e.message) || status == 409
+                        crate::http::problem::says_already_exists(&e.message) || status == 409
                     })
                     .map(|e| FieldError {
                         field: Some(field),
@@ -625,12 +620,12 @@ impl Submitter {
     /// What a conflict's messages say is taken.
     fn conflict_on(
         &self,
-        errors: &[crate::targets::problem::ApiError],
+        errors: &[crate::http::problem::ApiError],
         user: &Person,
         declared: bool,
     ) -> ConflictOn {
+        use crate::http::problem;
         use crate::model::Field;
-        use crate::targets::problem;
         let identity = user.identity.to_lowercase();
         // The user name sent is the email when the row gave none (every target that takes one
         // falls back to the email): a conflict on it is on the identity.
@@ -648,7 +643,8 @@ impl Submitter {
                 .as_deref()
                 .and_then(|f| self.target.field_for(problem::conflict_field_name(f)))
                 .or_else(|| {
-                    problem::field_named_in(&e.message).and_then(|f| self.target.field_for(&f))
+                    problem::field_named_in(&e.message)
+                        .and_then(|f| self.target.field_for(f.as_str()))
                 });
             match field {
                 Some(Field::Email) => return ConflictOn::Identity,
@@ -720,7 +716,7 @@ impl Submitter {
         let url = self
             .target
             .lookup_url(&done.user.identity, &done.user.fields)?;
-        let url = reqwest::Url::parse(&url).ok()?;
+        let url = url::Url::parse(&url).ok()?;
         for _ in 0..3 {
             if !self.wait_turn().await {
                 return None;
@@ -739,9 +735,11 @@ impl Submitter {
                     return self.target.lookup_id(&answer.body, &done.user.identity);
                 }
                 Ok(answer) if answer.status == 429 => {
-                    let wait =
-                        crate::retry::server_wait(&answer.headers, std::time::SystemTime::now())
-                            .unwrap_or(Duration::from_secs(1));
+                    let wait = crate::http::wait::server_wait(
+                        &answer.headers,
+                        std::time::SystemTime::now(),
+                    )
+                    .unwrap_or(Duration::from_secs(1));
                     if self.too_long(wait).is_some() {
                         return None;
                     }
@@ -767,7 +765,7 @@ impl Submitter {
         done: &mut Submission,
         sender: &mut Sender,
         method: Method,
-        url: &reqwest::Url,
+        url: &url::Url,
         body: Bytes,
         idempotency_key: Option<String>,
     ) -> StepEnd {
@@ -906,7 +904,7 @@ impl Submitter {
         &self,
         done: &mut Submission,
         sender: &mut Sender,
-        (method, url, mut headers, body): (Method, &reqwest::Url, HeaderMap, Bytes),
+        (method, url, mut headers, body): (Method, &url::Url, HeaderMap, Bytes),
         problem: &mut String,
     ) -> (Verdict, Used, AttemptEnd) {
         done.status = None;
@@ -999,7 +997,7 @@ impl Submitter {
     }
 
     /// Turns the API's field names into the user's column headers.
-    fn name_columns(&self, errors: Vec<crate::targets::problem::ApiError>) -> Vec<FieldError> {
+    fn name_columns(&self, errors: Vec<crate::http::problem::ApiError>) -> Vec<FieldError> {
         errors
             .into_iter()
             .map(|e| {

@@ -1204,7 +1204,7 @@ impl roster::targets::Target for PanicsOnBoom {
     fn classify(
         &self,
         status: u16,
-        headers: &reqwest::header::HeaderMap,
+        headers: &http::header::HeaderMap,
         body: &[u8],
     ) -> roster::targets::Verdict {
         if String::from_utf8_lossy(body).contains("boom@example.com") {

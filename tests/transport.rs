@@ -4,7 +4,7 @@
 mod common;
 
 use common::{TestSandbox, WorkDir, people_csv};
-use roster::transport::{Transport, TransportSettings};
+use roster::http::Client;
 use roster_sandbox::SandboxConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -126,6 +126,79 @@ fn a_proxy_in_the_environment_carries_the_requests() {
     assert_eq!(server.sandbox.users().len(), 10);
 }
 
+/// A CONNECT proxy on 127.0.0.1: opens a tunnel to the host the client asks for, counting
+/// the tunnels it opened.
+fn connect_proxy(tunnels: Arc<AtomicUsize>) -> (String, tokio::runtime::Runtime) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    runtime.spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let tunnels = tunnels.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && head.len() < 8192 {
+                    if client.read_exact(&mut byte).await.is_err() {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).to_string();
+                let Some(target) = head
+                    .strip_prefix("CONNECT ")
+                    .and_then(|rest| rest.split_whitespace().next())
+                else {
+                    let _ = client.write_all(b"HTTP/1.1 405 CONNECT only\r\n\r\n").await;
+                    return;
+                };
+                // The certificate is for `localhost`; the tunnel goes to the same port here.
+                let target = target.replace("localhost", "127.0.0.1");
+                let Ok(mut server) = TcpStream::connect(target).await else {
+                    let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n").await;
+                    return;
+                };
+                tunnels.fetch_add(1, Ordering::SeqCst);
+                let _ = client
+                    .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    .await;
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+            });
+        }
+    });
+    (url, runtime)
+}
+
+#[test]
+fn an_https_target_is_reached_through_a_proxys_connect_tunnel() {
+    let server = TestSandbox::start(SandboxConfig::default());
+    let front = TlsFront::start(&server.url());
+    let tunnels = Arc::new(AtomicUsize::new(0));
+    let (proxy, _proxy_runtime) = connect_proxy(tunnels.clone());
+    let work = WorkDir::new();
+    work.write("people.csv", &people_csv(12));
+    let url = format!("https://localhost:{}", front.port);
+    let ca = fixture("ca.pem");
+    let run = work.roster_with_env(
+        &WorkDir::import_args(&url, "people.csv", &["--json", "--concurrency", "2"]),
+        &[
+            ("SSL_CERT_FILE", ca.to_str().unwrap()),
+            ("HTTPS_PROXY", &proxy),
+        ],
+    );
+    run.expect_code(0);
+    assert_eq!(run.json()["created"], 12, "{}", run.context());
+    let opened = tunnels.load(Ordering::SeqCst);
+    assert!(
+        (1..=2).contains(&opened),
+        "every request went through the proxy, over at most one tunnel per worker: {opened}"
+    );
+}
+
 /// A server answering 201 to each request on a connection, then closing it: after `per`
 /// answers with `Connection: close`, or silently once idle for a moment when `per` is 0.
 async fn closing_server(per: usize, connections: Arc<AtomicUsize>) -> String {
@@ -182,22 +255,17 @@ fn send_in_turn(per: usize, requests: usize, pause: Duration) -> usize {
     runtime.block_on(async {
         let connections = Arc::new(AtomicUsize::new(0));
         let url = closing_server(per, connections.clone()).await;
-        let url = reqwest::Url::parse(&url).unwrap();
-        let settings = TransportSettings {
-            timeout: Duration::from_secs(10),
-            pool_size: 1,
-            lanes: 1,
-        };
-        let transport = Transport::new(&url, settings).unwrap();
+        let url = url::Url::parse(&url).unwrap();
+        let client = Client::new(Duration::from_secs(10)).unwrap();
         assert!(
-            transport.is_direct(),
+            !client.is_proxied(&url),
             "no proxy here: the worker's own connection"
         );
-        let mut sender = transport.sender(0);
+        let mut sender = client.sender();
         for i in 0..requests {
             let answer = sender
                 .send(
-                    reqwest::Method::POST,
+                    http::Method::POST,
                     &url,
                     http::HeaderMap::new(),
                     bytes::Bytes::from_static(b"{}"),

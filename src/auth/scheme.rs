@@ -1,7 +1,7 @@
 //! How a target's requests are authenticated: nothing, fixed headers, or a fetched token.
 
 use super::token::{Lease, TokenError, TokenSource};
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
 
@@ -27,7 +27,7 @@ impl Authenticator {
     /// `Authorization: Bearer <token>`.
     pub fn bearer(token: SecretString) -> Authenticator {
         let value = SecretString::from(format!("Bearer {}", token.expose_secret()));
-        Authenticator::Headers(vec![(reqwest::header::AUTHORIZATION, value)])
+        Authenticator::Headers(vec![(http::header::AUTHORIZATION, value)])
     }
 
     /// Whether a 401 can be cured by renewing the token.
@@ -91,7 +91,7 @@ fn with_lease(headers: &mut HeaderMap, lease: &Lease) -> Used {
     let value = format!("Bearer {}", lease.token.expose_secret());
     if let Ok(mut value) = HeaderValue::from_str(&value) {
         value.set_sensitive(true);
-        headers.insert(reqwest::header::AUTHORIZATION, value);
+        headers.insert(http::header::AUTHORIZATION, value);
     }
     Used {
         generation: Some(lease.generation),

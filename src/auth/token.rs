@@ -114,7 +114,7 @@ struct State {
 pub struct TokenSource {
     url: String,
     grant: Grant,
-    client: reqwest::Client,
+    client: std::sync::Arc<crate::http::Client>,
     state: Mutex<State>,
     /// The newest generation a request has succeeded with.
     confirmed: AtomicU64,
@@ -123,7 +123,11 @@ pub struct TokenSource {
 
 impl TokenSource {
     /// A source fetching tokens from `url` with `grant`, over `client`.
-    pub fn new(url: String, grant: Grant, client: reqwest::Client) -> TokenSource {
+    pub fn new(
+        url: String,
+        grant: Grant,
+        client: std::sync::Arc<crate::http::Client>,
+    ) -> TokenSource {
         TokenSource {
             url,
             grant,
@@ -216,8 +220,11 @@ impl TokenSource {
     }
 
     async fn fetch(&self, refresh: Option<&SecretString>) -> Result<Fetched, TokenError> {
-        let request = self.client.post(&self.url);
-        let request = match (&self.grant, refresh) {
+        use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
+        let mut headers = HeaderMap::new();
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        let form = HeaderValue::from_static("application/x-www-form-urlencoded");
+        let body = match (&self.grant, refresh) {
             (
                 Grant::Password {
                     client_id,
@@ -228,21 +235,17 @@ impl TokenSource {
                 },
                 _,
             ) => {
-                let mut form = vec![
+                let mut fields = vec![
                     ("grant_type", "password"),
                     ("username", username.expose_secret()),
                     ("password", password.expose_secret()),
                 ];
                 if let Some(scope) = scope {
-                    form.push(("scope", scope));
+                    fields.push(("scope", scope));
                 }
-                request
-                    .basic_auth(
-                        client_id.expose_secret(),
-                        Some(client_secret.expose_secret()),
-                    )
-                    .body(form_encode(&form))
-                    .header("content-type", "application/x-www-form-urlencoded")
+                headers.insert(AUTHORIZATION, basic(client_id, client_secret));
+                headers.insert(CONTENT_TYPE, form);
+                form_encode(&fields)
             }
             (
                 Grant::ClientCredentials {
@@ -253,17 +256,13 @@ impl TokenSource {
                 _,
             ) => {
                 // Client authentication is HTTP Basic only (RFC 6749 §2.3: one method).
-                let mut form = vec![("grant_type", "client_credentials")];
+                let mut fields = vec![("grant_type", "client_credentials")];
                 if let Some(audience) = audience {
-                    form.push(("audience", audience));
+                    fields.push(("audience", audience));
                 }
-                request
-                    .basic_auth(
-                        client_id.expose_secret(),
-                        Some(client_secret.expose_secret()),
-                    )
-                    .body(form_encode(&form))
-                    .header("content-type", "application/x-www-form-urlencoded")
+                headers.insert(AUTHORIZATION, basic(client_id, client_secret));
+                headers.insert(CONTENT_TYPE, form);
+                form_encode(&fields)
             }
             (
                 Grant::NexwayJson {
@@ -293,35 +292,48 @@ impl TokenSource {
                         body.insert("grantType".into(), "client_credentials".into());
                     }
                 }
-                request
-                    .header("content-type", "application/json")
-                    .body(Value::Object(body).to_string())
+                headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                Value::Object(body).to_string()
             }
         };
-        let response = request
-            .header("accept", "application/json")
-            .send()
+        // A token URL may hold a secret in its query: it is never shown whole.
+        let shown = crate::targets::redact_query(&self.url);
+        let unreachable = |message: String| TokenError::Unreachable {
+            url: shown.clone(),
+            message,
+        };
+        let url = url::Url::parse(&self.url).map_err(|e| unreachable(e.to_string()))?;
+        let answer = self
+            .client
+            .send_once(http::Method::POST, &url, headers, body.into())
             .await
-            .map_err(|e| TokenError::Unreachable {
-                url: self.url.clone(),
-                message: e.to_string(),
-            })?;
-        let status = response.status().as_u16();
-        // A token answer is small: an endless body costs at most the transport's cap.
-        let (body, _) = crate::transport::read_response_capped(response)
-            .await
-            .unwrap_or_default();
-        if !(200..300).contains(&status) {
+            .map_err(|e| unreachable(e.to_string()))?;
+        if !(200..300).contains(&answer.status) {
             return Err(TokenError::Refused {
-                url: self.url.clone(),
-                message: format!("HTTP {status}: {}", crate::targets::summary(&body)),
+                url: shown,
+                message: format!(
+                    "HTTP {}: {}",
+                    answer.status,
+                    crate::targets::summary(&answer.body)
+                ),
             });
         }
-        read_token(&body).ok_or_else(|| TokenError::Refused {
-            url: self.url.clone(),
+        read_token(&answer.body).ok_or_else(|| TokenError::Refused {
+            url: shown,
             message: "the answer holds no access token".into(),
         })
     }
+}
+
+/// `Authorization: Basic` for a client id and secret (RFC 7617), marked sensitive.
+fn basic(id: &SecretString, secret: &SecretString) -> http::HeaderValue {
+    use base64::Engine;
+    let pair = format!("{}:{}", id.expose_secret(), secret.expose_secret());
+    let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
+    let mut value = http::HeaderValue::from_str(&format!("Basic {encoded}"))
+        .unwrap_or_else(|_| http::HeaderValue::from_static("Basic"));
+    value.set_sensitive(true);
+    value
 }
 
 struct Fetched {
@@ -347,7 +359,7 @@ fn read_token(body: &[u8]) -> Option<Fetched> {
     let lifetime = find(map, "expiresin")
         .and_then(|v| v.as_f64().or_else(|| v.as_str()?.parse().ok()))
         .filter(|s| *s > 0.0)
-        .and_then(|s| crate::retry::seconds_from_server(s, LONGEST_LIFETIME))
+        .and_then(|s| crate::http::wait::seconds_from_server(s, LONGEST_LIFETIME))
         .unwrap_or(DEFAULT_LIFETIME);
     let refresh = find(map, "refreshtoken")
         .and_then(Value::as_str)

@@ -12,7 +12,7 @@ use super::{PasswordUse, Target, TargetBase, TargetRules, TargetSpec, username_o
 use crate::auth::{self, Authenticator};
 use crate::error::RunError;
 use crate::model::{Field, UserFields};
-use reqwest::header::HeaderName;
+use http::header::HeaderName;
 use serde::Serialize;
 
 /// The cl2c target.

@@ -22,7 +22,7 @@ use crate::auth::token::{Grant, TokenSource};
 use crate::auth::{self, Authenticator};
 use crate::error::RunError;
 use crate::model::{ErrorCode, Field, UserFields};
-use reqwest::header::HeaderMap;
+use http::header::HeaderMap;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -48,6 +48,7 @@ impl Cradl {
         spec.check_options(&["app_client_id", "role_ids", "description"])?;
         let base = spec.base_or(DEFAULT_BASE);
         let c = &spec.credentials;
+        let tokens = super::token_client()?;
         let auth = match &c.token {
             Some(token) => Authenticator::bearer(token.clone()),
             None => auth::missing(
@@ -69,11 +70,7 @@ impl Cradl {
                     audience: Some(audience),
                 };
                 let url = spec.token_url.clone().unwrap_or(default_url);
-                Authenticator::Token(Arc::new(TokenSource::new(
-                    url,
-                    grant,
-                    super::token_client(),
-                )))
+                Authenticator::Token(Arc::new(TokenSource::new(url, grant, tokens)))
             }),
         };
         let app_client_id = spec.option("app_client_id").map(str::to_string);

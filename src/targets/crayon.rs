@@ -19,7 +19,7 @@ use crate::auth::token::{Grant, TokenSource};
 use crate::auth::{self, Authenticator};
 use crate::error::RunError;
 use crate::model::{Field, UserFields};
-use reqwest::header::HeaderMap;
+use http::header::HeaderMap;
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -38,6 +38,7 @@ impl Crayon {
         spec.check_options(&[])?;
         let base = spec.base_or(DEFAULT_BASE);
         let c = &spec.credentials;
+        let tokens = super::token_client()?;
         let auth = match &c.token {
             Some(token) => Authenticator::bearer(token.clone()),
             None => auth::missing(
@@ -61,11 +62,7 @@ impl Crayon {
                     password: c.password.clone().expect("checked"),
                     scope: Some("CustomerApi".into()),
                 };
-                Authenticator::Token(Arc::new(TokenSource::new(
-                    url,
-                    grant,
-                    super::token_client(),
-                )))
+                Authenticator::Token(Arc::new(TokenSource::new(url, grant, tokens)))
             }),
         };
         Ok(Crayon {
@@ -161,7 +158,7 @@ impl Target for Crayon {
             new_password: password,
         };
         Some(FollowUp {
-            method: reqwest::Method::PUT,
+            method: http::Method::PUT,
             url: format!("{}/api/v1/users/{remote_id}/changepassword/", self.base),
             body: serde_json::to_vec(&body).expect("strings always serialise"),
             what: "setting the password",

@@ -6,18 +6,18 @@ pub mod cl2c;
 pub mod cradl;
 pub mod crayon;
 pub mod cryptlex;
-pub mod http;
+pub mod generic;
 pub mod nexway;
-pub mod problem;
+
 pub mod sandbox;
 pub mod scim;
 
 use crate::auth::{Authenticator, Credentials};
 use crate::error::RunError;
+use crate::http::problem::{self, ApiError};
+use crate::http::wait::server_wait;
 use crate::model::{ErrorCode, Field, UserFields, squash};
-use crate::retry::server_wait;
-use problem::ApiError;
-use reqwest::header::HeaderMap;
+use ::http::header::HeaderMap;
 use secrecy::SecretString;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -82,7 +82,7 @@ pub enum PasswordUse {
 #[derive(Debug, Clone)]
 pub struct FollowUp {
     /// The HTTP method.
-    pub method: reqwest::Method,
+    pub method: ::http::Method,
     /// The URL.
     pub url: String,
     /// The JSON body.
@@ -151,8 +151,8 @@ pub trait Target: Send + Sync {
     }
 
     /// The create request's method.
-    fn method(&self) -> reqwest::Method {
-        reqwest::Method::POST
+    fn method(&self) -> ::http::Method {
+        ::http::Method::POST
     }
 
     /// Whether the create's success answer documents the new user's id: a success without
@@ -249,7 +249,7 @@ pub fn classify_common(status: u16, headers: &HeaderMap, body: &[u8], id_pointer
         // Never followed: the request carries credentials and a person.
         300..=399 => {
             let location = headers
-                .get(reqwest::header::LOCATION)
+                .get(::http::header::LOCATION)
                 .and_then(|v| v.to_str().ok())
                 .map(crate::targets::redact_query)
                 .unwrap_or_else(|| "nowhere".into());
@@ -571,16 +571,9 @@ impl TargetSpec {
     }
 }
 
-/// The HTTP client token endpoints are called with.
-pub fn token_client() -> reqwest::Client {
-    crate::transport::install_provider();
-    reqwest::Client::builder()
-        // A token request carries credentials: it never follows a redirect elsewhere.
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(30))
-        .user_agent(crate::transport::USER_AGENT)
-        .build()
-        .unwrap_or_default()
+/// The HTTP client token endpoints are called with (30 s for an answer).
+pub fn token_client() -> Result<Arc<crate::http::Client>, RunError> {
+    crate::http::Client::new(Duration::from_secs(30)).map_err(|e| RunError::Startup(e.to_string()))
 }
 
 /// The built-in target names.
@@ -675,7 +668,7 @@ pub fn build(spec: &TargetSpec) -> Result<Arc<dyn Target>, RunError> {
                 .profile
                 .as_deref()
                 .ok_or_else(|| RunError::Usage("target `http` needs --profile FILE.toml".into()))?;
-            Arc::new(http::HttpTarget::new(spec, profile)?)
+            Arc::new(generic::HttpTarget::new(spec, profile)?)
         }
         other => {
             return Err(RunError::Usage(format!(

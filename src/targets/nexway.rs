@@ -52,7 +52,7 @@ impl Nexway {
     pub fn new(spec: &TargetSpec) -> Result<Nexway, RunError> {
         spec.check_options(&["roles", "customer_id", "customer_name"])?;
         let base = spec.base_or(DEFAULT_BASE);
-        let auth = authenticator(spec, &base);
+        let auth = authenticator(spec, &base)?;
         let roles = spec
             .option("roles")
             .map(|list| {
@@ -95,10 +95,10 @@ impl Nexway {
     }
 }
 
-fn authenticator(spec: &TargetSpec, base: &str) -> Authenticator {
+fn authenticator(spec: &TargetSpec, base: &str) -> Result<Authenticator, RunError> {
     let c = &spec.credentials;
     if let Some(token) = &c.token {
-        return Authenticator::bearer(token.clone());
+        return Ok(Authenticator::bearer(token.clone()));
     }
     let client = c.client_id.clone().zip(c.client_secret.clone());
     let user = c.username.clone().zip(c.password.clone());
@@ -107,11 +107,11 @@ fn authenticator(spec: &TargetSpec, base: &str) -> Authenticator {
         .clone()
         .filter(|_| client.is_some() || user.is_some())
     else {
-        return Authenticator::Missing(
+        return Ok(Authenticator::Missing(
             "target `nexway` needs ROSTER_TOKEN, or ROSTER_REALM with ROSTER_CLIENT_ID and \
              ROSTER_CLIENT_SECRET (or ROSTER_USERNAME and ROSTER_PASSWORD), in the environment"
                 .into(),
-        );
+        ));
     };
     let url = spec
         .token_url
@@ -122,11 +122,11 @@ fn authenticator(spec: &TargetSpec, base: &str) -> Authenticator {
         client,
         user,
     };
-    Authenticator::Token(Arc::new(TokenSource::new(
+    Ok(Authenticator::Token(Arc::new(TokenSource::new(
         url,
         grant,
-        super::token_client(),
-    )))
+        super::token_client()?,
+    ))))
 }
 
 #[derive(Serialize)]

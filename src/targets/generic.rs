@@ -15,7 +15,7 @@ use super::{PasswordUse, Target, TargetBase, TargetRules, TargetSpec, Verdict};
 use crate::auth::Authenticator;
 use crate::error::RunError;
 use crate::model::{Field, UserFields};
-use reqwest::header::{HeaderMap, HeaderName};
+use http::header::{HeaderMap, HeaderName};
 use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::Value;
@@ -88,7 +88,7 @@ enum Node {
 /// The generic target.
 pub struct HttpTarget {
     name: String,
-    method: reqwest::Method,
+    method: http::Method,
     common: TargetBase,
     body: Node,
     success: Vec<u16>,
@@ -135,7 +135,7 @@ impl HttpTarget {
             .as_deref()
             .unwrap_or("POST")
             .to_uppercase()
-            .parse::<reqwest::Method>()
+            .parse::<http::Method>()
             .map_err(|_| bad("`method` is not an HTTP method".into()))?;
         let mut headers = Vec::new();
         let mut missing = Vec::new();
@@ -363,7 +363,7 @@ impl Target for HttpTarget {
         &self.content_type
     }
 
-    fn method(&self) -> reqwest::Method {
+    fn method(&self) -> http::Method {
         self.method.clone()
     }
 

@@ -1,15 +1,9 @@
-//! TLS for the workers' own connections: rustls with ring and the platform's verifier, as
-//! reqwest is built here, so both paths trust the same roots (the system's, or the bundle
-//! named by `SSL_CERT_FILE` / `SSL_CERT_DIR`).
+//! TLS for every connection: rustls with ring and the platform's verifier, trusting the
+//! system's roots or the bundle named by `SSL_CERT_FILE` / `SSL_CERT_DIR`.
 
 use super::TransportError;
 use rustls_platform_verifier::BuilderVerifierExt;
 use std::sync::{Arc, OnceLock};
-
-/// Makes ring the process's rustls provider (reqwest is built without one of its own).
-pub fn install_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
 
 /// The connector of every TLS connection, built once (loading the roots reads files).
 pub fn connector() -> Result<tokio_rustls::TlsConnector, TransportError> {
