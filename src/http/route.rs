@@ -141,8 +141,8 @@ impl Route {
         })
     }
 
-    /// The origin whose name the request's `Host` header carries.
-    fn host(&self, url: &Url) -> Result<HeaderValue, TransportError> {
+    /// The request's `Host` header: the origin's name.
+    pub(super) fn host(&self, url: &Url) -> Result<HeaderValue, TransportError> {
         let origin = match self {
             Route::Direct(origin) | Route::Tunnel { dest: origin, .. } => origin.clone(),
             Route::Forward { .. } => Origin::of(url)?,
@@ -207,16 +207,18 @@ impl Connection {
 
     /// Sends one request on this connection, or (when a kept connection turns out to be
     /// closed before the request was written) on a new one, once, as a pool would.
+    #[allow(clippy::too_many_arguments)] // one request's parts, passed through once
     pub(super) async fn send(
         &mut self,
         client: &Client,
         route: &Route,
+        host: &HeaderValue,
         method: Method,
         url: &Url,
         headers: HeaderMap,
         body: Bytes,
     ) -> Result<Answer, TransportError> {
-        let request = request(route, method, url, headers, body)?;
+        let request = request(route, host, method, url, headers, body)?;
         match self.send_request(request).await {
             Ok(answer) => Ok(answer),
             Err(Failure::NotSent(request)) if self.reused => {
@@ -269,6 +271,7 @@ impl Connection {
 /// tunnel, absolute-form to a forwarding proxy (with its credentials).
 fn request(
     route: &Route,
+    host: &HeaderValue,
     method: Method,
     url: &Url,
     mut headers: HeaderMap,
@@ -280,7 +283,7 @@ fn request(
     };
     let uri = Uri::try_from(target)
         .map_err(|e| TransportError::Setup(format!("`{target}` is not a request target: {e}")))?;
-    headers.insert(HOST, route.host(url)?);
+    headers.insert(HOST, host.clone());
     if !headers.contains_key(USER_AGENT_HEADER) {
         headers.insert(USER_AGENT_HEADER, HeaderValue::from_static(USER_AGENT));
     }
