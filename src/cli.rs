@@ -6,7 +6,6 @@ use crate::error::{
     EXIT_INTERRUPTED, EXIT_OK, EXIT_RETRY_LATER, EXIT_ROWS_REFUSED, EXIT_USAGE, RunError,
     print_stdout,
 };
-use crate::error_file::ErrorFormat;
 use crate::input::decode::encoding_for_label;
 use crate::input::{Format, InputOptions};
 use crate::ledger::export::{self, ExportFilter, ExportFormat};
@@ -14,6 +13,7 @@ use crate::mapping::{MappingOptions, parse_assignment};
 use crate::model::{Field, Stop, StopReason};
 use crate::normalize::Conventions;
 use crate::pipeline::{self, ImportSettings, RunMode};
+use crate::report::ErrorFormat;
 use crate::report::ProgressMode;
 use crate::retry::RetryPolicy;
 use crate::submit::SubmitSettings;
@@ -999,7 +999,7 @@ fn ledger(command: LedgerCommand) -> Result<i32, RunError> {
             match output {
                 Some(path) => {
                     // `-o roster-ledger.sqlite` would truncate the ledger before reading it.
-                    crate::outputs::check(&ledger, Some(&ledger), &[("--output", &path)])?;
+                    crate::report::outputs::check(&ledger, Some(&ledger), &[("--output", &path)])?;
                     let file = std::fs::File::create(&path).map_err(|e| RunError::Output {
                         path: path.clone(),
                         source: e,

@@ -4,8 +4,6 @@
 
 use crate::auth::AuthError;
 use crate::error::RunError;
-use crate::error_file::{ErrorFile, ErrorFormat};
-use crate::html_report::ReportCollector;
 use crate::input::{self, InputOptions, Record, RecordSource};
 use crate::ledger::SqliteLedger;
 use crate::ledger::lock::LedgerLock;
@@ -13,9 +11,12 @@ use crate::ledger::writer::{LedgerGone, LedgerSender, LedgerWriter, REPORT_CAPAC
 use crate::mapping::{Mapping, MappingOptions};
 use crate::model::{Field, Outcome, Person, RowReport, Stop, StopReason, Submission};
 use crate::normalize::Conventions;
-use crate::outputs::{self, Existing};
-use crate::password::{PasswordFile, PasswordKey, PasswordStatus};
+use crate::password::PasswordKey;
+use crate::report::ReportCollector;
+use crate::report::outputs::{self, Existing};
 use crate::report::{Aggregator, EarlyStop, ProgressMode, RowSet, StopRules, Summary};
+use crate::report::{ErrorFile, ErrorFormat};
+use crate::report::{PasswordFile, PasswordStatus};
 use crate::submit::{SubmitSettings, Submitter};
 use crate::targets::{PasswordUse, Target};
 use crate::validate::{Checked, Validator};

@@ -24,7 +24,7 @@ use crate::ledger::now_ms;
 use crate::ledger::writer::LedgerSender;
 use crate::mapping::Mapping;
 use crate::model::{ErrorCode, FieldError, Outcome, Person, Stop, StopReason, Submission};
-use crate::password::{PasswordFile, PasswordStatus};
+use crate::report::{PasswordFile, PasswordStatus};
 use crate::retry::{PauseGate, RetryPolicy};
 use crate::targets::{Target, Verdict};
 use bytes::Bytes;

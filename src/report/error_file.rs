@@ -183,6 +183,16 @@ impl ErrorFile {
     }
 }
 
+impl super::Sink for ErrorFile {
+    /// A refused row is written; any other is not this file's.
+    fn add(&mut self, report: &RowReport, _summary: &super::Summary) -> Result<(), RunError> {
+        match report.outcome.is_refused() {
+            true => self.write(report),
+            false => Ok(()),
+        }
+    }
+}
+
 /// Rewrites a CSV error file in `_row` order.
 fn sort_csv(path: &Path) -> std::io::Result<()> {
     let mut reader = csv::Reader::from_path(path)?;

@@ -24,16 +24,40 @@ struct Second {
 }
 
 /// Gathers what the page shows while the run goes on; memory is bounded.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ReportCollector {
+    started: std::time::Instant,
     seconds: Vec<Second>,
     groups: HashMap<(String, String), u64>,
     rows: Vec<(u64, String, String)>,
 }
 
+impl Default for ReportCollector {
+    fn default() -> Self {
+        ReportCollector {
+            started: std::time::Instant::now(),
+            seconds: Vec::new(),
+            groups: HashMap::new(),
+            rows: Vec::new(),
+        }
+    }
+}
+
+impl super::Sink for ReportCollector {
+    fn add(
+        &mut self,
+        report: &RowReport,
+        _summary: &Summary,
+    ) -> Result<(), crate::error::RunError> {
+        let at = self.started.elapsed().as_secs();
+        self.add_at(report, at);
+        Ok(())
+    }
+}
+
 impl ReportCollector {
     /// Adds one row's outcome, recorded `at_secs` seconds into the run.
-    pub fn add(&mut self, report: &RowReport, at_secs: u64) {
+    pub fn add_at(&mut self, report: &RowReport, at_secs: u64) {
         let at = at_secs as usize;
         if self.seconds.len() <= at {
             self.seconds.resize(at + 1, Second::default());
