@@ -3,9 +3,9 @@
 mod data;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use roster::mapping::MappingOptions;
 use roster::model::Stop;
 use roster::pipeline::{self, ImportSettings, RunMode};
+use roster::prepare::mapping::MappingOptions;
 use roster::report::ProgressMode;
 use roster::submit::SubmitSettings;
 use roster::targets::{self, TargetSpec};

@@ -4,10 +4,10 @@ mod data;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use roster::input::{self, Format};
-use roster::mapping::{Mapping, MappingOptions};
+use roster::prepare::mapping::{Mapping, MappingOptions};
+use roster::prepare::validate::{Checked, Validator};
 use roster::targets::Target;
 use roster::targets::sandbox::SandboxTarget;
-use roster::validate::{Checked, Validator};
 use std::sync::Arc;
 
 /// The allocator the `roster` binary uses, so the figure is the binary's.

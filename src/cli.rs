@@ -9,15 +9,15 @@ use crate::error::{
 use crate::input::decode::encoding_for_label;
 use crate::input::{Format, InputOptions};
 use crate::ledger::export::{self, ExportFilter, ExportFormat};
-use crate::mapping::{MappingOptions, parse_assignment};
 use crate::model::{Field, Stop, StopReason};
-use crate::normalize::Conventions;
 use crate::pipeline::{self, ImportSettings, RunMode};
+use crate::prepare::mapping::{MappingOptions, parse_assignment};
 use crate::report::ErrorFormat;
 use crate::report::ProgressMode;
 use crate::retry::RetryPolicy;
 use crate::submit::SubmitSettings;
 use crate::targets::{self, TargetSpec};
+use crate::values::Conventions;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use roster_sandbox::{Profile, Sandbox, SandboxConfig, SandboxCredentials};
 use serde::Deserialize;
@@ -571,7 +571,7 @@ fn mapping_options(common: &CommonArgs, config: &ConfigFile) -> Result<MappingOp
         Field::parse(name).ok_or_else(|| RunError::Usage(format!("config: unknown field `{name}`")))
     };
     for (name, column) in &config.map {
-        match crate::mapping::metadata_key(name) {
+        match crate::prepare::mapping::metadata_key(name) {
             Some(key) => options.metadata.push((key.to_string(), column.clone())),
             None => options.explicit.push((field(name)?, column.clone())),
         }
@@ -581,7 +581,7 @@ fn mapping_options(common: &CommonArgs, config: &ConfigFile) -> Result<MappingOp
     }
     for text in &common.map {
         if let Some((name, column)) = text.split_once('=')
-            && let Some(key) = crate::mapping::metadata_key(name)
+            && let Some(key) = crate::prepare::mapping::metadata_key(name)
         {
             options
                 .metadata
@@ -600,7 +600,7 @@ fn mapping_options(common: &CommonArgs, config: &ConfigFile) -> Result<MappingOp
 fn conventions(common: &CommonArgs, config: &ConfigFile) -> Result<Conventions, RunError> {
     let mut conventions = Conventions::default();
     if let Some(written) = common.region.as_ref().or(config.region.as_ref()) {
-        let region = crate::country::phone_region(written).ok_or_else(|| {
+        let region = crate::values::country::phone_region(written).ok_or_else(|| {
             RunError::Usage(format!(
                 "--region `{written}` is not a country (give an ISO code such as GB, or a name)"
             ))

@@ -5,20 +5,16 @@
 
 pub mod auth;
 pub mod cli;
-pub mod country;
 pub mod error;
 pub mod flow;
 pub mod http;
 pub mod input;
 pub mod ledger;
-pub mod mapping;
 pub mod model;
-pub mod normalize;
-pub mod password;
-pub mod phone;
 pub mod pipeline;
+pub mod prepare;
 pub mod report;
 pub mod retry;
 pub mod submit;
 pub mod targets;
-pub mod validate;
+pub mod values;

@@ -2,21 +2,21 @@
 //! normalising once.
 
 use proptest::prelude::*;
-use roster::{normalize, phone};
+use roster::values::{self, phone};
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
 
     #[test]
     fn clean_is_idempotent(s in any::<String>()) {
-        let once = normalize::clean(&s);
-        prop_assert_eq!(normalize::clean(&once), once);
+        let once = values::clean(&s);
+        prop_assert_eq!(values::clean(&once), once);
     }
 
     #[test]
     fn email_never_panics_and_is_idempotent(s in any::<String>()) {
-        if let Ok(once) = normalize::email(&s) {
-            prop_assert_eq!(normalize::email(&once), Ok(once.clone()));
+        if let Ok(once) = values::email(&s) {
+            prop_assert_eq!(values::email(&once), Ok(once.clone()));
             prop_assert!(once.rsplit_once('@').unwrap().1.is_ascii(), "domain sent as ASCII: {}", once);
         }
     }
@@ -24,8 +24,8 @@ proptest! {
     #[test]
     fn plausible_emails_are_idempotent(local in "[A-Za-z0-9._%+-]{1,20}", domain in "[a-zA-Zäöü0-9-]{1,12}", tld in "[a-z]{2,6}") {
         let raw = format!(" {local}@{domain}.{tld}\u{a0}");
-        if let Ok(once) = normalize::email(&raw) {
-            prop_assert_eq!(normalize::email(&once), Ok(once.clone()));
+        if let Ok(once) = values::email(&raw) {
+            prop_assert_eq!(values::email(&once), Ok(once.clone()));
             prop_assert!(once.is_ascii(), "{}", once);
         }
     }
@@ -58,8 +58,8 @@ proptest! {
 
     #[test]
     fn role_never_panics_and_is_idempotent(s in any::<String>()) {
-        if let Ok(once) = normalize::role(&s) {
-            prop_assert_eq!(normalize::role(&once), Ok(once.clone()));
+        if let Ok(once) = values::role(&s) {
+            prop_assert_eq!(values::role(&once), Ok(once.clone()));
         }
     }
 }

@@ -33,7 +33,7 @@ pub struct Refused {
     /// Where the row is in the input.
     pub row: u64,
     /// The identity: the email when the row had a valid one, else
-    /// [`crate::validate::UNIDENTIFIED_PREFIX`] and a hash of its cells.
+    /// [`crate::prepare::validate::UNIDENTIFIED_PREFIX`] and a hash of its cells.
     pub identity: Option<String>,
     /// What is wrong, per field.
     pub errors: Vec<FieldError>,

@@ -4,7 +4,7 @@
 //! after an attempt of roster's whose answer was lost).
 
 use crate::model::cells::neutralise;
-use crate::password::libc_nofollow;
+use crate::prepare::passwords::libc_nofollow;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -217,11 +217,11 @@ impl Target for Cradl {
 
     /// Cradl roles are role ids; a plain "user" means Cradl's default (no role ids).
     fn normalize_role(&self, raw: &str) -> Result<String, String> {
-        let value = crate::normalize::clean(raw);
+        let value = crate::values::clean(raw);
         if let Ok(ids) = role_id_list(&value) {
             return Ok(ids.join(","));
         }
-        match crate::normalize::role(&value) {
+        match crate::values::role(&value) {
             Ok(role) if role == "user" => Ok(String::new()),
             _ => Err(format!(
                 "`{value}` is not a Cradl role id (cradl:role:… — up to 32 letters, digits, - or _)"

@@ -193,7 +193,7 @@ pub trait Target: Send + Sync {
 
     /// Normalises a role cell into the target's vocabulary.
     fn normalize_role(&self, raw: &str) -> Result<String, String> {
-        crate::normalize::role(raw)
+        crate::values::role(raw)
     }
 
     /// The target's own rules beyond required fields and lengths (patterns, enumerations).

@@ -175,7 +175,7 @@ impl Target for Nexway {
     /// Nexway roles come from `--target-option roles=…`; the role column is not sent, so it
     /// is taken as written rather than refused for not being `user`/`organization-admin`.
     fn normalize_role(&self, raw: &str) -> Result<String, String> {
-        Ok(crate::normalize::clean(raw))
+        Ok(crate::values::clean(raw))
     }
 
     fn body(&self, user: &UserFields) -> Vec<u8> {

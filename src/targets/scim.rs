@@ -130,7 +130,7 @@ impl Target for Scim {
 
     /// Roles are not part of the SCIM core User; the column is not sent, so not judged.
     fn normalize_role(&self, raw: &str) -> Result<String, String> {
-        Ok(crate::normalize::clean(raw))
+        Ok(crate::values::clean(raw))
     }
 
     fn body(&self, user: &UserFields) -> Vec<u8> {

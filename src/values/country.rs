@@ -91,7 +91,7 @@ pub fn alpha2(written: &str) -> Option<&'static str> {
 /// The region phone numbers are read in for a country as written (its alpha-2 code, when
 /// libphonenumber has numbers for it).
 pub fn phone_region(written: &str) -> Option<&'static str> {
-    alpha2(written).filter(|id| crate::phone::is_region(id))
+    alpha2(written).filter(|id| crate::values::phone::is_region(id))
 }
 
 /// Lower case, diacritics dropped, only letters and digits kept: "España" → "espana",

@@ -3,12 +3,12 @@
 //! Pure and thread-safe, so chunks of records are checked in parallel on rayon.
 
 use crate::input::Record;
-use crate::mapping::Mapping;
 use crate::model::{ErrorCode, Field, FieldError, Person, Refused, UserFields};
-use crate::normalize::{self, Conventions};
-use crate::password::PasswordKey;
+use crate::prepare::mapping::Mapping;
+use crate::prepare::passwords::PasswordKey;
 use crate::targets::{PasswordUse, Target};
-use crate::{country, phone};
+use crate::values::{self, Conventions};
+use crate::values::{country, phone};
 use rayon::prelude::*;
 use std::sync::Arc;
 
@@ -87,19 +87,19 @@ impl Validator {
             };
             // Damaged text is refused whatever the field: sent on, it would create a person
             // named `L\u{FFFD}chel`.
-            if let Some(message) = normalize::damage(raw) {
+            if let Some(message) = values::damage(raw) {
                 errors.push(self.error(field, ErrorCode::Malformed, message));
                 continue;
             }
             let normalised = match field {
-                Field::Email => normalize::email(raw),
+                Field::Email => values::email(raw),
                 // Read once the country is known: it decides how a national number reads.
                 Field::Phone => continue,
                 Field::Role => self.target.normalize_role(self.conventions.role(raw)),
-                Field::Status => normalize::status(raw),
+                Field::Status => values::status(raw),
                 // Passwords are taken exactly as given: spaces may be part of them.
                 Field::Password => Ok(raw.to_string()),
-                _ => Ok(normalize::clean(raw)),
+                _ => Ok(values::clean(raw)),
             };
             match normalised {
                 Ok(value) => fields.set(field, Some(value)),
@@ -109,7 +109,7 @@ impl Validator {
         self.read_phone(&cells, &mut fields, &mut errors);
         for (key, column) in self.mapping.metadata() {
             if let Some(cell) = cells.get(*column) {
-                if let Some(message) = normalize::damage(cell) {
+                if let Some(message) = values::damage(cell) {
                     let header = self.mapping.headers().get(*column).cloned();
                     let header = header.unwrap_or_default();
                     errors.push(FieldError::local(
@@ -120,7 +120,7 @@ impl Validator {
                     ));
                     continue;
                 }
-                fields.push_metadata(key, normalize::clean(cell));
+                fields.push_metadata(key, values::clean(cell));
             }
         }
         self.split_full_name(&mut fields, &mut errors);
@@ -272,7 +272,7 @@ fn cells_hash(cells: &[String], columns: &[usize]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mapping::MappingOptions;
+    use crate::prepare::mapping::MappingOptions;
     use crate::targets::sandbox::SandboxTarget;
 
     fn validator(headers: &[&str]) -> Validator {

@@ -1,0 +1,139 @@
+//! Email addresses: trimmed and lower-cased, checked strictly, never repaired; international
+//! domains sent as ASCII.
+
+use super::clean;
+
+/// Normalises an email address: trimmed and lower-cased, never otherwise repaired.
+/// The error is a message for the person who will fix the cell.
+pub fn email(raw: &str) -> Result<String, String> {
+    let value = clean(raw).to_lowercase();
+    check_email(&value)?;
+    // Internationalised domains are sent as ASCII (punycode), which every API accepts.
+    match value.rsplit_once('@') {
+        Some((local, domain)) if !domain.is_ascii() => {
+            let ascii = idna::domain_to_ascii(domain).map_err(|_| {
+                format!("`{value}`: domain `{domain}` is not a valid internationalised domain name")
+            })?;
+            Ok(format!("{local}@{ascii}"))
+        }
+        _ => Ok(value),
+    }
+}
+
+fn check_email(value: &str) -> Result<(), String> {
+    if value.starts_with("mailto:") {
+        return Err(format!(
+            "`{value}` has a `mailto:` prefix; give the address alone"
+        ));
+    }
+    if value.chars().any(char::is_whitespace) {
+        return Err(format!("`{value}` contains a space"));
+    }
+    let Some((local, domain)) = value.rsplit_once('@') else {
+        return Err(format!("`{value}` has no `@`"));
+    };
+    if local.contains('@') {
+        return Err(format!("`{value}` has more than one `@`"));
+    }
+    if local.is_empty() {
+        return Err(format!("`{value}` has nothing before the `@`"));
+    }
+    if local.len() > 64 {
+        return Err(format!(
+            "`{value}`: the part before `@` is longer than 64 characters"
+        ));
+    }
+    if !local.is_ascii() {
+        return Err(format!(
+            "`{value}`: the part before `@` has non-ASCII characters"
+        ));
+    }
+    let local_ok = local
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+/=?^_`{|}~.-".contains(&b));
+    if !local_ok {
+        return Err(format!(
+            "`{value}`: the part before `@` has a character not allowed there"
+        ));
+    }
+    if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
+        return Err(format!("`{value}`: misplaced `.` before the `@`"));
+    }
+    if domain.is_empty() {
+        return Err(format!("`{value}` has no domain after the `@`"));
+    }
+    if !domain.contains('.') {
+        return Err(format!("`{value}`: domain `{domain}` has no `.`"));
+    }
+    for label in domain.split('.') {
+        let ok = !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label.chars().all(|c| c.is_alphanumeric() || c == '-');
+        if !ok {
+            return Err(format!(
+                "`{value}`: domain `{domain}` is not a valid domain name"
+            ));
+        }
+    }
+    let tld = domain.rsplit('.').next().unwrap_or_default();
+    if tld.len() < 2 || tld.chars().all(|c| c.is_ascii_digit()) {
+        return Err(format!(
+            "`{value}`: domain `{domain}` has no valid top-level domain"
+        ));
+    }
+    if value.len() > 254 {
+        return Err(format!("`{value}` is longer than 254 characters"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_lowercased_and_never_repaired() {
+        assert_eq!(
+            email("  Ann.Lee@Example.COM ").unwrap(),
+            "ann.lee@example.com"
+        );
+        for bad in [
+            "ann lee@example.com",
+            "ann.example.com",
+            "mailto:ann@example.com",
+            "ann@@example.com",
+            "ann@example",
+            "ann@-example.com",
+            ".ann@example.com",
+            "anné@example.com",
+            "ann@example.c",
+            "",
+        ] {
+            assert!(email(bad).is_err(), "{bad} should be refused");
+        }
+    }
+
+    #[test]
+    fn idn_domains_become_ascii() {
+        assert!(
+            email("jörg@bücher.de").is_err(),
+            "a non-ASCII local part is refused"
+        );
+        assert_eq!(email("ann@bücher.de").unwrap(), "ann@xn--bcher-kva.de");
+        assert_eq!(
+            email("ann@xn--bcher-kva.de").unwrap(),
+            "ann@xn--bcher-kva.de"
+        );
+    }
+
+    #[test]
+    fn email_messages_say_what_is_wrong() {
+        assert_eq!(
+            email("ann.example.com").unwrap_err(),
+            "`ann.example.com` has no `@`"
+        );
+        assert!(email("ann @x.io").unwrap_err().contains("contains a space"));
+    }
+}

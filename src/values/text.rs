@@ -1,0 +1,129 @@
+//! Text as a cell holds it: trimmed of all Unicode whitespace, in NFC, line breaks folded;
+//! damaged text (a byte that was not text, a control character) refused; account statuses.
+
+use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfc_quick};
+
+/// Trims all Unicode whitespace (including NBSP) and puts the text in Unicode NFC.
+/// Nothing inside the value is changed otherwise.
+pub fn clean(raw: &str) -> String {
+    let trimmed = raw.trim_matches(|c: char| c.is_whitespace() || c == '\u{FEFF}');
+    // A quoted cell may span lines ("Sales\nEMEA"): one space for each run of line breaks
+    // and tabs, as the cell reads on one line.
+    let folded;
+    let trimmed = if trimmed.bytes().any(|b| matches!(b, b'\t' | b'\r' | b'\n')) {
+        folded = fold_breaks(trimmed);
+        folded.as_str()
+    } else {
+        trimmed
+    };
+    if trimmed.is_ascii() || is_nfc_quick(trimmed.chars()) == IsNormalized::Yes {
+        trimmed.to_string()
+    } else {
+        trimmed.nfc().collect()
+    }
+}
+
+/// Replaces each run of tabs and line breaks with one space.
+fn fold_breaks(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut in_break = false;
+    for c in text.chars() {
+        if matches!(c, '\t' | '\r' | '\n') {
+            if !in_break {
+                out.push(' ');
+            }
+            in_break = true;
+        } else {
+            out.push(c);
+            in_break = false;
+        }
+    }
+    out
+}
+
+/// Why `raw` cannot be trusted as text, if it cannot: a U+FFFD replacement character (the
+/// file's encoding was damaged: a byte that was not text in its encoding) or a C0/C1 control
+/// character (NUL, escape, U+0085 from a misread Windows-1252 file). Tabs and line breaks are
+/// layout, not damage: [`clean`] folds them into spaces.
+pub fn damage(raw: &str) -> Option<String> {
+    let value = raw.trim_matches(|c: char| c.is_whitespace() || c == '\u{FEFF}');
+    if let Some(at) = value.find('\u{FFFD}') {
+        let near: String = value[..at]
+            .chars()
+            .rev()
+            .take(12)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        return Some(match near.is_empty() {
+            true => "the file's encoding was damaged here: the cell starts with a byte that is not text (U+FFFD); fix the cell or give --encoding".into(),
+            false => format!(
+                "the file's encoding was damaged near `{near}`: a byte there is not text (U+FFFD); fix the cell or give --encoding"
+            ),
+        });
+    }
+    value
+        .chars()
+        .find(|c| c.is_control() && !matches!(c, '\t' | '\r' | '\n'))
+        .map(|c| format!("holds a control character (U+{:04X}); remove it", c as u32))
+}
+
+/// An account status as `active` or `inactive`: "Active", "Enabled", "Yes", "True", "1" (and
+/// their opposites, "Suspended", "Blocked") in any case; anything else is refused.
+pub fn status(raw: &str) -> Result<String, String> {
+    let value = clean(raw);
+    let key: String = value
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '-' | '_'))
+        .flat_map(char::to_lowercase)
+        .collect();
+    match key.as_str() {
+        "active" | "enabled" | "enable" | "yes" | "y" | "true" | "1" => Ok("active".into()),
+        "inactive" | "disabled" | "disable" | "no" | "n" | "false" | "0" | "suspended"
+        | "blocked" | "deactivated" => Ok("inactive".into()),
+        _ => Err(format!(
+            "`{value}` is not a known status (active/enabled/yes or inactive/disabled/no)"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn damaged_text_is_named_and_clean_text_passes() {
+        assert!(damage("L\u{FFFD}chel").unwrap().contains("near `L`"));
+        assert!(damage("\u{FFFD}x").unwrap().contains("starts with"));
+        assert!(damage("Ann\u{0}").unwrap().contains("U+0000"));
+        assert_eq!(damage("Sales\r\nEMEA"), None, "a multi-line cell is layout");
+        assert_eq!(clean(" Sales\r\nEMEA\t1 "), "Sales EMEA 1");
+        assert!(damage("\u{1b}[31mred").unwrap().contains("U+001B"));
+        assert!(damage("Jo\u{85}e").unwrap().contains("U+0085"), "C1 too");
+        assert_eq!(damage("  Zoë Ünal\t"), None);
+        assert_eq!(damage("李小龍"), None);
+    }
+
+    #[test]
+    fn statuses_have_two_values() {
+        for (raw, want) in [
+            ("Active", "active"),
+            (" ENABLED ", "active"),
+            ("TRUE", "active"),
+            ("Disabled", "inactive"),
+            ("no", "inactive"),
+            ("Suspended", "inactive"),
+        ] {
+            assert_eq!(status(raw).unwrap(), want, "{raw}");
+        }
+        assert!(status("maybe").is_err());
+    }
+
+    #[test]
+    fn clean_trims_unicode_space_and_composes() {
+        assert_eq!(clean("\u{a0} Zoë \t"), "Zoë");
+        assert_eq!(clean("Zoe\u{308}"), "Zo\u{eb}");
+        assert_eq!(clean("O'Brien Jr."), "O'Brien Jr.");
+    }
+}
