@@ -5,9 +5,9 @@
 use crate::auth::AuthError;
 use crate::error::RunError;
 use crate::input::{self, InputOptions, Record, RecordSource};
-use crate::ledger::SqliteLedger;
 use crate::ledger::lock::LedgerLock;
 use crate::ledger::writer::{LedgerGone, LedgerSender, LedgerWriter, REPORT_CAPACITY};
+use crate::ledger::{Ledger, SqliteLedger};
 use crate::model::{Field, Outcome, Person, RowReport, Stop, StopReason, Submission};
 use crate::prepare::mapping::{Mapping, MappingOptions};
 use crate::prepare::passwords::PasswordKey;
@@ -204,20 +204,22 @@ pub async fn run(
         .map_err(|e| RunError::Startup(format!("cannot create a temporary directory: {e}")))?;
     let ledger_path = match settings.mode {
         RunMode::Send => settings.ledger.clone(),
-        RunMode::DryRun => copy_ledger(&settings.ledger, scratch.path())?,
+        RunMode::DryRun => crate::ledger::snapshot(&settings.ledger, scratch.path())?,
         RunMode::ValidateOnly => scratch.path().join("ledger.sqlite"),
     };
     let source_name = settings.input.display().to_string();
     // One run per ledger (a dry run only reads a copy, so it needs no lock); the lock is
     // held by the ledger and released after its connection closes.
-    let mut ledger = match settings.mode {
-        RunMode::Send => {
-            let lock = LedgerLock::acquire(&settings.ledger)?;
-            SqliteLedger::open(&ledger_path, target.ledger_key(), &source_name)?.holding(lock)
+    let mut ledger: Box<dyn Ledger> = Box::new(
+        match settings.mode {
+            RunMode::Send => {
+                let lock = LedgerLock::acquire(&settings.ledger)?;
+                SqliteLedger::open(&ledger_path, target.ledger_key(), &source_name)?.holding(lock)
+            }
+            _ => SqliteLedger::open(&ledger_path, target.ledger_key(), &source_name)?,
         }
-        _ => SqliteLedger::open(&ledger_path, target.ledger_key(), &source_name)?,
-    }
-    .retrying_rejected(settings.retry_rejected);
+        .retrying_rejected(settings.retry_rejected),
+    );
     if sending {
         for (other, people) in ledger.other_accounts()? {
             eprintln!(
@@ -228,7 +230,7 @@ pub async fn run(
             );
         }
         if let (Some(file), Some(key)) = (&passwords, &password_key) {
-            write_owed_passwords(&mut ledger, file, key, target.ledger_key())?;
+            write_owed_passwords(ledger.as_mut(), file, key, target.ledger_key())?;
         }
     }
 
@@ -437,7 +439,7 @@ pub fn check_endpoint(endpoint: &str) -> Result<(), RunError> {
 /// Writes the password lines an earlier run owes (its disk was full when it created them):
 /// derived again from the key, so nothing is lost.
 fn write_owed_passwords(
-    ledger: &mut SqliteLedger,
+    ledger: &mut dyn Ledger,
     file: &PasswordFile,
     key: &PasswordKey,
     scope: &str,
@@ -657,23 +659,4 @@ pub fn redact(value: &mut serde_json::Value) {
         serde_json::Value::Array(items) => items.iter_mut().for_each(redact),
         _ => {}
     }
-}
-
-/// A consistent copy of the ledger for a dry run (an empty one if there is none yet).
-fn copy_ledger(ledger: &Path, dir: &Path) -> Result<PathBuf, RunError> {
-    let copy = dir.join("ledger-copy.sqlite");
-    if ledger.exists() {
-        let err = |e: rusqlite::Error| RunError::Ledger {
-            path: ledger.to_path_buf(),
-            message: e.to_string(),
-        };
-        let conn = rusqlite::Connection::open_with_flags(
-            ledger,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )
-        .map_err(err)?;
-        conn.execute("VACUUM INTO ?1", [copy.display().to_string()])
-            .map_err(err)?;
-    }
-    Ok(copy)
 }

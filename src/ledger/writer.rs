@@ -9,7 +9,7 @@
 //! large commits. The writer is also the only sender of reports, so every row's report
 //! follows its commit, in order.
 
-use super::SqliteLedger;
+use super::{Ledger, RowWork};
 use crate::error::RunError;
 use crate::model::{Person, Refused, RowReport, Stop, StopReason, Submission};
 use std::sync::Arc;
@@ -157,7 +157,7 @@ pub struct LedgerGone;
 /// The running ledger thread.
 pub struct LedgerWriter {
     sender: LedgerSender,
-    thread: JoinHandle<Result<SqliteLedger, RunError>>,
+    thread: JoinHandle<Result<Box<dyn Ledger>, RunError>>,
 }
 
 impl LedgerWriter {
@@ -165,7 +165,7 @@ impl LedgerWriter {
     /// that fails stops the run (`stop`) at once, so nothing more is sent that could not be
     /// recorded.
     pub fn spawn(
-        ledger: SqliteLedger,
+        ledger: Box<dyn Ledger>,
         reports: std_mpsc::SyncSender<Vec<RowReport>>,
         stop: Arc<Stop>,
     ) -> Result<LedgerWriter, RunError> {
@@ -198,7 +198,7 @@ impl LedgerWriter {
     }
 
     /// Waits for every sender to be dropped and all work to be committed.
-    pub fn finish(self) -> Result<SqliteLedger, RunError> {
+    pub fn finish(self) -> Result<Box<dyn Ledger>, RunError> {
         drop(self.sender);
         self.thread
             .join()
@@ -207,11 +207,11 @@ impl LedgerWriter {
 }
 
 fn run(
-    mut ledger: SqliteLedger,
+    mut ledger: Box<dyn Ledger>,
     mut rx: mpsc::UnboundedReceiver<Command>,
     reports_tx: std_mpsc::SyncSender<Vec<RowReport>>,
     budget: &Semaphore,
-) -> Result<SqliteLedger, RunError> {
+) -> Result<Box<dyn Ledger>, RunError> {
     let mut waiting = Waiting::default();
     loop {
         if waiting.is_empty() {
@@ -237,25 +237,24 @@ fn run(
             let rows = std::mem::take(&mut waiting.rows);
             permits += rows.iter().map(|c| c.permits() as usize).sum::<usize>();
             waiting.held = waiting.results.len();
-            ledger.transaction(|l| {
-                for command in rows {
-                    match command {
-                        Command::Claim {
-                            users,
-                            limit,
-                            reply,
-                        } => {
-                            let answer = l.claim_up_to(users, limit, &mut reports)?;
-                            replies.push((reply, answer));
-                        }
-                        Command::Invalid(rows) => l.record_invalid(rows, &mut reports)?,
-                        Command::Report(mut passed) => reports.append(&mut passed),
-                        Command::Done(_) => unreachable!("results are queued apart"),
+            let work: Vec<RowWork> = rows
+                .into_iter()
+                .map(|command| match command {
+                    Command::Claim {
+                        users,
+                        limit,
+                        reply,
+                    } => {
+                        replies.push(reply);
+                        RowWork::Claim { users, limit }
                     }
-                }
-                Ok(())
-            })?;
-            for (reply, answer) in replies {
+                    Command::Invalid(rows) => RowWork::Invalid(rows),
+                    Command::Report(passed) => RowWork::Report(passed),
+                    Command::Done(_) => unreachable!("results are queued apart"),
+                })
+                .collect();
+            let answers = ledger.write_rows(work, &mut reports)?;
+            for (reply, answer) in replies.into_iter().zip(answers) {
                 let _ = reply.send(answer);
             }
         }
@@ -264,7 +263,7 @@ fn run(
             let results = waiting.results.drain(..take);
             waiting.held -= take;
             permits += take;
-            ledger.transaction(|l| l.record_submissions(results, &mut reports))?;
+            ledger.write_results(results.collect(), &mut reports)?;
         }
         if !reports.is_empty() && reports_tx.send(reports).is_err() {
             // The aggregator is gone (it failed writing the error file and stopped the run):
@@ -281,14 +280,15 @@ fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::tests::{submission, user};
+    use crate::ledger::SqliteLedger;
+    use crate::ledger::sqlite::tests::{submission, user};
     use crate::model::Outcome;
 
     #[test]
     fn a_backlog_of_results_larger_than_a_transaction_is_all_recorded() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("l.sqlite");
-        let ledger = SqliteLedger::open(&path, "t", "f.csv").unwrap();
+        let ledger = Box::new(SqliteLedger::open(&path, "t", "f.csv").unwrap());
         let (reports_tx, reports_rx) = std_mpsc::sync_channel(REPORT_CAPACITY);
         let writer = LedgerWriter::spawn(ledger, reports_tx, Arc::default()).unwrap();
         let sender = writer.sender();
@@ -321,7 +321,8 @@ mod tests {
     #[test]
     fn the_channels_are_bounded_so_a_stalled_writer_pushes_back() {
         let dir = tempfile::tempdir().unwrap();
-        let ledger = SqliteLedger::open(&dir.path().join("l.sqlite"), "t", "f.csv").unwrap();
+        let ledger =
+            Box::new(SqliteLedger::open(&dir.path().join("l.sqlite"), "t", "f.csv").unwrap());
         // Nobody reads the reports: the writer blocks on them, then its commands fill up.
         let (reports_tx, _reports_rx) = std_mpsc::sync_channel(REPORT_CAPACITY);
         let writer = LedgerWriter::spawn(ledger, reports_tx, Arc::default()).unwrap();

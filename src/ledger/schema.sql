@@ -1,0 +1,48 @@
+-- The results ledger (SQLite). PRAGMA user_version holds the schema's version: 2.
+-- STRICT tables: a value of the wrong type is refused, not stored.
+
+CREATE TABLE IF NOT EXISTS entries (
+    target           TEXT    NOT NULL,
+    identity         TEXT    NOT NULL,
+    -- sending: claimed by a run that has not recorded its end; unsent: claimed, then
+    -- released unsent when the run stopped.
+    state            TEXT    NOT NULL CHECK (state IN ('sending', 'created', 'exists',
+                                                      'rejected', 'failed', 'invalid', 'unsent')),
+    remote_id        TEXT,
+    http_status      INTEGER,
+    attempts         INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    content_hash     INTEGER,
+    first_attempt_ms INTEGER,
+    last_attempt_ms  INTEGER,
+    updated_ms       INTEGER NOT NULL,
+    source_file      TEXT,
+    source_row       INTEGER,
+    run_id           INTEGER,
+    errors           TEXT,
+    response_body    TEXT,
+    -- A create may have reached the target without roster learning its outcome.
+    uncertain        INTEGER NOT NULL DEFAULT 0 CHECK (uncertain IN (0, 1)),
+    -- Recorded created after the target said it exists: probably roster's, not certainly.
+    unconfirmed      INTEGER NOT NULL DEFAULT 0 CHECK (unconfirmed IN (0, 1)),
+    -- The generated password's line could not be written: the next run writes it.
+    password_owed    INTEGER NOT NULL DEFAULT 0 CHECK (password_owed IN (0, 1)),
+    PRIMARY KEY (target, identity)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS runs (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    target      TEXT    NOT NULL,
+    source_file TEXT    NOT NULL,
+    pid         INTEGER NOT NULL,
+    started_ms  INTEGER NOT NULL,
+    finished_ms INTEGER,
+    summary     TEXT
+) STRICT;
+
+-- What roster wrote of each output (the error file), so it never overwrites a changed one.
+CREATE TABLE IF NOT EXISTS outputs (
+    path        TEXT    PRIMARY KEY,
+    length      INTEGER NOT NULL,
+    hash        INTEGER NOT NULL,
+    written_ms  INTEGER NOT NULL
+) STRICT;

@@ -1,0 +1,1034 @@
+//! The ledger in SQLite (WAL): one row per identity in a STRICT table (`schema.sql`), plus one
+//! row per run and one per output written. Older ledgers are migrated on open.
+
+use super::{Claimed, Entry, Ledger, RowWork, lock, seen};
+use crate::error::RunError;
+use crate::model::{FieldError, FirstRow, Outcome, Person, Refused, RowReport, Submission};
+use rusqlite::{Connection, params};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The schema this roster writes (`PRAGMA user_version`); older ledgers are migrated on open.
+const SCHEMA_VERSION: i64 = 2;
+
+/// The tables, as `schema.sql` defines them.
+const SCHEMA: &str = include_str!("schema.sql");
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// How a claim is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Claim {
+    /// Only for an identity the ledger has never seen.
+    IfNew,
+    /// Whatever the ledger holds for the identity.
+    Always,
+}
+
+/// An entry's `state` column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Sending,
+    Created,
+    Exists,
+    Rejected,
+    Invalid,
+    Other,
+}
+
+impl State {
+    fn parse(text: &str) -> State {
+        match text {
+            "sending" => State::Sending,
+            "created" => State::Created,
+            "exists" => State::Exists,
+            "rejected" => State::Rejected,
+            "invalid" => State::Invalid,
+            _ => State::Other,
+        }
+    }
+}
+
+/// A connection to the ledger for one run against one target.
+pub struct SqliteLedger {
+    conn: Connection,
+    path: PathBuf,
+    target: String,
+    source_file: String,
+    run_id: i64,
+    /// Rows of this run found already done, by identity hash → row: they are not written
+    /// back (an idle re-run of a million done rows would otherwise rewrite the whole ledger),
+    /// so a repeat of one within the file is caught here.
+    done_this_run: seen::SeenRows,
+    /// Whether the last claimed identity was new to the ledger: a first import (or a file of
+    /// new people) then claims with one insert per row instead of a lookup and an insert.
+    expect_new: bool,
+    /// `--retry-rejected`: rows the API refused before are sent again even if unchanged.
+    retry_rejected: bool,
+    /// The run's lock on the ledger file; declared last so it is released only after the
+    /// connection is closed (closing another descriptor of the file first would drop
+    /// SQLite's own POSIX locks on it).
+    lock: Option<lock::LedgerLock>,
+}
+
+impl SqliteLedger {
+    /// Opens (creating if needed) the ledger at `path` and starts a run for `target` reading
+    /// `source_file`.
+    pub fn open(path: &Path, target: &str, source_file: &str) -> Result<SqliteLedger, RunError> {
+        let err = |e: rusqlite::Error| ledger_error(path, e);
+        let conn = Connection::open(path).map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(err)?;
+        migrate(&conn, path)?;
+        conn.execute(
+            "INSERT INTO runs (target, source_file, pid, started_ms) VALUES (?1, ?2, ?3, ?4)",
+            params![target, source_file, std::process::id(), now_ms()],
+        )
+        .map_err(err)?;
+        let run_id = conn.last_insert_rowid();
+        Ok(SqliteLedger {
+            conn,
+            path: path.to_path_buf(),
+            target: target.to_string(),
+            source_file: source_file.to_string(),
+            run_id,
+            done_this_run: seen::SeenRows::default(),
+            expect_new: true,
+            retry_rejected: false,
+            lock: None,
+        })
+    }
+
+    /// Keeps the run's lock with the connection, released after it closes.
+    pub fn holding(mut self, lock: lock::LedgerLock) -> SqliteLedger {
+        self.lock = Some(lock);
+        self
+    }
+
+    /// `--retry-rejected`: send rows the API refused before even when unchanged.
+    pub fn retrying_rejected(mut self, on: bool) -> SqliteLedger {
+        self.retry_rejected = on;
+        self
+    }
+
+    /// The ledger file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `work` in one transaction.
+    pub fn transaction<T>(
+        &mut self,
+        work: impl FnOnce(&mut Self) -> rusqlite::Result<T>,
+    ) -> Result<T, RunError> {
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| ledger_error(&self.path, e))?;
+        match work(self) {
+            Ok(value) => {
+                self.conn
+                    .execute_batch("COMMIT")
+                    .map_err(|e| ledger_error(&self.path, e))?;
+                Ok(value)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(ledger_error(&self.path, e))
+            }
+        }
+    }
+
+    /// Decides each ready user's fate against the ledger: users to send are claimed
+    /// (`sending`) and returned; the rest (already done, repeated in this file, refused before
+    /// with the same content) are reported into `reports`.
+    pub fn claim(
+        &mut self,
+        users: Vec<Person>,
+        reports: &mut Vec<RowReport>,
+    ) -> rusqlite::Result<Vec<Person>> {
+        Ok(self.claim_up_to(users, usize::MAX, reports)?.0)
+    }
+
+    /// [`claim`](Self::claim) that stops once `limit` users are claimed, returning them and
+    /// the users it did not reach. Done rows cost no claim, so a re-run of a file that is
+    /// all done goes through in one call.
+    pub fn claim_up_to(
+        &mut self,
+        users: Vec<Person>,
+        limit: usize,
+        reports: &mut Vec<RowReport>,
+    ) -> rusqlite::Result<(Vec<Person>, Vec<Person>)> {
+        let now = now_ms();
+        let mut to_send = Vec::with_capacity(users.len().min(limit));
+        let mut users = users.into_iter();
+        while to_send.len() < limit {
+            let Some(user) = users.next() else {
+                break;
+            };
+            if self.expect_new && self.write_claim(&user, now, Claim::IfNew)? {
+                to_send.push(user);
+                continue;
+            }
+            if let Some(user) = self.unsettled(user, reports)? {
+                self.write_claim(&user, now, Claim::Always)?;
+                to_send.push(user);
+            }
+        }
+        Ok((to_send, users.collect()))
+    }
+
+    /// Marks `user` `sending`; true if it did (with [`Claim::IfNew`], false means the ledger
+    /// already knew the identity and nothing was written). An uncertain user stays uncertain
+    /// in the ledger, so a run stopped before sending it again does not forget it.
+    fn write_claim(&mut self, user: &Person, now: i64, how: Claim) -> rusqlite::Result<bool> {
+        macro_rules! insert_sending {
+            () => {
+                "INSERT INTO entries (target, identity, state, content_hash, updated_ms,
+                                      source_file, source_row, run_id, uncertain)
+                 VALUES (?1, ?2, 'sending', ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (target, identity) "
+            };
+        }
+        let sql = match how {
+            Claim::IfNew => concat!(insert_sending!(), "DO NOTHING"),
+            Claim::Always => concat!(
+                insert_sending!(),
+                "DO UPDATE SET
+                    state = 'sending', content_hash = excluded.content_hash,
+                    updated_ms = excluded.updated_ms, source_file = excluded.source_file,
+                    source_row = excluded.source_row, run_id = excluded.run_id,
+                    uncertain = max(entries.uncertain, excluded.uncertain)"
+            ),
+        };
+        let written = self.conn.prepare_cached(sql)?.execute(params![
+            self.target,
+            user.identity,
+            user.content_hash as i64,
+            now,
+            self.source_file,
+            user.row,
+            self.run_id,
+            user.uncertain,
+        ])?;
+        Ok(written == 1)
+    }
+
+    /// Looks `user`'s identity up: `user` back (with what the ledger knows) if it is to be
+    /// sent — never seen, or seen but not settled (refused with other content, failed, in
+    /// flight when a run died, created without its follow-up step) — else `None`, its report
+    /// pushed (done, refused unchanged, or a repeat within this run). Also notes whether to
+    /// expect the next identity to be new.
+    fn unsettled(
+        &mut self,
+        mut user: Person,
+        reports: &mut Vec<RowReport>,
+    ) -> rusqlite::Result<Option<Person>> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT state, run_id, source_row, content_hash, errors, http_status, remote_id,
+                    uncertain
+             FROM entries WHERE target = ?1 AND identity = ?2",
+        )?;
+        let mut rows = statement.query(params![self.target, user.identity])?;
+        let Some(r) = rows.next()? else {
+            self.expect_new = true;
+            return Ok(Some(user));
+        };
+        self.expect_new = false;
+        // Read as borrowed text: most rows of a re-run are done, and need nothing else.
+        let state = State::parse(r.get_ref(0)?.as_str().unwrap_or(""));
+        let run_id = r.get::<_, Option<i64>>(1)?;
+        let identity_hash = xxhash_rust::xxh3::xxh3_64(user.identity.as_bytes());
+        let first_this_run = match run_id == Some(self.run_id) {
+            // Claimed in this run: its state now says how it went, or that it is in flight.
+            true => Some((
+                r.get::<_, Option<i64>>(2)?.unwrap_or(0) as u64,
+                match state {
+                    State::Created | State::Exists => FirstRow::Done,
+                    State::Sending => FirstRow::Pending,
+                    _ => FirstRow::Refused,
+                },
+            )),
+            false => self
+                .done_this_run
+                .get(identity_hash)
+                .map(|row| (u64::from(row), FirstRow::Done)),
+        };
+        if let Some((first, first_state)) = first_this_run {
+            let error = FieldError::local(
+                Some(crate::model::Field::Email),
+                "",
+                crate::model::ErrorCode::Duplicate,
+                format!("duplicate of row {first}"),
+            );
+            let outcome = Outcome::Duplicate {
+                of: first,
+                first: first_state,
+            };
+            reports.push(RowReport::local(user.row, outcome, vec![error], user.cells));
+            return Ok(None);
+        }
+        let unchanged_refusal = state == State::Rejected
+            && !self.retry_rejected
+            && r.get::<_, Option<i64>>(3)? == Some(user.content_hash as i64);
+        if matches!(state, State::Created | State::Exists) || unchanged_refusal {
+            self.done_this_run
+                .insert(identity_hash, u32::try_from(user.row).unwrap_or(u32::MAX));
+            let report = if unchanged_refusal {
+                let errors: Vec<FieldError> = r
+                    .get::<_, Option<String>>(4)?
+                    .and_then(|e| serde_json::from_str(&e).ok())
+                    .unwrap_or_default();
+                let outcome = Outcome::StillRefused {
+                    status: Some(r.get::<_, Option<u16>>(5)?.unwrap_or(400)),
+                };
+                RowReport::local(user.row, outcome, errors, user.cells)
+            } else {
+                RowReport::local(user.row, Outcome::Skipped, Vec::new(), user.cells)
+            };
+            reports.push(report);
+            return Ok(None);
+        }
+        // Created in an earlier run, but a later step (setting the password) did not finish:
+        // resume at that step.
+        user.remote_id = r.get(6)?;
+        // Claimed by a run that never recorded its end (killed), or ended after an attempt
+        // whose outcome is unknown: its request may have created the user.
+        user.uncertain = state == State::Sending || r.get::<_, bool>(7)?;
+        Ok(Some(user))
+    }
+
+    /// Records rows refused locally (those with an identity) and reports them. A locally
+    /// refused row never overwrites an identity that is created, present or in flight, one
+    /// claimed earlier in this run (a later repeat must not undo an earlier row), or one whose
+    /// create may have landed. A row refused the same way before is reported as such.
+    pub fn record_invalid(
+        &mut self,
+        rows: Vec<Refused>,
+        reports: &mut Vec<RowReport>,
+    ) -> rusqlite::Result<()> {
+        let now = now_ms();
+        for row in rows {
+            let mut outcome = Outcome::Invalid;
+            if let Some(identity) = &row.identity {
+                let before: Option<(String, Option<i64>)> = self
+                    .conn
+                    .prepare_cached(
+                        "SELECT state, content_hash FROM entries WHERE target = ?1 AND identity = ?2",
+                    )?
+                    .query_row(params![self.target, identity], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
+                    .map(Some)
+                    .or_else(|e| match e {
+                        rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                        e => Err(e),
+                    })?;
+                let unchanged = before.as_ref().is_some_and(|(state, hash)| {
+                    State::parse(state) == State::Invalid && *hash == Some(row.content_hash as i64)
+                });
+                if unchanged {
+                    outcome = Outcome::StillRefused { status: None };
+                } else {
+                    let errors = serde_json::to_string(&row.errors).unwrap_or_default();
+                    self.conn
+                        .prepare_cached(
+                            "INSERT INTO entries (target, identity, state, updated_ms, source_file,
+                                                  source_row, errors, content_hash)
+                             VALUES (?1, ?2, 'invalid', ?3, ?4, ?5, ?6, ?8)
+                             ON CONFLICT (target, identity) DO UPDATE SET
+                                state = 'invalid', updated_ms = excluded.updated_ms,
+                                source_file = excluded.source_file,
+                                source_row = excluded.source_row, errors = excluded.errors,
+                                content_hash = excluded.content_hash
+                             WHERE entries.state IN ('invalid', 'failed', 'rejected', 'unsent')
+                               AND entries.uncertain = 0
+                               AND entries.run_id IS NOT ?7",
+                        )?
+                        .execute(params![
+                            self.target,
+                            identity,
+                            now,
+                            self.source_file,
+                            row.row,
+                            errors,
+                            self.run_id,
+                            row.content_hash as i64,
+                        ])?;
+                }
+            }
+            reports.push(RowReport::local(row.row, outcome, row.errors, row.cells));
+        }
+        Ok(())
+    }
+
+    /// Records the end of each submission and reports it (one prepared statement for all:
+    /// looking it up in the statement cache per row hashed its text every time).
+    pub fn record_submissions(
+        &mut self,
+        submissions: impl IntoIterator<Item = Submission>,
+        reports: &mut Vec<RowReport>,
+    ) -> rusqlite::Result<()> {
+        let mut update = self.conn.prepare_cached(
+            "UPDATE entries SET state = ?3, remote_id = COALESCE(?4, remote_id),
+                http_status = COALESCE(?5, http_status), attempts = attempts + ?6,
+                first_attempt_ms = COALESCE(first_attempt_ms, ?7), last_attempt_ms = COALESCE(?8, last_attempt_ms),
+                updated_ms = ?9, errors = ?10, response_body = ?11, uncertain = ?12,
+                unconfirmed = ?13, password_owed = ?14
+             WHERE target = ?1 AND identity = ?2",
+        )?;
+        let now = now_ms();
+        for done in submissions {
+            let errors = if done.errors.is_empty() {
+                None
+            } else {
+                Some(serde_json::to_string(&done.errors).unwrap_or_default())
+            };
+            // Unknown still: only an answer (or a row never sent) settles it.
+            let uncertain = done.user.uncertain
+                && matches!(done.outcome, Outcome::Failed { .. } | Outcome::NotProcessed);
+            update.execute(params![
+                self.target,
+                done.user.identity,
+                done.outcome.state(),
+                done.remote_id,
+                done.status,
+                done.attempts,
+                done.first_attempt_ms,
+                done.last_attempt_ms,
+                now,
+                errors,
+                done.response_body,
+                uncertain,
+                done.outcome == Outcome::CreatedUnconfirmed,
+                done.password_owed,
+            ])?;
+            reports.push(RowReport {
+                row: done.user.row,
+                outcome: done.outcome,
+                errors: done.errors,
+                cells: done.user.cells,
+                attempts: done.attempts,
+                throttled: done.throttled,
+            });
+        }
+        Ok(())
+    }
+
+    /// Identities created by an earlier run whose generated password line could not be
+    /// written (a full disk), each with whether its creation is unconfirmed: this run writes
+    /// their lines.
+    pub fn owed_passwords(&mut self) -> Result<Vec<(String, bool)>, RunError> {
+        let err = |e| ledger_error(&self.path, e);
+        let mut statement = self
+            .conn
+            .prepare(
+                "SELECT identity, unconfirmed FROM entries
+                 WHERE target = ?1 AND password_owed = 1",
+            )
+            .map_err(err)?;
+        let rows = statement
+            .query_map([&self.target], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(err)
+    }
+
+    /// The password lines of `identities` are written now.
+    pub fn passwords_written(&mut self, identities: &[String]) -> Result<(), RunError> {
+        let target = self.target.clone();
+        self.transaction(|l| {
+            let mut update = l.conn.prepare_cached(
+                "UPDATE entries SET password_owed = 0 WHERE target = ?1 AND identity = ?2",
+            )?;
+            for identity in identities {
+                update.execute(params![target, identity])?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Other ledger keys of the same target and base URL (another tenant, realm or client):
+    /// people recorded there are not this run's.
+    pub fn other_accounts(&mut self) -> Result<Vec<(String, u64)>, RunError> {
+        let base = self
+            .target
+            .split('#')
+            .next()
+            .unwrap_or(&self.target)
+            .to_string();
+        let err = |e| ledger_error(&self.path, e);
+        let mut statement = self
+            .conn
+            .prepare(
+                "SELECT target, count(*) FROM entries
+                 WHERE (target = ?1 OR target LIKE ?2 ESCAPE '\\') AND target != ?3
+                 GROUP BY target",
+            )
+            .map_err(err)?;
+        let like = format!(
+            "{}#%",
+            base.replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
+        let rows = statement
+            .query_map(params![base, like, self.target], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+            })
+            .map_err(err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(err)
+    }
+
+    /// What roster recorded of the output file at `path` (canonical): its length and hash.
+    pub fn output_written(&mut self, path: &str) -> Result<Option<(u64, u64)>, RunError> {
+        output_record(&self.conn, path).map_err(|e| ledger_error(&self.path, e))
+    }
+
+    /// Records that roster wrote `path` (canonical) with this length and hash; `None`
+    /// forgets it (the file was removed).
+    pub fn record_output(
+        &mut self,
+        path: &str,
+        written: Option<(u64, u64)>,
+    ) -> Result<(), RunError> {
+        let result = match written {
+            Some((length, hash)) => self.conn.execute(
+                "INSERT INTO outputs (path, length, hash, written_ms) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (path) DO UPDATE SET length = excluded.length,
+                    hash = excluded.hash, written_ms = excluded.written_ms",
+                params![path, length as i64, hash as i64, now_ms()],
+            ),
+            None => self
+                .conn
+                .execute("DELETE FROM outputs WHERE path = ?1", [path]),
+        };
+        result.map(|_| ()).map_err(|e| ledger_error(&self.path, e))
+    }
+
+    /// Marks the run finished with its summary (JSON).
+    pub fn finish_run(&mut self, summary: &str) -> Result<(), RunError> {
+        self.conn
+            .execute(
+                "UPDATE runs SET finished_ms = ?2, summary = ?3 WHERE id = ?1",
+                params![self.run_id, now_ms(), summary],
+            )
+            .map_err(|e| ledger_error(&self.path, e))?;
+        // Fold the WAL back so the ledger is one self-contained file between runs.
+        let _ = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
+        Ok(())
+    }
+}
+
+impl Ledger for SqliteLedger {
+    fn write_rows(
+        &mut self,
+        rows: Vec<RowWork>,
+        reports: &mut Vec<RowReport>,
+    ) -> Result<Vec<Claimed>, RunError> {
+        self.transaction(|l| {
+            let mut answers = Vec::new();
+            for work in rows {
+                match work {
+                    RowWork::Claim { users, limit } => {
+                        answers.push(l.claim_up_to(users, limit, reports)?);
+                    }
+                    RowWork::Invalid(rows) => l.record_invalid(rows, reports)?,
+                    RowWork::Report(mut passed) => reports.append(&mut passed),
+                }
+            }
+            Ok(answers)
+        })
+    }
+
+    fn write_results(
+        &mut self,
+        results: Vec<Submission>,
+        reports: &mut Vec<RowReport>,
+    ) -> Result<(), RunError> {
+        self.transaction(|l| l.record_submissions(results, reports))
+    }
+
+    fn owed_passwords(&mut self) -> Result<Vec<(String, bool)>, RunError> {
+        SqliteLedger::owed_passwords(self)
+    }
+
+    fn passwords_written(&mut self, identities: &[String]) -> Result<(), RunError> {
+        SqliteLedger::passwords_written(self, identities)
+    }
+
+    fn other_accounts(&mut self) -> Result<Vec<(String, u64)>, RunError> {
+        SqliteLedger::other_accounts(self)
+    }
+
+    fn output_written(&mut self, path: &str) -> Result<Option<(u64, u64)>, RunError> {
+        SqliteLedger::output_written(self, path)
+    }
+
+    fn record_output(&mut self, path: &str, written: Option<(u64, u64)>) -> Result<(), RunError> {
+        SqliteLedger::record_output(self, path, written)
+    }
+
+    fn finish_run(&mut self, summary: &str) -> Result<(), RunError> {
+        SqliteLedger::finish_run(self, summary)
+    }
+}
+
+/// A consistent copy of the ledger at `ledger` in `dir`, for a dry run to work on (an empty
+/// one if there is no ledger yet).
+pub fn snapshot(ledger: &Path, dir: &Path) -> Result<PathBuf, RunError> {
+    let copy = dir.join("ledger-copy.sqlite");
+    if ledger.exists() {
+        let err = |e: rusqlite::Error| ledger_error(ledger, e);
+        let conn = Connection::open_with_flags(ledger, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(err)?;
+        conn.execute("VACUUM INTO ?1", [copy.display().to_string()])
+            .map_err(err)?;
+    }
+    Ok(copy)
+}
+
+/// The length and hash recorded for the output at `path`, if any.
+fn output_record(conn: &Connection, path: &str) -> rusqlite::Result<Option<(u64, u64)>> {
+    match conn.query_row(
+        "SELECT length, hash FROM outputs WHERE path = ?1",
+        [path],
+        |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+    ) {
+        Ok(found) => Ok(Some(found)),
+        Err(rusqlite::Error::QueryReturnedNoRows) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// What the ledger at `path` (if there is one) recorded of the output at `output`
+/// (canonical), read without a lock or a write: for validation and dry runs.
+pub fn recorded_output(path: &Path, output: &str) -> Option<(u64, u64)> {
+    if !path.is_file() {
+        return None;
+    }
+    let conn =
+        Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
+    output_record(&conn, output).ok().flatten()
+}
+
+/// Creates the tables of a new ledger, rebuilds an older one into them (the schema before
+/// version 2 had neither STRICT tables nor the `uncertain`, `unconfirmed` and `password_owed`
+/// columns), and refuses a ledger written by a newer roster.
+fn migrate(conn: &Connection, path: &Path) -> Result<(), RunError> {
+    let err = |e: rusqlite::Error| ledger_error(path, e);
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(err)?;
+    if version > SCHEMA_VERSION {
+        return Err(RunError::LedgerUnreadable {
+            path: path.to_path_buf(),
+            message: format!(
+                "was written by a newer roster (schema {version}; this one knows {SCHEMA_VERSION})"
+            ),
+        });
+    }
+    if version == SCHEMA_VERSION {
+        return Ok(());
+    }
+    let old_tables: Vec<String> = {
+        let mut statement = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+            .map_err(err)?;
+        let rows = statement.query_map([], |r| r.get(0)).map_err(err)?;
+        rows.collect::<Result<_, _>>().map_err(err)?
+    };
+    conn.execute_batch("BEGIN IMMEDIATE").map_err(err)?;
+    let rebuilt = (|| -> rusqlite::Result<()> {
+        for table in ["entries", "runs", "outputs"] {
+            if old_tables.iter().any(|t| t == table) {
+                conn.execute_batch(&format!("ALTER TABLE {table} RENAME TO old_{table}"))?;
+            }
+        }
+        conn.execute_batch(SCHEMA)?;
+        for table in ["entries", "runs", "outputs"] {
+            if !old_tables.iter().any(|t| t == table) {
+                continue;
+            }
+            // The columns both have: a column new in this schema takes its default.
+            let mut statement = conn.prepare(&format!("PRAGMA table_info(old_{table})"))?;
+            let old: Vec<String> = statement
+                .query_map([], |r| r.get::<_, String>(1))?
+                .collect::<Result<_, _>>()?;
+            drop(statement);
+            let mut statement = conn.prepare(&format!("PRAGMA table_info({table})"))?;
+            let new: Vec<String> = statement
+                .query_map([], |r| r.get::<_, String>(1))?
+                .collect::<Result<_, _>>()?;
+            drop(statement);
+            let shared: Vec<&String> = new.iter().filter(|c| old.contains(c)).collect();
+            let list = shared
+                .iter()
+                .map(|c| c.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            conn.execute_batch(&format!(
+                "INSERT INTO {table} ({list}) SELECT {list} FROM old_{table}; DROP TABLE old_{table};"
+            ))?;
+        }
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+    })();
+    match rebuilt {
+        Ok(()) => conn.execute_batch("COMMIT").map_err(err),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(err(e))
+        }
+    }
+}
+
+/// The target keys the ledger at `path` holds entries for, in order.
+pub fn target_keys(path: &Path) -> Result<Vec<String>, RunError> {
+    let err = |e: rusqlite::Error| ledger_error(path, e);
+    let conn = Connection::open(path).map_err(err)?;
+    let mut stmt = conn
+        .prepare("SELECT DISTINCT target FROM entries ORDER BY target")
+        .map_err(err)?;
+    let rows = stmt.query_map([], |r| r.get(0)).map_err(err)?;
+    rows.collect::<Result<Vec<String>, _>>().map_err(err)
+}
+
+/// Reads every entry of `target` from the ledger at `path`, ordered by identity.
+pub fn entries(path: &Path, target: &str) -> Result<Vec<Entry>, RunError> {
+    let err = |e: rusqlite::Error| ledger_error(path, e);
+    let conn = Connection::open(path).map_err(err)?;
+    // A ledger from before a column existed reads it as 0 (nothing is migrated by reading).
+    let has = |column: &str| -> rusqlite::Result<bool> {
+        conn.query_row(
+            "SELECT count(*) FROM pragma_table_info('entries') WHERE name = ?1",
+            [column],
+            |r| r.get::<_, i64>(0),
+        )
+        .map(|n| n > 0)
+    };
+    let column = |name: &str| -> rusqlite::Result<&'static str> {
+        Ok(match (name, has(name)?) {
+            ("uncertain", true) => "uncertain",
+            ("unconfirmed", true) => "unconfirmed",
+            _ => "0",
+        })
+    };
+    let sql = format!(
+        "SELECT identity, state, remote_id, http_status, attempts, source_row, {}, {}
+         FROM entries WHERE target = ?1 ORDER BY identity",
+        column("uncertain").map_err(err)?,
+        column("unconfirmed").map_err(err)?,
+    );
+    let mut stmt = conn.prepare(&sql).map_err(err)?;
+    let rows = stmt
+        .query_map([target], |r| {
+            Ok(Entry {
+                identity: r.get(0)?,
+                state: r.get(1)?,
+                remote_id: r.get(2)?,
+                http_status: r.get(3)?,
+                attempts: r.get(4)?,
+                source_row: r.get::<_, Option<i64>>(5)?.map(|v| v as u64),
+                uncertain: r.get(6)?,
+                unconfirmed: r.get(7)?,
+            })
+        })
+        .map_err(err)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(err)
+}
+
+/// The run error for a SQLite error on the ledger at `path`, by what a script should do
+/// next: another run holds it (4), it is not a ledger (2), or it cannot be written now (5).
+pub(crate) fn ledger_error(path: &Path, e: rusqlite::Error) -> RunError {
+    let path = path.to_path_buf();
+    let code = match &e {
+        rusqlite::Error::SqliteFailure(f, _) => Some(f.code),
+        _ => None,
+    };
+    use rusqlite::ErrorCode as C;
+    match code {
+        Some(C::DatabaseBusy | C::DatabaseLocked) => RunError::Locked {
+            path,
+            message: "is locked by another roster run (hint: wait for it to finish)".into(),
+        },
+        Some(C::NotADatabase | C::DatabaseCorrupt) => RunError::LedgerUnreadable {
+            path,
+            message: format!("is not a roster ledger, or is damaged: {e}"),
+        },
+        Some(C::DiskFull) => RunError::Ledger {
+            path,
+            message: format!("cannot be written: the disk is full ({e}); free space and run again"),
+        },
+        _ => RunError::Ledger {
+            path,
+            message: e.to_string(),
+        },
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::model::UserFields;
+
+    pub(crate) fn user(row: u64, identity: &str, hash: u64) -> Person {
+        Person {
+            row,
+            identity: identity.into(),
+            fields: UserFields::default(),
+            body: Vec::new(),
+            content_hash: hash,
+            cells: vec![identity.to_string()],
+            generated_password: false,
+            remote_id: None,
+            uncertain: false,
+        }
+    }
+
+    pub(crate) fn submission(u: Person, outcome: Outcome) -> Submission {
+        Submission {
+            outcome,
+            remote_id: Some("r1".into()),
+            status: Some(201),
+            attempts: 1,
+            first_attempt_ms: Some(1),
+            last_attempt_ms: Some(2),
+            ..Submission::new(u)
+        }
+    }
+
+    /// Records `done` in its own transaction.
+    fn record(ledger: &mut SqliteLedger, done: Submission) {
+        ledger
+            .transaction(|l| l.record_submissions([done], &mut Vec::new()))
+            .unwrap();
+    }
+
+    #[test]
+    fn claims_then_skips_what_is_done_and_flags_repeats() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.sqlite");
+        let mut ledger = SqliteLedger::open(&path, "t", "f.csv").unwrap();
+        let mut reports = Vec::new();
+        let sent = ledger
+            .transaction(|l| {
+                l.claim(
+                    vec![user(2, "a@x.io", 1), user(3, "a@x.io", 1)],
+                    &mut reports,
+                )
+            })
+            .unwrap();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(
+            reports[0].outcome,
+            Outcome::Duplicate {
+                of: 2,
+                first: FirstRow::Pending
+            },
+            "its first row is still being sent"
+        );
+        assert_eq!(reports[0].errors[0].message, "duplicate of row 2");
+        record(
+            &mut ledger,
+            submission(sent.into_iter().next().unwrap(), Outcome::Created),
+        );
+        drop(ledger);
+
+        let mut ledger = SqliteLedger::open(&path, "t", "f.csv").unwrap();
+        let mut reports = Vec::new();
+        let sent = ledger
+            .transaction(|l| l.claim(vec![user(2, "a@x.io", 9)], &mut reports))
+            .unwrap();
+        assert!(sent.is_empty());
+        assert_eq!(reports[0].outcome, Outcome::Skipped);
+        let e = entries(&path, "t").unwrap();
+        assert_eq!(e[0].state, "created");
+        assert_eq!(e[0].remote_id.as_deref(), Some("r1"));
+    }
+
+    #[test]
+    fn a_repeat_of_a_done_row_is_a_duplicate_and_claims_stop_at_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.sqlite");
+        let mut ledger = SqliteLedger::open(&path, "t", "f.csv").unwrap();
+        let (sent, rest) = ledger
+            .transaction(|l| {
+                l.claim_up_to(
+                    vec![user(2, "a@x.io", 1), user(3, "b@x.io", 1)],
+                    1,
+                    &mut Vec::new(),
+                )
+            })
+            .unwrap();
+        assert_eq!((sent.len(), rest.len()), (1, 1), "one claimed, one left");
+        assert_eq!(rest[0].identity, "b@x.io");
+        record(
+            &mut ledger,
+            submission(sent.into_iter().next().unwrap(), Outcome::Created),
+        );
+        drop(ledger);
+
+        // Next run: the done row passes without a claim (no limit spent), its repeat is a
+        // duplicate of it, and the new row behind them is claimed.
+        let mut ledger = SqliteLedger::open(&path, "t", "f.csv").unwrap();
+        let mut reports = Vec::new();
+        let (sent, rest) = ledger
+            .transaction(|l| {
+                l.claim_up_to(
+                    vec![
+                        user(4, "a@x.io", 1),
+                        user(7, "a@x.io", 1),
+                        user(9, "c@x.io", 1),
+                    ],
+                    1,
+                    &mut reports,
+                )
+            })
+            .unwrap();
+        assert_eq!((sent.len(), rest.len()), (1, 0));
+        assert_eq!(sent[0].identity, "c@x.io");
+        assert_eq!(reports[0].outcome, Outcome::Skipped);
+        assert_eq!(
+            reports[1].outcome,
+            Outcome::Duplicate {
+                of: 4,
+                first: FirstRow::Done
+            },
+            "a repeat of a done row is harmless"
+        );
+        assert_eq!(reports[1].errors[0].message, "duplicate of row 4");
+    }
+
+    #[test]
+    fn a_refused_row_is_resent_only_when_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.sqlite");
+        let mut ledger = SqliteLedger::open(&path, "t", "f.csv").unwrap();
+        let sent = ledger
+            .transaction(|l| l.claim(vec![user(2, "a@x.io", 1)], &mut Vec::new()))
+            .unwrap();
+        let mut done = submission(
+            sent.into_iter().next().unwrap(),
+            Outcome::Rejected { status: 400 },
+        );
+        done.status = Some(400);
+        done.errors = vec![FieldError::remote(None, "Name", "too long")];
+        record(&mut ledger, done);
+        drop(ledger);
+
+        let mut ledger = SqliteLedger::open(&path, "t", "f.csv").unwrap();
+        let mut reports = Vec::new();
+        let sent = ledger
+            .transaction(|l| l.claim(vec![user(2, "a@x.io", 1)], &mut reports))
+            .unwrap();
+        assert!(sent.is_empty());
+        assert_eq!(
+            reports[0].outcome,
+            Outcome::StillRefused { status: Some(400) },
+            "unchanged since the refusal: not sent, not a new failure"
+        );
+        assert_eq!(reports[0].errors[0].message, "too long");
+        drop(ledger);
+
+        let mut ledger = SqliteLedger::open(&path, "t", "f.csv").unwrap();
+        let sent = ledger
+            .transaction(|l| l.claim(vec![user(2, "a@x.io", 2)], &mut Vec::new()))
+            .unwrap();
+        assert_eq!(sent.len(), 1, "changed content is sent again");
+    }
+
+    #[test]
+    fn a_ledger_of_the_first_schema_is_rebuilt_strict_with_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.sqlite");
+        {
+            // The schema of roster before version 2 (4094632), with one created identity.
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE entries (target TEXT NOT NULL, identity TEXT NOT NULL,
+                    state TEXT NOT NULL, remote_id TEXT, http_status INTEGER,
+                    attempts INTEGER NOT NULL DEFAULT 0, content_hash INTEGER,
+                    first_attempt_ms INTEGER, last_attempt_ms INTEGER,
+                    updated_ms INTEGER NOT NULL, source_file TEXT, source_row INTEGER,
+                    run_id INTEGER, errors TEXT, response_body TEXT,
+                    PRIMARY KEY (target, identity)) WITHOUT ROWID;
+                 CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, target TEXT NOT NULL,
+                    source_file TEXT NOT NULL, pid INTEGER NOT NULL, started_ms INTEGER NOT NULL,
+                    finished_ms INTEGER, summary TEXT);
+                 INSERT INTO entries (target, identity, state, remote_id, attempts, updated_ms)
+                    VALUES ('t', 'a@x.io', 'created', 'r9', 2, 1);
+                 INSERT INTO runs (target, source_file, pid, started_ms) VALUES ('t', 'f', 1, 1);",
+            )
+            .unwrap();
+        }
+        let mut ledger = SqliteLedger::open(&path, "t", "f.csv").unwrap();
+        let mut reports = Vec::new();
+        let sent = ledger
+            .transaction(|l| l.claim(vec![user(2, "a@x.io", 1)], &mut reports))
+            .unwrap();
+        assert!(sent.is_empty(), "its created identity is still done");
+        assert_eq!(reports[0].outcome, Outcome::Skipped);
+        let e = &entries(&path, "t").unwrap()[0];
+        assert_eq!((e.remote_id.as_deref(), e.attempts), (Some("r9"), 2));
+        assert!(
+            !e.uncertain && !e.unconfirmed,
+            "new columns take their defaults"
+        );
+        let conn = &ledger.conn;
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let sql: String = conn
+            .query_row(
+                "SELECT sql FROM sqlite_master WHERE name = 'entries'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(sql.contains("STRICT"), "{sql}");
+        let runs: i64 = conn
+            .query_row("SELECT count(*) FROM runs", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(runs, 2, "the old run kept, this one added");
+        let bad = conn.execute(
+            "INSERT INTO entries (target, identity, state, updated_ms) VALUES ('t', 'b', 'done', 1)",
+            [],
+        );
+        assert!(bad.is_err(), "a state outside the CHECK is refused");
+    }
+
+    #[test]
+    fn invalid_rows_never_overwrite_created_identities() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.sqlite");
+        let mut ledger = SqliteLedger::open(&path, "t", "f.csv").unwrap();
+        let sent = ledger
+            .transaction(|l| l.claim(vec![user(2, "a@x.io", 1)], &mut Vec::new()))
+            .unwrap();
+        record(
+            &mut ledger,
+            submission(sent.into_iter().next().unwrap(), Outcome::Created),
+        );
+        let bad = Refused {
+            row: 5,
+            identity: Some("a@x.io".into()),
+            errors: Vec::new(),
+            cells: Vec::new(),
+            content_hash: 7,
+        };
+        let mut reports = Vec::new();
+        ledger
+            .transaction(|l| l.record_invalid(vec![bad], &mut reports))
+            .unwrap();
+        assert_eq!(reports[0].outcome, Outcome::Invalid);
+        assert_eq!(entries(&path, "t").unwrap()[0].state, "created");
+    }
+}
