@@ -3,6 +3,7 @@
 //! The library holds the whole pipeline (see [`pipeline`]); the binary only parses flags,
 //! runs it and maps the outcome to an exit code.
 
+pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod error;

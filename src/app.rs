@@ -1,0 +1,316 @@
+//! Running one command from its plan: the target built (the in-process sandbox started if
+//! none is named), the pipeline run under a stop switch the signals flip, the summary printed,
+//! and the documented exit code.
+
+use crate::cli::args::{Cli, Command, LedgerCommand, LogFormat, SandboxArgs};
+use crate::cli::plan::{self, ImportPlan, ValidatePlan};
+use crate::error::{
+    EXIT_INTERRUPTED, EXIT_OK, EXIT_RETRY_LATER, EXIT_ROWS_REFUSED, EXIT_USAGE, RunError,
+    print_stdout,
+};
+use crate::ledger::export::{self, ExportFilter};
+use crate::model::{Stop, StopReason};
+use crate::pipeline::{self, RunMode};
+use crate::targets::{self, TargetSpec};
+use roster_sandbox::{Profile, Sandbox, SandboxConfig, SandboxCredentials};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Runs the parsed command line; returns the exit code.
+pub fn run(cli: Cli) -> i32 {
+    init_logging(cli.log_format);
+    // An import sends from its own per-core threads (see `Submitter::run`); the main thread
+    // only reads, claims and hands out batches, so it needs no thread pool of its own. The
+    // sandbox serves many clients and gets one.
+    let mut builder = match cli.command {
+        Command::Sandbox(_) => tokio::runtime::Builder::new_multi_thread(),
+        _ => tokio::runtime::Builder::new_current_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("roster: cannot start the async runtime: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Import(args) => import(args).await,
+            Command::Validate(args) => validate(args).await,
+            Command::Sandbox(args) => sandbox(args).await,
+            Command::Ledger(command) => ledger(command),
+            Command::Targets => {
+                print_stdout(&targets::describe())?;
+                Ok(EXIT_OK)
+            }
+        }
+    });
+    match result {
+        Ok(code) => code,
+        // `roster … | head`: the reader went away; that is how pipes end, not a failure.
+        Err(RunError::BrokenPipe) => EXIT_OK,
+        Err(e) => {
+            eprintln!("roster: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("roster=info,warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Starts the in-process sandbox when no target (or `sandbox` without a URL) is named.
+async fn resolve_target(
+    mut spec: TargetSpec,
+    quiet: bool,
+) -> Result<(TargetSpec, Option<Sandbox>), RunError> {
+    if spec.name.is_empty() {
+        spec.name = "sandbox".to_string();
+    }
+    if spec.name == "sandbox" && spec.base_url.is_none() {
+        let sandbox = Sandbox::start(SandboxConfig::default(), 0)
+            .await
+            .map_err(|e| RunError::Startup(format!("cannot start the in-process sandbox: {e}")))?;
+        if !quiet {
+            eprintln!(
+                "roster: no --target given: using the in-process sandbox at {} (nothing leaves this machine)",
+                sandbox.base_url()
+            );
+        }
+        spec.base_url = Some(sandbox.base_url());
+        spec.in_process = true;
+        return Ok((spec, Some(sandbox)));
+    }
+    Ok((spec, None))
+}
+
+/// Ctrl-C / SIGTERM: the first stops taking rows and lets in-flight requests finish; the
+/// second exits at once (SQLite's journal keeps the ledger consistent).
+fn watch_signals(stop: Arc<Stop>) {
+    tokio::spawn(async move {
+        let mut interrupts = 0;
+        loop {
+            wait_for_signal().await;
+            interrupts += 1;
+            if interrupts == 1 {
+                eprintln!(
+                    "roster: interrupted: finishing requests in flight (interrupt again to quit now)"
+                );
+                stop.stop(StopReason::Interrupted);
+            } else {
+                eprintln!("roster: quitting now");
+                std::process::exit(EXIT_INTERRUPTED);
+            }
+        }
+    });
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {},
+                    _ = term.recv() => {},
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn import(args: crate::cli::args::ImportArgs) -> Result<i32, RunError> {
+    let ImportPlan {
+        spec,
+        mut settings,
+        rate,
+        burst,
+        json,
+        quiet,
+    } = plan::import(args)?;
+    let (spec, _sandbox) = resolve_target(spec, quiet).await?;
+    let target = targets::build(&spec)?;
+    settings.submit.rate = rate.unwrap_or(target.default_rate());
+    settings.submit.burst = burst.unwrap_or(target.default_burst()).max(1);
+    let stop = Arc::new(Stop::default());
+    watch_signals(stop.clone());
+    let result = pipeline::run(&settings, target.clone(), stop).await?;
+    if settings.mode == RunMode::DryRun
+        && let Some(warning) = target.dry_run_warning(result.summary.would_send.unwrap_or(0))
+    {
+        eprintln!("roster: warning: {warning}");
+    }
+    finish(result, target.name(), json)
+}
+
+async fn validate(args: crate::cli::args::ValidateArgs) -> Result<i32, RunError> {
+    let ValidatePlan {
+        spec,
+        settings,
+        print_mapping,
+        json,
+    } = plan::validate(args)?;
+    let target = targets::build(&spec)?;
+    if print_mapping {
+        let (_, mapping) = pipeline::prepare(&settings, target.as_ref())?;
+        for line in mapping.describe() {
+            eprintln!("{line}");
+        }
+    }
+    let result = pipeline::run(&settings, target.clone(), Arc::new(Stop::default())).await?;
+    finish(result, target.name(), json)
+}
+
+/// Prints the summary and turns the result into an exit code: a stop's own code first
+/// (aborted 3, try again 5, internal 70, interrupted 130), then rows refused in this run (1:
+/// fix the file), then rows left failed (5: a re-run retries them), else 0.
+fn finish(result: pipeline::RunResult, target: &str, json: bool) -> Result<i32, RunError> {
+    let summary = &result.summary;
+    if summary.requests == 0
+        && summary.skipped > 0
+        && summary.skipped + summary.duplicates_of_done + summary.still_refused
+            == summary.rows - summary.invalid - (summary.duplicates - summary.duplicates_of_done)
+    {
+        eprintln!(
+            "roster: nothing to send: all {} valid rows are already done according to the ledger",
+            summary.skipped
+        );
+    }
+    eprint!("{}", summary.render(target));
+    if json {
+        print_stdout(&format!(
+            "{}\n",
+            serde_json::to_string(summary).unwrap_or_default()
+        ))?;
+    }
+    if let Some(reason) = result.stopped {
+        return Err(reason.into_error());
+    }
+    Ok(exit_code(summary))
+}
+
+/// The exit code of a run that was not stopped.
+fn exit_code(summary: &crate::report::Summary) -> i32 {
+    if summary.refused_this_run() > 0 {
+        EXIT_ROWS_REFUSED
+    } else if summary.failed > 0 || summary.not_processed > 0 {
+        EXIT_RETRY_LATER
+    } else {
+        EXIT_OK
+    }
+}
+
+async fn sandbox(args: SandboxArgs) -> Result<i32, RunError> {
+    let config = SandboxConfig {
+        rate: args.rate,
+        retry_after_secs: args.retry_after,
+        fail_rate: args.fail_rate,
+        fail_first: args.fail_first,
+        delay: Duration::from_millis(args.delay_ms),
+        seed: args.seed,
+        token: if args.require_token {
+            let token = std::env::var("ROSTER_TOKEN").unwrap_or_default();
+            if token.is_empty() {
+                return Err(RunError::Usage(
+                    "--require-token needs ROSTER_TOKEN in the environment".into(),
+                ));
+            }
+            Some(token)
+        } else {
+            None
+        },
+        profile: args.profile,
+        // The vendor profiles accept each ROSTER_* variable set here, else the defaults.
+        credentials: SandboxCredentials::default().overridden_by(|name| std::env::var(name).ok()),
+        token_ttl_secs: args.token_ttl,
+        token_uses: args.token_uses,
+        quota: args.quota,
+        throttle_rate: args.throttle_rate,
+        reset_rate: args.reset_rate,
+        drop_after_commit_rate: args.drop_after_commit_rate,
+        allow_duplicates: args.allow_duplicates,
+        drop_first_answers: args.drop_first_answers,
+    };
+    let sandbox = Sandbox::start(config, args.port)
+        .await
+        .map_err(|e| RunError::Startup(format!("cannot listen on 127.0.0.1:{}: {e}", args.port)))?;
+    eprintln!(
+        "roster: sandbox listening on {} (POST /users; Ctrl-C to stop)",
+        sandbox.base_url()
+    );
+    let names: Vec<&str> = Profile::ALL.iter().map(|p| p.name()).collect();
+    eprintln!(
+        "roster: vendor profiles under {}/<profile> ({}); credentials: the ROSTER_* variables of this environment, else the sandbox defaults",
+        sandbox.base_url(),
+        names.join(", ")
+    );
+    wait_for_signal().await;
+    let stats = sandbox.stats();
+    eprintln!(
+        "roster: sandbox stopped: {} requests, {} created, {} conflicts, {} invalid, {} throttled, {} faults",
+        stats.requests,
+        stats.created,
+        stats.conflicts,
+        stats.invalid,
+        stats.throttled,
+        stats.faults
+    );
+    Ok(EXIT_OK)
+}
+
+fn ledger(command: LedgerCommand) -> Result<i32, RunError> {
+    match command {
+        LedgerCommand::Export {
+            ledger,
+            format,
+            state,
+            target,
+            output,
+        } => {
+            let filter = ExportFilter { state, target };
+            match output {
+                Some(path) => {
+                    // `-o roster-ledger.sqlite` would truncate the ledger before reading it.
+                    crate::report::outputs::check(&ledger, Some(&ledger), &[("--output", &path)])?;
+                    let file = std::fs::File::create(&path).map_err(|e| RunError::Output {
+                        path: path.clone(),
+                        source: e,
+                    })?;
+                    let mut out = std::io::BufWriter::new(file);
+                    export::export(&ledger, &filter, format, &mut out)?;
+                    std::io::Write::flush(&mut out)
+                        .map_err(|e| RunError::Output { path, source: e })?;
+                }
+                None => {
+                    let stdout = std::io::stdout();
+                    let mut out = std::io::BufWriter::new(stdout.lock());
+                    export::export(&ledger, &filter, format, &mut out)?;
+                    std::io::Write::flush(&mut out).map_err(RunError::stdout)?;
+                }
+            }
+            Ok(EXIT_OK)
+        }
+        LedgerCommand::Stats { ledger } => {
+            print_stdout(&export::stats(&ledger)?)?;
+            Ok(EXIT_OK)
+        }
+    }
+}
