@@ -41,7 +41,7 @@ fn bench(c: &mut Criterion) {
                     base_url: Some(sandbox.base_url()),
                     ..TargetSpec::default()
                 };
-                let target = targets::build(&spec).unwrap();
+                let target = Arc::new(targets::build(&spec).unwrap());
                 let settings = ImportSettings {
                     input: input.clone(),
                     read: Default::default(),

@@ -6,8 +6,7 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use roster::input::{self, Format};
 use roster::prepare::mapping::{Mapping, MappingOptions};
 use roster::prepare::validate::{Checked, Validator};
-use roster::targets::Target;
-use roster::targets::sandbox::SandboxTarget;
+use roster::targets::{self, TargetSpec};
 use std::sync::Arc;
 
 /// The allocator the `roster` binary uses, so the figure is the binary's.
@@ -22,11 +21,15 @@ fn bench(c: &mut Criterion) {
     let path = dir.path().join("people.csv");
     std::fs::write(&path, data::people_csv(ROWS, 2)).unwrap();
     let mut source = input::open(&path, Some(Format::Csv)).unwrap();
-    let target: Arc<dyn Target> = Arc::new(SandboxTarget::new("http://127.0.0.1:9", true));
+    let spec = TargetSpec {
+        name: "sandbox".into(),
+        ..TargetSpec::default()
+    };
+    let target = Arc::new(targets::build_schema(&spec).unwrap());
     let mapping = Mapping::resolve(
         source.headers(),
         &MappingOptions::default(),
-        &target.rules().required,
+        &target.schema.rules().required,
     )
     .unwrap();
     let records = input::read_all(source.as_mut()).unwrap();

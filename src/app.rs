@@ -147,14 +147,15 @@ async fn import(args: crate::cli::args::ImportArgs) -> Result<i32, RunError> {
         quiet,
     } = plan::import(args)?;
     let (spec, _sandbox) = resolve_target(spec, quiet).await?;
-    let target = targets::build(&spec)?;
-    settings.submit.rate = rate.unwrap_or(target.default_rate());
-    settings.submit.burst = burst.unwrap_or(target.default_burst()).max(1);
+    let target = Arc::new(targets::build(&spec)?);
+    let api = target.api()?.clone();
+    settings.submit.rate = rate.unwrap_or(api.default_rate());
+    settings.submit.burst = burst.unwrap_or(api.default_burst()).max(1);
     let stop = Arc::new(Stop::default());
     watch_signals(stop.clone());
     let result = pipeline::run(&settings, target.clone(), stop).await?;
     if settings.mode == RunMode::DryRun
-        && let Some(warning) = target.dry_run_warning(result.summary.would_send.unwrap_or(0))
+        && let Some(warning) = api.dry_run_warning(result.summary.would_send.unwrap_or(0))
     {
         eprintln!("roster: warning: {warning}");
     }
@@ -168,9 +169,9 @@ async fn validate(args: crate::cli::args::ValidateArgs) -> Result<i32, RunError>
         print_mapping,
         json,
     } = plan::validate(args)?;
-    let target = targets::build(&spec)?;
+    let target = Arc::new(targets::build_schema(&spec)?);
     if print_mapping {
-        let (_, mapping) = pipeline::prepare(&settings, target.as_ref())?;
+        let (_, mapping) = pipeline::prepare(&settings, &target)?;
         for line in mapping.describe() {
             eprintln!("{line}");
         }

@@ -111,11 +111,12 @@ pub struct RunResult {
 /// has no column).
 pub fn prepare(
     settings: &ImportSettings,
-    target: &dyn Target,
+    target: &Target,
 ) -> Result<(Box<dyn RecordSource>, Mapping), RunError> {
     let source = input::open_with(&settings.input, &settings.read)?;
     // A password is checked apart: its absence has its own remedy (--generate-passwords).
     let required: Vec<Field> = target
+        .schema
         .rules()
         .required
         .iter()
@@ -129,7 +130,7 @@ pub fn prepare(
             .defaults
             .iter()
             .any(|(f, _)| *f == Field::Password);
-    if target.password_use() == PasswordUse::Required
+    if target.info.password == PasswordUse::Required
         && !password_given
         && settings.generate_passwords.is_none()
     {
@@ -146,7 +147,7 @@ pub fn prepare(
 /// Runs one import (or dry run, or validation) to the end.
 pub async fn run(
     settings: &ImportSettings,
-    target: Arc<dyn Target>,
+    target: Arc<Target>,
     stop: Arc<Stop>,
 ) -> Result<RunResult, RunError> {
     let started = Instant::now();
@@ -160,9 +161,15 @@ pub async fn run(
         named.push(("--generate-passwords", passwords));
     }
     outputs::check(&settings.input, Some(&settings.ledger), &named)?;
-    if settings.mode != RunMode::ValidateOnly {
-        check_endpoint(target.endpoint())?;
-    }
+    // A validation needs no API: it has no endpoint to check.
+    let endpoint = match settings.mode {
+        RunMode::ValidateOnly => String::new(),
+        _ => {
+            let endpoint = target.api()?.endpoint().to_string();
+            check_endpoint(&endpoint)?;
+            endpoint
+        }
+    };
     let (source, mapping) = prepare(settings, target.as_ref())?;
     let mapping = Arc::new(mapping);
     let passwords = match (&settings.generate_passwords, sending) {
@@ -191,12 +198,13 @@ pub async fn run(
     };
     if sending {
         // Missing or wrong credentials stop the run here, before any row is claimed.
-        target.auth().check().await.map_err(|e| match e {
+        let api = target.api()?;
+        api.auth().check().await.map_err(|e| match e {
             AuthError::Missing(message) => RunError::Usage(message),
             AuthError::Token(e) => RunError::Aborted(format!(
                 "target `{}`: {e} (hint: {})",
                 target.name(),
-                target.auth_hint()
+                api.auth_hint()
             )),
         })?;
     }
@@ -272,7 +280,7 @@ pub async fn run(
         settings.progress,
         collector,
         stop.clone(),
-        EarlyStop::new(target.endpoint(), settings.stop_rules),
+        EarlyStop::new(&endpoint, settings.stop_rules),
     );
     let writer = LedgerWriter::spawn(ledger, reports_tx, stop.clone())?;
 
@@ -312,7 +320,7 @@ pub async fn run(
     let claim_batch = (concurrency * 4).clamp(16, 1024);
     let mut preview = RequestPreview {
         left: settings.show_requests,
-        target: target.clone(),
+        endpoint: crate::http::redact_query(&endpoint),
     };
     let dispatched = dispatch(
         chunks_rx,
@@ -620,7 +628,7 @@ impl SubmitQueue {
 /// secret values redacted.
 struct RequestPreview {
     left: usize,
-    target: Arc<dyn Target>,
+    endpoint: String,
 }
 
 impl RequestPreview {
@@ -631,12 +639,7 @@ impl RequestPreview {
         self.left -= 1;
         let mut body: serde_json::Value = serde_json::from_slice(&user.body).unwrap_or_default();
         redact(&mut body);
-        eprintln!(
-            "roster: row {}: POST {} {}",
-            user.row,
-            self.target.endpoint(),
-            body
-        );
+        eprintln!("roster: row {}: POST {} {}", user.row, self.endpoint, body);
     }
 }
 

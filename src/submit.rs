@@ -26,7 +26,7 @@ use crate::model::{ErrorCode, FieldError, Outcome, Person, Stop, StopReason, Sub
 use crate::prepare::mapping::Mapping;
 use crate::report::{PasswordFile, PasswordStatus};
 use crate::retry::{PauseGate, RetryPolicy};
-use crate::targets::{Target, Verdict};
+use crate::targets::{Api, Schema, Target, Verdict};
 use bytes::Bytes;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use http::Method;
@@ -128,7 +128,12 @@ pub struct Submitter {
     client: Arc<Client>,
     /// Threads with their own runtime that send requests.
     lanes: usize,
-    target: Arc<dyn Target>,
+    /// The target's name, for messages.
+    name: &'static str,
+    /// How the target's API is spoken to.
+    api: Arc<dyn Api>,
+    /// How rows become bodies, and API field names become the user's columns.
+    schema: Arc<dyn Schema>,
     mapping: Arc<Mapping>,
     limiter: Option<DefaultDirectRateLimiter>,
     /// The create endpoint, parsed once (parsing it per request showed in profiles).
@@ -159,7 +164,7 @@ enum AttemptEnd {
 impl Submitter {
     /// A submitter for `target`; `mapping` names the user's columns in remote errors.
     pub fn new(
-        target: Arc<dyn Target>,
+        target: Arc<Target>,
         mapping: Arc<Mapping>,
         settings: SubmitSettings,
         stop: Arc<Stop>,
@@ -174,14 +179,17 @@ impl Submitter {
         } else {
             None
         };
-        let endpoint = url::Url::parse(target.endpoint())
-            .map_err(|e| RunError::Usage(format!("`{}` is not a URL: {e}", target.endpoint())))?;
+        let api = target.api()?.clone();
+        let endpoint = url::Url::parse(api.endpoint())
+            .map_err(|e| RunError::Usage(format!("`{}` is not a URL: {e}", api.endpoint())))?;
         let client = Client::new(settings.timeout).map_err(|e| RunError::Startup(e.to_string()))?;
         Ok(Submitter {
             passwords: None,
             client,
             lanes: lanes(&settings),
-            target,
+            name: target.info.name,
+            api,
+            schema: target.schema.clone(),
             mapping,
             limiter,
             endpoint,
@@ -365,7 +373,7 @@ impl Submitter {
                 let endpoint = self.endpoint.clone();
                 let key = self.idempotency_key(&done.user);
                 match self
-                    .run_step(done, sender, self.target.method(), &endpoint, body, key)
+                    .run_step(done, sender, self.api.method(), &endpoint, body, key)
                     .await
                 {
                     StepEnd::Answered(Verdict::Created { remote_id }) => {
@@ -415,7 +423,7 @@ impl Submitter {
         }
         let mut follow_up_done = false;
         if let Some(id) = done.remote_id.clone()
-            && let Some(step) = self.target.follow_up(&id, &done.user.fields)
+            && let Some(step) = self.api.follow_up(&id, &done.user.fields)
         {
             let what = step.what;
             let url = match url::Url::parse(&step.url) {
@@ -462,7 +470,7 @@ impl Submitter {
                 }
             }
         } else if done.remote_id.is_none()
-            && let Some(step) = self.target.follow_up("", &done.user.fields)
+            && let Some(step) = self.api.follow_up("", &done.user.fields)
         {
             // The person exists (probably roster's creation) but without an id the step it
             // needs cannot run: the row stays to be finished, and says why.
@@ -488,9 +496,9 @@ impl Submitter {
     /// no id where it returns one: a wrong `--base-url` answering a web page), if it is not.
     fn unlike_a_success(&self, done: &Submission, remote_id: Option<&str>) -> Option<String> {
         let status = done.status.unwrap_or(200);
-        let what = match (self.target.success_status(status), remote_id) {
+        let what = match (self.api.success_status(status), remote_id) {
             (false, _) => format!("HTTP {status}, not the documented success"),
-            (true, None) if self.target.returns_id() => {
+            (true, None) if self.api.returns_id() => {
                 format!("HTTP {status} without the new user's id")
             }
             _ => return None,
@@ -504,7 +512,7 @@ impl Submitter {
         Some(format!(
             "target `{}` answered {what} ({start}): not what it documents; the person may exist \
              (hint: check --base-url); a re-run retries",
-            self.target.name()
+            self.name
         ))
     }
 
@@ -539,11 +547,11 @@ impl Submitter {
     /// The `Idempotency-Key` for a user's create, where the target honours one: the same for
     /// the same identity and content in every run, so a resend after a crash replays.
     fn idempotency_key(&self, user: &Person) -> Option<String> {
-        if !self.target.idempotency_keys() {
+        if !self.api.idempotency_keys() {
             return None;
         }
         let mut input = Vec::with_capacity(64);
-        input.extend_from_slice(self.target.ledger_key().as_bytes());
+        input.extend_from_slice(self.api.ledger_key().as_bytes());
         input.push(0);
         input.extend_from_slice(user.identity.as_bytes());
         input.push(0);
@@ -641,10 +649,10 @@ impl Submitter {
             let field = e
                 .field
                 .as_deref()
-                .and_then(|f| self.target.field_for(problem::conflict_field_name(f)))
+                .and_then(|f| self.schema.field_for(problem::conflict_field_name(f)))
                 .or_else(|| {
                     problem::field_named_in(&e.message)
-                        .and_then(|f| self.target.field_for(f.as_str()))
+                        .and_then(|f| self.schema.field_for(f.as_str()))
                 });
             match field {
                 Some(Field::Email) => return ConflictOn::Identity,
@@ -702,7 +710,7 @@ impl Submitter {
         let message = format!(
             "target `{}` asked to wait {} (Retry-After or a rate-limit reset), longer than \
              --max-wait {}; run again later",
-            self.target.name(),
+            self.name,
             humantime::format_duration(Duration::from_secs(wait.as_secs())),
             humantime::format_duration(self.settings.max_wait),
         );
@@ -714,7 +722,7 @@ impl Submitter {
     /// user up and finds it.
     async fn look_up(&self, done: &mut Submission, sender: &mut Sender) -> Option<String> {
         let url = self
-            .target
+            .api
             .lookup_url(&done.user.identity, &done.user.fields)?;
         let url = url::Url::parse(&url).ok()?;
         for _ in 0..3 {
@@ -723,7 +731,7 @@ impl Submitter {
             }
             let mut headers = HeaderMap::new();
             headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
-            if self.target.auth().authorize(&mut headers).await.is_err() {
+            if self.api.auth().authorize(&mut headers).await.is_err() {
                 return None;
             }
             let answer = sender.send(Method::GET, &url, headers, Bytes::new()).await;
@@ -732,7 +740,7 @@ impl Submitter {
             }
             match answer {
                 Ok(answer) if (200..300).contains(&answer.status) => {
-                    return self.target.lookup_id(&answer.body, &done.user.identity);
+                    return self.api.lookup_id(&answer.body, &done.user.identity);
                 }
                 Ok(answer) if answer.status == 429 => {
                     let wait = crate::http::wait::server_wait(
@@ -805,7 +813,7 @@ impl Submitter {
                         let message = format!(
                             "target `{}` keeps failing: {} requests in a row without a good \
                              answer (last: {problem}); stopping — run again later to resume",
-                            self.target.name(),
+                            self.name,
                             self.breaker.failures_in_a_row()
                         );
                         self.stop.stop(StopReason::RetryLater(message));
@@ -813,7 +821,7 @@ impl Submitter {
                     }
                 }
             }
-            let auth = self.target.auth();
+            let auth = self.api.auth();
             // Some APIs (Cradl) answer an expired token with 403: renewal settles which it is.
             let refused = matches!(done.status, Some(401 | 403));
             if refused && auth.renewable() && renewals < 3 {
@@ -889,7 +897,7 @@ impl Submitter {
     /// A step's headers, not yet authorised.
     fn headers(&self, idempotency_key: Option<&str>) -> HeaderMap {
         let mut headers = HeaderMap::with_capacity(6);
-        let content_type = HeaderValue::from_str(self.target.content_type())
+        let content_type = HeaderValue::from_str(self.schema.content_type())
             .unwrap_or(HeaderValue::from_static("application/json"));
         headers.insert(CONTENT_TYPE, content_type);
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
@@ -908,7 +916,7 @@ impl Submitter {
         problem: &mut String,
     ) -> (Verdict, Used, AttemptEnd) {
         done.status = None;
-        let used = match self.target.auth().authorize(&mut headers).await {
+        let used = match self.api.auth().authorize(&mut headers).await {
             Ok(used) => used,
             Err(e) => {
                 let message = format!("cannot authenticate: {e}");
@@ -955,7 +963,7 @@ impl Submitter {
             500.. => AttemptEnd::ServerError,
             _ => AttemptEnd::Answered,
         };
-        let verdict = self.target.classify(status, &answer.headers, &answer.body);
+        let verdict = self.api.classify(status, &answer.headers, &answer.body);
         (verdict, used, end)
     }
 
@@ -972,12 +980,12 @@ impl Submitter {
 
     /// Going on is pointless: stop the run, naming the target and what to check.
     fn fatal(&self, done: &mut Submission, message: String) {
-        let hint = self.target.auth_hint();
+        let hint = self.api.auth_hint();
         let credentials = message.contains("credentials") || message.contains("authenticate");
         let message = if hint.is_empty() || !credentials {
-            format!("target `{}`: {message}", self.target.name())
+            format!("target `{}`: {message}", self.name)
         } else {
-            format!("target `{}`: {message} (hint: {hint})", self.target.name())
+            format!("target `{}`: {message} (hint: {hint})", self.name)
         };
         self.stop.stop(StopReason::Aborted(message.clone()));
         self.failed(done, &message)
@@ -1004,7 +1012,7 @@ impl Submitter {
                 let field = e
                     .field
                     .as_deref()
-                    .and_then(|name| self.target.field_for(name));
+                    .and_then(|name| self.schema.field_for(name));
                 let column = match (field, &e.field) {
                     (Some(f), _) => self.mapping.column_name(f).to_string(),
                     (None, Some(name)) => name.clone(),

@@ -44,8 +44,8 @@ fn an_unknown_target_is_exit_2() {
     ]);
     run.expect_code(2);
     assert!(
-        run.stderr().contains("unknown target `nosuch`"),
-        "{}",
+        run.stderr().contains("invalid value 'nosuch'") && run.stderr().contains("cryptlex"),
+        "the error names the targets there are: {}",
         run.context()
     );
 }

@@ -1185,21 +1185,21 @@ fn item19_a_password_file_on_a_full_disk_stops_the_run_and_the_next_run_writes_w
 
 // ---- 1. (cont.) A panic while sending becomes that row's outcome, never a lost row ---------
 
-/// The sandbox target, except that reading the answer for `boom@example.com` panics.
-struct PanicsOnBoom(roster::targets::sandbox::SandboxTarget);
+/// The sandbox's API, except that reading the answer for `boom@example.com` panics.
+struct PanicsOnBoom(roster::targets::sandbox::SandboxApi);
 
-impl roster::targets::Target for PanicsOnBoom {
-    fn name(&self) -> &str {
-        self.0.name()
+impl roster::targets::Api for PanicsOnBoom {
+    fn ledger_key(&self) -> &str {
+        self.0.ledger_key()
     }
-    fn common(&self) -> &roster::targets::TargetBase {
-        self.0.common()
+    fn endpoint(&self) -> &str {
+        self.0.endpoint()
+    }
+    fn auth(&self) -> &roster::auth::Authenticator {
+        self.0.auth()
     }
     fn default_rate(&self) -> f64 {
         0.0
-    }
-    fn body(&self, user: &roster::model::UserFields) -> Vec<u8> {
-        self.0.body(user)
     }
     fn classify(
         &self,
@@ -1221,10 +1221,18 @@ fn item01_a_panic_while_sending_becomes_that_rows_failed_outcome() {
     let mut csv = people_csv(30);
     csv.push_str("Boom,Boom,boom@example.com,\n");
     let input = work.write("people.csv", &csv);
-    let target = Arc::new(PanicsOnBoom(roster::targets::sandbox::SandboxTarget::new(
-        &server.url(),
-        false,
-    )));
+    let spec = roster::targets::TargetSpec {
+        name: "sandbox".into(),
+        base_url: Some(server.url()),
+        ..Default::default()
+    };
+    let target = Arc::new(roster::targets::Target {
+        info: &roster::targets::sandbox::DEF.info,
+        schema: Arc::new(roster::targets::sandbox::SandboxSchema::new()),
+        api: Some(Arc::new(PanicsOnBoom(
+            roster::targets::sandbox::SandboxApi::new(&spec),
+        ))),
+    });
     let settings = roster::pipeline::ImportSettings {
         input,
         read: Default::default(),

@@ -519,3 +519,43 @@ fn crayon_resumes_at_the_password_step_without_creating_again() {
             .all(|u| u.has_password)
     );
 }
+
+/// One registry: every built-in target appears in `roster targets` and in `--help`, every
+/// target with a fake names a sandbox profile that exists, and every sandbox profile fakes a
+/// target roster has.
+#[test]
+fn the_registry_roster_targets_help_and_the_sandbox_agree() {
+    let work = WorkDir::new();
+    let listing = work.roster(&["targets"]);
+    listing.expect_code(0);
+    let help = work.roster(&["import", "--help"]);
+    help.expect_code(0);
+    for def in roster::targets::TARGETS {
+        let info = &def.info;
+        assert!(
+            listing.stdout().lines().any(|l| l.starts_with(info.name)),
+            "`roster targets` lists {}: {}",
+            info.name,
+            listing.stdout()
+        );
+        assert!(
+            help.stdout().contains(info.name),
+            "--help names {}",
+            info.name
+        );
+        if let Some(profile) = info.sandbox {
+            let parsed = Profile::parse(profile)
+                .unwrap_or_else(|| panic!("{} names sandbox profile {profile}", info.name));
+            assert_eq!(parsed.name(), profile);
+        }
+    }
+    for profile in Profile::ALL {
+        assert!(
+            roster::targets::TARGETS
+                .iter()
+                .any(|d| d.info.sandbox == Some(profile.name())),
+            "sandbox profile {} fakes a built-in target",
+            profile.name()
+        );
+    }
+}

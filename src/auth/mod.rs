@@ -21,6 +21,20 @@ pub fn missing(target: &str, needed: &[(&str, &Option<SecretString>)]) -> Option
     })
 }
 
+/// The values of `needed` when every one is set, in order; else `Authenticator::Missing`
+/// naming the variables that are not.
+pub fn require<const N: usize>(
+    target: &str,
+    needed: [(&str, &Option<SecretString>); N],
+) -> Result<[SecretString; N], Authenticator> {
+    let values: Vec<SecretString> = needed.iter().filter_map(|(_, v)| (*v).clone()).collect();
+    <[SecretString; N]>::try_from(values).map_err(|_| {
+        missing(target, &needed).unwrap_or_else(|| {
+            Authenticator::Missing(format!("target `{target}` is missing a credential"))
+        })
+    })
+}
+
 /// The environment variables roster reads credentials from.
 pub const ENV_VARS: [&str; 8] = [
     "ROSTER_TOKEN",
@@ -111,6 +125,25 @@ impl Credentials {
 mod tests {
     use super::*;
     use secrecy::ExposeSecret;
+
+    #[test]
+    fn required_credentials_come_back_in_order_or_name_what_is_missing() {
+        let set = Some(SecretString::from("t"));
+        let key = Some(SecretString::from("k"));
+        let Ok([tenant, api_key]) =
+            require("cl2c", [("ROSTER_TENANT", &set), ("ROSTER_API_KEY", &key)])
+        else {
+            panic!("both are set");
+        };
+        assert_eq!(
+            (tenant.expose_secret(), api_key.expose_secret()),
+            ("t", "k")
+        );
+        match require("cl2c", [("ROSTER_TENANT", &set), ("ROSTER_API_KEY", &None)]) {
+            Err(Authenticator::Missing(m)) => assert!(m.contains("ROSTER_API_KEY"), "{m}"),
+            _ => panic!("a missing key is named"),
+        }
+    }
 
     #[test]
     fn values_are_read_but_never_printed() {

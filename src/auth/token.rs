@@ -6,9 +6,10 @@
 //!
 //! Why not the `oauth2` crate: its standard token response needs snake_case `access_token` and
 //! `token_type`, which Crayon's PascalCase `{AccessToken, ExpiresIn}` does not have, and Nexway's
-//! token request is a JSON body rather than a form. One small client that reads every spelling
-//! serves all three flows.
+//! token request is a JSON body rather than a form. One small client that reads every spelling,
+//! with the request's dialect a [`TokenDialect`], serves all three flows.
 
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,41 +22,87 @@ const DEFAULT_LIFETIME: Duration = Duration::from_secs(300);
 /// at least daily.
 const LONGEST_LIFETIME: Duration = Duration::from_secs(86_400);
 
-/// How a token is asked for.
-#[derive(Clone)]
-pub enum Grant {
-    /// RFC 6749 password grant (form), client id and secret in HTTP Basic (Crayon).
-    Password {
-        /// OAuth2 client id.
-        client_id: SecretString,
-        /// OAuth2 client secret.
-        client_secret: SecretString,
-        /// The API user's name.
-        username: SecretString,
-        /// The API user's password.
-        password: SecretString,
-        /// Space-separated scopes.
-        scope: Option<String>,
-    },
-    /// RFC 6749 client credentials grant (form), client id and secret in HTTP Basic (Cradl).
-    ClientCredentials {
-        /// OAuth2 client id.
-        client_id: SecretString,
-        /// OAuth2 client secret.
-        client_secret: SecretString,
-        /// The `audience` parameter, where the server wants one.
-        audience: Option<String>,
-    },
-    /// Nexway's `POST /iam/tokens` with a JSON body `{realmName, grantType, …}`; renewals
-    /// prefer the refresh token.
-    NexwayJson {
-        /// `realmName`.
-        realm: SecretString,
-        /// Client credentials, when given.
-        client: Option<(SecretString, SecretString)>,
-        /// User name and password, when given.
-        user: Option<(SecretString, SecretString)>,
-    },
+/// A request for a token: its headers and body (the method is POST, the URL the source's).
+pub struct TokenRequest {
+    /// Headers, `Authorization` and `Content-Type` included.
+    pub headers: HeaderMap,
+    /// The body.
+    pub body: String,
+}
+
+/// How a token endpoint is asked for a token: the grant and its encoding. The two RFC 6749
+/// grants are here; a vendor with its own dialect (Nexway's JSON) implements it in its file.
+pub trait TokenDialect: Send + Sync {
+    /// The request for a new token, or (with `refresh`) for a renewal by refresh token.
+    fn request(&self, refresh: Option<&SecretString>) -> TokenRequest;
+
+    /// Whether renewals try the refresh token first (the full grant if it is refused).
+    fn refreshes(&self) -> bool {
+        false
+    }
+}
+
+/// RFC 6749 §4.3 password grant, a form, the client in HTTP Basic (Crayon).
+pub struct PasswordGrant {
+    /// OAuth2 client id.
+    pub client_id: SecretString,
+    /// OAuth2 client secret.
+    pub client_secret: SecretString,
+    /// The API user's name.
+    pub username: SecretString,
+    /// The API user's password.
+    pub password: SecretString,
+    /// Space-separated scopes.
+    pub scope: Option<String>,
+}
+
+impl TokenDialect for PasswordGrant {
+    fn request(&self, _refresh: Option<&SecretString>) -> TokenRequest {
+        let mut fields = vec![
+            ("grant_type", "password"),
+            ("username", self.username.expose_secret()),
+            ("password", self.password.expose_secret()),
+        ];
+        if let Some(scope) = &self.scope {
+            fields.push(("scope", scope));
+        }
+        form_request(&self.client_id, &self.client_secret, &fields)
+    }
+}
+
+/// RFC 6749 §4.4 client credentials grant, a form, the client in HTTP Basic (Cradl).
+pub struct ClientCredentials {
+    /// OAuth2 client id.
+    pub client_id: SecretString,
+    /// OAuth2 client secret.
+    pub client_secret: SecretString,
+    /// The `audience` parameter, where the server wants one.
+    pub audience: Option<String>,
+}
+
+impl TokenDialect for ClientCredentials {
+    fn request(&self, _refresh: Option<&SecretString>) -> TokenRequest {
+        // Client authentication is HTTP Basic only (RFC 6749 §2.3: one method).
+        let mut fields = vec![("grant_type", "client_credentials")];
+        if let Some(audience) = &self.audience {
+            fields.push(("audience", audience));
+        }
+        form_request(&self.client_id, &self.client_secret, &fields)
+    }
+}
+
+/// A form request with the client in HTTP Basic.
+fn form_request(id: &SecretString, secret: &SecretString, fields: &[(&str, &str)]) -> TokenRequest {
+    let mut headers = HeaderMap::new();
+    headers.insert(AUTHORIZATION, basic(id, secret));
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/x-www-form-urlencoded"),
+    );
+    TokenRequest {
+        headers,
+        body: form_encode(fields),
+    }
 }
 
 /// Why no token could be had.
@@ -113,7 +160,7 @@ struct State {
 /// A shared, self-renewing access token.
 pub struct TokenSource {
     url: String,
-    grant: Grant,
+    dialect: Box<dyn TokenDialect>,
     client: std::sync::Arc<crate::http::Client>,
     state: Mutex<State>,
     /// The newest generation a request has succeeded with.
@@ -122,15 +169,15 @@ pub struct TokenSource {
 }
 
 impl TokenSource {
-    /// A source fetching tokens from `url` with `grant`, over `client`.
+    /// A source fetching tokens from `url` in `dialect`, over `client`.
     pub fn new(
         url: String,
-        grant: Grant,
+        dialect: Box<dyn TokenDialect>,
         client: std::sync::Arc<crate::http::Client>,
     ) -> TokenSource {
         TokenSource {
             url,
-            grant,
+            dialect,
             client,
             state: Mutex::default(),
             confirmed: AtomicU64::new(0),
@@ -191,13 +238,13 @@ impl TokenSource {
     }
 
     async fn renew(&self, state: &mut State) -> Result<Lease, TokenError> {
-        let fetched = match (state.refresh.clone(), &self.grant) {
-            // Nexway: the refresh token first, the full grant if it is refused.
-            (Some(refresh), Grant::NexwayJson { .. }) => match self.fetch(Some(&refresh)).await {
+        let fetched = match state.refresh.clone().filter(|_| self.dialect.refreshes()) {
+            // The refresh token first, the full grant if it is refused.
+            Some(refresh) => match self.fetch(Some(&refresh)).await {
                 Ok(token) => token,
                 Err(_) => self.fetch(None).await?,
             },
-            _ => self.fetch(None).await?,
+            None => self.fetch(None).await?,
         };
         self.fetches.fetch_add(1, Ordering::Relaxed);
         state.generation += 1;
@@ -220,84 +267,10 @@ impl TokenSource {
     }
 
     async fn fetch(&self, refresh: Option<&SecretString>) -> Result<Fetched, TokenError> {
-        use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
-        let mut headers = HeaderMap::new();
+        let TokenRequest { mut headers, body } = self.dialect.request(refresh);
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
-        let form = HeaderValue::from_static("application/x-www-form-urlencoded");
-        let body = match (&self.grant, refresh) {
-            (
-                Grant::Password {
-                    client_id,
-                    client_secret,
-                    username,
-                    password,
-                    scope,
-                },
-                _,
-            ) => {
-                let mut fields = vec![
-                    ("grant_type", "password"),
-                    ("username", username.expose_secret()),
-                    ("password", password.expose_secret()),
-                ];
-                if let Some(scope) = scope {
-                    fields.push(("scope", scope));
-                }
-                headers.insert(AUTHORIZATION, basic(client_id, client_secret));
-                headers.insert(CONTENT_TYPE, form);
-                form_encode(&fields)
-            }
-            (
-                Grant::ClientCredentials {
-                    client_id,
-                    client_secret,
-                    audience,
-                },
-                _,
-            ) => {
-                // Client authentication is HTTP Basic only (RFC 6749 §2.3: one method).
-                let mut fields = vec![("grant_type", "client_credentials")];
-                if let Some(audience) = audience {
-                    fields.push(("audience", audience));
-                }
-                headers.insert(AUTHORIZATION, basic(client_id, client_secret));
-                headers.insert(CONTENT_TYPE, form);
-                form_encode(&fields)
-            }
-            (
-                Grant::NexwayJson {
-                    realm,
-                    client,
-                    user,
-                },
-                refresh,
-            ) => {
-                let mut body = serde_json::Map::new();
-                body.insert("realmName".into(), realm.expose_secret().into());
-                if let Some((id, secret)) = client {
-                    body.insert("clientId".into(), id.expose_secret().into());
-                    body.insert("clientSecret".into(), secret.expose_secret().into());
-                }
-                match (refresh, user) {
-                    (Some(refresh), _) => {
-                        body.insert("grantType".into(), "refresh_token".into());
-                        body.insert("refreshToken".into(), refresh.expose_secret().into());
-                    }
-                    (None, Some((name, password))) => {
-                        body.insert("grantType".into(), "password".into());
-                        body.insert("username".into(), name.expose_secret().into());
-                        body.insert("password".into(), password.expose_secret().into());
-                    }
-                    (None, None) => {
-                        body.insert("grantType".into(), "client_credentials".into());
-                    }
-                }
-                headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-                Value::Object(body).to_string()
-            }
-        };
         // A token URL may hold a secret in its query: it is never shown whole.
-        let shown = crate::targets::redact_query(&self.url);
+        let shown = crate::http::redact_query(&self.url);
         let unreachable = |message: String| TokenError::Unreachable {
             url: shown.clone(),
             message,
@@ -314,7 +287,7 @@ impl TokenSource {
                 message: format!(
                     "HTTP {}: {}",
                     answer.status,
-                    crate::targets::summary(&answer.body)
+                    crate::http::problem::summary(&answer.body)
                 ),
             });
         }
@@ -326,7 +299,7 @@ impl TokenSource {
 }
 
 /// `Authorization: Basic` for a client id and secret (RFC 7617), marked sensitive.
-fn basic(id: &SecretString, secret: &SecretString) -> http::HeaderValue {
+pub fn basic(id: &SecretString, secret: &SecretString) -> http::HeaderValue {
     use base64::Engine;
     let pair = format!("{}:{}", id.expose_secret(), secret.expose_secret());
     let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
@@ -385,7 +358,7 @@ fn find<'a>(map: &'a serde_json::Map<String, Value>, squashed: &str) -> Option<&
 }
 
 /// `application/x-www-form-urlencoded` (the `url` crate's own encoder).
-fn form_encode(pairs: &[(&str, &str)]) -> String {
+pub fn form_encode(pairs: &[(&str, &str)]) -> String {
     form_urlencoded::Serializer::new(String::new())
         .extend_pairs(pairs)
         .finish()

@@ -79,8 +79,8 @@ pub enum Command {
 pub struct CommonArgs {
     /// The people file (CSV, TSV, JSONL, XLSX, XLS or ODS).
     pub file: PathBuf,
-    /// The target API profile (default: the in-process sandbox).
-    #[arg(long)]
+    /// The target API profile (default: the in-process sandbox; `roster targets` describes each).
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(crate::targets::names()))]
     pub target: Option<String>,
     /// The generic target's TOML description (`--target http --profile FILE.toml`).
     #[arg(long, value_name = "FILE.toml")]

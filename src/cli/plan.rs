@@ -144,16 +144,9 @@ pub fn validate(args: ValidateArgs) -> Result<ValidatePlan, RunError> {
         .clone()
         .or(config.target.clone())
         .unwrap_or_else(|| "sandbox".into());
-    // No network: the target is only asked for its rules and bodies, so any URL will do.
+    // No network: only the target's schema is built, which needs no URL or credentials.
     let spec = TargetSpec {
         name,
-        base_url: Some(
-            config
-                .base_url
-                .clone()
-                .unwrap_or_else(|| "http://127.0.0.1:9".into()),
-        ),
-        in_process: true,
         options: target_options(&args.common, &config)?,
         profile: args.common.profile.clone().or(config.profile.clone()),
         ..TargetSpec::default()

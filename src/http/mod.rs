@@ -202,6 +202,31 @@ impl Sender {
     }
 }
 
+/// A URL with its query's values and any user name or password replaced by `***`, for
+/// messages (a query may carry a secret: `?client_secret=…`).
+pub fn redact_query(url: &str) -> String {
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return match url.split_once('?') {
+            Some((path, _)) => format!("{path}?***"),
+            None => url.to_string(),
+        };
+    };
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        let _ = parsed.set_username("***");
+        let _ = parsed.set_password(None);
+    }
+    if parsed.query().is_some() {
+        let keys: Vec<String> = parsed.query_pairs().map(|(k, _)| k.into_owned()).collect();
+        let query = keys
+            .iter()
+            .map(|k| format!("{k}=***"))
+            .collect::<Vec<_>>()
+            .join("&");
+        parsed.set_query(Some(&query));
+    }
+    parsed.to_string()
+}
+
 /// Reads a body's frames up to [`MAX_BODY`] bytes: `(bytes, truncated)`. A body in one
 /// frame (the usual small answer) is passed on as it is, without a copy.
 async fn read_capped<B>(mut body: B) -> Result<(Bytes, bool), B::Error>

@@ -75,6 +75,15 @@ fn text_body(body: &[u8]) -> Vec<ApiError> {
     vec![ApiError::new(None, text)]
 }
 
+/// The first message of an error body, for one-line operator messages.
+pub fn summary(body: &[u8]) -> String {
+    parse(body)
+        .into_iter()
+        .next()
+        .map(|e| e.message)
+        .unwrap_or_else(|| "no body".into())
+}
+
 /// Looks a key up case-insensitively (`errors`, `Errors`, `ERRORS`).
 fn get<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
     map.get(key).or_else(|| {

@@ -26,7 +26,7 @@ pub enum Checked {
 /// Normalises and validates records for one target with one mapping.
 pub struct Validator {
     mapping: Mapping,
-    target: Arc<dyn Target>,
+    target: Arc<Target>,
     /// `--generate-passwords`: the key users without a password get theirs derived from.
     passwords: Option<Arc<PasswordKey>>,
     conventions: Conventions,
@@ -37,7 +37,7 @@ pub struct Validator {
 
 impl Validator {
     /// A validator for records mapped by `mapping`, checked against `target`'s rules.
-    pub fn new(mapping: Mapping, target: Arc<dyn Target>) -> Validator {
+    pub fn new(mapping: Mapping, target: Arc<Target>) -> Validator {
         let data_columns = (0..mapping.headers().len())
             .filter(|&i| !mapping.headers()[i].starts_with('_'))
             .collect();
@@ -59,7 +59,7 @@ impl Validator {
     /// Gives every user without a password a strong one derived from `key`
     /// (`--generate-passwords`), the same in every run for the same person.
     pub fn generating_passwords(mut self, key: Option<Arc<PasswordKey>>) -> Validator {
-        self.passwords = key.filter(|_| self.target.password_use() != PasswordUse::Unused);
+        self.passwords = key.filter(|_| self.target.info.password != PasswordUse::Unused);
         self
     }
 
@@ -95,7 +95,10 @@ impl Validator {
                 Field::Email => values::email(raw),
                 // Read once the country is known: it decides how a national number reads.
                 Field::Phone => continue,
-                Field::Role => self.target.normalize_role(self.conventions.role(raw)),
+                Field::Role => self
+                    .target
+                    .schema
+                    .normalize_role(self.conventions.role(raw)),
                 Field::Status => values::status(raw),
                 // Passwords are taken exactly as given: spaces may be part of them.
                 Field::Password => Ok(raw.to_string()),
@@ -136,7 +139,7 @@ impl Validator {
             let password = key.derive(self.target.ledger_key(), identity);
             fields.set(Field::Password, Some(password));
         }
-        let rules = self.target.rules();
+        let rules = self.target.schema.rules();
         for &field in &rules.required {
             let failed_already = errors.iter().any(|e| e.field == Some(field));
             if fields.get(field).is_none() && !failed_already {
@@ -153,14 +156,14 @@ impl Validator {
             }
         }
         let mut problems = Vec::new();
-        self.target.check(&fields, &mut problems);
+        self.target.schema.check(&fields, &mut problems);
         for (field, code, message) in problems {
             errors.push(self.error(field, code, message));
         }
         let identity = fields.get(Field::Email).map(str::to_string);
         match identity {
             Some(identity) if errors.is_empty() => {
-                let body = self.target.body(&fields);
+                let body = self.target.schema.body(&fields);
                 // The hash covers everything roster would send for the row: the body, and the
                 // password even where it goes in a later step (Crayon), so a row refused for
                 // want of a password is resent once one is given or generated.
@@ -273,15 +276,18 @@ fn cells_hash(cells: &[String], columns: &[usize]) -> u64 {
 mod tests {
     use super::*;
     use crate::prepare::mapping::MappingOptions;
-    use crate::targets::sandbox::SandboxTarget;
 
     fn validator(headers: &[&str]) -> Validator {
         let headers: Vec<String> = headers.iter().map(|s| s.to_string()).collect();
-        let target: Arc<dyn Target> = Arc::new(SandboxTarget::new("http://127.0.0.1:1", true));
+        let spec = crate::targets::TargetSpec {
+            name: "sandbox".into(),
+            ..Default::default()
+        };
+        let target = Arc::new(crate::targets::build_schema(&spec).unwrap());
         let mapping = Mapping::resolve(
             &headers,
             &MappingOptions::default(),
-            &target.rules().required,
+            &target.schema.rules().required,
         )
         .unwrap();
         Validator::new(mapping, target)

@@ -110,7 +110,7 @@ impl EarlyStop {
                 "the first {} rows sent were all answered HTTP {status} by `{}`, {what} (hint: \
                  check --base-url and the target)",
                 self.same,
-                crate::targets::redact_query(&self.endpoint)
+                crate::http::redact_query(&self.endpoint)
             ));
         }
         if self.same >= SYSTEMATIC_ROWS {

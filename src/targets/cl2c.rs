@@ -8,54 +8,75 @@
 //! with an `errors` map (ASP.NET `ValidationProblemDetails`); the RFC 9457 array form with
 //! JSON pointers is read too. ASP.NET Identity's "… is already taken." means the user exists.
 
-use super::{PasswordUse, Target, TargetBase, TargetRules, TargetSpec, username_or_email};
+use super::{
+    Account, AccountPart, Api, PasswordUse, Schema, TargetDef, TargetInfo, TargetRules, TargetSpec,
+    username_or_email,
+};
 use crate::auth::{self, Authenticator};
 use crate::error::RunError;
 use crate::model::{Field, UserFields};
 use http::header::HeaderName;
 use serde::Serialize;
 
-/// The cl2c target.
-pub struct Cl2c {
-    common: TargetBase,
+/// cl2c in the registry.
+pub const DEF: TargetDef = TargetDef {
+    info: TargetInfo {
+        name: "cl2c",
+        endpoint: "POST {base}/v1/cl2c/user (--base-url required)",
+        auth: "tenant + X-API-Key headers",
+        env: "ROSTER_TENANT ROSTER_API_KEY",
+        options: &[],
+        default_rate: 10.0,
+        rate_source: "roster's choice: the page publishes no limit",
+        password: PasswordUse::Unused,
+        sandbox: Some("cl2c"),
+    },
+    schema: |_| Ok(Box::new(Cl2cSchema::new())),
+    api: |spec| Ok(Box::new(Cl2cApi::new(spec)?)),
+};
+
+/// cl2c's rows: rules and body.
+pub struct Cl2cSchema {
+    rules: TargetRules,
 }
 
-impl Cl2c {
-    /// The target described by `spec`.
-    pub fn new(spec: &TargetSpec) -> Result<Cl2c, RunError> {
-        spec.check_options(&[])?;
+impl Cl2cSchema {
+    fn new() -> Cl2cSchema {
+        Cl2cSchema {
+            rules: TargetRules {
+                required: vec![Field::Email, Field::FirstName, Field::LastName],
+                max_len: vec![(Field::Email, 256), (Field::Username, 256)],
+            },
+        }
+    }
+}
+
+/// cl2c's API.
+pub struct Cl2cApi {
+    ledger_key: String,
+    endpoint: String,
+    auth: Authenticator,
+}
+
+impl Cl2cApi {
+    /// The API described by `spec`.
+    pub fn new(spec: &TargetSpec) -> Result<Cl2cApi, RunError> {
         let base = spec.base_required()?;
         let c = &spec.credentials;
-        let auth = auth::missing(
+        let auth = match auth::require(
             "cl2c",
-            &[("ROSTER_TENANT", &c.tenant), ("ROSTER_API_KEY", &c.api_key)],
-        )
-        .unwrap_or_else(|| {
-            Authenticator::Headers(vec![
-                (
-                    HeaderName::from_static("tenant"),
-                    c.tenant.clone().expect("checked"),
-                ),
-                (
-                    HeaderName::from_static("x-api-key"),
-                    c.api_key.clone().expect("checked"),
-                ),
-            ])
-        });
-        Ok(Cl2c {
-            common: TargetBase {
-                ledger_key: spec.ledger_key(
-                    "cl2c",
-                    &base,
-                    super::Account::Of(&[super::AccountPart::Tenant]),
-                ),
-                endpoint: format!("{base}/v1/cl2c/user"),
-                rules: TargetRules {
-                    required: vec![Field::Email, Field::FirstName, Field::LastName],
-                    max_len: vec![(Field::Email, 256), (Field::Username, 256)],
-                },
-                auth,
-            },
+            [("ROSTER_TENANT", &c.tenant), ("ROSTER_API_KEY", &c.api_key)],
+        ) {
+            Ok([tenant, api_key]) => Authenticator::Headers(vec![
+                (HeaderName::from_static("tenant"), tenant),
+                (HeaderName::from_static("x-api-key"), api_key),
+            ]),
+            Err(missing) => missing,
+        };
+        Ok(Cl2cApi {
+            ledger_key: spec.ledger_key("cl2c", &base, Account::Of(&[AccountPart::Tenant])),
+            endpoint: format!("{base}/v1/cl2c/user"),
+            auth,
         })
     }
 }
@@ -71,25 +92,9 @@ struct Body<'a> {
     phone_number: Option<&'a str>,
 }
 
-impl Target for Cl2c {
-    fn name(&self) -> &str {
-        "cl2c"
-    }
-
-    fn common(&self) -> &TargetBase {
-        &self.common
-    }
-
-    fn default_rate(&self) -> f64 {
-        10.0
-    }
-
-    fn password_use(&self) -> PasswordUse {
-        PasswordUse::Unused
-    }
-
-    fn auth_hint(&self) -> &str {
-        "check ROSTER_TENANT and ROSTER_API_KEY"
+impl Schema for Cl2cSchema {
+    fn rules(&self) -> &TargetRules {
+        &self.rules
     }
 
     fn body(&self, user: &UserFields) -> Vec<u8> {
@@ -104,6 +109,28 @@ impl Target for Cl2c {
     }
 }
 
+impl Api for Cl2cApi {
+    fn ledger_key(&self) -> &str {
+        &self.ledger_key
+    }
+
+    fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    fn auth(&self) -> &Authenticator {
+        &self.auth
+    }
+
+    fn auth_hint(&self) -> &str {
+        "check ROSTER_TENANT and ROSTER_API_KEY"
+    }
+
+    fn default_rate(&self) -> f64 {
+        DEF.info.default_rate
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,10 +141,11 @@ mod tests {
             name: "cl2c".into(),
             ..TargetSpec::default()
         };
-        assert!(Cl2c::new(&spec).is_err());
+        assert!(Cl2cApi::new(&spec).is_err());
         spec.base_url = Some("http://127.0.0.1:8080/cl2c".into());
-        let target = Cl2c::new(&spec).unwrap();
-        assert_eq!(target.endpoint(), "http://127.0.0.1:8080/cl2c/v1/cl2c/user");
+        let api = Cl2cApi::new(&spec).unwrap();
+        assert_eq!(api.endpoint(), "http://127.0.0.1:8080/cl2c/v1/cl2c/user");
+        let target = Cl2cSchema::new();
         let mut user = UserFields::default();
         user.set(Field::Email, Some("a@b.co".into()));
         user.set(Field::FirstName, Some("A".into()));

@@ -17,8 +17,11 @@
 //! `{"message": …}`; 403 "Forbidden" means bad credentials; 429 "Too Many Requests" is the
 //! per-second limit (retried) but 429 "Limit Exceeded" is the monthly quota: the run stops.
 
-use super::{PasswordUse, Target, TargetBase, TargetRules, TargetSpec, Verdict, display_name};
-use crate::auth::token::{Grant, TokenSource};
+use super::{
+    Account, AccountPart, Api, PasswordUse, Schema, TargetDef, TargetInfo, TargetRules, TargetSpec,
+    Verdict, display_name,
+};
+use crate::auth::token::{ClientCredentials, TokenSource};
 use crate::auth::{self, Authenticator};
 use crate::error::RunError;
 use crate::model::{ErrorCode, Field, UserFields};
@@ -34,45 +37,34 @@ pub const DEFAULT_TOKEN_URL: &str = "https://auth.cradl.ai/oauth2/token";
 /// Users a new Cradl organisation may create in total.
 const DEFAULT_QUOTA: u64 = 5;
 
-/// The Cradl target.
-pub struct Cradl {
-    common: TargetBase,
+/// Cradl in the registry.
+pub const DEF: TargetDef = TargetDef {
+    info: TargetInfo {
+        name: "cradl",
+        endpoint: "POST https://api.cradl.ai/v1/users",
+        auth: "OAuth2 client credentials",
+        env: "ROSTER_CLIENT_ID ROSTER_CLIENT_SECRET (or ROSTER_TOKEN)",
+        options: &["app_client_id", "role_ids", "description"],
+        default_rate: 5.0,
+        rate_source: "roster's choice: Cradl limits per second and per month (429s tell which)",
+        password: PasswordUse::Unused,
+        sandbox: Some("cradl"),
+    },
+    schema: |spec| Ok(Box::new(CradlSchema::new(spec)?)),
+    api: |spec| Ok(Box::new(CradlApi::new(spec)?)),
+};
+
+/// Cradl's rows: its patterns, role ids, and the body with the run's options.
+pub struct CradlSchema {
+    rules: TargetRules,
     app_client_id: Option<String>,
     role_ids: Vec<String>,
     description: Option<String>,
 }
 
-impl Cradl {
-    /// The target described by `spec`.
-    pub fn new(spec: &TargetSpec) -> Result<Cradl, RunError> {
-        spec.check_options(&["app_client_id", "role_ids", "description"])?;
-        let base = spec.base_or(DEFAULT_BASE);
-        let c = &spec.credentials;
-        let tokens = super::token_client()?;
-        let auth = match &c.token {
-            Some(token) => Authenticator::bearer(token.clone()),
-            None => auth::missing(
-                "cradl",
-                &[
-                    ("ROSTER_CLIENT_ID", &c.client_id),
-                    ("ROSTER_CLIENT_SECRET", &c.client_secret),
-                ],
-            )
-            .unwrap_or_else(|| {
-                let (default_url, audience) = if base == DEFAULT_BASE {
-                    (DEFAULT_TOKEN_URL.to_string(), DEFAULT_BASE.to_string())
-                } else {
-                    (format!("{base}/oauth2/token"), base.clone())
-                };
-                let grant = Grant::ClientCredentials {
-                    client_id: c.client_id.clone().expect("checked"),
-                    client_secret: c.client_secret.clone().expect("checked"),
-                    audience: Some(audience),
-                };
-                let url = spec.token_url.clone().unwrap_or(default_url);
-                Authenticator::Token(Arc::new(TokenSource::new(url, grant, tokens)))
-            }),
-        };
+impl CradlSchema {
+    /// The rows' half described by `spec`'s options.
+    pub fn new(spec: &TargetSpec) -> Result<CradlSchema, RunError> {
         let app_client_id = spec.option("app_client_id").map(str::to_string);
         if let Some(id) = &app_client_id
             && !is_app_client_id(id)
@@ -96,23 +88,61 @@ impl Cradl {
                 "cradl description: at most 4096 characters".into(),
             ));
         }
-        Ok(Cradl {
-            common: TargetBase {
-                ledger_key: spec.ledger_key(
-                    "cradl",
-                    &base,
-                    super::Account::Of(&[super::AccountPart::ClientId]),
-                ),
-                endpoint: format!("{base}/users"),
-                rules: TargetRules {
-                    required: vec![Field::Email],
-                    max_len: vec![(Field::FullName, 4096)],
-                },
-                auth,
+        Ok(CradlSchema {
+            rules: TargetRules {
+                required: vec![Field::Email],
+                max_len: vec![(Field::FullName, 4096)],
             },
             app_client_id,
             role_ids,
             description: spec.option("description").map(str::to_string),
+        })
+    }
+}
+
+/// Cradl's API.
+pub struct CradlApi {
+    ledger_key: String,
+    endpoint: String,
+    auth: Authenticator,
+}
+
+impl CradlApi {
+    /// The API described by `spec`.
+    pub fn new(spec: &TargetSpec) -> Result<CradlApi, RunError> {
+        let base = spec.base_or(DEFAULT_BASE);
+        let c = &spec.credentials;
+        let auth = match &c.token {
+            Some(token) => Authenticator::bearer(token.clone()),
+            None => match auth::require(
+                "cradl",
+                [
+                    ("ROSTER_CLIENT_ID", &c.client_id),
+                    ("ROSTER_CLIENT_SECRET", &c.client_secret),
+                ],
+            ) {
+                Ok([client_id, client_secret]) => {
+                    let (default_url, audience) = if base == DEFAULT_BASE {
+                        (DEFAULT_TOKEN_URL.to_string(), DEFAULT_BASE.to_string())
+                    } else {
+                        (format!("{base}/oauth2/token"), base.clone())
+                    };
+                    let grant = ClientCredentials {
+                        client_id,
+                        client_secret,
+                        audience: Some(audience),
+                    };
+                    let url = spec.token_url.clone().unwrap_or(default_url);
+                    let source = TokenSource::new(url, Box::new(grant), super::token_client()?);
+                    Authenticator::Token(Arc::new(source))
+                }
+                Err(missing) => missing,
+            },
+        };
+        Ok(CradlApi {
+            ledger_key: spec.ledger_key("cradl", &base, Account::Of(&[AccountPart::ClientId])),
+            endpoint: format!("{base}/users"),
+            auth,
         })
     }
 }
@@ -194,25 +224,9 @@ struct Body<'a> {
     metadata: BTreeMap<&'a str, &'a str>,
 }
 
-impl Target for Cradl {
-    fn name(&self) -> &str {
-        "cradl"
-    }
-
-    fn common(&self) -> &TargetBase {
-        &self.common
-    }
-
-    fn default_rate(&self) -> f64 {
-        5.0
-    }
-
-    fn password_use(&self) -> PasswordUse {
-        PasswordUse::Unused
-    }
-
-    fn auth_hint(&self) -> &str {
-        "check ROSTER_CLIENT_ID and ROSTER_CLIENT_SECRET (or ROSTER_TOKEN)"
+impl Schema for CradlSchema {
+    fn rules(&self) -> &TargetRules {
+        &self.rules
     }
 
     /// Cradl roles are role ids; a plain "user" means Cradl's default (no role ids).
@@ -250,36 +264,12 @@ impl Target for Cradl {
         }
     }
 
-    fn classify(&self, status: u16, headers: &HeaderMap, body: &[u8]) -> Verdict {
-        if status == 429
-            && super::summary(body)
-                .to_lowercase()
-                .contains("limit exceeded")
-        {
-            return Verdict::Fatal {
-                message: "Cradl's quota is used up (429 Limit Exceeded): raise it in the Cradl \
-                          app before importing more users"
-                    .into(),
-            };
-        }
-        super::classify_common(status, headers, body, "/userId")
-    }
-
     /// Cradl's one `name` holds first and last name: its errors belong to the first-name column.
     fn field_for(&self, api_name: &str) -> Option<Field> {
         match api_name {
             "name" => Some(Field::FirstName),
             other => super::field_for_common(other),
         }
-    }
-
-    fn dry_run_warning(&self, would_send: u64) -> Option<String> {
-        (would_send > DEFAULT_QUOTA).then(|| {
-            format!(
-                "cradl: {would_send} users would be created, but a Cradl organisation's default \
-                 quota is {DEFAULT_QUOTA} users in total; check yours before importing"
-            )
-        })
     }
 
     fn body(&self, user: &UserFields) -> Vec<u8> {
@@ -317,6 +307,52 @@ impl Target for Cradl {
     }
 }
 
+impl Api for CradlApi {
+    fn ledger_key(&self) -> &str {
+        &self.ledger_key
+    }
+
+    fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    fn auth(&self) -> &Authenticator {
+        &self.auth
+    }
+
+    fn auth_hint(&self) -> &str {
+        "check ROSTER_CLIENT_ID and ROSTER_CLIENT_SECRET (or ROSTER_TOKEN)"
+    }
+
+    fn default_rate(&self) -> f64 {
+        DEF.info.default_rate
+    }
+
+    fn classify(&self, status: u16, headers: &HeaderMap, body: &[u8]) -> Verdict {
+        if status == 429
+            && crate::http::problem::summary(body)
+                .to_lowercase()
+                .contains("limit exceeded")
+        {
+            return Verdict::Fatal {
+                message: "Cradl's quota is used up (429 Limit Exceeded): raise it in the Cradl \
+                          app before importing more users"
+                    .into(),
+            };
+        }
+        super::classify_common(status, headers, body, "/userId")
+    }
+
+    fn dry_run_warning(&self, would_send: u64) -> Option<String> {
+        (would_send > DEFAULT_QUOTA).then(|| {
+            format!(
+                "cradl: {would_send} users would be created, but a Cradl organisation's default \
+                 quota is {DEFAULT_QUOTA} users in total; check yours before importing"
+            )
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,8 +377,9 @@ mod tests {
             name: "cradl".into(),
             ..TargetSpec::default()
         };
-        let target = Cradl::new(&spec).unwrap();
-        assert_eq!(target.endpoint(), "https://api.cradl.ai/v1/users");
+        let api = CradlApi::new(&spec).unwrap();
+        assert_eq!(api.endpoint(), "https://api.cradl.ai/v1/users");
+        let target = CradlSchema::new(&spec).unwrap();
         assert_eq!(
             target
                 .normalize_role(" cradl:role:a; cradl:role:b ")
@@ -376,7 +413,7 @@ mod tests {
             name: "cradl".into(),
             ..TargetSpec::default()
         };
-        let target = Cradl::new(&spec).unwrap();
+        let target = CradlApi::new(&spec).unwrap();
         let h = HeaderMap::new();
         assert!(matches!(
             target.classify(429, &h, br#"{"message":"Limit Exceeded"}"#),

@@ -14,8 +14,11 @@
 //! `PUT {base}/api/v1/users/{Id}/changepassword/` with `{UserId, NewPassword}`.
 //! No published rate limit: 5 requests/s by default.
 
-use super::{FollowUp, Target, TargetBase, TargetRules, TargetSpec, username_or_email};
-use crate::auth::token::{Grant, TokenSource};
+use super::{
+    Account, AccountPart, Api, FollowUp, PasswordUse, Schema, TargetDef, TargetInfo, TargetRules,
+    TargetSpec, username_or_email,
+};
+use crate::auth::token::{PasswordGrant, TokenSource};
 use crate::auth::{self, Authenticator};
 use crate::error::RunError;
 use crate::model::{Field, UserFields};
@@ -26,62 +29,89 @@ use std::sync::Arc;
 /// The public API.
 pub const DEFAULT_BASE: &str = "https://api.crayon.com";
 
-/// The Crayon target.
-pub struct Crayon {
-    base: String,
-    common: TargetBase,
+/// Crayon in the registry.
+pub const DEF: TargetDef = TargetDef {
+    info: TargetInfo {
+        name: "crayon",
+        endpoint: "POST https://api.crayon.com/api/v1/users/",
+        auth: "OAuth2 password grant",
+        env: "ROSTER_CLIENT_ID ROSTER_CLIENT_SECRET ROSTER_USERNAME ROSTER_PASSWORD (or ROSTER_TOKEN)",
+        options: &[],
+        default_rate: 5.0,
+        rate_source: "roster's choice: Crayon publishes no limit, so a conservative pace",
+        password: PasswordUse::Optional,
+        sandbox: Some("crayon"),
+    },
+    schema: |_| Ok(Box::new(CrayonSchema::new())),
+    api: |spec| Ok(Box::new(CrayonApi::new(spec)?)),
+};
+
+/// Crayon's rows: rules and the PascalCase body.
+pub struct CrayonSchema {
+    rules: TargetRules,
 }
 
-impl Crayon {
-    /// The target described by `spec`.
-    pub fn new(spec: &TargetSpec) -> Result<Crayon, RunError> {
-        spec.check_options(&[])?;
+impl CrayonSchema {
+    fn new() -> CrayonSchema {
+        CrayonSchema {
+            rules: TargetRules {
+                required: vec![Field::Email, Field::FirstName, Field::LastName],
+                max_len: vec![(Field::Email, 256), (Field::Username, 256)],
+            },
+        }
+    }
+}
+
+/// Crayon's API.
+pub struct CrayonApi {
+    base: String,
+    ledger_key: String,
+    endpoint: String,
+    auth: Authenticator,
+}
+
+impl CrayonApi {
+    /// The API described by `spec`.
+    pub fn new(spec: &TargetSpec) -> Result<CrayonApi, RunError> {
         let base = spec.base_or(DEFAULT_BASE);
         let c = &spec.credentials;
-        let tokens = super::token_client()?;
         let auth = match &c.token {
             Some(token) => Authenticator::bearer(token.clone()),
-            None => auth::missing(
+            None => match auth::require(
                 "crayon",
-                &[
+                [
                     ("ROSTER_CLIENT_ID", &c.client_id),
                     ("ROSTER_CLIENT_SECRET", &c.client_secret),
                     ("ROSTER_USERNAME", &c.username),
                     ("ROSTER_PASSWORD", &c.password),
                 ],
-            )
-            .unwrap_or_else(|| {
-                let url = spec
-                    .token_url
-                    .clone()
-                    .unwrap_or_else(|| format!("{base}/api/v1/connect/token/"));
-                let grant = Grant::Password {
-                    client_id: c.client_id.clone().expect("checked"),
-                    client_secret: c.client_secret.clone().expect("checked"),
-                    username: c.username.clone().expect("checked"),
-                    password: c.password.clone().expect("checked"),
-                    scope: Some("CustomerApi".into()),
-                };
-                Authenticator::Token(Arc::new(TokenSource::new(url, grant, tokens)))
-            }),
-        };
-        Ok(Crayon {
-            common: TargetBase {
-                ledger_key: spec.ledger_key(
-                    "crayon",
-                    &base,
-                    super::Account::Of(&[
-                        super::AccountPart::ClientId,
-                        super::AccountPart::Username,
-                    ]),
-                ),
-                endpoint: format!("{base}/api/v1/users/"),
-                rules: TargetRules {
-                    required: vec![Field::Email, Field::FirstName, Field::LastName],
-                    max_len: vec![(Field::Email, 256), (Field::Username, 256)],
-                },
-                auth,
+            ) {
+                Ok([client_id, client_secret, username, password]) => {
+                    let url = spec
+                        .token_url
+                        .clone()
+                        .unwrap_or_else(|| format!("{base}/api/v1/connect/token/"));
+                    let grant = PasswordGrant {
+                        client_id,
+                        client_secret,
+                        username,
+                        password,
+                        scope: Some("CustomerApi".into()),
+                    };
+                    let source = TokenSource::new(url, Box::new(grant), super::token_client()?);
+                    Authenticator::Token(Arc::new(source))
+                }
+                Err(missing) => missing,
             },
+        };
+        Ok(CrayonApi {
+            ledger_key: spec.ledger_key(
+                "crayon",
+                &base,
+                Account::Of(&[AccountPart::ClientId, AccountPart::Username]),
+            ),
+            endpoint: format!("{base}/api/v1/users/"),
+            auth,
             base,
         })
     }
@@ -107,21 +137,43 @@ struct ChangePassword<'a> {
     new_password: &'a str,
 }
 
-impl Target for Crayon {
-    fn name(&self) -> &str {
-        "crayon"
+impl Schema for CrayonSchema {
+    fn rules(&self) -> &TargetRules {
+        &self.rules
     }
 
-    fn common(&self) -> &TargetBase {
-        &self.common
+    fn body(&self, user: &UserFields) -> Vec<u8> {
+        let body = Body {
+            user_name: username_or_email(user),
+            first_name: user.get(Field::FirstName),
+            last_name: user.get(Field::LastName),
+            email: user.get(Field::Email),
+            phone_number: user.get(Field::Phone),
+            tenant_admin: (user.get(Field::Role) == Some("organization-admin")).then_some(true),
+        };
+        serde_json::to_vec(&body).expect("a struct of strings always serialises")
+    }
+}
+
+impl Api for CrayonApi {
+    fn ledger_key(&self) -> &str {
+        &self.ledger_key
     }
 
-    fn default_rate(&self) -> f64 {
-        5.0
+    fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    fn auth(&self) -> &Authenticator {
+        &self.auth
     }
 
     fn auth_hint(&self) -> &str {
         "check ROSTER_CLIENT_ID, ROSTER_CLIENT_SECRET, ROSTER_USERNAME and ROSTER_PASSWORD (or ROSTER_TOKEN)"
+    }
+
+    fn default_rate(&self) -> f64 {
+        DEF.info.default_rate
     }
 
     fn classify(&self, status: u16, headers: &HeaderMap, body: &[u8]) -> super::Verdict {
@@ -137,18 +189,6 @@ impl Target for Crayon {
             "userName",
             name,
         ))
-    }
-
-    fn body(&self, user: &UserFields) -> Vec<u8> {
-        let body = Body {
-            user_name: username_or_email(user),
-            first_name: user.get(Field::FirstName),
-            last_name: user.get(Field::LastName),
-            email: user.get(Field::Email),
-            phone_number: user.get(Field::Phone),
-            tenant_admin: (user.get(Field::Role) == Some("organization-admin")).then_some(true),
-        };
-        serde_json::to_vec(&body).expect("a struct of strings always serialises")
     }
 
     fn follow_up(&self, remote_id: &str, user: &UserFields) -> Option<FollowUp> {
@@ -176,8 +216,9 @@ mod tests {
             name: "crayon".into(),
             ..TargetSpec::default()
         };
-        let target = Crayon::new(&spec).unwrap();
-        assert_eq!(target.endpoint(), "https://api.crayon.com/api/v1/users/");
+        let api = CrayonApi::new(&spec).unwrap();
+        assert_eq!(api.endpoint(), "https://api.crayon.com/api/v1/users/");
+        let target = CrayonSchema::new();
         let mut user = UserFields::default();
         user.set(Field::Email, Some("a@b.co".into()));
         user.set(Field::FirstName, Some("A".into()));
@@ -187,9 +228,9 @@ mod tests {
             String::from_utf8(target.body(&user)).unwrap(),
             r#"{"UserName":"a@b.co","FirstName":"A","LastName":"B","Email":"a@b.co","TenantAdmin":true}"#
         );
-        assert!(target.follow_up("u1", &user).is_none());
+        assert!(api.follow_up("u1", &user).is_none());
         user.set(Field::Password, Some("pw".into()));
-        let step = target.follow_up("u1", &user).unwrap();
+        let step = api.follow_up("u1", &user).unwrap();
         assert_eq!(
             step.url,
             "https://api.crayon.com/api/v1/users/u1/changepassword/"

@@ -7,7 +7,9 @@
 //! response-format guide); a duplicate email is a 409 or a message saying it exists.
 //! Rate limit: bursts of 50 per 5 s per IP, so the default is 9.5 requests/s evenly spaced.
 
-use super::{PasswordUse, Target, TargetBase, TargetRules, TargetSpec};
+use super::{
+    Account, AccountPart, Api, PasswordUse, Schema, TargetDef, TargetInfo, TargetRules, TargetSpec,
+};
 use crate::auth::{self, Authenticator};
 use crate::error::RunError;
 use crate::model::{Field, UserFields};
@@ -16,38 +18,67 @@ use serde::Serialize;
 /// The public API.
 pub const DEFAULT_BASE: &str = "https://api.cryptlex.com";
 
-/// The Cryptlex target.
-pub struct Cryptlex {
-    common: TargetBase,
+/// Cryptlex in the registry.
+pub const DEF: TargetDef = TargetDef {
+    info: TargetInfo {
+        name: "cryptlex",
+        endpoint: "POST https://api.cryptlex.com/v3/users",
+        auth: "bearer access token",
+        env: "ROSTER_TOKEN",
+        options: &[],
+        default_rate: 9.5,
+        rate_source: "Cryptlex's documented limit: bursts of 50 per 5 s per IP",
+        password: PasswordUse::Required,
+        sandbox: Some("cryptlex"),
+    },
+    schema: |_| Ok(Box::new(CryptlexSchema::new())),
+    api: |spec| Ok(Box::new(CryptlexApi::new(spec)?)),
+};
+
+/// Cryptlex's rows: rules and body.
+pub struct CryptlexSchema {
+    rules: TargetRules,
 }
 
-impl Cryptlex {
-    /// The target described by `spec`.
-    pub fn new(spec: &TargetSpec) -> Result<Cryptlex, RunError> {
-        spec.check_options(&[])?;
-        let base = spec.base_or(DEFAULT_BASE);
-        let token = &spec.credentials.token;
-        let auth = auth::missing("cryptlex", &[("ROSTER_TOKEN", token)])
-            .unwrap_or_else(|| Authenticator::bearer(token.clone().expect("checked above")));
-        Ok(Cryptlex {
-            common: TargetBase {
-                ledger_key: spec.ledger_key(
-                    "cryptlex",
-                    &base,
-                    super::Account::Of(&[super::AccountPart::TokenSubject]),
-                ),
-                endpoint: format!("{base}/v3/users"),
-                rules: TargetRules {
-                    required: vec![
-                        Field::Email,
-                        Field::FirstName,
-                        Field::LastName,
-                        Field::Password,
-                    ],
-                    max_len: vec![(Field::Email, 254)],
-                },
-                auth,
+impl CryptlexSchema {
+    fn new() -> CryptlexSchema {
+        CryptlexSchema {
+            rules: TargetRules {
+                required: vec![
+                    Field::Email,
+                    Field::FirstName,
+                    Field::LastName,
+                    Field::Password,
+                ],
+                max_len: vec![(Field::Email, 254)],
             },
+        }
+    }
+}
+
+/// Cryptlex's API.
+pub struct CryptlexApi {
+    ledger_key: String,
+    endpoint: String,
+    auth: Authenticator,
+}
+
+impl CryptlexApi {
+    /// The API described by `spec`.
+    pub fn new(spec: &TargetSpec) -> Result<CryptlexApi, RunError> {
+        let base = spec.base_or(DEFAULT_BASE);
+        let auth = match auth::require("cryptlex", [("ROSTER_TOKEN", &spec.credentials.token)]) {
+            Ok([token]) => Authenticator::bearer(token),
+            Err(missing) => missing,
+        };
+        Ok(CryptlexApi {
+            ledger_key: spec.ledger_key(
+                "cryptlex",
+                &base,
+                Account::Of(&[AccountPart::TokenSubject]),
+            ),
+            endpoint: format!("{base}/v3/users"),
+            auth,
         })
     }
 }
@@ -62,30 +93,9 @@ struct Body<'a> {
     role: &'a str,
 }
 
-impl Target for Cryptlex {
-    fn name(&self) -> &str {
-        "cryptlex"
-    }
-
-    fn common(&self) -> &TargetBase {
-        &self.common
-    }
-
-    /// `GET /v3/users?email=` lists the users with that email.
-    fn lookup_url(&self, identity: &str, _user: &UserFields) -> Option<String> {
-        Some(super::with_query(&self.common.endpoint, "email", identity))
-    }
-
-    fn default_rate(&self) -> f64 {
-        9.5
-    }
-
-    fn password_use(&self) -> PasswordUse {
-        PasswordUse::Required
-    }
-
-    fn auth_hint(&self) -> &str {
-        "check ROSTER_TOKEN (a Cryptlex personal access token with user write scope)"
+impl Schema for CryptlexSchema {
+    fn rules(&self) -> &TargetRules {
+        &self.rules
     }
 
     fn body(&self, user: &UserFields) -> Vec<u8> {
@@ -100,6 +110,33 @@ impl Target for Cryptlex {
     }
 }
 
+impl Api for CryptlexApi {
+    fn ledger_key(&self) -> &str {
+        &self.ledger_key
+    }
+
+    fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    fn auth(&self) -> &Authenticator {
+        &self.auth
+    }
+
+    fn auth_hint(&self) -> &str {
+        "check ROSTER_TOKEN (a Cryptlex personal access token with user write scope)"
+    }
+
+    fn default_rate(&self) -> f64 {
+        DEF.info.default_rate
+    }
+
+    /// `GET /v3/users?email=` lists the users with that email.
+    fn lookup_url(&self, identity: &str, _user: &UserFields) -> Option<String> {
+        Some(super::with_query(&self.endpoint, "email", identity))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,9 +148,10 @@ mod tests {
             base_url: Some("http://127.0.0.1:9/cryptlex/".into()),
             ..TargetSpec::default()
         };
-        let target = Cryptlex::new(&spec).unwrap();
-        assert_eq!(target.endpoint(), "http://127.0.0.1:9/cryptlex/v3/users");
-        assert!(matches!(target.auth(), Authenticator::Missing(m) if m.contains("ROSTER_TOKEN")));
+        let api = CryptlexApi::new(&spec).unwrap();
+        assert_eq!(api.endpoint(), "http://127.0.0.1:9/cryptlex/v3/users");
+        assert!(matches!(api.auth(), Authenticator::Missing(m) if m.contains("ROSTER_TOKEN")));
+        let target = CryptlexSchema::new();
         let mut user = UserFields::default();
         user.set(Field::Email, Some("a@b.co".into()));
         user.set(Field::FirstName, Some("A".into()));

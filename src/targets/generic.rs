@@ -11,7 +11,7 @@
 //! its object (or `null` in an array); a placeholder inside a longer string becomes "".
 //! `{{` and `}}` are literal braces.
 
-use super::{PasswordUse, Target, TargetBase, TargetRules, TargetSpec, Verdict};
+use super::{Api, PasswordUse, Schema, TargetDef, TargetInfo, TargetRules, TargetSpec, Verdict};
 use crate::auth::Authenticator;
 use crate::error::RunError;
 use crate::model::{Field, UserFields};
@@ -20,7 +20,6 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::path::Path;
 
 /// The profile file.
 #[derive(Debug, Deserialize)]
@@ -85,12 +84,36 @@ enum Node {
     Array(Vec<Node>),
 }
 
-/// The generic target.
-pub struct HttpTarget {
-    name: String,
-    method: http::Method,
-    common: TargetBase,
+/// The generic target in the registry.
+pub const DEF: TargetDef = TargetDef {
+    info: TargetInfo {
+        name: "http",
+        endpoint: "--profile FILE.toml: method, path, headers, body",
+        auth: "headers from the profile",
+        env: "the variables its headers name",
+        options: &[],
+        default_rate: 0.0,
+        rate_source: "the profile's `rate`, else no limit",
+        password: PasswordUse::Optional,
+        sandbox: None,
+    },
+    schema: |spec| Ok(Box::new(GenericSchema::new(spec)?)),
+    api: |spec| Ok(Box::new(GenericApi::new(spec)?)),
+};
+
+/// The profile's rows: its required fields and body template.
+pub struct GenericSchema {
+    rules: TargetRules,
     body: Node,
+    content_type: String,
+}
+
+/// The profile's API: where, how, and how its answers read.
+pub struct GenericApi {
+    method: http::Method,
+    ledger_key: String,
+    endpoint: String,
+    auth: Authenticator,
     success: Vec<u16>,
     id_pointer: String,
     /// The profile names where the id is: a success without one is not a success.
@@ -98,28 +121,61 @@ pub struct HttpTarget {
     duplicate_status: Vec<u16>,
     duplicate_message: Option<String>,
     rate: f64,
-    content_type: String,
     idempotency_key: bool,
     lookup: Option<Lookup>,
 }
 
-impl HttpTarget {
-    /// The target described by `spec` and its profile file.
-    pub fn new(spec: &TargetSpec, profile: &Path) -> Result<HttpTarget, RunError> {
-        Self::with_env(spec, profile, |name| std::env::var(name).ok())
+/// The profile file `spec` names, read and parsed, with its name for messages.
+fn read_profile(spec: &TargetSpec) -> Result<(Profile, String), RunError> {
+    let path = spec
+        .profile
+        .as_deref()
+        .ok_or_else(|| RunError::Usage("target `http` needs --profile FILE.toml".into()))?;
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| RunError::Usage(format!("cannot read profile `{shown}`: {e}")))?;
+    let profile: Profile =
+        toml::from_str(&text).map_err(|e| RunError::Usage(format!("profile `{shown}`: {e}")))?;
+    Ok((profile, shown))
+}
+
+impl GenericSchema {
+    /// The rows' half of the profile `spec` names (no URL needed).
+    pub fn new(spec: &TargetSpec) -> Result<GenericSchema, RunError> {
+        let (profile, shown) = read_profile(spec)?;
+        let bad = |m: String| RunError::Usage(format!("profile `{shown}`: {m}"));
+        let mut required = vec![Field::Email];
+        for name in &profile.required {
+            let field = Field::parse(name).ok_or_else(|| bad(format!("unknown field `{name}`")))?;
+            if !required.contains(&field) {
+                required.push(field);
+            }
+        }
+        Ok(GenericSchema {
+            rules: TargetRules {
+                required,
+                max_len: vec![],
+            },
+            body: compile(&profile.body).map_err(bad)?,
+            content_type: profile
+                .content_type
+                .unwrap_or_else(|| "application/json".into()),
+        })
+    }
+}
+
+impl GenericApi {
+    /// The API half of the profile `spec` names.
+    pub fn new(spec: &TargetSpec) -> Result<GenericApi, RunError> {
+        Self::with_env(spec, |name| std::env::var(name).ok())
     }
 
     /// As [`new`](Self::new), reading variables through `env`.
     pub fn with_env(
         spec: &TargetSpec,
-        profile_path: &Path,
         env: impl Fn(&str) -> Option<String>,
-    ) -> Result<HttpTarget, RunError> {
-        let shown = profile_path.display();
-        let text = std::fs::read_to_string(profile_path)
-            .map_err(|e| RunError::Usage(format!("cannot read profile `{shown}`: {e}")))?;
-        let profile: Profile = toml::from_str(&text)
-            .map_err(|e| RunError::Usage(format!("profile `{shown}`: {e}")))?;
+    ) -> Result<GenericApi, RunError> {
+        let (profile, shown) = read_profile(spec)?;
         let bad = |m: String| RunError::Usage(format!("profile `{shown}`: {m}"));
         let endpoint = match (&profile.url, &profile.path, &spec.base_url) {
             (Some(url), _, None) => url.clone(),
@@ -157,14 +213,6 @@ impl HttpTarget {
         } else {
             Authenticator::Headers(headers)
         };
-        let mut required = vec![Field::Email];
-        for name in &profile.required {
-            let field = Field::parse(name).ok_or_else(|| bad(format!("unknown field `{name}`")))?;
-            if !required.contains(&field) {
-                required.push(field);
-            }
-        }
-        let body = compile(&profile.body).map_err(bad)?;
         let lookup = match &profile.lookup {
             None => None,
             Some(l) => {
@@ -187,29 +235,17 @@ impl HttpTarget {
             }
         };
         let name = profile.name.unwrap_or_else(|| "http".into());
-        let content_type = profile
-            .content_type
-            .unwrap_or_else(|| "application/json".into());
-        Ok(HttpTarget {
-            common: TargetBase {
-                ledger_key: format!("http:{name}@{endpoint}"),
-                endpoint,
-                rules: TargetRules {
-                    required,
-                    max_len: vec![],
-                },
-                auth,
-            },
-            name,
+        Ok(GenericApi {
+            ledger_key: format!("http:{name}@{endpoint}"),
+            endpoint,
+            auth,
             method,
-            body,
             success: profile.success,
             id_required: profile.id_pointer.is_some(),
             id_pointer: profile.id_pointer.unwrap_or_else(|| "/id".into()),
             duplicate_status: profile.duplicate_status,
             duplicate_message: profile.duplicate_message.map(|m| m.to_lowercase()),
             rate: profile.rate.unwrap_or(0.0),
-            content_type,
             idempotency_key: profile.idempotency_key,
             lookup,
         })
@@ -342,13 +378,32 @@ fn render(node: &Node, user: &UserFields) -> Option<Value> {
     }
 }
 
-impl Target for HttpTarget {
-    fn name(&self) -> &str {
-        &self.name
+impl Schema for GenericSchema {
+    fn rules(&self) -> &TargetRules {
+        &self.rules
     }
 
-    fn common(&self) -> &TargetBase {
-        &self.common
+    fn content_type(&self) -> &str {
+        &self.content_type
+    }
+
+    fn body(&self, user: &UserFields) -> Vec<u8> {
+        let value = render(&self.body, user).unwrap_or(Value::Null);
+        serde_json::to_vec(&value).expect("a JSON value always serialises")
+    }
+}
+
+impl Api for GenericApi {
+    fn ledger_key(&self) -> &str {
+        &self.ledger_key
+    }
+
+    fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    fn auth(&self) -> &Authenticator {
+        &self.auth
     }
 
     fn idempotency_keys(&self) -> bool {
@@ -359,16 +414,8 @@ impl Target for HttpTarget {
         self.rate
     }
 
-    fn content_type(&self) -> &str {
-        &self.content_type
-    }
-
     fn method(&self) -> http::Method {
         self.method.clone()
-    }
-
-    fn password_use(&self) -> PasswordUse {
-        PasswordUse::Optional
     }
 
     fn auth_hint(&self) -> &str {
@@ -416,7 +463,7 @@ impl Target for HttpTarget {
         if declared {
             // The profile says this answer means "exists"; whose it is, the messages say.
             return Verdict::Conflict {
-                errors: super::problem::parse(body),
+                errors: crate::http::problem::parse(body),
                 declared: true,
             };
         }
@@ -427,7 +474,7 @@ impl Target for HttpTarget {
         }
         if !self.success.is_empty() && (200..300).contains(&status) {
             return Verdict::Rejected {
-                errors: vec![super::problem::ApiError {
+                errors: vec![crate::http::problem::ApiError {
                     field: None,
                     message: format!("unexpected success status {status}"),
                 }],
@@ -435,27 +482,43 @@ impl Target for HttpTarget {
         }
         super::classify_common(status, headers, body, &self.id_pointer)
     }
-
-    fn body(&self, user: &UserFields) -> Vec<u8> {
-        let value = render(&self.body, user).unwrap_or(Value::Null);
-        serde_json::to_vec(&value).expect("a JSON value always serialises")
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn target(profile: &str, base: Option<&str>) -> Result<HttpTarget, RunError> {
+    /// Both halves of a profile.
+    struct Both(GenericSchema, GenericApi);
+
+    impl Both {
+        fn endpoint(&self) -> &str {
+            self.1.endpoint()
+        }
+        fn auth(&self) -> &Authenticator {
+            self.1.auth()
+        }
+        fn classify(&self, status: u16, headers: &HeaderMap, body: &[u8]) -> Verdict {
+            self.1.classify(status, headers, body)
+        }
+        fn body(&self, user: &UserFields) -> Vec<u8> {
+            self.0.body(user)
+        }
+    }
+
+    fn target(profile: &str, base: Option<&str>) -> Result<Both, RunError> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p.toml");
         std::fs::write(&path, profile).unwrap();
         let spec = TargetSpec {
             name: "http".into(),
             base_url: base.map(str::to_string),
+            profile: Some(path),
             ..TargetSpec::default()
         };
-        HttpTarget::with_env(&spec, &path, |v| (v == "ACME_TOKEN").then(|| "t0k".into()))
+        let schema = GenericSchema::new(&spec)?;
+        let api = GenericApi::with_env(&spec, |v| (v == "ACME_TOKEN").then(|| "t0k".into()))?;
+        Ok(Both(schema, api))
     }
 
     const PROFILE: &str = r#"

@@ -1,6 +1,11 @@
-//! Targets: one file per API, each knowing its request shape, rules and how its answers read.
+//! Targets: one file per API, each exporting its [`TargetDef`]: what is known of it before any
+//! settings ([`TargetInfo`]: the `roster targets` row, its documented pace, its fake in the
+//! sandbox), the rows' half ([`Schema`]: rules and bodies, built from options alone, so a
+//! validation needs no URL or credentials) and the API's half ([`Api`]: endpoint,
+//! authentication, how its answers read, lookups, follow-up steps).
 //!
-//! Adding a vendor means one new file here and one line in [`build`].
+//! Adding a vendor means one new file here, one line in [`TARGETS`], and its fake in the
+//! sandbox crate (a test checks that the three, `roster targets` and `--help` agree).
 
 pub mod cl2c;
 pub mod cradl;
@@ -94,40 +99,108 @@ pub struct FollowUp {
 /// A problem a target's own rules find with a row (patterns, enumerations).
 pub type RuleProblem = (Field, ErrorCode, String);
 
-/// What every target holds: where its identities are recorded, where users are created, the
-/// rules a row must meet first, and how requests are authenticated.
-pub struct TargetBase {
-    /// The ledger key: profile and base URL.
-    pub ledger_key: String,
-    /// The create URL.
-    pub endpoint: String,
-    /// Local rules.
-    pub rules: TargetRules,
-    /// Authentication.
-    pub auth: Authenticator,
+/// What is known of a target before any settings.
+#[derive(Debug)]
+pub struct TargetInfo {
+    /// The name `--target` takes.
+    pub name: &'static str,
+    /// Where users are created, as `roster targets` shows it.
+    pub endpoint: &'static str,
+    /// How requests are authenticated, in a few words.
+    pub auth: &'static str,
+    /// The environment variables its credentials come from.
+    pub env: &'static str,
+    /// The `--target-option` keys it takes.
+    pub options: &'static [&'static str],
+    /// Requests per second when `--rate` is not given (0 = none).
+    pub default_rate: f64,
+    /// Where that pace comes from (a page, a vendor's docs, or roster's choice).
+    pub rate_source: &'static str,
+    /// Whether its users carry a password.
+    pub password: PasswordUse,
+    /// The fake of it in `roster-sandbox` (its `Profile` name), if there is one.
+    pub sandbox: Option<&'static str>,
 }
 
-/// A target API.
-pub trait Target: Send + Sync {
-    /// The profile name (`sandbox`, `cryptlex`, …).
-    fn name(&self) -> &str;
+/// One built-in target: its facts and how to build its halves.
+pub struct TargetDef {
+    /// What is known of it before any settings.
+    pub info: TargetInfo,
+    /// The rows' half, from the spec's options (and profile) alone.
+    pub schema: fn(&TargetSpec) -> Result<Box<dyn Schema>, RunError>,
+    /// The API's half: base URL, credentials, token endpoint.
+    pub api: fn(&TargetSpec) -> Result<Box<dyn Api>, RunError>,
+}
 
-    /// The parts every target holds (ledger key, endpoint, rules, authentication).
-    fn common(&self) -> &TargetBase;
+/// The built-in targets, in the order `roster targets` lists them.
+pub static TARGETS: &[&TargetDef] = &[
+    &sandbox::DEF,
+    &cryptlex::DEF,
+    &crayon::DEF,
+    &cl2c::DEF,
+    &nexway::DEF,
+    &cradl::DEF,
+    &scim::DEF,
+    &generic::DEF,
+];
 
-    /// The key identities are recorded under in the ledger: profile and base URL.
-    fn ledger_key(&self) -> &str {
-        &self.common().ledger_key
+/// The built-in target called `name`.
+pub fn find(name: &str) -> Option<&'static TargetDef> {
+    TARGETS.iter().copied().find(|d| d.info.name == name)
+}
+
+/// The built-in targets' names, for `--help`.
+pub fn names() -> Vec<&'static str> {
+    TARGETS.iter().map(|d| d.info.name).collect()
+}
+
+/// What a row must satisfy for a target, and the body it becomes.
+pub trait Schema: Send + Sync {
+    /// Required fields and lengths.
+    fn rules(&self) -> &TargetRules;
+
+    /// Normalises a role cell into the target's vocabulary.
+    fn normalize_role(&self, raw: &str) -> Result<String, String> {
+        crate::values::role(raw)
     }
+
+    /// The target's own rules beyond required fields and lengths (patterns, enumerations).
+    fn check(&self, _user: &UserFields, _problems: &mut Vec<RuleProblem>) {}
+
+    /// The request body for one user.
+    fn body(&self, user: &UserFields) -> Vec<u8>;
+
+    /// The body's media type.
+    fn content_type(&self) -> &str {
+        "application/json"
+    }
+
+    /// The canonical field an API field name refers to, for naming the user's column.
+    fn field_for(&self, api_name: &str) -> Option<Field> {
+        field_for_common(api_name)
+    }
+}
+
+/// How a target's API is spoken to.
+pub trait Api: Send + Sync {
+    /// The key identities are recorded under in the ledger: the target, its base URL and the
+    /// account written to.
+    fn ledger_key(&self) -> &str;
 
     /// The URL a create request is sent to.
-    fn endpoint(&self) -> &str {
-        &self.common().endpoint
+    fn endpoint(&self) -> &str;
+
+    /// The create request's method.
+    fn method(&self) -> ::http::Method {
+        ::http::Method::POST
     }
 
-    /// What a row must satisfy before it is sent.
-    fn rules(&self) -> &TargetRules {
-        &self.common().rules
+    /// How requests are authenticated.
+    fn auth(&self) -> &Authenticator;
+
+    /// What to check when the target refuses the credentials (names the variables).
+    fn auth_hint(&self) -> &str {
+        ""
     }
 
     /// Requests per second when `--rate` is not given (0 = unlimited).
@@ -140,19 +213,9 @@ pub trait Target: Send + Sync {
         2
     }
 
-    /// How requests are authenticated.
-    fn auth(&self) -> &Authenticator {
-        &self.common().auth
-    }
-
-    /// The request body's media type.
-    fn content_type(&self) -> &str {
-        "application/json"
-    }
-
-    /// The create request's method.
-    fn method(&self) -> ::http::Method {
-        ::http::Method::POST
+    /// Reads one answer.
+    fn classify(&self, status: u16, headers: &HeaderMap, body: &[u8]) -> Verdict {
+        classify_common(status, headers, body, "/id")
     }
 
     /// Whether the create's success answer documents the new user's id: a success without
@@ -186,19 +249,6 @@ pub trait Target: Send + Sync {
         find_listed(body, identity)
     }
 
-    /// Whether users carry a password.
-    fn password_use(&self) -> PasswordUse {
-        PasswordUse::Optional
-    }
-
-    /// Normalises a role cell into the target's vocabulary.
-    fn normalize_role(&self, raw: &str) -> Result<String, String> {
-        crate::values::role(raw)
-    }
-
-    /// The target's own rules beyond required fields and lengths (patterns, enumerations).
-    fn check(&self, _user: &UserFields, _problems: &mut Vec<RuleProblem>) {}
-
     /// A request to make after the user is created, if the target needs one.
     fn follow_up(&self, _remote_id: &str, _user: &UserFields) -> Option<FollowUp> {
         None
@@ -208,24 +258,74 @@ pub trait Target: Send + Sync {
     fn dry_run_warning(&self, _would_send: u64) -> Option<String> {
         None
     }
+}
 
-    /// The JSON request body for one user.
-    fn body(&self, user: &UserFields) -> Vec<u8>;
+/// A target ready for a run: its facts, the rows' half, and the API's half when the run
+/// may send (a validation has none).
+pub struct Target {
+    /// What is known of it before any settings.
+    pub info: &'static TargetInfo,
+    /// The rows' half.
+    pub schema: Arc<dyn Schema>,
+    /// The API's half.
+    pub api: Option<Arc<dyn Api>>,
+}
 
-    /// Reads one response.
-    fn classify(&self, status: u16, headers: &HeaderMap, body: &[u8]) -> Verdict {
-        classify_common(status, headers, body, "/id")
+impl Target {
+    /// The target's name.
+    pub fn name(&self) -> &str {
+        self.info.name
     }
 
-    /// What to check when the target refuses our credentials (names the variables).
-    fn auth_hint(&self) -> &str {
-        ""
+    /// The ledger key: the API's, or (for a validation, which records nothing) the name.
+    pub fn ledger_key(&self) -> &str {
+        self.api
+            .as_ref()
+            .map_or(self.info.name, |api| api.ledger_key())
     }
 
-    /// The canonical field an API field name refers to, for naming the user's column.
-    fn field_for(&self, api_name: &str) -> Option<Field> {
-        field_for_common(api_name)
+    /// The API's half, which a run that sends needs.
+    pub fn api(&self) -> Result<&Arc<dyn Api>, RunError> {
+        self.api.as_ref().ok_or_else(|| {
+            RunError::Internal(format!(
+                "target `{}` was built without its API",
+                self.info.name
+            ))
+        })
     }
+}
+
+/// Builds both halves of the target `spec` names.
+pub fn build(spec: &TargetSpec) -> Result<Target, RunError> {
+    let def = definition(spec)?;
+    Ok(Target {
+        info: &def.info,
+        schema: Arc::from((def.schema)(spec)?),
+        api: Some(Arc::from((def.api)(spec)?)),
+    })
+}
+
+/// Builds the rows' half only (a validation: no URL, no credentials needed).
+pub fn build_schema(spec: &TargetSpec) -> Result<Target, RunError> {
+    let def = definition(spec)?;
+    Ok(Target {
+        info: &def.info,
+        schema: Arc::from((def.schema)(spec)?),
+        api: None,
+    })
+}
+
+/// The definition of the target `spec` names, its options checked.
+fn definition(spec: &TargetSpec) -> Result<&'static TargetDef, RunError> {
+    let def = find(&spec.name).ok_or_else(|| {
+        RunError::Usage(format!(
+            "unknown target `{}` (built-in targets: {})",
+            spec.name,
+            names().join(", ")
+        ))
+    })?;
+    spec.check_options(def.info.options)?;
+    Ok(def)
 }
 
 /// The usual reading of a create-user response: 2xx created (remote id at `id_pointer`),
@@ -241,7 +341,10 @@ pub fn classify_common(status: u16, headers: &HeaderMap, body: &[u8], id_pointer
             declared: false,
         },
         401 | 403 => Verdict::Fatal {
-            message: format!("credentials refused (HTTP {status}): {}", summary(body)),
+            message: format!(
+                "credentials refused (HTTP {status}): {}",
+                problem::summary(body)
+            ),
         },
         408 | 425 | 429 | 500..=599 => Verdict::Retry {
             wait: server_wait(headers, SystemTime::now()),
@@ -251,7 +354,7 @@ pub fn classify_common(status: u16, headers: &HeaderMap, body: &[u8], id_pointer
             let location = headers
                 .get(::http::header::LOCATION)
                 .and_then(|v| v.to_str().ok())
-                .map(crate::targets::redact_query)
+                .map(crate::http::redact_query)
                 .unwrap_or_else(|| "nowhere".into());
             Verdict::Rejected {
                 errors: vec![ApiError {
@@ -278,31 +381,6 @@ pub fn classify_common(status: u16, headers: &HeaderMap, body: &[u8], id_pointer
             }
         }
     }
-}
-
-/// A URL with its query's values and any user name or password replaced by `***`, for
-/// messages (a query may carry a secret: `?client_secret=…`).
-pub fn redact_query(url: &str) -> String {
-    let Ok(mut parsed) = url::Url::parse(url) else {
-        return match url.split_once('?') {
-            Some((path, _)) => format!("{path}?***"),
-            None => url.to_string(),
-        };
-    };
-    if !parsed.username().is_empty() || parsed.password().is_some() {
-        let _ = parsed.set_username("***");
-        let _ = parsed.set_password(None);
-    }
-    if parsed.query().is_some() {
-        let keys: Vec<String> = parsed.query_pairs().map(|(k, _)| k.into_owned()).collect();
-        let query = keys
-            .iter()
-            .map(|k| format!("{k}=***"))
-            .collect::<Vec<_>>()
-            .join("&");
-        parsed.set_query(Some(&query));
-    }
-    parsed.to_string()
 }
 
 /// Reads the remote id at a JSON pointer (`/id`, `/Id`, `/userId`); numbers become text.
@@ -374,15 +452,6 @@ pub fn find_listed(body: &[u8], identity: &str) -> Option<String> {
 pub fn with_query(endpoint: &str, key: &str, value: &str) -> String {
     let value: String = form_urlencoded::byte_serialize(value.as_bytes()).collect();
     format!("{endpoint}?{key}={value}")
-}
-
-/// The first message of an error body, for one-line operator messages.
-pub fn summary(body: &[u8]) -> String {
-    problem::parse(body)
-        .into_iter()
-        .next()
-        .map(|e| e.message)
-        .unwrap_or_else(|| "no body".into())
 }
 
 /// Maps common API field spellings (`firstName`, `FirstName`, `given_name`, `name.givenName`,
@@ -576,108 +645,30 @@ pub fn token_client() -> Result<Arc<crate::http::Client>, RunError> {
     crate::http::Client::new(Duration::from_secs(30)).map_err(|e| RunError::Startup(e.to_string()))
 }
 
-/// The built-in target names.
-pub const TARGETS: &[&str] = &[
-    "sandbox", "cryptlex", "crayon", "cl2c", "nexway", "cradl", "scim", "http",
-];
-
-/// The `roster targets` listing: name, endpoint, auth and the variables each reads.
+/// The `roster targets` listing: name, endpoint, auth, the variables each reads, and its
+/// default pace with where that pace comes from.
 pub fn describe() -> String {
-    let rows = [
-        (
-            "sandbox",
-            "POST {base}/users (default: in-process on 127.0.0.1)",
-            "none, or bearer",
-            "ROSTER_TOKEN (optional)",
-        ),
-        (
-            "cryptlex",
-            "POST https://api.cryptlex.com/v3/users",
-            "bearer access token",
-            "ROSTER_TOKEN",
-        ),
-        (
-            "crayon",
-            "POST https://api.crayon.com/api/v1/users/",
-            "OAuth2 password grant",
-            "ROSTER_CLIENT_ID ROSTER_CLIENT_SECRET ROSTER_USERNAME ROSTER_PASSWORD (or ROSTER_TOKEN)",
-        ),
-        (
-            "cl2c",
-            "POST {base}/v1/cl2c/user (--base-url required)",
-            "tenant + X-API-Key headers",
-            "ROSTER_TENANT ROSTER_API_KEY",
-        ),
-        (
-            "nexway",
-            "POST https://api.nexway.store/iam/users",
-            "bearer, or token from /iam/tokens",
-            "ROSTER_TOKEN, or ROSTER_REALM + ROSTER_CLIENT_ID/SECRET or ROSTER_USERNAME/PASSWORD",
-        ),
-        (
-            "cradl",
-            "POST https://api.cradl.ai/v1/users",
-            "OAuth2 client credentials",
-            "ROSTER_CLIENT_ID ROSTER_CLIENT_SECRET (or ROSTER_TOKEN)",
-        ),
-        (
-            "scim",
-            "POST {base}/Users (SCIM 2.0; --base-url required)",
-            "bearer",
-            "ROSTER_TOKEN",
-        ),
-        (
-            "http",
-            "--profile FILE.toml: method, path, headers, body",
-            "headers from the profile",
-            "the variables its headers name",
-        ),
-    ];
     let mut out = format!(
         "{:<9} {:<52} {:<34} {}\n",
         "target", "endpoint", "auth", "environment"
     );
-    for (name, endpoint, auth, env) in rows {
-        out.push_str(&format!("{name:<9} {endpoint:<52} {auth:<34} {env}\n"));
+    for def in TARGETS {
+        let i = &def.info;
+        out.push_str(&format!(
+            "{:<9} {:<52} {:<34} {}\n",
+            i.name, i.endpoint, i.auth, i.env
+        ));
+    }
+    out.push_str("\ndefault pace (--rate overrides)\n");
+    for def in TARGETS {
+        let i = &def.info;
+        let rate = match i.default_rate {
+            r if r > 0.0 => format!("{r}/s"),
+            _ => "no limit".to_string(),
+        };
+        out.push_str(&format!("{:<9} {:<10} {}\n", i.name, rate, i.rate_source));
     }
     out
-}
-
-/// Builds the target a run talks to.
-pub fn build(spec: &TargetSpec) -> Result<Arc<dyn Target>, RunError> {
-    let target: Arc<dyn Target> = match spec.name.as_str() {
-        "sandbox" => {
-            spec.check_options(&[])?;
-            Arc::new(
-                sandbox::SandboxTarget::new(
-                    &spec.base_or("http://127.0.0.1:8080"),
-                    spec.in_process,
-                )
-                .with_token(spec.credentials.token.clone()),
-            )
-        }
-        "cryptlex" => Arc::new(cryptlex::Cryptlex::new(spec)?),
-        "crayon" => Arc::new(crayon::Crayon::new(spec)?),
-        "cl2c" => Arc::new(cl2c::Cl2c::new(spec)?),
-        "nexway" => Arc::new(nexway::Nexway::new(spec)?),
-        "cradl" => Arc::new(cradl::Cradl::new(spec)?),
-        "scim" => Arc::new(scim::Scim::new(spec)?),
-        "http" => {
-            spec.check_options(&[])?;
-            let profile = spec
-                .profile
-                .as_deref()
-                .ok_or_else(|| RunError::Usage("target `http` needs --profile FILE.toml".into()))?;
-            Arc::new(generic::HttpTarget::new(spec, profile)?)
-        }
-        other => {
-            return Err(RunError::Usage(format!(
-                "unknown target `{other}` (built-in targets: {})",
-                TARGETS.join(", ")
-            )));
-        }
-    };
-    Ok(target)
 }
 
 /// The user name a target gets: the username column, else the email.

@@ -16,20 +16,42 @@
 //! generically (Keycloak's 409 `{"errorMessage": "User exists with same email"}` = exists).
 //! Rate limit: 10 requests/s.
 
-use super::{Target, TargetBase, TargetRules, TargetSpec, username_or_email};
+use super::{
+    Account, AccountPart, Api, PasswordUse, Schema, TargetDef, TargetInfo, TargetRules, TargetSpec,
+    username_or_email,
+};
 use crate::auth::Authenticator;
-use crate::auth::token::{Grant, TokenSource};
+use crate::auth::token::{TokenDialect, TokenRequest, TokenSource};
 use crate::error::RunError;
 use crate::model::{Field, UserFields};
+use http::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
+use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use std::sync::Arc;
 
 /// The public API.
 pub const DEFAULT_BASE: &str = "https://api.nexway.store";
 
-/// The Nexway target.
-pub struct Nexway {
-    common: TargetBase,
+/// Nexway in the registry.
+pub const DEF: TargetDef = TargetDef {
+    info: TargetInfo {
+        name: "nexway",
+        endpoint: "POST https://api.nexway.store/iam/users",
+        auth: "bearer, or token from /iam/tokens",
+        env: "ROSTER_TOKEN, or ROSTER_REALM + ROSTER_CLIENT_ID/SECRET or ROSTER_USERNAME/PASSWORD",
+        options: &["roles", "customer_id", "customer_name"],
+        default_rate: 10.0,
+        rate_source: "Nexway's documented limit (nx-api-docs, rate limits): 10 requests/s",
+        password: PasswordUse::Optional,
+        sandbox: Some("nexway"),
+    },
+    schema: |spec| Ok(Box::new(NexwaySchema::new(spec))),
+    api: |spec| Ok(Box::new(NexwayApi::new(spec)?)),
+};
+
+/// Nexway's rows: rules, and the body with the run's roles and customers.
+pub struct NexwaySchema {
+    rules: TargetRules,
     roles: Vec<Role>,
     customers: Vec<Customer>,
 }
@@ -47,12 +69,8 @@ struct Customer {
     name: Option<String>,
 }
 
-impl Nexway {
-    /// The target described by `spec`.
-    pub fn new(spec: &TargetSpec) -> Result<Nexway, RunError> {
-        spec.check_options(&["roles", "customer_id", "customer_name"])?;
-        let base = spec.base_or(DEFAULT_BASE);
-        let auth = authenticator(spec, &base)?;
+impl NexwaySchema {
+    fn new(spec: &TargetSpec) -> NexwaySchema {
         let roles = spec
             .option("roles")
             .map(|list| {
@@ -71,27 +89,84 @@ impl Nexway {
             })
             .into_iter()
             .collect();
-        Ok(Nexway {
-            common: TargetBase {
-                ledger_key: spec.ledger_key(
-                    "nexway",
-                    &base,
-                    super::Account::Of(&[
-                        super::AccountPart::Realm,
-                        super::AccountPart::ClientId,
-                        super::AccountPart::Username,
-                    ]),
-                ),
-                endpoint: format!("{base}/iam/users"),
-                rules: TargetRules {
-                    required: vec![Field::Email, Field::FirstName, Field::LastName],
-                    max_len: vec![(Field::Email, 255), (Field::Username, 255)],
-                },
-                auth,
+        NexwaySchema {
+            rules: TargetRules {
+                required: vec![Field::Email, Field::FirstName, Field::LastName],
+                max_len: vec![(Field::Email, 255), (Field::Username, 255)],
             },
             roles,
             customers,
+        }
+    }
+}
+
+/// Nexway's API.
+pub struct NexwayApi {
+    ledger_key: String,
+    endpoint: String,
+    auth: Authenticator,
+}
+
+impl NexwayApi {
+    /// The API described by `spec`.
+    pub fn new(spec: &TargetSpec) -> Result<NexwayApi, RunError> {
+        let base = spec.base_or(DEFAULT_BASE);
+        Ok(NexwayApi {
+            ledger_key: spec.ledger_key(
+                "nexway",
+                &base,
+                Account::Of(&[
+                    AccountPart::Realm,
+                    AccountPart::ClientId,
+                    AccountPart::Username,
+                ]),
+            ),
+            endpoint: format!("{base}/iam/users"),
+            auth: authenticator(spec, &base)?,
         })
+    }
+}
+
+/// Nexway's `POST /iam/tokens`: a JSON body `{realmName, grantType, …}` with client
+/// credentials, a user's, or a refresh token; renewals prefer the refresh token.
+struct NexwayTokens {
+    realm: SecretString,
+    client: Option<(SecretString, SecretString)>,
+    user: Option<(SecretString, SecretString)>,
+}
+
+impl TokenDialect for NexwayTokens {
+    fn request(&self, refresh: Option<&SecretString>) -> TokenRequest {
+        let mut body = serde_json::Map::new();
+        body.insert("realmName".into(), self.realm.expose_secret().into());
+        if let Some((id, secret)) = &self.client {
+            body.insert("clientId".into(), id.expose_secret().into());
+            body.insert("clientSecret".into(), secret.expose_secret().into());
+        }
+        match (refresh, &self.user) {
+            (Some(refresh), _) => {
+                body.insert("grantType".into(), "refresh_token".into());
+                body.insert("refreshToken".into(), refresh.expose_secret().into());
+            }
+            (None, Some((name, password))) => {
+                body.insert("grantType".into(), "password".into());
+                body.insert("username".into(), name.expose_secret().into());
+                body.insert("password".into(), password.expose_secret().into());
+            }
+            (None, None) => {
+                body.insert("grantType".into(), "client_credentials".into());
+            }
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        TokenRequest {
+            headers,
+            body: serde_json::Value::Object(body).to_string(),
+        }
+    }
+
+    fn refreshes(&self) -> bool {
+        true
     }
 }
 
@@ -117,14 +192,14 @@ fn authenticator(spec: &TargetSpec, base: &str) -> Result<Authenticator, RunErro
         .token_url
         .clone()
         .unwrap_or_else(|| format!("{base}/iam/tokens"));
-    let grant = Grant::NexwayJson {
+    let dialect = NexwayTokens {
         realm,
         client,
         user,
     };
     Ok(Authenticator::Token(Arc::new(TokenSource::new(
         url,
-        grant,
+        Box::new(dialect),
         super::token_client()?,
     ))))
 }
@@ -145,31 +220,9 @@ struct Body<'a> {
     authorized_customers: &'a [Customer],
 }
 
-impl Target for Nexway {
-    fn name(&self) -> &str {
-        "nexway"
-    }
-
-    fn common(&self) -> &TargetBase {
-        &self.common
-    }
-
-    fn default_rate(&self) -> f64 {
-        10.0
-    }
-
-    /// The page documents `201 Created`, "optionally with a response resource": the status
-    /// is the success, an id in the body is a bonus.
-    fn returns_id(&self) -> bool {
-        false
-    }
-
-    fn success_status(&self, status: u16) -> bool {
-        status == 201
-    }
-
-    fn auth_hint(&self) -> &str {
-        "check ROSTER_TOKEN, or ROSTER_REALM and ROSTER_CLIENT_ID/ROSTER_CLIENT_SECRET (or ROSTER_USERNAME/ROSTER_PASSWORD)"
+impl Schema for NexwaySchema {
+    fn rules(&self) -> &TargetRules {
+        &self.rules
     }
 
     /// Nexway roles come from `--target-option roles=…`; the role column is not sent, so it
@@ -197,6 +250,38 @@ impl Target for Nexway {
     }
 }
 
+impl Api for NexwayApi {
+    fn ledger_key(&self) -> &str {
+        &self.ledger_key
+    }
+
+    fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    fn auth(&self) -> &Authenticator {
+        &self.auth
+    }
+
+    fn auth_hint(&self) -> &str {
+        "check ROSTER_TOKEN, or ROSTER_REALM and ROSTER_CLIENT_ID/ROSTER_CLIENT_SECRET (or ROSTER_USERNAME/ROSTER_PASSWORD)"
+    }
+
+    fn default_rate(&self) -> f64 {
+        DEF.info.default_rate
+    }
+
+    /// The page documents `201 Created`, "optionally with a response resource": the status
+    /// is the success, an id in the body is a bonus.
+    fn returns_id(&self) -> bool {
+        false
+    }
+
+    fn success_status(&self, status: u16) -> bool {
+        status == 201
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,9 +294,10 @@ mod tests {
         };
         spec.options.insert("roles".into(), "buyer, admin".into());
         spec.options.insert("customer_id".into(), "c-1".into());
-        let target = Nexway::new(&spec).unwrap();
-        assert_eq!(target.endpoint(), "https://api.nexway.store/iam/users");
-        assert!(matches!(target.auth(), Authenticator::Missing(m) if m.contains("ROSTER_REALM")));
+        let api = NexwayApi::new(&spec).unwrap();
+        assert_eq!(api.endpoint(), "https://api.nexway.store/iam/users");
+        assert!(matches!(api.auth(), Authenticator::Missing(m) if m.contains("ROSTER_REALM")));
+        let target = NexwaySchema::new(&spec);
         let mut user = UserFields::default();
         user.set(Field::Email, Some("a@b.co".into()));
         user.set(Field::FirstName, Some("A".into()));
@@ -222,6 +308,9 @@ mod tests {
             r#"{"email":"a@b.co","firstName":"A","lastName":"B","userName":"a@b.co","status":"DISABLED","roles":[{"name":"buyer"},{"name":"admin"}],"authorizedCustomers":[{"customerId":"c-1"}]}"#
         );
         spec.options.insert("colour".into(), "red".into());
-        assert!(Nexway::new(&spec).is_err());
+        assert!(
+            super::super::build(&spec).is_err(),
+            "an unknown option is refused"
+        );
     }
 }

@@ -5,49 +5,77 @@
 //! Auth: `Authorization: Bearer $ROSTER_TOKEN` when the variable is set (the sandbox checks it
 //! only when started with a token).
 
-use super::{Target, TargetBase, TargetRules};
+use super::{Api, PasswordUse, Schema, TargetDef, TargetInfo, TargetRules, TargetSpec};
 use crate::auth::Authenticator;
 use crate::model::{Field, UserFields};
-use secrecy::SecretString;
 use serde::Serialize;
 
-/// The sandbox target.
-pub struct SandboxTarget {
-    common: TargetBase,
+/// The sandbox in the registry.
+pub const DEF: TargetDef = TargetDef {
+    info: TargetInfo {
+        name: "sandbox",
+        endpoint: "POST {base}/users (default: in-process on 127.0.0.1)",
+        auth: "none, or bearer",
+        env: "ROSTER_TOKEN (optional)",
+        options: &[],
+        default_rate: 0.0,
+        rate_source: "no limit: the sandbox is local (`roster sandbox --rate N` fakes one)",
+        password: PasswordUse::Optional,
+        sandbox: Some("sandbox"),
+    },
+    schema: |_| Ok(Box::new(SandboxSchema::new())),
+    api: |spec| Ok(Box::new(SandboxApi::new(spec))),
+};
+
+/// The sandbox's rows: rules and body.
+pub struct SandboxSchema {
+    rules: TargetRules,
 }
 
-impl SandboxTarget {
-    /// A sandbox target at `base_url`; `in_process` gives it a port-independent ledger key, so
-    /// re-running the default command finds its earlier results.
-    pub fn new(base_url: &str, in_process: bool) -> SandboxTarget {
-        let base = base_url.trim_end_matches('/');
-        let ledger_key = if in_process {
-            "sandbox".to_string()
-        } else {
-            format!("sandbox@{base}")
-        };
-        SandboxTarget {
-            common: TargetBase {
-                auth: Authenticator::None,
-                ledger_key,
-                endpoint: format!("{base}/users"),
-                rules: TargetRules {
-                    required: vec![Field::Email, Field::FirstName, Field::LastName],
-                    max_len: vec![(Field::Email, 254)],
-                },
+impl SandboxSchema {
+    /// The sandbox's rules: email, first and last name.
+    pub fn new() -> SandboxSchema {
+        SandboxSchema {
+            rules: TargetRules {
+                required: vec![Field::Email, Field::FirstName, Field::LastName],
+                max_len: vec![(Field::Email, 254)],
             },
         }
     }
 }
 
-impl SandboxTarget {
-    /// Sends `Authorization: Bearer <token>` (from `ROSTER_TOKEN`) when given one.
-    pub fn with_token(mut self, token: Option<SecretString>) -> SandboxTarget {
-        self.common.auth = match token {
-            Some(token) => Authenticator::bearer(token),
+impl Default for SandboxSchema {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The sandbox's API.
+pub struct SandboxApi {
+    ledger_key: String,
+    endpoint: String,
+    auth: Authenticator,
+}
+
+impl SandboxApi {
+    /// The sandbox at the spec's base URL (default `http://127.0.0.1:8080`); the in-process
+    /// one has a port-independent ledger key, so re-running the default command finds its
+    /// earlier results. `Authorization: Bearer $ROSTER_TOKEN` when the variable is set.
+    pub fn new(spec: &TargetSpec) -> SandboxApi {
+        let base = spec.base_or("http://127.0.0.1:8080");
+        let ledger_key = match spec.in_process {
+            true => "sandbox".to_string(),
+            false => format!("sandbox@{base}"),
+        };
+        let auth = match &spec.credentials.token {
+            Some(token) => Authenticator::bearer(token.clone()),
             None => Authenticator::None,
         };
-        self
+        SandboxApi {
+            ledger_key,
+            endpoint: format!("{base}/users"),
+            auth,
+        }
     }
 }
 
@@ -69,30 +97,9 @@ struct Body<'a> {
     password: Option<&'a str>,
 }
 
-impl Target for SandboxTarget {
-    fn name(&self) -> &str {
-        "sandbox"
-    }
-
-    fn common(&self) -> &TargetBase {
-        &self.common
-    }
-
-    /// The sandbox honours `Idempotency-Key`.
-    fn idempotency_keys(&self) -> bool {
-        true
-    }
-
-    fn lookup_url(&self, identity: &str, _user: &UserFields) -> Option<String> {
-        Some(super::with_query(&self.common.endpoint, "email", identity))
-    }
-
-    fn default_rate(&self) -> f64 {
-        0.0
-    }
-
-    fn auth_hint(&self) -> &str {
-        "check ROSTER_TOKEN"
+impl Schema for SandboxSchema {
+    fn rules(&self) -> &TargetRules {
+        &self.rules
     }
 
     fn body(&self, user: &UserFields) -> Vec<u8> {
@@ -109,15 +116,52 @@ impl Target for SandboxTarget {
     }
 }
 
+impl Api for SandboxApi {
+    fn ledger_key(&self) -> &str {
+        &self.ledger_key
+    }
+
+    fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    fn auth(&self) -> &Authenticator {
+        &self.auth
+    }
+
+    fn auth_hint(&self) -> &str {
+        "check ROSTER_TOKEN"
+    }
+
+    fn default_rate(&self) -> f64 {
+        DEF.info.default_rate
+    }
+
+    /// The sandbox honours `Idempotency-Key`.
+    fn idempotency_keys(&self) -> bool {
+        true
+    }
+
+    fn lookup_url(&self, identity: &str, _user: &UserFields) -> Option<String> {
+        Some(super::with_query(&self.endpoint, "email", identity))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn body_uses_camel_case_and_omits_absent_fields() {
-        let target = SandboxTarget::new("http://127.0.0.1:1/", false);
-        assert_eq!(target.endpoint(), "http://127.0.0.1:1/users");
-        assert_eq!(target.ledger_key(), "sandbox@http://127.0.0.1:1");
+        let spec = TargetSpec {
+            name: "sandbox".into(),
+            base_url: Some("http://127.0.0.1:1/".into()),
+            ..TargetSpec::default()
+        };
+        let api = SandboxApi::new(&spec);
+        assert_eq!(api.endpoint(), "http://127.0.0.1:1/users");
+        assert_eq!(api.ledger_key(), "sandbox@http://127.0.0.1:1");
+        let target = SandboxSchema::new();
         let mut user = UserFields::default();
         user.set(Field::Email, Some("a@b.co".into()));
         user.set(Field::FirstName, Some("A".into()));

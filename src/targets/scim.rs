@@ -10,7 +10,8 @@
 //! `uniqueness` means the user exists.
 
 use super::{
-    PasswordUse, Target, TargetBase, TargetRules, TargetSpec, display_name, username_or_email,
+    Account, AccountPart, Api, PasswordUse, Schema, TargetDef, TargetInfo, TargetRules, TargetSpec,
+    display_name, username_or_email,
 };
 use crate::auth::{self, Authenticator};
 use crate::error::RunError;
@@ -20,33 +21,58 @@ use serde::Serialize;
 const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 const ENTERPRISE_SCHEMA: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 
-/// The SCIM target.
-pub struct Scim {
-    common: TargetBase,
+/// SCIM 2.0 in the registry.
+pub const DEF: TargetDef = TargetDef {
+    info: TargetInfo {
+        name: "scim",
+        endpoint: "POST {base}/Users (SCIM 2.0; --base-url required)",
+        auth: "bearer",
+        env: "ROSTER_TOKEN",
+        options: &[],
+        default_rate: 10.0,
+        rate_source: "roster's choice: RFC 7644 sets no limit (servers do; raise --rate to theirs)",
+        password: PasswordUse::Unused,
+        sandbox: Some("scim"),
+    },
+    schema: |_| Ok(Box::new(ScimSchema::new())),
+    api: |spec| Ok(Box::new(ScimApi::new(spec)?)),
+};
+
+/// SCIM's rows: the core User, the enterprise extension's department.
+pub struct ScimSchema {
+    rules: TargetRules,
 }
 
-impl Scim {
-    /// The target described by `spec`.
-    pub fn new(spec: &TargetSpec) -> Result<Scim, RunError> {
-        spec.check_options(&[])?;
-        let base = spec.base_required()?;
-        let token = &spec.credentials.token;
-        let auth = auth::missing("scim", &[("ROSTER_TOKEN", token)])
-            .unwrap_or_else(|| Authenticator::bearer(token.clone().expect("checked above")));
-        Ok(Scim {
-            common: TargetBase {
-                ledger_key: spec.ledger_key(
-                    "scim",
-                    &base,
-                    super::Account::Of(&[super::AccountPart::TokenSubject]),
-                ),
-                endpoint: format!("{base}/Users"),
-                rules: TargetRules {
-                    required: vec![Field::Email],
-                    max_len: vec![],
-                },
-                auth,
+impl ScimSchema {
+    fn new() -> ScimSchema {
+        ScimSchema {
+            rules: TargetRules {
+                required: vec![Field::Email],
+                max_len: vec![],
             },
+        }
+    }
+}
+
+/// A SCIM server.
+pub struct ScimApi {
+    ledger_key: String,
+    endpoint: String,
+    auth: Authenticator,
+}
+
+impl ScimApi {
+    /// The API described by `spec`.
+    pub fn new(spec: &TargetSpec) -> Result<ScimApi, RunError> {
+        let base = spec.base_required()?;
+        let auth = match auth::require("scim", [("ROSTER_TOKEN", &spec.credentials.token)]) {
+            Ok([token]) => Authenticator::bearer(token),
+            Err(missing) => missing,
+        };
+        Ok(ScimApi {
+            ledger_key: spec.ledger_key("scim", &base, Account::Of(&[AccountPart::TokenSubject])),
+            endpoint: format!("{base}/Users"),
+            auth,
         })
     }
 }
@@ -96,36 +122,43 @@ struct Body<'a> {
     enterprise: Option<Enterprise<'a>>,
 }
 
-impl Target for Scim {
-    fn name(&self) -> &str {
-        "scim"
+impl Api for ScimApi {
+    fn ledger_key(&self) -> &str {
+        &self.ledger_key
     }
 
-    fn common(&self) -> &TargetBase {
-        &self.common
+    fn endpoint(&self) -> &str {
+        &self.endpoint
     }
 
-    /// RFC 7644 §3.4.2.2: `GET /Users?filter=userName eq "…"` (userName is the email here).
-    fn lookup_url(&self, _identity: &str, user: &UserFields) -> Option<String> {
-        let name = super::username_or_email(user)?;
-        let filter = format!("userName eq \"{}\"", name.replace('"', "\\\""));
-        Some(super::with_query(&self.common.endpoint, "filter", &filter))
-    }
-
-    fn default_rate(&self) -> f64 {
-        10.0
-    }
-
-    fn content_type(&self) -> &str {
-        "application/scim+json"
-    }
-
-    fn password_use(&self) -> PasswordUse {
-        PasswordUse::Unused
+    fn auth(&self) -> &Authenticator {
+        &self.auth
     }
 
     fn auth_hint(&self) -> &str {
         "check ROSTER_TOKEN (the SCIM provisioning bearer token)"
+    }
+
+    fn default_rate(&self) -> f64 {
+        DEF.info.default_rate
+    }
+
+    /// RFC 7644 §3.4.2.2: `GET /Users?filter=userName eq "…"` (userName is the email here
+    /// unless the row gives one).
+    fn lookup_url(&self, _identity: &str, user: &UserFields) -> Option<String> {
+        let name = super::username_or_email(user)?;
+        let filter = format!("userName eq \"{}\"", name.replace('"', "\\\""));
+        Some(super::with_query(&self.endpoint, "filter", &filter))
+    }
+}
+
+impl Schema for ScimSchema {
+    fn rules(&self) -> &TargetRules {
+        &self.rules
+    }
+
+    fn content_type(&self) -> &str {
+        "application/scim+json"
     }
 
     /// Roles are not part of the SCIM core User; the column is not sent, so not judged.
@@ -186,8 +219,9 @@ mod tests {
             base_url: Some("http://127.0.0.1:9/scim/v2/".into()),
             ..TargetSpec::default()
         };
-        let target = Scim::new(&spec).unwrap();
-        assert_eq!(target.endpoint(), "http://127.0.0.1:9/scim/v2/Users");
+        let api = ScimApi::new(&spec).unwrap();
+        assert_eq!(api.endpoint(), "http://127.0.0.1:9/scim/v2/Users");
+        let target = ScimSchema::new();
         let mut user = UserFields::default();
         user.set(Field::Email, Some("a@b.co".into()));
         user.set(Field::FirstName, Some("Ann".into()));
