@@ -12,7 +12,7 @@ use crate::model::Field;
 use crate::pipeline::{self, ImportSettings, RunMode};
 use crate::prepare::mapping::{MappingOptions, parse_assignment};
 use crate::report::{ProgressMode, StopRules};
-use crate::retry::RetryPolicy;
+use crate::submit::RetryPolicy;
 use crate::submit::SubmitSettings;
 use crate::targets::TargetSpec;
 use crate::values::Conventions;

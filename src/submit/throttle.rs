@@ -1,11 +1,185 @@
-//! Flow control shared by every worker of a run: the AIMD pacer that slows sending after a
-//! run of 429s and speeds back up when they stop, the run's retry budget, and the circuit
-//! breaker that stops a run against a target that keeps failing.
+//! Flow control shared by every worker of a run, behind [`Throttle`]'s `acquire` (wait for
+//! a turn) and `observe` (count an answer): the pause gate a 429 closes for every worker, the
+//! configured rate limit (governor), the AIMD pacer that slows sending after a run of 429s and
+//! speeds back up when they stop, the run's retry budget, and the circuit breaker that stops a
+//! run against a target that keeps failing.
 
+use super::decide::AttemptEnd;
+use crate::model::Stop;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
+
+/// Every flow control of one run.
+#[derive(Debug)]
+pub struct Throttle {
+    gate: PauseGate,
+    limiter: Option<DefaultDirectRateLimiter>,
+    pacer: AimdPacer,
+    /// The run's retry budget.
+    pub budget: RetryBudget,
+    breaker: CircuitBreaker,
+    /// The budget's exhaustion was logged.
+    budget_logged: AtomicBool,
+}
+
+impl Throttle {
+    /// Flow control for `rate` attempts per second (0 = no limit) with `burst` at once, and
+    /// `concurrency` workers (the breaker's threshold grows with them).
+    pub fn new(rate: f64, burst: u32, concurrency: usize) -> Result<Throttle, String> {
+        let limiter = if rate > 0.0 {
+            let period = Duration::from_secs_f64(1.0 / rate);
+            let burst = NonZeroU32::new(burst.max(1)).expect("max(1) is non-zero");
+            let quota = Quota::with_period(period)
+                .ok_or_else(|| format!("--rate {rate} is too high"))?
+                .allow_burst(burst);
+            Some(RateLimiter::direct(quota))
+        } else {
+            None
+        };
+        Ok(Throttle {
+            gate: PauseGate::default(),
+            limiter,
+            pacer: AimdPacer::new(rate),
+            budget: RetryBudget::default(),
+            breaker: CircuitBreaker::new(concurrency),
+            budget_logged: AtomicBool::new(false),
+        })
+    }
+
+    /// Waits until the server's pause is over, the rate limit lets one more request go and
+    /// the pacer gives it a slot; false if the run stopped first.
+    pub async fn acquire(&self, stop: &Stop) -> bool {
+        if stop.is_stopped() {
+            return false;
+        }
+        // Nothing to wait for (the usual case): no race with the stop to set up.
+        if self.gate.is_open() && self.limiter.as_ref().is_none_or(|l| l.check().is_ok()) {
+            self.pacer.acquire().await;
+            return !stop.is_stopped();
+        }
+        let turn = async {
+            self.gate.wait_open().await;
+            if let Some(limiter) = &self.limiter {
+                limiter.until_ready().await;
+            }
+            self.pacer.acquire().await;
+        };
+        tokio::select! {
+            _ = turn => !stop.is_stopped(),
+            _ = stop.stopped() => false,
+        }
+    }
+
+    /// Counts how an attempt ended; true when the circuit breaker trips on it.
+    pub fn observe(&self, end: AttemptEnd) -> bool {
+        match end {
+            AttemptEnd::Throttled => {
+                self.pacer.throttled();
+                self.breaker.answered();
+                false
+            }
+            AttemptEnd::Answered => {
+                self.pacer.answered();
+                self.breaker.answered();
+                false
+            }
+            AttemptEnd::ServerError | AttemptEnd::NoAnswer | AttemptEnd::NotConnected => {
+                let tripped = self.breaker.failed();
+                if tripped {
+                    tracing::warn!(
+                        failures_in_a_row = self.breaker.failures_in_a_row(),
+                        "circuit breaker tripped: the target keeps failing"
+                    );
+                }
+                tripped
+            }
+        }
+    }
+
+    /// Failures in a row so far.
+    pub fn failures_in_a_row(&self) -> u32 {
+        self.breaker.failures_in_a_row()
+    }
+
+    /// Pauses every worker for `wait` (a 429's Retry-After).
+    pub fn pause_all(&self, wait: Duration) {
+        if self.gate.pause_for(wait) {
+            tracing::info!(
+                wait_ms = wait.as_millis() as u64,
+                "pausing every worker: the target asked to slow down"
+            );
+        }
+    }
+
+    /// Logs, once, that the retry budget ran dry.
+    pub fn budget_spent(&self) {
+        if !self.budget_logged.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                left = self.budget.left(),
+                "retry budget spent: failing rows are left for the next run"
+            );
+        }
+    }
+}
+
+/// A gate every attempt passes through; a 429's wait closes it for all workers at once.
+#[derive(Debug)]
+pub struct PauseGate {
+    origin: Instant,
+    /// Milliseconds after `origin` until which the gate is closed.
+    closed_until_ms: AtomicU64,
+}
+
+impl Default for PauseGate {
+    fn default() -> Self {
+        PauseGate {
+            origin: Instant::now(),
+            closed_until_ms: AtomicU64::new(0),
+        }
+    }
+}
+
+impl PauseGate {
+    /// Closes the gate for `wait` from now (never shortens an existing pause); true when the
+    /// gate was open (a new pause begins).
+    pub fn pause_for(&self, wait: Duration) -> bool {
+        let now = Instant::now().duration_since(self.origin);
+        let until = now.saturating_add(wait).as_millis();
+        let until = u64::try_from(until).unwrap_or(u64::MAX / 2);
+        let before = self.closed_until_ms.fetch_max(until, Ordering::AcqRel);
+        u128::from(before) <= now.as_millis()
+    }
+
+    /// Whether the gate is open now.
+    pub fn is_open(&self) -> bool {
+        let until = self.closed_until_ms.load(Ordering::Acquire);
+        until == 0
+            || self
+                .origin
+                .checked_add(Duration::from_millis(until))
+                .is_some_and(|deadline| Instant::now() >= deadline)
+    }
+
+    /// Waits until the gate is open.
+    pub async fn wait_open(&self) {
+        loop {
+            let until = self.closed_until_ms.load(Ordering::Acquire);
+            let Some(deadline) = self.origin.checked_add(Duration::from_millis(until)) else {
+                // Unreachable in practice: waits are checked against --max-wait first.
+                std::future::pending::<()>().await;
+                return;
+            };
+            if Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep_until(deadline).await;
+        }
+    }
+}
 
 /// The slowest the pacer goes: one request every two seconds.
 const MIN_RATE: f64 = 0.5;
@@ -133,11 +307,20 @@ impl AimdPacer {
             state.rate = (state.rate / 2.0).max(MIN_RATE);
             state.next_slot = state.next_slot.max(now);
             self.engaged.store(true, Ordering::Release);
+            tracing::info!(
+                rate = state.rate,
+                throttled,
+                answers,
+                "slowing down after a run of 429s"
+            );
         } else if engaged && throttled == 0 {
             state.rate += (state.target / 20.0).max(1.0);
             if state.rate >= state.target {
                 state.rate = state.target;
                 self.engaged.store(false, Ordering::Release);
+                tracing::info!(rate = state.rate, "back at the full pace");
+            } else {
+                tracing::debug!(rate = state.rate, "speeding up");
             }
         }
     }
@@ -246,6 +429,36 @@ impl CircuitBreaker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::wait::LONGEST_SERVER_WAIT;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_gate_takes_the_longest_pause_without_overflow() {
+        let gate = PauseGate::default();
+        assert!(gate.pause_for(Duration::MAX), "a new pause");
+        assert!(!gate.pause_for(LONGEST_SERVER_WAIT), "already closed");
+        let waited = tokio::time::timeout(Duration::from_secs(3600), gate.wait_open()).await;
+        assert!(waited.is_err(), "still closed an hour later");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pause_holds_every_waiter_until_it_ends() {
+        let gate = PauseGate::default();
+        gate.pause_for(Duration::from_secs(5));
+        gate.pause_for(Duration::from_secs(1)); // never shortens
+        let start = Instant::now();
+        gate.wait_open().await;
+        assert!(start.elapsed() >= Duration::from_secs(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stopped_run_gets_no_turn_even_while_paused() {
+        let throttle = Throttle::new(0.0, 1, 4).unwrap();
+        throttle.pause_all(Duration::from_secs(60));
+        let stop = Stop::default();
+        let waiting = throttle.acquire(&stop);
+        stop.stop(crate::model::StopReason::Interrupted);
+        assert!(!waiting.await);
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_run_of_429s_halves_the_rate_and_quiet_seconds_restore_it() {

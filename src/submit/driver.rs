@@ -1,93 +1,24 @@
-//! Sending claimed users to the target: bounded concurrency, a rate limiter in front of every
-//! attempt (retries included), retries with full-jitter backoff within a run-wide budget, a
-//! pause for all workers when the server asks for one, a slower pace after runs of 429s, and a
-//! circuit breaker that stops the run when the target keeps failing.
-//!
-//! A request whose answer never came (lost connection, timeout, 5xx) may still have created
-//! the user. Such rows are *uncertain*: the create is resent, with the same body (generated
-//! passwords are derived, so it is the same password) and the same `Idempotency-Key` where the
-//! target honours one. A "user exists" answer to an uncertain row is probably roster's own
-//! creation but cannot be proven: it is recorded `created (unconfirmed)`, with the remote id
-//! from a lookup where the target has one, and its follow-up step (Crayon's password) still
-//! runs. A row whose requests never left is not uncertain: "exists" then means exists.
-//!
-//! Every wait (the pause gate, the rate limiter, backoff) races the run's stop, so a signal
-//! ends it at once; a server asking for a longer wait than `--max-wait` stops the run with
-//! the "try again later" code. A panic while sending one row becomes that row's `failed`
-//! outcome and stops the run with the internal-error code: no row is ever lost.
+//! The submit stage's moving part: lanes of workers that take claimed users, send each one's
+//! requests (what every answer means is [`super::decide`]'s), look people up, run follow-up
+//! steps, hand generated passwords over, and record each outcome.
 
+use super::decide::{self, Action, AttemptEnd, ConflictOn, Context, Seen, StepState};
+use super::{MAX_KEPT_BODY, Submitter};
 use crate::auth::scheme::Used;
-use crate::error::RunError;
-use crate::flow::{AimdPacer, CircuitBreaker, RetryBudget};
-use crate::http::{Client, Sender};
+use crate::http::Sender;
 use crate::ledger::now_ms;
 use crate::ledger::writer::LedgerSender;
-use crate::model::{ErrorCode, FieldError, Outcome, Person, Stop, StopReason, Submission};
-use crate::prepare::mapping::Mapping;
-use crate::report::{PasswordFile, PasswordStatus};
-use crate::retry::{PauseGate, RetryPolicy};
-use crate::targets::{Api, Schema, Target, Verdict};
+use crate::model::{ErrorCode, FieldError, Outcome, Person, StopReason, Submission};
+use crate::report::PasswordStatus;
+use crate::targets::Verdict;
 use bytes::Bytes;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use http::Method;
 use http::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue};
-use std::num::NonZeroU32;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
-
-/// Most of a refusal's body kept in the ledger.
-const MAX_KEPT_BODY: usize = 4096;
-
-/// How the submit stage behaves.
-#[derive(Debug, Clone, Copy)]
-pub struct SubmitSettings {
-    /// Most requests in flight at once.
-    pub concurrency: usize,
-    /// Attempts per second (0 = unlimited).
-    pub rate: f64,
-    /// Attempts allowed at once after an idle spell.
-    pub burst: u32,
-    /// Per-request timeout (connect included).
-    pub timeout: Duration,
-    /// Retry schedule.
-    pub retry: RetryPolicy,
-    /// The longest wait the run accepts from a server (`--max-wait`); a longer one stops it.
-    pub max_wait: Duration,
-}
-
-impl Default for SubmitSettings {
-    fn default() -> Self {
-        SubmitSettings {
-            concurrency: 16,
-            rate: 0.0,
-            burst: 1,
-            timeout: Duration::from_secs(30),
-            retry: RetryPolicy::default(),
-            max_wait: crate::retry::DEFAULT_MAX_WAIT,
-        }
-    }
-}
-
-/// Fewest workers a lane is given: below this, a lane's batch waits on too few workers while
-/// other lanes idle (a slow API's tail would stretch).
-const MIN_LANE_WORKERS: usize = 8;
-/// Most lanes: beyond this, the single ledger thread is the limit, not the network.
-const MAX_LANES: usize = 8;
-
-/// How many lanes (threads with their own runtime and connections) send requests: one per
-/// core, each with at least [`MIN_LANE_WORKERS`] of the concurrency.
-fn lanes(settings: &SubmitSettings) -> usize {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    lanes_for(cores, settings.concurrency)
-}
-
-fn lanes_for(cores: usize, concurrency: usize) -> usize {
-    let by_workers = (concurrency / MIN_LANE_WORKERS).max(1);
-    cores.min(by_workers).min(MAX_LANES)
-}
 
 /// What a conflict answer turned out to mean.
 enum Settled {
@@ -97,17 +28,6 @@ enum Settled {
     OursUnconfirmed,
     /// Another person holds a value of this row's: refused, with these messages.
     Refused(Vec<FieldError>),
-}
-
-/// What a conflict's messages say is taken.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ConflictOn {
-    /// This row's identity: the person exists.
-    Identity,
-    /// Another field's value (a user name another person holds).
-    Field(crate::model::Field),
-    /// The answer does not say.
-    Unknown,
 }
 
 /// How one request of a submission ended.
@@ -120,106 +40,7 @@ enum StepEnd {
     Stopped,
 }
 
-/// Sends users to one target.
-pub struct Submitter {
-    passwords: Option<Arc<PasswordFile>>,
-    /// How requests travel: each worker has a sender of its own, whose connections are opened
-    /// and used on its lane's thread.
-    client: Arc<Client>,
-    /// Threads with their own runtime that send requests.
-    lanes: usize,
-    /// The target's name, for messages.
-    name: &'static str,
-    /// How the target's API is spoken to.
-    api: Arc<dyn Api>,
-    /// How rows become bodies, and API field names become the user's columns.
-    schema: Arc<dyn Schema>,
-    mapping: Arc<Mapping>,
-    limiter: Option<DefaultDirectRateLimiter>,
-    /// The create endpoint, parsed once (parsing it per request showed in profiles).
-    endpoint: url::Url,
-    gate: PauseGate,
-    pacer: AimdPacer,
-    budget: RetryBudget,
-    breaker: CircuitBreaker,
-    settings: SubmitSettings,
-    stop: Arc<Stop>,
-}
-
-/// How one attempt ended, for the run's flow control.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum AttemptEnd {
-    /// An answer that is not a server failure (2xx, 4xx).
-    Answered,
-    /// 429.
-    Throttled,
-    /// 5xx: the server failed (and may have acted first).
-    ServerError,
-    /// No answer: the connection was lost or timed out after the request may have left.
-    NoAnswer,
-    /// The connection could not be made: nothing was sent.
-    NotConnected,
-}
-
 impl Submitter {
-    /// A submitter for `target`; `mapping` names the user's columns in remote errors.
-    pub fn new(
-        target: Arc<Target>,
-        mapping: Arc<Mapping>,
-        settings: SubmitSettings,
-        stop: Arc<Stop>,
-    ) -> Result<Submitter, RunError> {
-        let limiter = if settings.rate > 0.0 {
-            let period = Duration::from_secs_f64(1.0 / settings.rate);
-            let burst = NonZeroU32::new(settings.burst.max(1)).expect("max(1) is non-zero");
-            let quota = Quota::with_period(period)
-                .ok_or_else(|| RunError::Usage(format!("--rate {} is too high", settings.rate)))?
-                .allow_burst(burst);
-            Some(RateLimiter::direct(quota))
-        } else {
-            None
-        };
-        let api = target.api()?.clone();
-        let endpoint = url::Url::parse(api.endpoint())
-            .map_err(|e| RunError::Usage(format!("`{}` is not a URL: {e}", api.endpoint())))?;
-        let client = Client::new(settings.timeout).map_err(|e| RunError::Startup(e.to_string()))?;
-        Ok(Submitter {
-            passwords: None,
-            client,
-            lanes: lanes(&settings),
-            name: target.info.name,
-            api,
-            schema: target.schema.clone(),
-            mapping,
-            limiter,
-            endpoint,
-            gate: PauseGate::default(),
-            pacer: AimdPacer::new(settings.rate),
-            budget: RetryBudget::default(),
-            breaker: CircuitBreaker::new(settings.concurrency),
-            settings,
-            stop,
-        })
-    }
-
-    /// How many threads send requests.
-    pub fn lanes(&self) -> usize {
-        self.lanes
-    }
-
-    /// The most users to hand a lane at once: twice its share of the concurrency, enough to
-    /// keep its workers busy between hand-offs (one share cost ~5 % in the e2e bench), few
-    /// enough that at the end of a run no lane holds more than two rounds while others idle.
-    pub fn lane_batch(&self) -> usize {
-        2 * self.settings.concurrency.max(1).div_ceil(self.lanes())
-    }
-
-    /// Writes every generated password of a created user to `file`.
-    pub fn with_password_file(mut self, file: Option<Arc<PasswordFile>>) -> Submitter {
-        self.passwords = file;
-        self
-    }
-
     /// Sends every user from `users`, at most `concurrency` at once, recording each result.
     ///
     /// The work is spread over lanes, one per core: a thread with its own single-threaded
@@ -377,7 +198,14 @@ impl Submitter {
                     .await
                 {
                     StepEnd::Answered(Verdict::Created { remote_id }) => {
-                        if let Some(problem) = self.unlike_a_success(done, remote_id.as_deref()) {
+                        let problem = decide::unlike_a_success(
+                            self.api.as_ref(),
+                            self.name,
+                            done.status.unwrap_or(200),
+                            remote_id.as_deref(),
+                            &done.last_body,
+                        );
+                        if let Some(problem) = problem {
                             // It may have created the person all the same.
                             done.user.uncertain = true;
                             self.failed(done, &problem);
@@ -492,30 +320,6 @@ impl Submitter {
         self.hand_over_password(done, confirmed);
     }
 
-    /// Why a 2xx answer to a create is not the success the target documents (another status,
-    /// no id where it returns one: a wrong `--base-url` answering a web page), if it is not.
-    fn unlike_a_success(&self, done: &Submission, remote_id: Option<&str>) -> Option<String> {
-        let status = done.status.unwrap_or(200);
-        let what = match (self.api.success_status(status), remote_id) {
-            (false, _) => format!("HTTP {status}, not the documented success"),
-            (true, None) if self.api.returns_id() => {
-                format!("HTTP {status} without the new user's id")
-            }
-            _ => return None,
-        };
-        let body = String::from_utf8_lossy(&done.last_body[..done.last_body.len().min(240)]);
-        let start: String = body.trim().chars().take(120).collect();
-        let start = match start.is_empty() {
-            true => "an empty body".to_string(),
-            false => format!("`{start}`"),
-        };
-        Some(format!(
-            "target `{}` answered {what} ({start}): not what it documents; the person may exist \
-             (hint: check --base-url); a re-run retries",
-            self.name
-        ))
-    }
-
     /// Writes a created user's generated password line (before the ledger records the row
     /// created, so no password is ever in the ledger's hands only). A line that cannot be
     /// written is owed: the row is marked so, the run stops, and the next run writes it.
@@ -578,7 +382,7 @@ impl Submitter {
             true => Settled::OursUnconfirmed,
             false => Settled::Exists,
         };
-        let on = self.conflict_on(&errors, &done.user, declared);
+        let on = decide::conflict_on(self.schema.as_ref(), &errors, &done.user, declared);
         if on == ConflictOn::Identity {
             if done.user.uncertain {
                 // The id lets a follow-up step (Crayon's password) run.
@@ -625,97 +429,12 @@ impl Submitter {
         Settled::Refused(refused)
     }
 
-    /// What a conflict's messages say is taken.
-    fn conflict_on(
-        &self,
-        errors: &[crate::http::problem::ApiError],
-        user: &Person,
-        declared: bool,
-    ) -> ConflictOn {
-        use crate::http::problem;
-        use crate::model::Field;
-        let identity = user.identity.to_lowercase();
-        // The user name sent is the email when the row gave none (every target that takes one
-        // falls back to the email): a conflict on it is on the identity.
-        let username_is_identity = user
-            .fields
-            .get(Field::Username)
-            .is_none_or(|name| name.eq_ignore_ascii_case(&identity));
-        let mut other = None;
-        for e in errors {
-            if e.message.to_lowercase().contains(&identity) {
-                return ConflictOn::Identity; // the answer quotes this row's email
-            }
-            let field = e
-                .field
-                .as_deref()
-                .and_then(|f| self.schema.field_for(problem::conflict_field_name(f)))
-                .or_else(|| {
-                    problem::field_named_in(&e.message)
-                        .and_then(|f| self.schema.field_for(f.as_str()))
-                });
-            match field {
-                Some(Field::Email) => return ConflictOn::Identity,
-                Some(Field::Username) if username_is_identity => return ConflictOn::Identity,
-                Some(field) => other = other.or(Some(field)),
-                None if problem::names_the_user(&e.message) => return ConflictOn::Identity,
-                None => {}
-            }
-        }
-        match other {
-            Some(field) => ConflictOn::Field(field),
-            None if declared => ConflictOn::Identity,
-            None => ConflictOn::Unknown,
-        }
-    }
-
-    /// Waits until the server's pause is over and the rate limiter lets one more request go;
-    /// false if the run stopped first.
-    async fn wait_turn(&self) -> bool {
-        if self.stop.is_stopped() {
-            return false;
-        }
-        // Nothing to wait for (the usual case): no race with the stop to set up.
-        if self.gate.is_open() && self.limiter.as_ref().is_none_or(|l| l.check().is_ok()) {
-            self.pacer.acquire().await;
-            return !self.stop.is_stopped();
-        }
-        let turn = async {
-            self.gate.wait_open().await;
-            if let Some(limiter) = &self.limiter {
-                limiter.until_ready().await;
-            }
-            self.pacer.acquire().await;
-        };
-        tokio::select! {
-            _ = turn => !self.stop.is_stopped(),
-            _ = self.stop.stopped() => false,
-        }
-    }
-
     /// Sleeps for `wait`; false if the run stopped first.
     async fn sleep(&self, wait: Duration) -> bool {
         tokio::select! {
             _ = tokio::time::sleep(wait) => true,
             _ = self.stop.stopped() => false,
         }
-    }
-
-    /// A wait the server asked for that is longer than the run allows: the run stops (a
-    /// re-run later will find the server ready), with the reason as the row's message.
-    fn too_long(&self, wait: Duration) -> Option<String> {
-        if wait <= self.settings.max_wait {
-            return None;
-        }
-        let message = format!(
-            "target `{}` asked to wait {} (Retry-After or a rate-limit reset), longer than \
-             --max-wait {}; run again later",
-            self.name,
-            humantime::format_duration(Duration::from_secs(wait.as_secs())),
-            humantime::format_duration(self.settings.max_wait),
-        );
-        self.stop.stop(StopReason::RetryLater(message.clone()));
-        Some(message)
     }
 
     /// For an uncertain row answered "exists": the remote id, when the target can look the
@@ -726,7 +445,7 @@ impl Submitter {
             .lookup_url(&done.user.identity, &done.user.fields)?;
         let url = url::Url::parse(&url).ok()?;
         for _ in 0..3 {
-            if !self.wait_turn().await {
+            if !self.throttle.acquire(&self.stop).await {
                 return None;
             }
             let mut headers = HeaderMap::new();
@@ -748,10 +467,11 @@ impl Submitter {
                         std::time::SystemTime::now(),
                     )
                     .unwrap_or(Duration::from_secs(1));
-                    if self.too_long(wait).is_some() {
+                    if wait > self.settings.max_wait {
+                        // The create's own answers decide whether the run waits that long.
                         return None;
                     }
-                    self.gate.pause_for(wait);
+                    self.throttle.pause_all(wait);
                 }
                 Ok(answer) if answer.status >= 500 => {
                     self.sleep(Duration::from_millis(200)).await;
@@ -766,8 +486,8 @@ impl Submitter {
         None
     }
 
-    /// Sends one request until it gets a final answer, retrying transient failures with
-    /// backoff (and renewing a refused token once).
+    /// Sends one request until it gets a final answer, doing what [`decide::next`] says of
+    /// each answer: retry after backoff, renew a refused token, give up, or stop the run.
     async fn run_step(
         &self,
         done: &mut Submission,
@@ -777,118 +497,82 @@ impl Submitter {
         body: Bytes,
         idempotency_key: Option<String>,
     ) -> StepEnd {
-        let mut schedule = self.settings.retry.schedule();
-        let mut problem = String::new();
-        let mut renewals = 0;
+        let mut state = StepState::new(self.settings.retry.schedule(), done.attempts);
         loop {
-            if self.stop.is_stopped() || !self.wait_turn().await {
+            if self.stop.is_stopped() || !self.throttle.acquire(&self.stop).await {
                 return StepEnd::Stopped;
             }
             let started = now_ms();
             done.first_attempt_ms.get_or_insert(started);
             done.last_attempt_ms = Some(started);
             let headers = self.headers(idempotency_key.as_deref());
-            let (verdict, used, end) = self
-                .attempt(
-                    done,
-                    sender,
-                    (method.clone(), url, headers, body.clone()),
-                    &mut problem,
-                )
+            let sent_at = tokio::time::Instant::now();
+            let (seen, used) = self
+                .attempt(done, sender, (method.clone(), url, headers, body.clone()))
                 .await;
-            match end {
-                AttemptEnd::Throttled => {
-                    self.pacer.throttled();
-                    self.breaker.answered();
-                }
-                AttemptEnd::Answered => {
-                    self.pacer.answered();
-                    self.breaker.answered();
-                }
-                AttemptEnd::ServerError | AttemptEnd::NoAnswer | AttemptEnd::NotConnected => {
-                    if end != AttemptEnd::NotConnected {
-                        done.user.uncertain = true;
-                    }
-                    if self.breaker.failed() {
-                        let message = format!(
-                            "target `{}` keeps failing: {} requests in a row without a good \
-                             answer (last: {problem}); stopping — run again later to resume",
-                            self.name,
-                            self.breaker.failures_in_a_row()
-                        );
-                        self.stop.stop(StopReason::RetryLater(message));
-                        return StepEnd::Exhausted(format!("{problem}; the run stopped"));
-                    }
-                }
+            tracing::debug!(
+                row = done.user.row,
+                attempt = done.attempts,
+                status = seen.status,
+                latency_ms = sent_at.elapsed().as_millis() as u64,
+                problem = %seen.problem,
+                "attempt"
+            );
+            if seen.end.leaves_doubt() {
+                done.user.uncertain = true;
             }
-            let auth = self.api.auth();
-            // Some APIs (Cradl) answer an expired token with 403: renewal settles which it is.
-            let refused = matches!(done.status, Some(401 | 403));
-            if refused && auth.renewable() && renewals < 3 {
-                renewals += 1;
-                match auth.refused(used).await {
-                    Ok(()) => continue,
-                    Err(e) => {
+            if seen.status == Some(429) {
+                done.throttled += 1;
+            }
+            state.attempts = done.attempts;
+            let ctx = Context {
+                target: self.name,
+                max_wait: self.settings.max_wait,
+                renewable: self.api.auth().renewable(),
+                breaker_tripped: self.throttle.observe(seen.end),
+                failures_in_a_row: self.throttle.failures_in_a_row(),
+            };
+            let status = seen.status;
+            match decide::next(&mut state, seen, &ctx, &self.throttle.budget) {
+                Action::Finish(verdict) => {
+                    if matches!(verdict, Verdict::Created { .. } | Verdict::Conflict { .. }) {
+                        self.api.auth().confirm(used);
+                    }
+                    return StepEnd::Answered(verdict);
+                }
+                Action::Renew => {
+                    tracing::info!(status, "renewing the refused token");
+                    if let Err(e) = self.api.auth().refused(used).await {
                         return StepEnd::Answered(Verdict::Fatal {
                             message: format!(
                                 "credentials refused (HTTP {}): {e}",
-                                done.status.unwrap_or(401)
+                                status.unwrap_or(401)
                             ),
                         });
                     }
                 }
-            }
-            match verdict {
-                Verdict::Retry { wait } => {
-                    let throttled = done.status == Some(429);
-                    if throttled {
-                        done.throttled += 1;
+                Action::Retry { delay, pause_all } => {
+                    if let Some(wait) = pause_all {
+                        self.throttle.pause_all(wait);
                     }
-                    if let Some(message) = wait.and_then(|wait| self.too_long(wait)) {
-                        return StepEnd::Exhausted(message);
-                    }
-                    let Some(mut delay) = schedule.next() else {
-                        return StepEnd::Exhausted(format!(
-                            "{problem} after {} attempts; it will be retried on the next run",
-                            done.attempts
-                        ));
-                    };
-                    // 429s are paced, not budgeted; failures draw on the run's retry budget.
-                    let cost = match end {
-                        AttemptEnd::Throttled => 0,
-                        AttemptEnd::NoAnswer => RetryBudget::TIMEOUT_COST,
-                        _ => RetryBudget::RETRY_COST,
-                    };
-                    if cost > 0 && !self.budget.try_spend(cost) {
-                        return StepEnd::Exhausted(format!(
-                            "{problem} after {} attempts, and the run's retry budget is spent \
-                             (too many failures); it will be retried on the next run",
-                            done.attempts
-                        ));
-                    }
-                    match wait {
-                        // A 429 says how long: every worker waits that long.
-                        Some(wait) if throttled => self.gate.pause_for(wait),
-                        // A 5xx's Retry-After is about this request: only its row waits.
-                        Some(wait) => delay = delay.max(wait),
-                        // Throttled without a hint: everyone backs off, not just this row.
-                        None if throttled => self.gate.pause_for(delay),
-                        None => {}
-                    }
+                    tracing::debug!(
+                        row = done.user.row,
+                        delay_ms = delay.as_millis() as u64,
+                        "retrying"
+                    );
                     if !self.sleep(delay).await {
                         return StepEnd::Stopped;
                     }
                 }
-                verdict => {
-                    if matches!(verdict, Verdict::Created { .. } | Verdict::Conflict { .. }) {
-                        auth.confirm(used);
-                        let refund = match done.attempts {
-                            1 => 1,
-                            _ => RetryBudget::RETRY_COST,
-                        };
-                        self.budget.succeeded(refund);
+                Action::GiveUp(message) => {
+                    if message.contains("budget") {
+                        self.throttle.budget_spent();
                     }
-                    return StepEnd::Answered(verdict);
+                    return StepEnd::Exhausted(message);
+                }
+                Action::StopRun { run, row } => {
+                    self.stop.stop(StopReason::RetryLater(run));
+                    return StepEnd::Exhausted(row);
                 }
             }
         }
@@ -907,24 +591,28 @@ impl Submitter {
         headers
     }
 
-    /// One HTTP request; network trouble is a retryable verdict, described in `problem`.
+    /// One HTTP request; network trouble is a retryable verdict, described in the answer's
+    /// `problem`.
     async fn attempt(
         &self,
         done: &mut Submission,
         sender: &mut Sender,
         (method, url, mut headers, body): (Method, &url::Url, HeaderMap, Bytes),
-        problem: &mut String,
-    ) -> (Verdict, Used, AttemptEnd) {
+    ) -> (Seen, Used) {
         done.status = None;
         let used = match self.api.auth().authorize(&mut headers).await {
             Ok(used) => used,
             Err(e) => {
                 let message = format!("cannot authenticate: {e}");
-                return (
-                    Verdict::Fatal { message },
-                    Used::default(),
-                    AttemptEnd::Answered,
-                );
+                let seen = Seen {
+                    verdict: Verdict::Fatal {
+                        message: message.clone(),
+                    },
+                    end: AttemptEnd::Answered,
+                    status: None,
+                    problem: message,
+                };
+                return (seen, Used::default());
             }
         };
         let sent = sender.send(method, url, headers, body).await;
@@ -936,12 +624,17 @@ impl Submitter {
             Ok(answer) => answer,
             Err(e) => {
                 done.status = e.status();
-                *problem = e.to_string();
                 let end = match e.nothing_sent() {
                     true => AttemptEnd::NotConnected,
                     false => AttemptEnd::NoAnswer,
                 };
-                return (Verdict::Retry { wait: None }, used, end);
+                let seen = Seen {
+                    verdict: Verdict::Retry { wait: None },
+                    end,
+                    status: done.status,
+                    problem: e.to_string(),
+                };
+                return (seen, used);
             }
         };
         let status = answer.status;
@@ -956,15 +649,19 @@ impl Submitter {
                 text.push_str(" … (cut)");
             }
             done.response_body = Some(text);
-            *problem = format!("HTTP {status}");
         }
         let end = match status {
             429 => AttemptEnd::Throttled,
             500.. => AttemptEnd::ServerError,
             _ => AttemptEnd::Answered,
         };
-        let verdict = self.api.classify(status, &answer.headers, &answer.body);
-        (verdict, used, end)
+        let seen = Seen {
+            verdict: self.api.classify(status, &answer.headers, &answer.body),
+            end,
+            status: Some(status),
+            problem: format!("HTTP {status}"),
+        };
+        (seen, used)
     }
 
     fn rejected(&self, done: &mut Submission, errors: Vec<FieldError>) {
@@ -1021,19 +718,5 @@ impl Submitter {
                 FieldError::remote(field, column, e.message)
             })
             .collect()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn one_lane_per_core_each_with_enough_workers() {
-        assert_eq!(lanes_for(2, 64), 2);
-        assert_eq!(lanes_for(1, 64), 1);
-        assert_eq!(lanes_for(2, 5), 1, "too few workers to split");
-        assert_eq!(lanes_for(64, 16), 2, "eight workers a lane at least");
-        assert_eq!(lanes_for(64, 1024), MAX_LANES);
     }
 }
