@@ -16,6 +16,23 @@ use roster_sandbox::{Profile, Sandbox, SandboxConfig, SandboxCredentials};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Parses the command line, runs it and returns the exit code.
+pub fn main() -> i32 {
+    use clap::Parser;
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                crate::error::EXIT_USAGE
+            } else {
+                EXIT_OK
+            };
+        }
+    };
+    run(cli)
+}
+
 /// Runs the parsed command line; returns the exit code.
 pub fn run(cli: Cli) -> i32 {
     init_logging(cli.log_format);

@@ -180,7 +180,7 @@ fn mapping_options(common: &CommonArgs, config: &ConfigFile) -> Result<MappingOp
         Field::parse(name).ok_or_else(|| RunError::Usage(format!("config: unknown field `{name}`")))
     };
     for (name, column) in &config.map {
-        match crate::prepare::mapping::metadata_key(name) {
+        match crate::model::metadata_key(name) {
             Some(key) => options.metadata.push((key.to_string(), column.clone())),
             None => options.explicit.push((field(name)?, column.clone())),
         }
@@ -190,7 +190,7 @@ fn mapping_options(common: &CommonArgs, config: &ConfigFile) -> Result<MappingOp
     }
     for text in &common.map {
         if let Some((name, column)) = text.split_once('=')
-            && let Some(key) = crate::prepare::mapping::metadata_key(name)
+            && let Some(key) = crate::model::metadata_key(name)
         {
             options
                 .metadata

@@ -327,7 +327,7 @@ impl CsvSource {
             })?;
             headers.push(text.trim().to_string());
         }
-        let own_output = crate::report::META_COLUMNS
+        let own_output = crate::model::cells::META_COLUMNS
             .iter()
             .all(|m| headers.iter().any(|h| h == m));
         if own_output {

@@ -4,6 +4,10 @@
 
 use std::borrow::Cow;
 
+/// Roster's own columns in an error file: the row, its status and its messages (a file that
+/// has them is roster's own output, read back for a re-run).
+pub const META_COLUMNS: [&str; 3] = ["_row", "_status", "_errors"];
+
 fn is_trigger(c: char) -> bool {
     matches!(c, '=' | '+' | '-' | '@' | '\t' | '\r')
 }

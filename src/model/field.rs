@@ -239,6 +239,16 @@ pub fn join_errors(errors: &[FieldError]) -> String {
     out
 }
 
+/// The prefix of free-form pass-through keys and columns (`metadata.KEY`).
+pub const METADATA_PREFIX: &str = "metadata.";
+
+/// The key of a `metadata.KEY` name (any case of the prefix), if it is one.
+pub fn metadata_key(name: &str) -> Option<&str> {
+    let head = name.get(..METADATA_PREFIX.len())?;
+    let key = &name[METADATA_PREFIX.len()..];
+    (head.eq_ignore_ascii_case(METADATA_PREFIX) && !key.trim().is_empty()).then(|| key.trim())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

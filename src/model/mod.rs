@@ -9,7 +9,10 @@ mod person;
 mod stop;
 mod submission;
 
-pub use field::{ErrorCode, ErrorSource, Field, FieldError, UserFields, join_errors, squash};
+pub use field::{
+    ErrorCode, ErrorSource, Field, FieldError, METADATA_PREFIX, UserFields, join_errors,
+    metadata_key, squash,
+};
 pub use outcome::{FirstRow, Outcome, RowReport};
 pub use person::{Person, Refused};
 pub use stop::{Stop, StopReason};

@@ -114,15 +114,7 @@ pub struct MappingOptions {
     pub metadata: Vec<(String, String)>,
 }
 
-/// The prefix of free-form pass-through keys and columns.
-pub const METADATA_PREFIX: &str = "metadata.";
-
-/// The key of a `metadata.KEY` name (any case of the prefix), if it is one.
-pub fn metadata_key(name: &str) -> Option<&str> {
-    let head = name.get(..METADATA_PREFIX.len())?;
-    let key = &name[METADATA_PREFIX.len()..];
-    (head.eq_ignore_ascii_case(METADATA_PREFIX) && !key.trim().is_empty()).then(|| key.trim())
-}
+pub use crate::model::{METADATA_PREFIX, metadata_key};
 
 /// Parses `field=value` as given to `--map` and `--set`.
 pub fn parse_assignment(text: &str) -> Result<(Field, String), String> {

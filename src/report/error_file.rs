@@ -13,8 +13,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-/// Roster's own columns in an error file.
-pub const META_COLUMNS: [&str; 3] = ["_row", "_status", "_errors"];
+use crate::model::cells::META_COLUMNS;
 
 /// Past this many rows the error file is left in completion order rather than sorted.
 const MAX_SORTED_ROWS: u64 = 100_000;

@@ -14,9 +14,10 @@ pub mod passwords;
 mod progress;
 mod summary;
 
+pub use crate::model::cells::META_COLUMNS;
 pub use aggregator::{Aggregated, Aggregator};
 pub use early_stop::{EarlyStop, StopRules};
-pub use error_file::{ErrorFile, ErrorFormat, META_COLUMNS};
+pub use error_file::{ErrorFile, ErrorFormat};
 pub use html::ReportCollector;
 pub use passwords::{PasswordFile, PasswordStatus};
 pub use progress::{Progress, ProgressMode};

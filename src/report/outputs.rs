@@ -144,7 +144,7 @@ fn looks_like_an_error_file(path: &Path) -> bool {
         return false;
     }
     let first = String::from_utf8_lossy(&first);
-    let csv = crate::report::META_COLUMNS
+    let csv = crate::model::cells::META_COLUMNS
         .iter()
         .all(|m| first.contains(m));
     let jsonl = first.trim_start().starts_with('{')

@@ -307,7 +307,7 @@ fn parse_template(s: &str) -> Result<Vec<Part>, String> {
                 let name: String = chars.by_ref().take_while(|c| *c != '}').collect();
                 let part = if name == "metadata" {
                     Part::Metadata(None)
-                } else if let Some(key) = crate::prepare::mapping::metadata_key(&name) {
+                } else if let Some(key) = crate::model::metadata_key(&name) {
                     Part::Metadata(Some(key.to_string()))
                 } else {
                     Part::Field(Field::parse(&name).ok_or_else(|| {
