@@ -35,7 +35,7 @@ pub fn main() -> i32 {
 
 /// Runs the parsed command line; returns the exit code.
 pub fn run(cli: Cli) -> i32 {
-    init_logging(cli.log_format);
+    init_logging(cli.log_format, cli.verbose);
     // An import sends from its own per-core threads (see `Submitter::run`); the main thread
     // only reads, claims and hands out batches, so it needs no thread pool of its own. The
     // sandbox serves many clients and gets one.
@@ -73,12 +73,24 @@ pub fn run(cli: Cli) -> i32 {
     }
 }
 
-fn init_logging(format: LogFormat) {
+/// Structured logs on stderr: roster's events at info (run start and end, pace changes,
+/// pauses, the breaker, token renewals), per-attempt debug lines with `-v`, all with `-vv`.
+fn init_logging(format: LogFormat, verbose: u8) {
+    // Text logs share stderr with the progress line and the summary, so by default they carry
+    // only warnings; JSON logs are read by machines (cron, a log shipper) and get the run's
+    // start and finish events too.
+    let level = match (verbose, format) {
+        (0, LogFormat::Text) => "roster=warn,warn",
+        (0, LogFormat::Json) => "roster=info,warn",
+        (1, _) => "roster=debug,warn",
+        _ => "trace",
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("roster=info,warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false);
     let _ = match format {
         LogFormat::Text => builder.try_init(),

@@ -172,6 +172,14 @@ pub async fn run(
     };
     let (source, mapping) = prepare(settings, target.as_ref())?;
     let mapping = Arc::new(mapping);
+    tracing::info!(
+        target = target.name(),
+        mode = ?settings.mode,
+        endpoint = %crate::http::redact_query(&endpoint),
+        rate = settings.submit.rate,
+        concurrency = settings.submit.concurrency,
+        "run started"
+    );
     let passwords = match (&settings.generate_passwords, sending) {
         (Some(path), true) => {
             let file = PasswordFile::open(path).map_err(|e| RunError::Output {
@@ -401,6 +409,19 @@ pub async fn run(
         let json = serde_json::to_string(&summary).unwrap_or_default();
         ledger.finish_run(&json)?;
     }
+    tracing::info!(
+        target = target.name(),
+        rows = summary.rows,
+        created = summary.created_all(),
+        existed = summary.exists,
+        skipped = summary.skipped,
+        refused = summary.in_error_file(),
+        failed = summary.failed,
+        not_processed = summary.not_processed,
+        elapsed_s = summary.elapsed_s,
+        stopped = stop.reason().map(|r| r.label()),
+        "run finished"
+    );
     if let (Some(path), Some(collector)) = (&settings.report, collector) {
         let html = collector.render(&summary, target.name(), &source_name);
         std::fs::write(path, html).map_err(|e| RunError::Output {

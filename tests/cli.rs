@@ -1,9 +1,10 @@
 //! Command-line contract: bad input and usage give a clear message and exit code 2, and
 //! `validate` never touches the network or the ledger.
 
-mod common;
+#[macro_use]
+mod support;
 
-use common::WorkDir;
+use support::WorkDir;
 
 #[test]
 fn a_missing_file_is_exit_2_with_its_name() {
@@ -364,4 +365,45 @@ fn encoding_and_delimiter_flags_override_detection() {
     );
     let bad = work.roster(&["validate", "p.csv", "--encoding", "klingon"]);
     bad.expect_code(2);
+}
+
+/// Operators' logs: `--log-format json` gives one JSON event per line, the run's start and
+/// end with its target and totals; `-v` adds a line per attempt; no person's data is logged.
+#[test]
+fn logs_are_structured_events_without_personal_data() {
+    let work = WorkDir::new();
+    work.write("p.csv", &support::people_csv(5));
+    let run = work.roster(&["import", "p.csv", "--log-format", "json", "-v", "--quiet"]);
+    run.expect_code(0);
+    let events: Vec<serde_json::Value> = run
+        .stderr()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let named = |message: &str| {
+        events
+            .iter()
+            .filter(|e| e["fields"]["message"] == message)
+            .collect::<Vec<_>>()
+    };
+    let started = named("run started");
+    assert_eq!(started.len(), 1, "{}", run.context());
+    assert_eq!(started[0]["fields"]["target"], "sandbox");
+    let finished = named("run finished");
+    assert_eq!(finished.len(), 1, "{}", run.context());
+    assert_eq!(finished[0]["fields"]["created"], 5);
+    let attempts = named("attempt");
+    assert_eq!(
+        attempts.len(),
+        5,
+        "one debug line per attempt: {}",
+        run.context()
+    );
+    assert_eq!(attempts[0]["level"], "DEBUG");
+    assert_eq!(attempts[0]["fields"]["status"], 201);
+    assert!(
+        !run.stderr().contains("@example.com"),
+        "no email in the logs: {}",
+        run.context()
+    );
 }

@@ -2,11 +2,12 @@
 //! made by its `make.py`): every format must create the same normalised users and refuse the
 //! same rows, at the row numbers the user sees in that file.
 
-mod common;
+#[macro_use]
+mod support;
 
-use common::{TestSandbox, WorkDir};
 use roster_sandbox::SandboxConfig;
 use std::path::Path;
+use support::{TestSandbox, WorkDir};
 
 /// (email, first, last, phone, role) as the sandbox stored them.
 type Stored = (String, String, String, Option<String>, String);

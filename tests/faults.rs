@@ -2,14 +2,15 @@
 //! job, every valid person exists exactly once, and every row's outcome is in the ledger.
 //! Each test is bounded in rows and time; together they stay well under three minutes.
 
-mod common;
+#[macro_use]
+mod support;
 
-use common::hostile::{Hostile, Reply};
-use common::{TestSandbox, WorkDir, people_csv};
 use roster::ledger::Entry;
 use roster_sandbox::SandboxConfig;
 use std::process::Child;
 use std::time::{Duration, Instant};
+use support::hostile::{Hostile, Reply};
+use support::{TestSandbox, WorkDir, people_csv};
 
 /// `roster import people.csv` into the sandbox at `url`, in the background, with `--json`.
 fn spawn_import(work: &WorkDir, url: &str, extra: &[&str], env: &[(&str, &str)]) -> Child {
@@ -157,127 +158,131 @@ fn killed_ten_times_mid_run_then_resumed_every_user_exists_exactly_once() {
     assert_password_file_true(&server, &work, 8_000);
 }
 
-#[test]
-fn revoked_credentials_stop_the_run_within_seconds_with_every_finished_row_recorded() {
-    let server = TestSandbox::start(SandboxConfig {
+sandbox_test!(
+    revoked_credentials_stop_the_run_within_seconds_with_every_finished_row_recorded,
+    SandboxConfig {
         token: Some("right".into()),
         ..Default::default()
-    });
-    let work = WorkDir::new();
-    work.write("people.csv", &people_csv(5_000));
-    let url = server.url();
-    let child = spawn_import(
-        &work,
-        &url,
-        &["--rate", "400", "--concurrency", "8"],
-        &[("ROSTER_TOKEN", "right")],
-    );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while server.sandbox.stats().created < 200 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(5));
+    },
+    |server, work| {
+        work.write("people.csv", &people_csv(5_000));
+        let url = server.url();
+        let child = spawn_import(
+            &work,
+            &url,
+            &["--rate", "400", "--concurrency", "8"],
+            &[("ROSTER_TOKEN", "right")],
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while server.sandbox.stats().created < 200 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        server.sandbox.revoke_credentials();
+        let revoked = Instant::now();
+        let output = child.wait_with_output().unwrap();
+        let took = revoked.elapsed();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(3), "{stderr}");
+        assert!(
+            took < Duration::from_secs(5),
+            "stopped {took:?} after the revocation"
+        );
+        assert!(
+            stderr.contains("ROSTER_TOKEN"),
+            "names the credential: {stderr}"
+        );
+        let entries = ledger(&work, &url);
+        let created = entries.iter().filter(|e| e.state == "created").count() as u64;
+        assert_eq!(
+            created,
+            server.sandbox.stats().created,
+            "every finished row recorded"
+        );
+        assert!(entries.iter().all(|e| e.state != "sending"));
     }
-    server.sandbox.revoke_credentials();
-    let revoked = Instant::now();
-    let output = child.wait_with_output().unwrap();
-    let took = revoked.elapsed();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(3), "{stderr}");
-    assert!(
-        took < Duration::from_secs(5),
-        "stopped {took:?} after the revocation"
-    );
-    assert!(
-        stderr.contains("ROSTER_TOKEN"),
-        "names the credential: {stderr}"
-    );
-    let entries = ledger(&work, &url);
-    let created = entries.iter().filter(|e| e.state == "created").count() as u64;
-    assert_eq!(
-        created,
-        server.sandbox.stats().created,
-        "every finished row recorded"
-    );
-    assert!(entries.iter().all(|e| e.state != "sending"));
-}
+);
 
-#[test]
-fn requests_in_flight_never_exceed_the_concurrency() {
-    let server = TestSandbox::start(SandboxConfig {
+sandbox_test!(
+    requests_in_flight_never_exceed_the_concurrency,
+    SandboxConfig {
         delay: Duration::from_millis(20),
         ..Default::default()
-    });
-    let work = WorkDir::new();
-    work.write("people.csv", &people_csv(300));
-    let url = server.url();
-    let output = spawn_import(&work, &url, &["--concurrency", "5"], &[])
-        .wait_with_output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(0));
-    let peak = server.sandbox.stats().peak_in_flight;
-    assert!((2..=5).contains(&peak), "peak in flight {peak}");
-}
+    },
+    |server, work| {
+        work.write("people.csv", &people_csv(300));
+        let url = server.url();
+        let output = spawn_import(&work, &url, &["--concurrency", "5"], &[])
+            .wait_with_output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(0));
+        let peak = server.sandbox.stats().peak_in_flight;
+        assert!((2..=5).contains(&peak), "peak in flight {peak}");
+    }
+);
 
-#[test]
-fn a_429_storm_pauses_the_whole_run_for_retry_after() {
-    let server = TestSandbox::start(SandboxConfig {
+sandbox_test!(
+    a_429_storm_pauses_the_whole_run_for_retry_after,
+    SandboxConfig {
         rate: 100.0,
         retry_after_secs: 1,
         ..Default::default()
-    });
-    let work = WorkDir::new();
-    work.write("people.csv", &people_csv(400));
-    let url = server.url();
-    let output = spawn_import(&work, &url, &["--rate", "0", "--concurrency", "16"], &[])
-        .wait_with_output()
-        .unwrap();
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let log = server.sandbox.request_log();
-    let first_429 = log
-        .iter()
-        .find(|r| r.status == 429)
-        .expect("the limit was hit")
-        .at_ms;
-    // Requests already in flight when the 429 left may still land just after it; then
-    // nothing, from any worker, until Retry-After has passed.
-    let quiet: Vec<_> = log
-        .iter()
-        .filter(|r| r.at_ms > first_429 + 150 && r.at_ms < first_429 + 950)
-        .collect();
-    assert!(quiet.is_empty(), "requests during the pause: {quiet:?}");
-    assert_eq!(server.sandbox.users().len(), 400);
-}
+    },
+    |server, work| {
+        work.write("people.csv", &people_csv(400));
+        let url = server.url();
+        let output = spawn_import(&work, &url, &["--rate", "0", "--concurrency", "16"], &[])
+            .wait_with_output()
+            .unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let log = server.sandbox.request_log();
+        let first_429 = log
+            .iter()
+            .find(|r| r.status == 429)
+            .expect("the limit was hit")
+            .at_ms;
+        // Requests already in flight when the 429 left may still land just after it; then
+        // nothing, from any worker, until Retry-After has passed.
+        let quiet: Vec<_> = log
+            .iter()
+            .filter(|r| r.at_ms > first_429 + 150 && r.at_ms < first_429 + 950)
+            .collect();
+        assert!(quiet.is_empty(), "requests during the pause: {quiet:?}");
+        assert_eq!(server.sandbox.users().len(), 400);
+    }
+);
 
-#[test]
-fn a_target_that_keeps_failing_stops_the_run_instead_of_burning_the_file() {
-    let server = TestSandbox::start(SandboxConfig {
+sandbox_test!(
+    a_target_that_keeps_failing_stops_the_run_instead_of_burning_the_file,
+    SandboxConfig {
         fail_rate: 1.0,
         ..Default::default()
-    });
-    let work = WorkDir::new();
-    work.write("people.csv", &people_csv(3_000));
-    let url = server.url();
-    let output = spawn_import(&work, &url, &["--concurrency", "8"], &[])
-        .wait_with_output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(5), "try again later: {stderr}");
-    assert!(stderr.contains("keeps failing"), "{stderr}");
-    let requests = server.sandbox.stats().requests;
-    assert!(requests < 1_000, "stopped early, after {requests} requests");
-    let entries = ledger(&work, &url);
-    assert!(
-        entries
-            .iter()
-            .all(|e| e.state == "failed" || e.state == "unsent"),
-        "nothing left sending: {:?}",
-        entries.iter().find(|e| e.state == "sending")
-    );
-}
+    },
+    |server, work| {
+        work.write("people.csv", &people_csv(3_000));
+        let url = server.url();
+        let output = spawn_import(&work, &url, &["--concurrency", "8"], &[])
+            .wait_with_output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(5), "try again later: {stderr}");
+        assert!(stderr.contains("keeps failing"), "{stderr}");
+        let requests = server.sandbox.stats().requests;
+        assert!(requests < 1_000, "stopped early, after {requests} requests");
+        let entries = ledger(&work, &url);
+        assert!(
+            entries
+                .iter()
+                .all(|e| e.state == "failed" || e.state == "unsent"),
+            "nothing left sending: {:?}",
+            entries.iter().find(|e| e.state == "sending")
+        );
+    }
+);
 
 /// Every row of the `--json` summary has exactly one outcome.
 fn assert_accounted(json: &serde_json::Value) {
@@ -310,7 +315,7 @@ fn assert_accounted(json: &serde_json::Value) {
 fn hostile_answers_end_with_a_documented_code_and_every_row_accounted_for() {
     let elsewhere = Hostile::start(|_| Reply::json(201, serde_json::json!({"id": "stolen"})));
     let other_host = elsewhere.url().replace("127.0.0.1", "localhost");
-    type Handler = Box<dyn Fn(&common::hostile::Seen) -> Reply + Send + Sync>;
+    type Handler = Box<dyn Fn(&support::hostile::Seen) -> Reply + Send + Sync>;
     let cases: Vec<(&str, Handler, i32)> = vec![
         (
             "a 201 with no id",

@@ -1,10 +1,11 @@
 //! `roster import` end to end: the real binary against a sandbox on 127.0.0.1.
 
-mod common;
+#[macro_use]
+mod support;
 
-use common::{TestSandbox, WorkDir, people_csv};
 use roster_sandbox::SandboxConfig;
 use std::collections::BTreeMap;
+use support::{TestSandbox, WorkDir, people_csv};
 
 /// The sample file's refused rows: (row, status, errors).
 const SAMPLE_REFUSALS: [(&str, &str, &str); 5] = [
@@ -45,111 +46,114 @@ fn error_rows(text: &str) -> Vec<(String, String, String)> {
         .collect()
 }
 
-#[test]
-fn import_creates_exactly_the_valid_rows_and_a_rerun_sends_nothing() {
-    let server = TestSandbox::start(SandboxConfig::default());
-    let work = WorkDir::new();
-    work.sample("people.csv");
-    let url = server.url();
-    let args = WorkDir::import_args(&url, "people.csv", &["--json"]);
+sandbox_test!(
+    import_creates_exactly_the_valid_rows_and_a_rerun_sends_nothing,
+    SandboxConfig::default(),
+    |server, work| {
+        work.sample("people.csv");
+        let url = server.url();
+        let args = WorkDir::import_args(&url, "people.csv", &["--json"]);
 
-    let first = work.roster(&args);
-    first.expect_code(1);
-    let summary = first.json();
-    assert_eq!(summary["rows"], 51, "{}", first.context());
-    assert_eq!(summary["created"], 46);
-    assert_eq!(summary["invalid"], 3);
-    assert_eq!(summary["duplicates"], 1);
-    assert_eq!(summary["rejected"], 1);
-    assert_eq!(summary["requests"], 47);
+        let first = work.roster(&args);
+        first.expect_code(1);
+        let summary = first.json();
+        assert_eq!(summary["rows"], 51, "{}", first.context());
+        assert_eq!(summary["created"], 46);
+        assert_eq!(summary["invalid"], 3);
+        assert_eq!(summary["duplicates"], 1);
+        assert_eq!(summary["rejected"], 1);
+        assert_eq!(summary["requests"], 47);
 
-    let users = server.sandbox.users();
-    assert_eq!(users.len(), 46);
-    let ledger = roster::ledger::entries(
-        &work.path("roster-ledger.sqlite"),
-        &format!("sandbox@{url}"),
-    )
-    .unwrap();
-    let created: BTreeMap<String, Option<String>> = ledger
-        .iter()
-        .filter(|e| e.state == "created")
-        .map(|e| (e.identity.clone(), e.remote_id.clone()))
-        .collect();
-    let on_server: BTreeMap<String, Option<String>> = users
-        .iter()
-        .map(|u| (u.email.clone(), Some(u.id.clone())))
-        .collect();
-    assert_eq!(
-        created, on_server,
-        "the ledger holds every created user with its remote id"
-    );
+        let users = server.sandbox.users();
+        assert_eq!(users.len(), 46);
+        let ledger = roster::ledger::entries(
+            &work.path("roster-ledger.sqlite"),
+            &format!("sandbox@{url}"),
+        )
+        .unwrap();
+        let created: BTreeMap<String, Option<String>> = ledger
+            .iter()
+            .filter(|e| e.state == "created")
+            .map(|e| (e.identity.clone(), e.remote_id.clone()))
+            .collect();
+        let on_server: BTreeMap<String, Option<String>> = users
+            .iter()
+            .map(|u| (u.email.clone(), Some(u.id.clone())))
+            .collect();
+        assert_eq!(
+            created, on_server,
+            "the ledger holds every created user with its remote id"
+        );
 
-    let before = server.sandbox.stats().requests;
-    let second = work.roster(&args);
-    // Every refusal is the same as yesterday's and the repeat is of a created person: the
-    // error file lists them, but nothing new failed.
-    second.expect_code(0);
-    let summary = second.json();
-    assert_eq!(summary["requests"], 0, "{}", second.context());
-    assert_eq!(summary["skipped"], 46);
-    assert_eq!(summary["rejected"], 0);
-    assert_eq!(
-        summary["still_refused"],
-        4,
-        "unchanged refused rows are reported again, not re-sent: {}",
-        second.context()
-    );
-    assert_eq!(
-        server.sandbox.stats().requests,
-        before,
-        "the server saw no request"
-    );
-}
+        let before = server.sandbox.stats().requests;
+        let second = work.roster(&args);
+        // Every refusal is the same as yesterday's and the repeat is of a created person: the
+        // error file lists them, but nothing new failed.
+        second.expect_code(0);
+        let summary = second.json();
+        assert_eq!(summary["requests"], 0, "{}", second.context());
+        assert_eq!(summary["skipped"], 46);
+        assert_eq!(summary["rejected"], 0);
+        assert_eq!(
+            summary["still_refused"],
+            4,
+            "unchanged refused rows are reported again, not re-sent: {}",
+            second.context()
+        );
+        assert_eq!(
+            server.sandbox.stats().requests,
+            before,
+            "the server saw no request"
+        );
+    }
+);
 
-#[test]
-fn refused_rows_land_in_the_error_file_under_the_users_columns() {
-    let server = TestSandbox::start(SandboxConfig::default());
-    let work = WorkDir::new();
-    work.sample("people.csv");
-    let url = server.url();
-    work.import_to(&url, "people.csv", &[]).expect_code(1);
-    let text = work.read("people.errors.csv");
-    assert!(
-        text.starts_with(
-            "First Name,Last Name,E-mail Address,Mobile Phone,Role,_row,_status,_errors\n"
-        ),
-        "{text}"
-    );
-    let expected: Vec<(String, String, String)> = SAMPLE_REFUSALS
-        .iter()
-        .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
-        .collect();
-    assert_eq!(error_rows(&text), expected);
-}
+sandbox_test!(
+    refused_rows_land_in_the_error_file_under_the_users_columns,
+    SandboxConfig::default(),
+    |server, work| {
+        work.sample("people.csv");
+        let url = server.url();
+        work.import_to(&url, "people.csv", &[]).expect_code(1);
+        let text = work.read("people.errors.csv");
+        assert!(
+            text.starts_with(
+                "First Name,Last Name,E-mail Address,Mobile Phone,Role,_row,_status,_errors\n"
+            ),
+            "{text}"
+        );
+        let expected: Vec<(String, String, String)> = SAMPLE_REFUSALS
+            .iter()
+            .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+            .collect();
+        assert_eq!(error_rows(&text), expected);
+    }
+);
 
-#[test]
-fn a_400_is_not_retried_and_its_field_messages_reach_the_error_file() {
-    let server = TestSandbox::start(SandboxConfig::default());
-    let work = WorkDir::new();
-    let long = "A".repeat(70);
-    work.write(
-        "one.csv",
-        &format!("Given Name,Surname,Work Email\n{long},Lee,long@example.com\n"),
-    );
-    let url = server.url();
-    let run = work.import_to(&url, "one.csv", &["--json"]);
-    run.expect_code(1);
-    assert_eq!(run.json()["requests"], 1);
-    assert_eq!(server.sandbox.attempts().get("long@example.com"), Some(&1));
-    let rows = error_rows(&work.read("one.errors.csv"));
-    assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0].1, "400");
-    assert!(
-        rows[0].2.starts_with("Given Name: The field firstName"),
-        "{:?}",
-        rows[0]
-    );
-}
+sandbox_test!(
+    a_400_is_not_retried_and_its_field_messages_reach_the_error_file,
+    SandboxConfig::default(),
+    |server, work| {
+        let long = "A".repeat(70);
+        work.write(
+            "one.csv",
+            &format!("Given Name,Surname,Work Email\n{long},Lee,long@example.com\n"),
+        );
+        let url = server.url();
+        let run = work.import_to(&url, "one.csv", &["--json"]);
+        run.expect_code(1);
+        assert_eq!(run.json()["requests"], 1);
+        assert_eq!(server.sandbox.attempts().get("long@example.com"), Some(&1));
+        let rows = error_rows(&work.read("one.errors.csv"));
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].1, "400");
+        assert!(
+            rows[0].2.starts_with("Given Name: The field firstName"),
+            "{:?}",
+            rows[0]
+        );
+    }
+);
 
 #[test]
 fn throttling_and_server_errors_are_retried_and_nothing_is_lost() {
@@ -188,112 +192,116 @@ fn throttling_and_server_errors_are_retried_and_nothing_is_lost() {
     assert_eq!(server.sandbox.users().len(), 120);
 }
 
-#[test]
-fn first_attempts_failing_with_503_are_retried_once_each() {
-    let server = TestSandbox::start(SandboxConfig {
+sandbox_test!(
+    first_attempts_failing_with_503_are_retried_once_each,
+    SandboxConfig {
         fail_first: 1,
         ..Default::default()
-    });
-    let work = WorkDir::new();
-    work.write("people.csv", &people_csv(40));
-    let url = server.url();
-    let run = work.import_to(&url, "people.csv", &["--json"]);
-    run.expect_code(0);
-    let summary = run.json();
-    assert_eq!(
-        (summary["created"].as_u64(), summary["requests"].as_u64()),
-        (Some(40), Some(80))
-    );
-    assert!(server.sandbox.attempts().values().all(|&n| n == 2));
-}
+    },
+    |server, work| {
+        work.write("people.csv", &people_csv(40));
+        let url = server.url();
+        let run = work.import_to(&url, "people.csv", &["--json"]);
+        run.expect_code(0);
+        let summary = run.json();
+        assert_eq!(
+            (summary["created"].as_u64(), summary["requests"].as_u64()),
+            (Some(40), Some(80))
+        );
+        assert!(server.sandbox.attempts().values().all(|&n| n == 2));
+    }
+);
 
-#[test]
-fn retries_exhausted_leave_the_row_failed_and_resendable() {
-    let server = TestSandbox::start(SandboxConfig {
+sandbox_test!(
+    retries_exhausted_leave_the_row_failed_and_resendable,
+    SandboxConfig {
         fail_first: 3,
         ..Default::default()
-    });
-    let work = WorkDir::new();
-    work.write("people.csv", &people_csv(3));
-    let url = server.url();
-    let args = WorkDir::import_args(&url, "people.csv", &["--max-retries", "1", "--json"]);
-    let run = work.roster(&args);
-    run.expect_code(5);
-    assert_eq!(run.json()["failed"], 3);
-    let rows = error_rows(&work.read("people.errors.csv"));
-    assert!(
-        rows.iter()
-            .all(|(_, status, errors)| status == "503" && errors.contains("next run")),
-        "{rows:?}"
-    );
-    // Attempts 1-2 failed; the next run's attempt 3 fails, its retry (attempt 4) succeeds.
-    let run = work.roster(&args);
-    run.expect_code(0);
-    assert_eq!(run.json()["created"], 3);
-    assert!(
-        !work.path("people.errors.csv").exists(),
-        "a clean run removes the stale error file"
-    );
-}
+    },
+    |server, work| {
+        work.write("people.csv", &people_csv(3));
+        let url = server.url();
+        let args = WorkDir::import_args(&url, "people.csv", &["--max-retries", "1", "--json"]);
+        let run = work.roster(&args);
+        run.expect_code(5);
+        assert_eq!(run.json()["failed"], 3);
+        let rows = error_rows(&work.read("people.errors.csv"));
+        assert!(
+            rows.iter()
+                .all(|(_, status, errors)| status == "503" && errors.contains("next run")),
+            "{rows:?}"
+        );
+        // Attempts 1-2 failed; the next run's attempt 3 fails, its retry (attempt 4) succeeds.
+        let run = work.roster(&args);
+        run.expect_code(0);
+        assert_eq!(run.json()["created"], 3);
+        assert!(
+            !work.path("people.errors.csv").exists(),
+            "a clean run removes the stale error file"
+        );
+    }
+);
 
-#[test]
-fn fifty_thousand_rows_go_through_without_loss_or_doubling() {
-    let server = TestSandbox::start(SandboxConfig::default());
-    let work = WorkDir::new();
-    work.write("big.csv", &people_csv(50_000));
-    let url = server.url();
-    let run = work.import_to(&url, "big.csv", &["--concurrency", "32", "--json"]);
-    run.expect_code(0);
-    let summary = run.json();
-    assert_eq!(summary["rows"], 50_000);
-    assert_eq!(summary["created"], 50_000, "{}", run.context());
-    let stats = server.sandbox.stats();
-    assert_eq!(
-        (stats.requests, stats.created, stats.conflicts),
-        (50_000, 50_000, 0)
-    );
-    assert!(
-        stats.peak_in_flight <= 32,
-        "peak in flight {}",
-        stats.peak_in_flight
-    );
-    let ledger = roster::ledger::entries(
-        &work.path("roster-ledger.sqlite"),
-        &format!("sandbox@{url}"),
-    )
-    .unwrap();
-    assert_eq!(ledger.len(), 50_000);
-    assert!(
-        ledger
+sandbox_test!(
+    fifty_thousand_rows_go_through_without_loss_or_doubling,
+    SandboxConfig::default(),
+    |server, work| {
+        work.write("big.csv", &people_csv(50_000));
+        let url = server.url();
+        let run = work.import_to(&url, "big.csv", &["--concurrency", "32", "--json"]);
+        run.expect_code(0);
+        let summary = run.json();
+        assert_eq!(summary["rows"], 50_000);
+        assert_eq!(summary["created"], 50_000, "{}", run.context());
+        let stats = server.sandbox.stats();
+        assert_eq!(
+            (stats.requests, stats.created, stats.conflicts),
+            (50_000, 50_000, 0)
+        );
+        assert!(
+            stats.peak_in_flight <= 32,
+            "peak in flight {}",
+            stats.peak_in_flight
+        );
+        let ledger = roster::ledger::entries(
+            &work.path("roster-ledger.sqlite"),
+            &format!("sandbox@{url}"),
+        )
+        .unwrap();
+        assert_eq!(ledger.len(), 50_000);
+        assert!(
+            ledger
+                .iter()
+                .all(|e| e.state == "created" && e.attempts == 1)
+        );
+    }
+);
+
+sandbox_test!(
+    jsonl_rows_are_line_numbers_and_give_the_same_refusals,
+    SandboxConfig::default(),
+    |server, work| {
+        work.sample("people.jsonl");
+        let url = server.url();
+        let run = work.import_to(&url, "people.jsonl", &["--json"]);
+        run.expect_code(1);
+        assert_eq!(run.json()["created"], 46);
+        let rows: Vec<(String, String)> = error_rows(&work.read("people.jsonl.errors.csv"))
+            .into_iter()
+            .map(|(row, status, _)| (row, status))
+            .collect();
+        let expected: Vec<(String, String)> = SAMPLE_REFUSALS
             .iter()
-            .all(|e| e.state == "created" && e.attempts == 1)
-    );
-}
-
-#[test]
-fn jsonl_rows_are_line_numbers_and_give_the_same_refusals() {
-    let server = TestSandbox::start(SandboxConfig::default());
-    let work = WorkDir::new();
-    work.sample("people.jsonl");
-    let url = server.url();
-    let run = work.import_to(&url, "people.jsonl", &["--json"]);
-    run.expect_code(1);
-    assert_eq!(run.json()["created"], 46);
-    let rows: Vec<(String, String)> = error_rows(&work.read("people.jsonl.errors.csv"))
-        .into_iter()
-        .map(|(row, status, _)| (row, status))
-        .collect();
-    let expected: Vec<(String, String)> = SAMPLE_REFUSALS
-        .iter()
-        .map(|(row, status, _)| {
-            (
-                (row.parse::<u64>().unwrap() - 1).to_string(),
-                status.to_string(),
-            )
-        })
-        .collect();
-    assert_eq!(rows, expected, "JSONL rows are lines (no header line)");
-}
+            .map(|(row, status, _)| {
+                (
+                    (row.parse::<u64>().unwrap() - 1).to_string(),
+                    status.to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(rows, expected, "JSONL rows are lines (no header line)");
+    }
+);
 
 #[test]
 fn the_default_run_uses_the_in_process_sandbox_and_reruns_send_nothing() {
@@ -349,236 +357,243 @@ fn an_error_file_fed_back_in_is_read_with_no_flags() {
     assert_eq!(statuses, ["400", "invalid"]);
 }
 
-#[test]
-fn refused_credentials_abort_with_exit_3_naming_the_variable() {
-    let server = TestSandbox::start(SandboxConfig {
+sandbox_test!(
+    refused_credentials_abort_with_exit_3_naming_the_variable,
+    SandboxConfig {
         token: Some("right".into()),
         ..Default::default()
-    });
-    let work = WorkDir::new();
-    work.write("people.csv", &people_csv(500));
-    let url = server.url();
-    let args = WorkDir::import_args(&url, "people.csv", &["--concurrency", "4", "--json"]);
+    },
+    |server, work| {
+        work.write("people.csv", &people_csv(500));
+        let url = server.url();
+        let args = WorkDir::import_args(&url, "people.csv", &["--concurrency", "4", "--json"]);
 
-    let run = work.roster_with_env(&args, &[("ROSTER_TOKEN", "wrong")]);
-    run.expect_code(3);
-    let stderr = run.stderr();
-    assert!(
-        stderr.contains("target `sandbox`") && stderr.contains("ROSTER_TOKEN"),
-        "{}",
-        run.context()
-    );
-    assert!(
-        !stderr.contains("wrong"),
-        "the secret never reaches the output"
-    );
-    let requests = server.sandbox.stats().requests;
-    assert!(
-        requests <= 8,
-        "stopped instead of hammering the API: {requests} requests"
-    );
-    assert_eq!(run.json()["created"], 0);
+        let run = work.roster_with_env(&args, &[("ROSTER_TOKEN", "wrong")]);
+        run.expect_code(3);
+        let stderr = run.stderr();
+        assert!(
+            stderr.contains("target `sandbox`") && stderr.contains("ROSTER_TOKEN"),
+            "{}",
+            run.context()
+        );
+        assert!(
+            !stderr.contains("wrong"),
+            "the secret never reaches the output"
+        );
+        let requests = server.sandbox.stats().requests;
+        assert!(
+            requests <= 8,
+            "stopped instead of hammering the API: {requests} requests"
+        );
+        assert_eq!(run.json()["created"], 0);
 
-    // The right token finishes the job; nothing was lost to the aborted run.
-    let run = work.roster_with_env(&args, &[("ROSTER_TOKEN", "right")]);
-    run.expect_code(0);
-    assert_eq!(run.json()["created"], 500, "{}", run.context());
-    assert_eq!(server.sandbox.users().len(), 500);
-}
+        // The right token finishes the job; nothing was lost to the aborted run.
+        let run = work.roster_with_env(&args, &[("ROSTER_TOKEN", "right")]);
+        run.expect_code(0);
+        assert_eq!(run.json()["created"], 500, "{}", run.context());
+        assert_eq!(server.sandbox.users().len(), 500);
+    }
+);
 
-#[test]
-fn sigterm_finishes_requests_in_flight_records_them_and_exits_130() {
-    let server = TestSandbox::start(SandboxConfig {
+sandbox_test!(
+    sigterm_finishes_requests_in_flight_records_them_and_exits_130,
+    SandboxConfig {
         delay: std::time::Duration::from_millis(20),
         ..Default::default()
-    });
-    let work = WorkDir::new();
-    work.write("people.csv", &people_csv(5_000));
-    let url = server.url();
-    let child = work.spawn_import(&url, "people.csv", &["--concurrency", "8", "--json"], &[]);
-    // Wait (bounded) until requests are flowing, then ask it to stop.
-    for _ in 0..500 {
-        if server.sandbox.stats().created >= 50 {
-            break;
+    },
+    |server, work| {
+        work.write("people.csv", &people_csv(5_000));
+        let url = server.url();
+        let child = work.spawn_import(&url, "people.csv", &["--concurrency", "8", "--json"], &[]);
+        // Wait (bounded) until requests are flowing, then ask it to stop.
+        for _ in 0..500 {
+            if server.sandbox.stats().created >= 50 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(130), "{stderr}");
+        assert!(stderr.contains("interrupted"), "{stderr}");
+        let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        let created = summary["created"].as_u64().unwrap();
+        assert!(created < 5_000, "it stopped early");
+
+        // Every user the server created is recorded as created; nothing is left `sending`.
+        let ledger = roster::ledger::entries(
+            &work.path("roster-ledger.sqlite"),
+            &format!("sandbox@{url}"),
+        )
         .unwrap();
-    assert!(status.success());
-    let output = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(130), "{stderr}");
-    assert!(stderr.contains("interrupted"), "{stderr}");
-    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    let created = summary["created"].as_u64().unwrap();
-    assert!(created < 5_000, "it stopped early");
+        let recorded = ledger.iter().filter(|e| e.state == "created").count() as u64;
+        assert_eq!(recorded, server.sandbox.stats().created);
+        assert_eq!(recorded, created);
+        assert!(ledger.iter().all(|e| e.state != "sending"));
 
-    // Every user the server created is recorded as created; nothing is left `sending`.
-    let ledger = roster::ledger::entries(
-        &work.path("roster-ledger.sqlite"),
-        &format!("sandbox@{url}"),
-    )
-    .unwrap();
-    let recorded = ledger.iter().filter(|e| e.state == "created").count() as u64;
-    assert_eq!(recorded, server.sandbox.stats().created);
-    assert_eq!(recorded, created);
-    assert!(ledger.iter().all(|e| e.state != "sending"));
+        // The next run finishes the job without sending anyone twice.
+        let run = work.import_to(&url, "people.csv", &["--concurrency", "32", "--json"]);
+        run.expect_code(0);
+        assert_eq!(run.json()["created"].as_u64().unwrap(), 5_000 - created);
+        let stats = server.sandbox.stats();
+        assert_eq!((stats.created, stats.conflicts), (5_000, 0));
+    }
+);
 
-    // The next run finishes the job without sending anyone twice.
-    let run = work.import_to(&url, "people.csv", &["--concurrency", "32", "--json"]);
-    run.expect_code(0);
-    assert_eq!(run.json()["created"].as_u64().unwrap(), 5_000 - created);
-    let stats = server.sandbox.stats();
-    assert_eq!((stats.created, stats.conflicts), (5_000, 0));
-}
-
-#[test]
-fn formula_cells_are_neutralised_in_the_error_file_and_restored_when_fed_back() {
-    let server = TestSandbox::start(SandboxConfig::default());
-    let work = WorkDir::new();
-    work.write(
+sandbox_test!(
+    formula_cells_are_neutralised_in_the_error_file_and_restored_when_fed_back,
+    SandboxConfig::default(),
+    |server, work| {
+        work.write(
         "p.csv",
         "Email,First Name,Last Name,Phone,Role\nann@example.com,Ann,-Lee,+44 20 7946 0958,=1+1\n",
     );
-    let url = server.url();
-    work.import_to(&url, "p.csv", &["--json"]).expect_code(1);
-    let text = work.read("p.errors.csv");
-    assert!(
-        text.contains("ann@example.com,Ann,'-Lee,'+44 20 7946 0958,'=1+1,2,invalid,"),
-        "{text}"
-    );
+        let url = server.url();
+        work.import_to(&url, "p.csv", &["--json"]).expect_code(1);
+        let text = work.read("p.errors.csv");
+        assert!(
+            text.contains("ann@example.com,Ann,'-Lee,'+44 20 7946 0958,'=1+1,2,invalid,"),
+            "{text}"
+        );
 
-    // Fix the role in a spreadsheet-like edit and feed the error file straight back in.
-    work.write("fixed.csv", &text.replace("'=1+1", "user"));
-    let run = work.import_to(&url, "fixed.csv", &["--json"]);
-    run.expect_code(0);
-    let users = server.sandbox.users();
-    assert_eq!(users.len(), 1, "{}", run.context());
-    assert_eq!(
-        users[0].last_name, "-Lee",
-        "the prefix is undone on the way back in"
-    );
-    assert_eq!(users[0].phone.as_deref(), Some("+442079460958"));
-}
+        // Fix the role in a spreadsheet-like edit and feed the error file straight back in.
+        work.write("fixed.csv", &text.replace("'=1+1", "user"));
+        let run = work.import_to(&url, "fixed.csv", &["--json"]);
+        run.expect_code(0);
+        let users = server.sandbox.users();
+        assert_eq!(users.len(), 1, "{}", run.context());
+        assert_eq!(
+            users[0].last_name, "-Lee",
+            "the prefix is undone on the way back in"
+        );
+        assert_eq!(users[0].phone.as_deref(), Some("+442079460958"));
+    }
+);
 
-#[test]
-fn the_html_report_is_self_contained_and_shows_totals_chart_groups_and_rows() {
-    let server = TestSandbox::start(SandboxConfig {
+sandbox_test!(
+    the_html_report_is_self_contained_and_shows_totals_chart_groups_and_rows,
+    SandboxConfig {
         fail_first: 1,
         ..Default::default()
-    });
-    let work = WorkDir::new();
-    work.sample("people.csv");
-    let url = server.url();
-    let run = work.import_to(&url, "people.csv", &["--report", "report.html"]);
-    run.expect_code(1);
-    let html = work.read("report.html");
-    assert!(
-        !html.contains("src=") && !html.contains("href=") && !html.contains("@import"),
-        "no external assets"
-    );
-    assert!(!html.contains("<script"), "no scripts needed");
-    // Well-formed: parse it as XML (after the HTML doctype).
-    let body = html.trim_start_matches("<!DOCTYPE html>\n");
-    let doc = roxmltree::Document::parse(body).unwrap_or_else(|e| panic!("{e}\n{html}"));
-    let by_id = |id: &str| {
-        doc.descendants()
-            .find(|n| n.attribute("id") == Some(id))
-            .unwrap_or_else(|| panic!("#{id}"))
-    };
-    let cell_after = |table: roxmltree::Node, label: &str| -> String {
-        let row = table
-            .descendants()
-            .find(|n| {
-                n.has_tag_name("tr")
-                    && n.first_element_child().and_then(|c| c.text()) == Some(label)
-            })
-            .unwrap();
-        row.last_element_child()
-            .unwrap()
-            .text()
-            .unwrap()
-            .to_string()
-    };
-    let totals = by_id("totals");
-    assert_eq!(cell_after(totals, "created"), "46");
-    assert_eq!(
-        cell_after(totals, "requests sent"),
-        "93",
-        "46 created twice (first attempt 503) + the 400 once"
-    );
-    let chart = by_id("chart");
-    assert_eq!(
-        chart
-            .descendants()
-            .filter(|n| n.has_tag_name("polyline"))
-            .count(),
-        3
-    );
-    let groups = by_id("groups");
-    let group_rows: Vec<Vec<String>> = groups
-        .descendants()
-        .filter(|n| n.has_tag_name("tr"))
-        .skip(1)
-        .map(|tr| {
-            tr.children()
-                .filter(|c| c.is_element())
-                .map(|c| c.text().unwrap_or("").to_string())
-                .collect()
-        })
-        .collect();
-    assert!(
-        group_rows.contains(&vec![
-            "E-mail Address".to_string(),
-            "`…` has no `…`".to_string(),
-            "1".to_string()
-        ]),
-        "{group_rows:?}"
-    );
-    assert!(group_rows.contains(&vec![
-        "Last Name".to_string(),
-        "is required".to_string(),
-        "1".to_string()
-    ]));
-    let rows = by_id("rows");
-    let listed: Vec<String> = rows
-        .descendants()
-        .filter(|n| n.has_tag_name("tr"))
-        .skip(1)
-        .map(|tr| {
-            tr.first_element_child()
+    },
+    |server, work| {
+        work.sample("people.csv");
+        let url = server.url();
+        let run = work.import_to(&url, "people.csv", &["--report", "report.html"]);
+        run.expect_code(1);
+        let html = work.read("report.html");
+        assert!(
+            !html.contains("src=") && !html.contains("href=") && !html.contains("@import"),
+            "no external assets"
+        );
+        assert!(!html.contains("<script"), "no scripts needed");
+        // Well-formed: parse it as XML (after the HTML doctype).
+        let body = html.trim_start_matches("<!DOCTYPE html>\n");
+        let doc = roxmltree::Document::parse(body).unwrap_or_else(|e| panic!("{e}\n{html}"));
+        let by_id = |id: &str| {
+            doc.descendants()
+                .find(|n| n.attribute("id") == Some(id))
+                .unwrap_or_else(|| panic!("#{id}"))
+        };
+        let cell_after = |table: roxmltree::Node, label: &str| -> String {
+            let row = table
+                .descendants()
+                .find(|n| {
+                    n.has_tag_name("tr")
+                        && n.first_element_child().and_then(|c| c.text()) == Some(label)
+                })
+                .unwrap();
+            row.last_element_child()
                 .unwrap()
                 .text()
                 .unwrap()
                 .to_string()
-        })
-        .collect();
-    assert_eq!(listed, ["7", "14", "22", "32", "42"]);
-}
+        };
+        let totals = by_id("totals");
+        assert_eq!(cell_after(totals, "created"), "46");
+        assert_eq!(
+            cell_after(totals, "requests sent"),
+            "93",
+            "46 created twice (first attempt 503) + the 400 once"
+        );
+        let chart = by_id("chart");
+        assert_eq!(
+            chart
+                .descendants()
+                .filter(|n| n.has_tag_name("polyline"))
+                .count(),
+            3
+        );
+        let groups = by_id("groups");
+        let group_rows: Vec<Vec<String>> = groups
+            .descendants()
+            .filter(|n| n.has_tag_name("tr"))
+            .skip(1)
+            .map(|tr| {
+                tr.children()
+                    .filter(|c| c.is_element())
+                    .map(|c| c.text().unwrap_or("").to_string())
+                    .collect()
+            })
+            .collect();
+        assert!(
+            group_rows.contains(&vec![
+                "E-mail Address".to_string(),
+                "`…` has no `…`".to_string(),
+                "1".to_string()
+            ]),
+            "{group_rows:?}"
+        );
+        assert!(group_rows.contains(&vec![
+            "Last Name".to_string(),
+            "is required".to_string(),
+            "1".to_string()
+        ]));
+        let rows = by_id("rows");
+        let listed: Vec<String> = rows
+            .descendants()
+            .filter(|n| n.has_tag_name("tr"))
+            .skip(1)
+            .map(|tr| {
+                tr.first_element_child()
+                    .unwrap()
+                    .text()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(listed, ["7", "14", "22", "32", "42"]);
+    }
+);
 
-#[test]
-fn the_config_file_can_name_the_variable_a_credential_is_read_from() {
-    let server = TestSandbox::start(SandboxConfig {
+sandbox_test!(
+    the_config_file_can_name_the_variable_a_credential_is_read_from,
+    SandboxConfig {
         token: Some("right".into()),
         ..Default::default()
-    });
-    let work = WorkDir::new();
-    work.write("people.csv", &people_csv(3));
-    let url = server.url();
-    work.write(
-        "roster.toml",
-        &format!("target = \"sandbox\"\nbase_url = \"{url}\"\n[env]\ntoken = \"HR_SYNC_TOKEN\"\n"),
-    );
-    let run = work.roster_with_env(
-        &["import", "people.csv", "--json"],
-        &[("HR_SYNC_TOKEN", "right")],
-    );
-    run.expect_code(0);
-    assert_eq!(run.json()["created"], 3);
-}
+    },
+    |server, work| {
+        work.write("people.csv", &people_csv(3));
+        let url = server.url();
+        work.write(
+            "roster.toml",
+            &format!(
+                "target = \"sandbox\"\nbase_url = \"{url}\"\n[env]\ntoken = \"HR_SYNC_TOKEN\"\n"
+            ),
+        );
+        let run = work.roster_with_env(
+            &["import", "people.csv", "--json"],
+            &[("HR_SYNC_TOKEN", "right")],
+        );
+        run.expect_code(0);
+        assert_eq!(run.json()["created"], 3);
+    }
+);
 
 #[test]
 fn windows_1252_utf16_and_utf8_bom_exports_give_the_same_users() {

@@ -3,10 +3,11 @@
 //! bodies. This binary starts no other process, so the peak resident size of its children
 //! (`RUSAGE_CHILDREN`, the largest of them) is that of these runs.
 
-mod common;
+#[macro_use]
+mod support;
 
-use common::WorkDir;
-use common::hostile::{Hostile, Reply};
+use support::WorkDir;
+use support::hostile::{Hostile, Reply};
 
 /// Peak resident set size of the waited-for children, in kilobytes.
 #[cfg(unix)]
@@ -46,7 +47,7 @@ fn item03_refused_rows_are_validated_in_bounded_memory() {
 fn an_endless_body_costs_bounded_memory() {
     let server = Hostile::start(|_| Reply::EndlessBody { status: 200 });
     let work = WorkDir::new();
-    work.write("people.csv", &common::people_csv(20));
+    work.write("people.csv", &support::people_csv(20));
     let run = work.import_to(
         &server.url(),
         "people.csv",

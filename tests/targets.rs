@@ -3,10 +3,11 @@
 //! whose messages reach the error file under the user's column, a duplicate recorded as
 //! `exists`, token renewal after a 401, and wrong credentials stopping the run with exit 3.
 
-mod common;
+#[macro_use]
+mod support;
 
-use common::{TestSandbox, WorkDir};
 use roster_sandbox::{Profile, SandboxConfig, SandboxCredentials};
+use support::{TestSandbox, WorkDir};
 
 /// Ann and Bob are created; Cy's 65-character last name is refused by the API (400); Dee's
 /// email is refused locally; Eve already exists on the server.
@@ -47,7 +48,7 @@ fn key_for(ledger: &std::path::Path, profile: Profile, base: &str) -> String {
 struct Outcome {
     server: TestSandbox,
     work: WorkDir,
-    run: common::Run,
+    run: support::Run,
     base: String,
 }
 
@@ -226,7 +227,7 @@ fn an_expired_token_is_renewed_once_and_no_row_is_lost_or_doubled() {
         let out = import(
             profile,
             config,
-            &common::people_csv(20),
+            &support::people_csv(20),
             &["--concurrency", "2"],
         );
         out.run.expect_code(0);
@@ -257,7 +258,7 @@ fn wrong_credentials_stop_the_run_with_exit_3_and_name_the_variable() {
     ] {
         let server = TestSandbox::start(SandboxConfig::default());
         let work = WorkDir::new();
-        let input = work.write("people.csv", &common::people_csv(50));
+        let input = work.write("people.csv", &support::people_csv(50));
         let base = format!("{}/{}", server.url(), profile.name());
         let mut env = credentials(profile);
         for (k, v) in env.iter_mut() {
@@ -291,28 +292,29 @@ fn wrong_credentials_stop_the_run_with_exit_3_and_name_the_variable() {
     }
 }
 
-#[test]
-fn missing_credentials_are_a_usage_error_naming_the_variables() {
-    let server = TestSandbox::start(SandboxConfig::default());
-    let work = WorkDir::new();
-    let input = work.write("people.csv", &common::people_csv(3));
-    let base = format!("{}/cl2c", server.url());
-    let run = work.roster(&[
-        "import",
-        input.to_str().unwrap(),
-        "--target",
-        "cl2c",
-        "--base-url",
-        &base,
-    ]);
-    run.expect_code(2);
-    assert!(
-        run.stderr().contains("ROSTER_TENANT and ROSTER_API_KEY"),
-        "{}",
-        run.context()
-    );
-    assert_eq!(server.sandbox.stats().requests, 0);
-}
+sandbox_test!(
+    missing_credentials_are_a_usage_error_naming_the_variables,
+    SandboxConfig::default(),
+    |server, work| {
+        let input = work.write("people.csv", &support::people_csv(3));
+        let base = format!("{}/cl2c", server.url());
+        let run = work.roster(&[
+            "import",
+            input.to_str().unwrap(),
+            "--target",
+            "cl2c",
+            "--base-url",
+            &base,
+        ]);
+        run.expect_code(2);
+        assert!(
+            run.stderr().contains("ROSTER_TENANT and ROSTER_API_KEY"),
+            "{}",
+            run.context()
+        );
+        assert_eq!(server.sandbox.stats().requests, 0);
+    }
+);
 
 #[test]
 fn cradl_quota_exhaustion_stops_sending() {
@@ -324,7 +326,7 @@ fn cradl_quota_exhaustion_stops_sending() {
     let out = import(
         Profile::Cradl,
         config,
-        &common::people_csv(10),
+        &support::people_csv(10),
         &["--concurrency", "1"],
     );
     out.run.expect_code(3);
@@ -366,54 +368,55 @@ fn the_targets_listing_names_every_target_and_its_variables() {
     }
 }
 
-#[test]
-fn a_generic_http_profile_reaches_the_sandbox_with_headers_from_the_environment() {
-    let server = TestSandbox::start(SandboxConfig {
+sandbox_test!(
+    a_generic_http_profile_reaches_the_sandbox_with_headers_from_the_environment,
+    SandboxConfig {
         token: Some("right".into()),
         ..SandboxConfig::default()
-    });
-    let work = WorkDir::new();
-    let input = work.write("people.csv", &people());
-    let profile = work.sample("http-profile.toml");
-    let url = server.url();
-    let args = [
-        "import",
-        input.to_str().unwrap(),
-        "--target",
-        "http",
-        "--profile",
-        profile.to_str().unwrap(),
-        "--base-url",
-        &url,
-        "--json",
-        "--quiet",
-    ];
-    // Without the variable its header names, nothing is sent.
-    let run = work.roster(&args);
-    run.expect_code(2);
-    assert!(run.stderr().contains("ROSTER_TOKEN"), "{}", run.context());
-    assert_eq!(server.sandbox.stats().requests, 0);
+    },
+    |server, work| {
+        let input = work.write("people.csv", &people());
+        let profile = work.sample("http-profile.toml");
+        let url = server.url();
+        let args = [
+            "import",
+            input.to_str().unwrap(),
+            "--target",
+            "http",
+            "--profile",
+            profile.to_str().unwrap(),
+            "--base-url",
+            &url,
+            "--json",
+            "--quiet",
+        ];
+        // Without the variable its header names, nothing is sent.
+        let run = work.roster(&args);
+        run.expect_code(2);
+        assert!(run.stderr().contains("ROSTER_TOKEN"), "{}", run.context());
+        assert_eq!(server.sandbox.stats().requests, 0);
 
-    let run = work.roster_with_env(&args, &[("ROSTER_TOKEN", "right")]);
-    run.expect_code(1);
-    let summary = run.json();
-    assert_eq!(summary["created"], 3, "{}", run.context()); // Ann, Bob, Eve
-    assert_eq!(summary["rejected"], 1, "{}", run.context()); // Cy's long last name
-    let ann = server
-        .sandbox
-        .users()
-        .into_iter()
-        .find(|u| u.email == "ann@example.com")
-        .unwrap();
-    let key = format!("http:sandbox-by-profile@{url}/users");
-    let entries = roster::ledger::entries(&work.path("roster-ledger.sqlite"), &key).unwrap();
-    let entry = entries
-        .iter()
-        .find(|e| e.identity == "ann@example.com")
-        .unwrap();
-    assert_eq!(entry.remote_id.as_deref(), Some(ann.id.as_str()));
-    assert!(work.read("people.errors.csv").contains("Last Name: "));
-}
+        let run = work.roster_with_env(&args, &[("ROSTER_TOKEN", "right")]);
+        run.expect_code(1);
+        let summary = run.json();
+        assert_eq!(summary["created"], 3, "{}", run.context()); // Ann, Bob, Eve
+        assert_eq!(summary["rejected"], 1, "{}", run.context()); // Cy's long last name
+        let ann = server
+            .sandbox
+            .users()
+            .into_iter()
+            .find(|u| u.email == "ann@example.com")
+            .unwrap();
+        let key = format!("http:sandbox-by-profile@{url}/users");
+        let entries = roster::ledger::entries(&work.path("roster-ledger.sqlite"), &key).unwrap();
+        let entry = entries
+            .iter()
+            .find(|e| e.identity == "ann@example.com")
+            .unwrap();
+        assert_eq!(entry.remote_id.as_deref(), Some(ann.id.as_str()));
+        assert!(work.read("people.errors.csv").contains("Last Name: "));
+    }
+);
 
 #[test]
 fn cryptlex_answers_lost_after_creation_are_looked_up_and_recorded_as_created() {

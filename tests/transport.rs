@@ -1,9 +1,9 @@
 //! How requests travel: over TLS verified against the trusted roots, through a proxy named in
 //! the environment, and over kept connections that servers close.
 
-mod common;
+#[macro_use]
+mod support;
 
-use common::{TestSandbox, WorkDir, people_csv};
 use roster::http::Client;
 use roster_sandbox::SandboxConfig;
 use rustls::pki_types::pem::PemObject;
@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+use support::{TestSandbox, WorkDir, people_csv};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 

@@ -231,6 +231,10 @@ impl TokenSource {
             }
         }
         if state.unconfirmed_renewals >= MAX_UNCONFIRMED_RENEWALS {
+            tracing::warn!(
+                renewals = state.unconfirmed_renewals,
+                "fresh tokens refused again and again: the credentials are refused"
+            );
             return Err(TokenError::FreshTokenRefused);
         }
         state.unconfirmed_renewals += 1;
@@ -248,6 +252,16 @@ impl TokenSource {
         };
         self.fetches.fetch_add(1, Ordering::Relaxed);
         state.generation += 1;
+        tracing::info!(
+            token_url = %crate::http::redact_query(&self.url),
+            generation = state.generation,
+            lifetime_s = fetched.lifetime.as_secs(),
+            "{}",
+            match state.generation {
+                1 => "token fetched",
+                _ => "token renewed",
+            }
+        );
         // Renew a tenth of the lifetime early (at least 1 s, at most a minute).
         let margin = (fetched.lifetime / 10).clamp(Duration::from_secs(1), Duration::from_secs(60));
         let now = Instant::now();

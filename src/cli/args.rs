@@ -29,9 +29,14 @@ macro_rules! exit_codes {
 #[derive(Debug, Parser)]
 #[command(name = "roster", version, about, long_about = None, after_help = exit_codes!())]
 pub struct Cli {
-    /// Log format on stderr (`RUST_LOG` sets the level).
+    /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// More log lines: by default text logs carry warnings and JSON logs also the run's start
+    /// and finish; `-v` adds the run events and a debug line per attempt (status, latency,
+    /// retry delay), `-vv` everything (`RUST_LOG`, when set, decides instead).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
     /// The command.
     #[command(subcommand)]
     pub command: Command,

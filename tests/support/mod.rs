@@ -1,8 +1,40 @@
-//! Shared helpers: a sandbox on 127.0.0.1:0 in its own runtime, a scratch directory, and the
+//! Shared helpers: the `sandbox_test!` harness, a sandbox on 127.0.0.1:0 in its own runtime, a scratch directory, and the
 //! real binary run in it with its output shown when an assertion fails.
 #![allow(dead_code)]
 
 pub mod hostile;
+
+/// Declares a test that runs against a fresh sandbox (started with `config`, on 127.0.0.1
+/// with an ephemeral port) from a fresh scratch directory:
+///
+/// ```ignore
+/// sandbox_test!(name, SandboxConfig::default(), |server, work| { ... });
+/// ```
+#[macro_export]
+macro_rules! sandbox_test {
+    ($(#[$meta:meta])* $name:ident, $config:expr, |$server:ident, $work:ident| $body:block) => {
+        $(#[$meta])*
+        #[test]
+        fn $name() {
+            let $server = $crate::support::TestSandbox::start($config);
+            let $work = $crate::support::WorkDir::new();
+            $body
+        }
+    };
+}
+
+/// Waits (bounded: 30 s, then the test fails saying for `what`) until `ready` holds: tests
+/// wait for the event they need, never for a fixed time.
+pub fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !ready() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
 
 use roster_sandbox::{Sandbox, SandboxConfig};
 use std::path::{Path, PathBuf};
