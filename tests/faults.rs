@@ -126,8 +126,8 @@ fn twenty_thousand_rows_through_5xx_429_resets_and_lost_answers_end_exactly_once
 
 #[test]
 fn killed_ten_times_mid_run_then_resumed_every_user_exists_exactly_once() {
-    // 8,000 rows at 5 ms each over 16 connections is about 2.5 s of sending: ten kills at
-    // 100-350 ms after each start land mid-run every time.
+    // 8,000 rows over ten runs: each run is killed once the server has seen between 50 and
+    // 400 more people created, so every kill lands mid-run whatever the machine's speed.
     let server = TestSandbox::start(SandboxConfig {
         delay: Duration::from_millis(5),
         drop_after_commit_rate: 0.01,
@@ -140,8 +140,11 @@ fn killed_ten_times_mid_run_then_resumed_every_user_exists_exactly_once() {
     let mut rng = fastrand::Rng::with_seed(7);
     let args = ["--concurrency", "16", "--generate-passwords", "pw.csv"];
     for kill in 0..10 {
+        let target = server.sandbox.users().len() + rng.usize(50..400);
         let mut child = spawn_import(&work, &url, &args, &[]);
-        std::thread::sleep(Duration::from_millis(rng.u64(100..350)));
+        support::wait_for("people created before the kill", || {
+            server.sandbox.users().len() >= target
+        });
         assert!(
             child.try_wait().unwrap().is_none(),
             "run {kill} ended before its kill"
@@ -173,10 +176,9 @@ sandbox_test!(
             &["--rate", "400", "--concurrency", "8"],
             &[("ROSTER_TOKEN", "right")],
         );
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while server.sandbox.stats().created < 200 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        support::wait_for("200 people created", || {
+            server.sandbox.stats().created >= 200
+        });
         server.sandbox.revoke_credentials();
         let revoked = Instant::now();
         let output = child.wait_with_output().unwrap();

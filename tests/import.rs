@@ -406,12 +406,7 @@ sandbox_test!(
         let url = server.url();
         let child = work.spawn_import(&url, "people.csv", &["--concurrency", "8", "--json"], &[]);
         // Wait (bounded) until requests are flowing, then ask it to stop.
-        for _ in 0..500 {
-            if server.sandbox.stats().created >= 50 {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
+        support::wait_for("50 people created", || server.sandbox.stats().created >= 50);
         let status = std::process::Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status()

@@ -258,15 +258,6 @@ fn signal(child: &std::process::Child, name: &str) {
     assert!(status.success());
 }
 
-/// Waits (bounded, 20 s) until `ready` holds.
-fn wait_until(mut ready: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !ready() {
-        assert!(std::time::Instant::now() < deadline, "timed out waiting");
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-}
-
 // ---- 3. Memory grows with refused rows (tests/memory.rs measures the peak) -----------------
 
 // ---- 4. After an interrupt, people who already existed get passwords never set ------------
@@ -308,7 +299,7 @@ fn item04_an_interrupted_and_resumed_import_writes_only_passwords_the_server_hol
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_until(|| server.sandbox.stats().requests >= 40);
+    support::wait_for("40 requests", || server.sandbox.stats().requests >= 40);
     signal(&child, "INT");
     let first = child.wait_with_output().unwrap();
     assert_eq!(
@@ -382,7 +373,7 @@ sandbox_test!(
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        wait_until(|| server.sandbox.stats().created >= 50);
+        support::wait_for("50 people created", || server.sandbox.stats().created >= 50);
         child.kill().unwrap(); // SIGKILL: requests in flight
         child.wait().unwrap();
         work.roster_with_env(&args, &env).expect_code(0);
@@ -829,7 +820,7 @@ sandbox_test!(
             &["--json", "--concurrency", "4"],
             &[],
         );
-        wait_until(|| server.sandbox.stats().created >= 30);
+        support::wait_for("30 people created", || server.sandbox.stats().created >= 30);
         signal(&child, "INT");
         let out = child.wait_with_output().unwrap();
         assert_eq!(out.status.code(), Some(130));
@@ -878,7 +869,7 @@ sandbox_test!(
         work.write("people.csv", &people_csv(400));
         let url = server.url();
         let mut child = work.spawn_import(&url, "people.csv", &["--concurrency", "2"], &[]);
-        wait_until(|| server.sandbox.stats().created >= 5);
+        support::wait_for("5 people created", || server.sandbox.stats().created >= 5);
         std::os::unix::fs::symlink(work.path("roster-ledger.sqlite"), work.path("soft.sqlite"))
             .unwrap();
         std::fs::hard_link(work.path("roster-ledger.sqlite"), work.path("hard.sqlite")).unwrap();

@@ -129,7 +129,10 @@ impl WorkDir {
         cmd.args(args)
             .current_dir(self.dir.path())
             .env("CI", "true")
-            .env_remove("RUST_LOG");
+            .env_remove("RUST_LOG")
+            // Help is wrapped to the terminal's width; snapshots want clap's default.
+            .env_remove("COLUMNS")
+            .env_remove("LINES");
         for name in roster::auth::ENV_VARS {
             cmd.env_remove(name);
         }
