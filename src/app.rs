@@ -232,7 +232,7 @@ fn finish(result: pipeline::RunResult, target: &str, json: bool) -> Result<i32, 
         ))?;
     }
     if let Some(reason) = result.stopped {
-        return Err(reason.into_error());
+        return Err(reason.into());
     }
     Ok(exit_code(summary))
 }

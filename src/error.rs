@@ -1,39 +1,14 @@
-//! Errors that stop a run, and the exit codes they map to.
+//! Errors that stop a run, and the exit codes they map to (see [`crate::exit`]).
 //!
-//! Row problems are never here: they are [`crate::model::FieldError`] values.
-//!
-//! The codes are a contract with scripts (cron, CI), so each tells what to do next:
-//!
-//! | code | meaning | what to do |
-//! |---|---|---|
-//! | 0 | done: every row created, present or skipped (also: stdout was closed) | nothing |
-//! | 1 | rows were refused in this run | fix the error file, feed it back in |
-//! | 2 | bad usage, config or unreadable input | fix the command or the file |
-//! | 3 | run aborted: credentials refused, a systematic refusal, a quota | a human looks |
-//! | 4 | the ledger is held by another run | skip this time |
-//! | 5 | failures left that a re-run will retry (target down, wait too long, breaker, disk) | run again later |
-//! | 70 | internal error: roster lost track of rows (a bug) | report it |
-//! | 130 | interrupted (Ctrl-C / SIGTERM) | run again to resume |
+//! Row problems are never here: they are [`crate::model::FieldError`] values. Each stage's
+//! own error enum ([`crate::input::InputError`], [`crate::ledger::LedgerError`], …) converts
+//! into a [`RunError`] keeping its cause as the `source`.
 
+pub use crate::exit::*;
+use crate::ledger::export::ExportError;
+use crate::model::StopReason;
 use std::path::PathBuf;
 use thiserror::Error;
-
-/// Exit code: every row created, already present or skipped.
-pub const EXIT_OK: i32 = 0;
-/// Exit code: rows were refused in this run (error file written).
-pub const EXIT_ROWS_REFUSED: i32 = 1;
-/// Exit code: bad usage, configuration or unreadable input.
-pub const EXIT_USAGE: i32 = 2;
-/// Exit code: run aborted (credentials refused, systematic refusal, quota exhausted).
-pub const EXIT_ABORTED: i32 = 3;
-/// Exit code: the ledger is held by another run.
-pub const EXIT_LOCKED: i32 = 4;
-/// Exit code: failures left that a re-run will retry.
-pub const EXIT_RETRY_LATER: i32 = 5;
-/// Exit code: an internal error (BSD `EX_SOFTWARE`): rows unaccounted for, a panic.
-pub const EXIT_INTERNAL: i32 = 70;
-/// Exit code: interrupted by a signal (128 + SIGINT, as shells report it).
-pub const EXIT_INTERRUPTED: i32 = 130;
 
 /// Something that stops the run.
 #[derive(Debug, Error)]
@@ -42,13 +17,8 @@ pub enum RunError {
     #[error("{0}")]
     Usage(String),
     /// The input file cannot be read at all.
-    #[error("failed to read `{path}`: {message}")]
-    Input {
-        /// The file.
-        path: PathBuf,
-        /// What went wrong, with its position where known.
-        message: String,
-    },
+    #[error(transparent)]
+    Input(#[from] crate::input::InputError),
     /// An output file cannot be written.
     #[error("failed to write `{path}`: {source}")]
     Output {
@@ -61,30 +31,9 @@ pub enum RunError {
     /// Standard output was closed by its reader (`roster … | head`): not a failure.
     #[error("standard output was closed")]
     BrokenPipe,
-    /// The results ledger cannot be written (a full disk, an I/O error): try again later.
-    #[error("ledger `{path}`: {message}")]
-    Ledger {
-        /// The ledger file.
-        path: PathBuf,
-        /// What went wrong.
-        message: String,
-    },
-    /// The file is not a ledger roster can read (not SQLite, damaged, from a newer roster).
-    #[error("ledger `{path}`: {message}")]
-    LedgerUnreadable {
-        /// The ledger file.
-        path: PathBuf,
-        /// What went wrong.
-        message: String,
-    },
-    /// Another run holds the ledger.
-    #[error("ledger `{path}` {message}")]
-    Locked {
-        /// The ledger file.
-        path: PathBuf,
-        /// Who holds it, and the hint.
-        message: String,
-    },
+    /// The results ledger cannot be used: held by another run, damaged, or not writable.
+    #[error(transparent)]
+    Ledger(#[from] crate::ledger::LedgerError),
     /// The target refused our credentials, or otherwise made going on pointless.
     #[error("run aborted: {0}")]
     Aborted(String),
@@ -108,15 +57,10 @@ impl RunError {
     pub fn exit_code(&self) -> i32 {
         match self {
             RunError::BrokenPipe => EXIT_OK,
-            RunError::Usage(_)
-            | RunError::Input { .. }
-            | RunError::LedgerUnreadable { .. }
-            | RunError::Startup(_) => EXIT_USAGE,
+            RunError::Usage(_) | RunError::Input(_) | RunError::Startup(_) => EXIT_USAGE,
             RunError::Aborted(_) => EXIT_ABORTED,
-            RunError::Locked { .. } => EXIT_LOCKED,
-            RunError::Output { .. } | RunError::Ledger { .. } | RunError::RetryLater(_) => {
-                EXIT_RETRY_LATER
-            }
+            RunError::Ledger(e) => e.exit_code(),
+            RunError::Output { .. } | RunError::RetryLater(_) => EXIT_RETRY_LATER,
             RunError::Internal(_) => EXIT_INTERNAL,
             RunError::Interrupted => EXIT_INTERRUPTED,
         }
@@ -130,6 +74,29 @@ impl RunError {
                 path: PathBuf::from("<stdout>"),
                 source: e,
             },
+        }
+    }
+}
+
+impl From<StopReason> for RunError {
+    /// The run error a stop ends the run with.
+    fn from(reason: StopReason) -> RunError {
+        match reason {
+            StopReason::Aborted(m) => RunError::Aborted(m),
+            StopReason::RetryLater(m) => RunError::RetryLater(m),
+            StopReason::Internal(m) => RunError::Internal(m),
+            StopReason::Interrupted => RunError::Interrupted,
+        }
+    }
+}
+
+impl From<ExportError> for RunError {
+    /// A ledger error as itself; a failed write as a write to standard output (a closed
+    /// pipe is how `roster ledger export | head` ends).
+    fn from(e: ExportError) -> RunError {
+        match e {
+            ExportError::Ledger(e) => RunError::Ledger(e),
+            ExportError::Write(e) => RunError::stdout(e),
         }
     }
 }
@@ -150,25 +117,27 @@ mod tests {
     #[test]
     fn exit_codes_follow_the_contract() {
         assert_eq!(RunError::Usage("x".into()).exit_code(), 2);
-        let input = RunError::Input {
-            path: "a.csv".into(),
-            message: "gone".into(),
-        };
+        let input = RunError::from(crate::input::InputError::Usage("no sheet".into()));
         assert_eq!(input.exit_code(), 2);
         assert_eq!(RunError::Aborted("401".into()).exit_code(), 3);
-        let locked = RunError::Locked {
+        let locked = RunError::from(crate::ledger::LedgerError::Held {
             path: "l".into(),
-            message: "held".into(),
-        };
+            holder: "pid 1".into(),
+        });
         assert_eq!(locked.exit_code(), 4);
         assert_eq!(RunError::RetryLater("down".into()).exit_code(), 5);
-        let full = RunError::Ledger {
-            path: "l".into(),
-            message: "disk full".into(),
-        };
-        assert_eq!(full.exit_code(), 5);
+        let gone = RunError::from(crate::ledger::LedgerError::WriterStopped { path: "l".into() });
+        assert_eq!(gone.exit_code(), 5);
         assert_eq!(RunError::Internal("lost".into()).exit_code(), 70);
         assert_eq!(RunError::Interrupted.exit_code(), 130);
+        for (reason, code) in [
+            (StopReason::Aborted("x".into()), 3),
+            (StopReason::RetryLater("x".into()), 5),
+            (StopReason::Internal("x".into()), 70),
+            (StopReason::Interrupted, 130),
+        ] {
+            assert_eq!(RunError::from(reason).exit_code(), code);
+        }
         let pipe = std::io::Error::from(std::io::ErrorKind::BrokenPipe);
         assert_eq!(RunError::stdout(pipe).exit_code(), 0);
     }

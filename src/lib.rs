@@ -7,6 +7,7 @@ pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod error;
+pub mod exit;
 pub mod http;
 pub mod input;
 pub mod ledger;

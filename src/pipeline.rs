@@ -7,7 +7,7 @@ use crate::error::RunError;
 use crate::input::{self, InputOptions, Record, RecordSource};
 use crate::ledger::lock::LedgerLock;
 use crate::ledger::writer::{LedgerGone, LedgerSender, LedgerWriter, REPORT_CAPACITY};
-use crate::ledger::{Ledger, SqliteLedger};
+use crate::ledger::{Ledger, LedgerError, SqliteLedger};
 use crate::model::{Field, Outcome, Person, RowReport, Stop, StopReason, Submission};
 use crate::prepare::mapping::{Mapping, MappingOptions};
 use crate::prepare::passwords::PasswordKey;
@@ -349,9 +349,8 @@ pub async fn run(
     let (mut summary, errors_file, collector, reported) = aggregator.finish()?;
     let mut ledger = ledger_result?;
     let read = read?;
-    dispatched.map_err(|_| RunError::Ledger {
+    dispatched.map_err(|_| LedgerError::WriterStopped {
         path: ledger_path.clone(),
-        message: "stopped unexpectedly".into(),
     })?;
     if let Some(file) = &passwords {
         file.sync().map_err(|e| RunError::Output {

@@ -1,7 +1,6 @@
 //! CSV and TSV records through the `csv` crate, streaming, one reused byte buffer.
 
-use super::{Record, RecordSource, decode, input_error};
-use crate::error::RunError;
+use super::{InputError, Record, RecordSource, decode};
 use encoding_rs::Encoding;
 use std::collections::VecDeque;
 use std::io::{BufReader, Read};
@@ -288,7 +287,7 @@ impl CsvSource {
         path: &Path,
         delimiter: Option<u8>,
         encoding: Option<&'static Encoding>,
-    ) -> Result<CsvSource, RunError> {
+    ) -> Result<CsvSource, InputError> {
         let mut decoded = decode::open(path, encoding)?.reader;
         // Look at the first decoded bytes for a `sep=` line and the delimiter, then read on
         // from the same place.
@@ -296,7 +295,7 @@ impl CsvSource {
         (&mut decoded)
             .take(HEAD as u64)
             .read_to_end(&mut head)
-            .map_err(|e| input_error(path, e))?;
+            .map_err(|e| InputError::io(path, e))?;
         let mut lines_before = 0;
         let mut declared = None;
         if let Some((sep, len)) = excel_separator_line(&head) {
@@ -312,15 +311,18 @@ impl CsvSource {
         let raw = file
             .reader
             .byte_headers()
-            .map_err(|e| input_error(path, e))?
+            .map_err(|e| InputError::csv(path, e))?
             .clone();
         if raw.is_empty() || raw.iter().all(|h| h.is_empty()) {
-            return Err(input_error(path, "the file is empty or has no header row"));
+            return Err(InputError::shape(
+                path,
+                "the file is empty or has no header row",
+            ));
         }
         let mut headers = Vec::with_capacity(raw.len());
         for (i, h) in raw.iter().enumerate() {
             let text = std::str::from_utf8(h).map_err(|_| {
-                input_error(
+                InputError::shape(
                     path,
                     format!("header {} is not valid UTF-8 (line 1)", i + 1),
                 )
@@ -355,7 +357,7 @@ impl RecordSource for CsvSource {
         &self.headers
     }
 
-    fn read_record(&mut self, record: &mut Record) -> Result<bool, RunError> {
+    fn read_record(&mut self, record: &mut Record) -> Result<bool, InputError> {
         loop {
             let Some(segment) = self.segments.last_mut() else {
                 return Ok(false);
@@ -363,13 +365,7 @@ impl RecordSource for CsvSource {
             let more = segment
                 .reader
                 .read_byte_record(&mut self.buffer)
-                .map_err(|e| {
-                    let at = e
-                        .position()
-                        .map(|p| format!(" (line {})", p.line()))
-                        .unwrap_or_default();
-                    input_error(&self.path, format!("{e}{at}"))
-                })?;
+                .map_err(|e| InputError::csv(&self.path, e))?;
             if !more {
                 // A swallowed region is done: the file (or the region under it) goes on.
                 if self.segments.len() == 1 {

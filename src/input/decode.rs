@@ -5,8 +5,7 @@
 //! whole file in another encoding); otherwise chardetng guesses (Windows-1252 for most
 //! European Excel exports). `--encoding` overrides all of it.
 
-use super::input_error;
-use crate::error::RunError;
+use super::InputError;
 use encoding_rs::{Encoding, UTF_8};
 use encoding_rs_io::DecodeReaderBytesBuilder;
 use std::fs::File;
@@ -31,13 +30,13 @@ pub fn encoding_for_label(label: &str) -> Result<&'static Encoding, String> {
 }
 
 /// Opens `path` decoded to UTF-8.
-pub fn open(path: &Path, forced: Option<&'static Encoding>) -> Result<Decoded, RunError> {
-    let mut file = File::open(path).map_err(|e| input_error(path, e))?;
+pub fn open(path: &Path, forced: Option<&'static Encoding>) -> Result<Decoded, InputError> {
+    let mut file = File::open(path).map_err(|e| InputError::io(path, e))?;
     let mut sample = Vec::with_capacity(SAMPLE);
     (&mut file)
         .take(SAMPLE as u64)
         .read_to_end(&mut sample)
-        .map_err(|e| input_error(path, e))?;
+        .map_err(|e| InputError::io(path, e))?;
     let bom = Encoding::for_bom(&sample);
     let encoding = forced
         .or(bom.map(|(e, _)| e))
@@ -49,7 +48,7 @@ pub fn open(path: &Path, forced: Option<&'static Encoding>) -> Result<Decoded, R
             let mut skip = [0u8; 3];
             whole
                 .read_exact(&mut skip)
-                .map_err(|e| input_error(path, e))?;
+                .map_err(|e| InputError::io(path, e))?;
         }
         return Ok(Decoded {
             reader: whole,

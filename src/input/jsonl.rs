@@ -4,8 +4,7 @@
 //! first streaming pass over the file, so the records that follow line up with a fixed header
 //! list (as CSV's do) and memory stays flat however long the file is.
 
-use super::{Record, RecordSource, input_error, open_text};
-use crate::error::RunError;
+use super::{InputError, Record, RecordSource, open_text};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
@@ -23,7 +22,7 @@ pub struct JsonlSource {
 
 impl JsonlSource {
     /// Opens `path`, gathering its keys in a first pass.
-    pub fn open(path: &Path) -> Result<JsonlSource, RunError> {
+    pub fn open(path: &Path) -> Result<JsonlSource, InputError> {
         let mut headers = Vec::new();
         let mut index = HashMap::new();
         let mut reader = open_text(path)?;
@@ -46,7 +45,7 @@ impl JsonlSource {
             }
         }
         if headers.is_empty() {
-            return Err(input_error(path, "no JSON object found on any line"));
+            return Err(InputError::shape(path, "no JSON object found on any line"));
         }
         Ok(JsonlSource {
             path: path.to_path_buf(),
@@ -64,7 +63,7 @@ impl RecordSource for JsonlSource {
         &self.headers
     }
 
-    fn read_record(&mut self, record: &mut Record) -> Result<bool, RunError> {
+    fn read_record(&mut self, record: &mut Record) -> Result<bool, InputError> {
         loop {
             self.line.clear();
             if read_line(&mut self.reader, &mut self.line, &self.path)? == 0 {
@@ -108,10 +107,10 @@ fn read_line(
     reader: &mut BufReader<Box<dyn Read + Send>>,
     line: &mut Vec<u8>,
     path: &Path,
-) -> Result<usize, RunError> {
+) -> Result<usize, InputError> {
     reader
         .read_until(b'\n', line)
-        .map_err(|e| input_error(path, e))
+        .map_err(|e| InputError::io(path, e))
 }
 
 /// Flattens nested objects into `parent.child` keys; scalars become their text, `null`

@@ -6,16 +6,17 @@
 
 mod csv;
 pub mod decode;
+mod error;
 mod jsonl;
 mod sheet;
 
 pub use self::csv::CsvSource;
+pub use self::error::InputError;
 pub use self::jsonl::JsonlSource;
 pub use self::sheet::SheetSource;
 
-use crate::error::RunError;
 use std::io::{BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Supported input formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
@@ -67,7 +68,7 @@ pub trait RecordSource: Send {
 
     /// Reads the next record into `record`; `Ok(false)` at the end of the input.
     /// Blank records are skipped. `Err` is for the file as a whole becoming unreadable.
-    fn read_record(&mut self, record: &mut Record) -> Result<bool, RunError>;
+    fn read_record(&mut self, record: &mut Record) -> Result<bool, InputError>;
 }
 
 /// How to read a file when its own bytes should not decide.
@@ -84,7 +85,7 @@ pub struct InputOptions {
 }
 
 /// Opens `path` as the given format (or the one its extension names).
-pub fn open(path: &Path, format: Option<Format>) -> Result<Box<dyn RecordSource>, RunError> {
+pub fn open(path: &Path, format: Option<Format>) -> Result<Box<dyn RecordSource>, InputError> {
     open_with(
         path,
         &InputOptions {
@@ -95,12 +96,12 @@ pub fn open(path: &Path, format: Option<Format>) -> Result<Box<dyn RecordSource>
 }
 
 /// Opens `path` with explicit options.
-pub fn open_with(path: &Path, options: &InputOptions) -> Result<Box<dyn RecordSource>, RunError> {
+pub fn open_with(path: &Path, options: &InputOptions) -> Result<Box<dyn RecordSource>, InputError> {
     let format = options.format;
     let format = match format.or_else(|| Format::from_path(path)) {
         Some(f) => f,
         None => {
-            return Err(RunError::Usage(format!(
+            return Err(InputError::Usage(format!(
                 "cannot tell the format of `{}` from its extension (hint: --format csv|tsv|jsonl|xlsx)",
                 path.display()
             )));
@@ -126,21 +127,13 @@ pub fn open_with(path: &Path, options: &InputOptions) -> Result<Box<dyn RecordSo
 }
 
 /// Opens a file for buffered reading with its UTF-8 byte-order mark, if any, skipped.
-pub(crate) fn open_text(path: &Path) -> Result<BufReader<Box<dyn Read + Send>>, RunError> {
+pub(crate) fn open_text(path: &Path) -> Result<BufReader<Box<dyn Read + Send>>, InputError> {
     let decoded = decode::open(path, Some(encoding_rs::UTF_8))?;
     Ok(BufReader::with_capacity(256 * 1024, decoded.reader))
 }
 
-/// A run error for an unreadable input file.
-pub(crate) fn input_error(path: &Path, err: impl std::fmt::Display) -> RunError {
-    RunError::Input {
-        path: PathBuf::from(path),
-        message: err.to_string(),
-    }
-}
-
 /// Reads all of a small source into memory; for tests and tools, not for the pipeline.
-pub fn read_all(source: &mut dyn RecordSource) -> Result<Vec<Record>, RunError> {
+pub fn read_all(source: &mut dyn RecordSource) -> Result<Vec<Record>, InputError> {
     let mut out = Vec::new();
     let mut record = Record::default();
     while source.read_record(&mut record)? {

@@ -6,8 +6,7 @@
 //! whole numbers have no `.0`, dates read as ISO dates. Row numbers are the spreadsheet's own
 //! (header on row 1 when the sheet starts at A1).
 
-use super::{Record, RecordSource, input_error};
-use crate::error::RunError;
+use super::{InputError, Record, RecordSource};
 use calamine::{Data, Range, Reader, open_workbook_auto};
 use std::path::Path;
 
@@ -23,8 +22,11 @@ pub struct SheetSource {
 
 impl SheetSource {
     /// Opens `path` and reads `sheet` (default: the first worksheet).
-    pub fn open(path: &Path, sheet: Option<&str>) -> Result<SheetSource, RunError> {
-        let mut workbook = open_workbook_auto(path).map_err(|e| input_error(path, e))?;
+    pub fn open(path: &Path, sheet: Option<&str>) -> Result<SheetSource, InputError> {
+        let mut workbook = open_workbook_auto(path).map_err(|source| InputError::Sheet {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let names = workbook.sheet_names();
         let name = match sheet {
             Some(wanted) => names
@@ -33,7 +35,7 @@ impl SheetSource {
                 .or_else(|| names.iter().find(|n| n.eq_ignore_ascii_case(wanted)))
                 .cloned()
                 .ok_or_else(|| {
-                    RunError::Usage(format!(
+                    InputError::Usage(format!(
                         "`{}` has no sheet named `{wanted}` (sheets: {})",
                         path.display(),
                         names.join(", ")
@@ -42,11 +44,14 @@ impl SheetSource {
             None => names
                 .first()
                 .cloned()
-                .ok_or_else(|| input_error(path, "the workbook has no worksheets"))?,
+                .ok_or_else(|| InputError::shape(path, "the workbook has no worksheets"))?,
         };
         let range = workbook
             .worksheet_range(&name)
-            .map_err(|e| input_error(path, e))?;
+            .map_err(|e| InputError::Sheet {
+                path: path.to_path_buf(),
+                source: e,
+            })?;
         let first_row = range.start().map_or(0, |(row, _)| u64::from(row)) + 1;
         let mut source = SheetSource {
             range,
@@ -56,7 +61,7 @@ impl SheetSource {
         };
         let header_row = (0..source.range.height())
             .find(|&i| !source.row_is_blank(i))
-            .ok_or_else(|| input_error(path, format!("sheet `{name}` is empty")))?;
+            .ok_or_else(|| InputError::shape(path, format!("sheet `{name}` is empty")))?;
         let mut headers: Vec<String> = source
             .range
             .rows()
@@ -86,7 +91,7 @@ impl RecordSource for SheetSource {
         &self.headers
     }
 
-    fn read_record(&mut self, record: &mut Record) -> Result<bool, RunError> {
+    fn read_record(&mut self, record: &mut Record) -> Result<bool, InputError> {
         let width = self.headers.len();
         let (_, columns) = self.range.get_size();
         while self.next < self.range.height() {

@@ -1,7 +1,7 @@
 //! `roster ledger export` and `roster ledger stats`: the ledger as CSV/JSONL for audits, and
 //! counts per target and state.
 
-use crate::error::RunError;
+use super::LedgerError;
 use crate::model::cells::neutralise;
 use crate::model::{FieldError, join_errors};
 use rusqlite::{Connection, OpenFlags, params_from_iter};
@@ -9,6 +9,7 @@ use serde::Serialize;
 use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
+use thiserror::Error;
 
 /// Export formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -60,24 +61,30 @@ enum Sink<'a> {
     Jsonl(&'a mut dyn Write),
 }
 
-fn open_read_only(path: &Path) -> Result<Connection, RunError> {
+/// Why an export stopped: the ledger, or the place it was written to.
+#[derive(Debug, Error)]
+pub enum ExportError {
+    /// The ledger cannot be read.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// The destination cannot be written (a closed pipe among others).
+    #[error("cannot write the export: {0}")]
+    Write(#[source] std::io::Error),
+}
+
+fn open_read_only(path: &Path) -> Result<Connection, LedgerError> {
     if !path.exists() {
-        return Err(RunError::Usage(format!(
-            "no ledger at `{}` (hint: --ledger PATH)",
-            path.display()
-        )));
-    }
-    Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(|e| {
-        RunError::Ledger {
+        return Err(LedgerError::Missing {
             path: path.to_path_buf(),
-            message: e.to_string(),
-        }
-    })
+        });
+    }
+    Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| LedgerError::sqlite(path, e))
 }
 
 /// A write to the export's destination failed: a closed pipe is how `| head` ends.
-fn write_error(e: impl Into<std::io::Error>) -> RunError {
-    RunError::stdout(e.into())
+fn write_error(e: impl Into<std::io::Error>) -> ExportError {
+    ExportError::Write(e.into())
 }
 
 fn rfc3339(ms: Option<i64>) -> Option<String> {
@@ -91,12 +98,9 @@ pub fn export(
     filter: &ExportFilter,
     format: ExportFormat,
     out: &mut dyn Write,
-) -> Result<u64, RunError> {
+) -> Result<u64, ExportError> {
     let conn = open_read_only(path)?;
-    let err = |e: rusqlite::Error| RunError::Ledger {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    };
+    let err = |e: rusqlite::Error| ExportError::from(LedgerError::sqlite(path, e));
     let mut sql = String::from(
         "SELECT target, identity, state, remote_id, http_status, attempts, first_attempt_ms,
                 last_attempt_ms, source_file, source_row, errors FROM entries WHERE 1 = 1",
@@ -190,12 +194,9 @@ pub fn export(
 }
 
 /// Counts per target and state, and the runs recorded.
-pub fn stats(path: &Path) -> Result<String, RunError> {
+pub fn stats(path: &Path) -> Result<String, LedgerError> {
     let conn = open_read_only(path)?;
-    let err = |e: rusqlite::Error| RunError::Ledger {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    };
+    let err = |e: rusqlite::Error| LedgerError::sqlite(path, e);
     let mut out = String::new();
     let mut stmt = conn
         .prepare("SELECT target, state, COUNT(*), SUM(attempts) FROM entries GROUP BY target, state ORDER BY target, state")

@@ -11,7 +11,7 @@
 //! *any* descriptor of a file drops a process's POSIX locks on it: the lock is therefore kept
 //! by the [`super::SqliteLedger`] it guards and released only after its connection closes.
 
-use crate::error::RunError;
+use super::LedgerError;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -48,10 +48,11 @@ impl LedgerLock {
 
     /// Takes the lock for `ledger` (creating the ledger file if it is new), or says which
     /// run holds it.
-    pub fn acquire(ledger: &Path) -> Result<LedgerLock, RunError> {
-        let err = |message: String| RunError::Ledger {
+    pub fn acquire(ledger: &Path) -> Result<LedgerLock, LedgerError> {
+        let err = |what: String, source| LedgerError::Io {
             path: ledger.to_path_buf(),
-            message,
+            what,
+            source,
         };
         let file = OpenOptions::new()
             .read(true)
@@ -59,7 +60,7 @@ impl LedgerLock {
             .create(true)
             .truncate(false)
             .open(ledger)
-            .map_err(|e| err(format!("cannot open it: {e}")))?;
+            .map_err(|e| err("cannot open it".into(), e))?;
         let path = Self::path_for(ledger);
         match file.try_lock() {
             Ok(()) => {}
@@ -69,22 +70,20 @@ impl LedgerLock {
                     "" => "another process".to_string(),
                     text => text.to_string(),
                 };
-                return Err(RunError::Locked {
+                return Err(LedgerError::Held {
                     path: ledger.to_path_buf(),
-                    message: format!(
-                        "is held by another roster run ({who}) (hint: wait for it to finish; overlapping runs would double-send)"
-                    ),
+                    holder: who,
                 });
             }
             Err(TryLockError::Error(e)) => {
-                return Err(err(format!("cannot lock it: {e}")));
+                return Err(err("cannot lock it".into(), e));
             }
         }
         write_holder(&path).map_err(|e| {
-            err(format!(
-                "cannot write its lock file `{}`: {e}",
-                path.display()
-            ))
+            err(
+                format!("cannot write its lock file `{}`", path.display()),
+                e,
+            )
         })?;
         Ok(LedgerLock {
             _ledger: file,

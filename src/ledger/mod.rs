@@ -12,15 +12,16 @@
 //! [`Ledger`] is what the writer asks of a ledger; [`sqlite`] is the one there is, and the
 //! pipeline does not know which it has.
 
+mod error;
 pub mod export;
 pub mod lock;
 pub mod seen;
 pub mod sqlite;
 pub mod writer;
 
+pub use error::LedgerError;
 pub use sqlite::{SqliteLedger, entries, now_ms, recorded_output, snapshot, target_keys};
 
-use crate::error::RunError;
 use crate::model::{Person, Refused, RowReport, Submission};
 
 /// One identity's record, as read back for audits and tests.
@@ -73,32 +74,33 @@ pub trait Ledger: Send {
         &mut self,
         rows: Vec<RowWork>,
         reports: &mut Vec<RowReport>,
-    ) -> Result<Vec<Claimed>, RunError>;
+    ) -> Result<Vec<Claimed>, LedgerError>;
 
     /// The ends of submissions.
     fn write_results(
         &mut self,
         results: Vec<Submission>,
         reports: &mut Vec<RowReport>,
-    ) -> Result<(), RunError>;
+    ) -> Result<(), LedgerError>;
 
     /// Identities created by an earlier run whose generated password line could not be
     /// written, each with whether its creation is unconfirmed.
-    fn owed_passwords(&mut self) -> Result<Vec<(String, bool)>, RunError>;
+    fn owed_passwords(&mut self) -> Result<Vec<(String, bool)>, LedgerError>;
 
     /// The password lines of `identities` are written now.
-    fn passwords_written(&mut self, identities: &[String]) -> Result<(), RunError>;
+    fn passwords_written(&mut self, identities: &[String]) -> Result<(), LedgerError>;
 
     /// Other ledger keys of the same target and base URL (another tenant, realm or client),
     /// with how many people each holds.
-    fn other_accounts(&mut self) -> Result<Vec<(String, u64)>, RunError>;
+    fn other_accounts(&mut self) -> Result<Vec<(String, u64)>, LedgerError>;
 
     /// What roster recorded of the output at `path` (canonical): its length and hash.
-    fn output_written(&mut self, path: &str) -> Result<Option<(u64, u64)>, RunError>;
+    fn output_written(&mut self, path: &str) -> Result<Option<(u64, u64)>, LedgerError>;
 
     /// Records that roster wrote `path` with this length and hash (`None`: removed).
-    fn record_output(&mut self, path: &str, written: Option<(u64, u64)>) -> Result<(), RunError>;
+    fn record_output(&mut self, path: &str, written: Option<(u64, u64)>)
+    -> Result<(), LedgerError>;
 
     /// Marks the run finished with its summary (JSON).
-    fn finish_run(&mut self, summary: &str) -> Result<(), RunError>;
+    fn finish_run(&mut self, summary: &str) -> Result<(), LedgerError>;
 }

@@ -1,8 +1,8 @@
 //! The ledger in SQLite (WAL): one row per identity in a STRICT table (`schema.sql`), plus one
 //! row per run and one per output written. Older ledgers are migrated on open.
 
+use super::LedgerError;
 use super::{Claimed, Entry, Ledger, RowWork, lock, seen};
-use crate::error::RunError;
 use crate::model::{FieldError, FirstRow, Outcome, Person, Refused, RowReport, Submission};
 use rusqlite::{Connection, params};
 use std::path::{Path, PathBuf};
@@ -79,7 +79,7 @@ pub struct SqliteLedger {
 impl SqliteLedger {
     /// Opens (creating if needed) the ledger at `path` and starts a run for `target` reading
     /// `source_file`.
-    pub fn open(path: &Path, target: &str, source_file: &str) -> Result<SqliteLedger, RunError> {
+    pub fn open(path: &Path, target: &str, source_file: &str) -> Result<SqliteLedger, LedgerError> {
         let err = |e: rusqlite::Error| ledger_error(path, e);
         let conn = Connection::open(path).map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
@@ -129,7 +129,7 @@ impl SqliteLedger {
     pub fn transaction<T>(
         &mut self,
         work: impl FnOnce(&mut Self) -> rusqlite::Result<T>,
-    ) -> Result<T, RunError> {
+    ) -> Result<T, LedgerError> {
         self.conn
             .execute_batch("BEGIN IMMEDIATE")
             .map_err(|e| ledger_error(&self.path, e))?;
@@ -426,7 +426,7 @@ impl SqliteLedger {
     /// Identities created by an earlier run whose generated password line could not be
     /// written (a full disk), each with whether its creation is unconfirmed: this run writes
     /// their lines.
-    pub fn owed_passwords(&mut self) -> Result<Vec<(String, bool)>, RunError> {
+    pub fn owed_passwords(&mut self) -> Result<Vec<(String, bool)>, LedgerError> {
         let err = |e| ledger_error(&self.path, e);
         let mut statement = self
             .conn
@@ -442,7 +442,7 @@ impl SqliteLedger {
     }
 
     /// The password lines of `identities` are written now.
-    pub fn passwords_written(&mut self, identities: &[String]) -> Result<(), RunError> {
+    pub fn passwords_written(&mut self, identities: &[String]) -> Result<(), LedgerError> {
         let target = self.target.clone();
         self.transaction(|l| {
             let mut update = l.conn.prepare_cached(
@@ -457,7 +457,7 @@ impl SqliteLedger {
 
     /// Other ledger keys of the same target and base URL (another tenant, realm or client):
     /// people recorded there are not this run's.
-    pub fn other_accounts(&mut self) -> Result<Vec<(String, u64)>, RunError> {
+    pub fn other_accounts(&mut self) -> Result<Vec<(String, u64)>, LedgerError> {
         let base = self
             .target
             .split('#')
@@ -488,7 +488,7 @@ impl SqliteLedger {
     }
 
     /// What roster recorded of the output file at `path` (canonical): its length and hash.
-    pub fn output_written(&mut self, path: &str) -> Result<Option<(u64, u64)>, RunError> {
+    pub fn output_written(&mut self, path: &str) -> Result<Option<(u64, u64)>, LedgerError> {
         output_record(&self.conn, path).map_err(|e| ledger_error(&self.path, e))
     }
 
@@ -498,7 +498,7 @@ impl SqliteLedger {
         &mut self,
         path: &str,
         written: Option<(u64, u64)>,
-    ) -> Result<(), RunError> {
+    ) -> Result<(), LedgerError> {
         let result = match written {
             Some((length, hash)) => self.conn.execute(
                 "INSERT INTO outputs (path, length, hash, written_ms) VALUES (?1, ?2, ?3, ?4)
@@ -514,7 +514,7 @@ impl SqliteLedger {
     }
 
     /// Marks the run finished with its summary (JSON).
-    pub fn finish_run(&mut self, summary: &str) -> Result<(), RunError> {
+    pub fn finish_run(&mut self, summary: &str) -> Result<(), LedgerError> {
         self.conn
             .execute(
                 "UPDATE runs SET finished_ms = ?2, summary = ?3 WHERE id = ?1",
@@ -532,7 +532,7 @@ impl Ledger for SqliteLedger {
         &mut self,
         rows: Vec<RowWork>,
         reports: &mut Vec<RowReport>,
-    ) -> Result<Vec<Claimed>, RunError> {
+    ) -> Result<Vec<Claimed>, LedgerError> {
         self.transaction(|l| {
             let mut answers = Vec::new();
             for work in rows {
@@ -552,38 +552,42 @@ impl Ledger for SqliteLedger {
         &mut self,
         results: Vec<Submission>,
         reports: &mut Vec<RowReport>,
-    ) -> Result<(), RunError> {
+    ) -> Result<(), LedgerError> {
         self.transaction(|l| l.record_submissions(results, reports))
     }
 
-    fn owed_passwords(&mut self) -> Result<Vec<(String, bool)>, RunError> {
+    fn owed_passwords(&mut self) -> Result<Vec<(String, bool)>, LedgerError> {
         SqliteLedger::owed_passwords(self)
     }
 
-    fn passwords_written(&mut self, identities: &[String]) -> Result<(), RunError> {
+    fn passwords_written(&mut self, identities: &[String]) -> Result<(), LedgerError> {
         SqliteLedger::passwords_written(self, identities)
     }
 
-    fn other_accounts(&mut self) -> Result<Vec<(String, u64)>, RunError> {
+    fn other_accounts(&mut self) -> Result<Vec<(String, u64)>, LedgerError> {
         SqliteLedger::other_accounts(self)
     }
 
-    fn output_written(&mut self, path: &str) -> Result<Option<(u64, u64)>, RunError> {
+    fn output_written(&mut self, path: &str) -> Result<Option<(u64, u64)>, LedgerError> {
         SqliteLedger::output_written(self, path)
     }
 
-    fn record_output(&mut self, path: &str, written: Option<(u64, u64)>) -> Result<(), RunError> {
+    fn record_output(
+        &mut self,
+        path: &str,
+        written: Option<(u64, u64)>,
+    ) -> Result<(), LedgerError> {
         SqliteLedger::record_output(self, path, written)
     }
 
-    fn finish_run(&mut self, summary: &str) -> Result<(), RunError> {
+    fn finish_run(&mut self, summary: &str) -> Result<(), LedgerError> {
         SqliteLedger::finish_run(self, summary)
     }
 }
 
 /// A consistent copy of the ledger at `ledger` in `dir`, for a dry run to work on (an empty
 /// one if there is no ledger yet).
-pub fn snapshot(ledger: &Path, dir: &Path) -> Result<PathBuf, RunError> {
+pub fn snapshot(ledger: &Path, dir: &Path) -> Result<PathBuf, LedgerError> {
     let copy = dir.join("ledger-copy.sqlite");
     if ledger.exists() {
         let err = |e: rusqlite::Error| ledger_error(ledger, e);
@@ -622,17 +626,16 @@ pub fn recorded_output(path: &Path, output: &str) -> Option<(u64, u64)> {
 /// Creates the tables of a new ledger, rebuilds an older one into them (the schema before
 /// version 2 had neither STRICT tables nor the `uncertain`, `unconfirmed` and `password_owed`
 /// columns), and refuses a ledger written by a newer roster.
-fn migrate(conn: &Connection, path: &Path) -> Result<(), RunError> {
+fn migrate(conn: &Connection, path: &Path) -> Result<(), LedgerError> {
     let err = |e: rusqlite::Error| ledger_error(path, e);
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .map_err(err)?;
     if version > SCHEMA_VERSION {
-        return Err(RunError::LedgerUnreadable {
+        return Err(LedgerError::Newer {
             path: path.to_path_buf(),
-            message: format!(
-                "was written by a newer roster (schema {version}; this one knows {SCHEMA_VERSION})"
-            ),
+            found: version,
+            known: SCHEMA_VERSION,
         });
     }
     if version == SCHEMA_VERSION {
@@ -690,7 +693,7 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), RunError> {
 }
 
 /// The target keys the ledger at `path` holds entries for, in order.
-pub fn target_keys(path: &Path) -> Result<Vec<String>, RunError> {
+pub fn target_keys(path: &Path) -> Result<Vec<String>, LedgerError> {
     let err = |e: rusqlite::Error| ledger_error(path, e);
     let conn = Connection::open(path).map_err(err)?;
     let mut stmt = conn
@@ -701,7 +704,7 @@ pub fn target_keys(path: &Path) -> Result<Vec<String>, RunError> {
 }
 
 /// Reads every entry of `target` from the ledger at `path`, ordered by identity.
-pub fn entries(path: &Path, target: &str) -> Result<Vec<Entry>, RunError> {
+pub fn entries(path: &Path, target: &str) -> Result<Vec<Entry>, LedgerError> {
     let err = |e: rusqlite::Error| ledger_error(path, e);
     let conn = Connection::open(path).map_err(err)?;
     // A ledger from before a column existed reads it as 0 (nothing is migrated by reading).
@@ -744,33 +747,9 @@ pub fn entries(path: &Path, target: &str) -> Result<Vec<Entry>, RunError> {
     rows.collect::<Result<Vec<_>, _>>().map_err(err)
 }
 
-/// The run error for a SQLite error on the ledger at `path`, by what a script should do
-/// next: another run holds it (4), it is not a ledger (2), or it cannot be written now (5).
-pub(crate) fn ledger_error(path: &Path, e: rusqlite::Error) -> RunError {
-    let path = path.to_path_buf();
-    let code = match &e {
-        rusqlite::Error::SqliteFailure(f, _) => Some(f.code),
-        _ => None,
-    };
-    use rusqlite::ErrorCode as C;
-    match code {
-        Some(C::DatabaseBusy | C::DatabaseLocked) => RunError::Locked {
-            path,
-            message: "is locked by another roster run (hint: wait for it to finish)".into(),
-        },
-        Some(C::NotADatabase | C::DatabaseCorrupt) => RunError::LedgerUnreadable {
-            path,
-            message: format!("is not a roster ledger, or is damaged: {e}"),
-        },
-        Some(C::DiskFull) => RunError::Ledger {
-            path,
-            message: format!("cannot be written: the disk is full ({e}); free space and run again"),
-        },
-        _ => RunError::Ledger {
-            path,
-            message: e.to_string(),
-        },
-    }
+/// The ledger error for a SQLite error on the ledger at `path`.
+pub(crate) fn ledger_error(path: &Path, e: rusqlite::Error) -> LedgerError {
+    LedgerError::sqlite(path, e)
 }
 
 #[cfg(test)]

@@ -9,8 +9,8 @@
 //! large commits. The writer is also the only sender of reports, so every row's report
 //! follows its commit, in order.
 
+use super::LedgerError;
 use super::{Ledger, RowWork};
-use crate::error::RunError;
 use crate::model::{Person, Refused, RowReport, Stop, StopReason, Submission};
 use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
@@ -157,7 +157,7 @@ pub struct LedgerGone;
 /// The running ledger thread.
 pub struct LedgerWriter {
     sender: LedgerSender,
-    thread: JoinHandle<Result<Box<dyn Ledger>, RunError>>,
+    thread: JoinHandle<Result<Box<dyn Ledger>, LedgerError>>,
 }
 
 impl LedgerWriter {
@@ -168,7 +168,7 @@ impl LedgerWriter {
         ledger: Box<dyn Ledger>,
         reports: std_mpsc::SyncSender<Vec<RowReport>>,
         stop: Arc<Stop>,
-    ) -> Result<LedgerWriter, RunError> {
+    ) -> Result<LedgerWriter, LedgerError> {
         let (tx, rx) = mpsc::unbounded_channel();
         let budget = Arc::new(Semaphore::new(ROW_BUDGET));
         let writer_budget = budget.clone();
@@ -185,7 +185,7 @@ impl LedgerWriter {
                 }
                 result
             })
-            .map_err(|e| RunError::Startup(format!("cannot start the ledger thread: {e}")))?;
+            .map_err(LedgerError::WriterStart)?;
         Ok(LedgerWriter {
             sender: LedgerSender { tx, budget },
             thread,
@@ -198,11 +198,11 @@ impl LedgerWriter {
     }
 
     /// Waits for every sender to be dropped and all work to be committed.
-    pub fn finish(self) -> Result<Box<dyn Ledger>, RunError> {
+    pub fn finish(self) -> Result<Box<dyn Ledger>, LedgerError> {
         drop(self.sender);
         self.thread
             .join()
-            .unwrap_or_else(|_| Err(RunError::Internal("the ledger thread panicked".into())))
+            .unwrap_or(Err(LedgerError::WriterPanicked))
     }
 }
 
@@ -211,7 +211,7 @@ fn run(
     mut rx: mpsc::UnboundedReceiver<Command>,
     reports_tx: std_mpsc::SyncSender<Vec<RowReport>>,
     budget: &Semaphore,
-) -> Result<Box<dyn Ledger>, RunError> {
+) -> Result<Box<dyn Ledger>, LedgerError> {
     let mut waiting = Waiting::default();
     loop {
         if waiting.is_empty() {

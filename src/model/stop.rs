@@ -1,6 +1,5 @@
 //! One shared switch that tells every stage to stop taking new work, and why.
 
-use crate::error::RunError;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -20,16 +19,6 @@ pub enum StopReason {
 }
 
 impl StopReason {
-    /// The run error this stop ends the run with.
-    pub fn into_error(self) -> RunError {
-        match self {
-            StopReason::Aborted(m) => RunError::Aborted(m),
-            StopReason::RetryLater(m) => RunError::RetryLater(m),
-            StopReason::Internal(m) => RunError::Internal(m),
-            StopReason::Interrupted => RunError::Interrupted,
-        }
-    }
-
     /// A short word for `--json`'s `outcome` and the report's banner.
     pub fn label(&self) -> &'static str {
         match self {
@@ -124,19 +113,5 @@ mod tests {
         stop.stop(StopReason::Interrupted);
         assert!(waiter.await.unwrap(), "the stop won the race");
         stop.stopped().await; // already stopped: returns at once
-    }
-
-    #[test]
-    fn each_reason_has_its_exit_code() {
-        assert_eq!(StopReason::Aborted("x".into()).into_error().exit_code(), 3);
-        assert_eq!(
-            StopReason::RetryLater("x".into()).into_error().exit_code(),
-            5
-        );
-        assert_eq!(
-            StopReason::Internal("x".into()).into_error().exit_code(),
-            70
-        );
-        assert_eq!(StopReason::Interrupted.into_error().exit_code(), 130);
     }
 }
