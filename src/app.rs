@@ -320,10 +320,11 @@ fn ledger(command: LedgerCommand) -> Result<i32, RunError> {
                 Some(path) => {
                     // `-o roster-ledger.sqlite` would truncate the ledger before reading it.
                     crate::report::outputs::check(&ledger, Some(&ledger), &[("--output", &path)])?;
-                    let file = std::fs::File::create(&path).map_err(|e| RunError::Output {
-                        path: path.clone(),
-                        source: e,
-                    })?;
+                    let file = crate::files::create(&path, crate::files::Privacy::Personal)
+                        .map_err(|e| RunError::Output {
+                            path: path.clone(),
+                            source: e,
+                        })?;
                     let mut out = std::io::BufWriter::new(file);
                     export::export(&ledger, &filter, format, &mut out)?;
                     std::io::Write::flush(&mut out)

@@ -101,6 +101,37 @@ impl From<ExportError> for RunError {
     }
 }
 
+/// A TOML file's parse error by position and kind, without the offending line or any quoted
+/// value (a token pasted into a config file must not reach the terminal or a CI log).
+pub fn toml_problem(text: &str, e: &toml::de::Error) -> String {
+    let mut message = String::new();
+    let mut quoted = false;
+    for c in e.message().chars() {
+        match c {
+            '"' if quoted => {
+                quoted = false;
+                message.push_str("…\"");
+            }
+            '"' => {
+                quoted = true;
+                message.push('"');
+            }
+            _ if quoted => {}
+            _ => message.push(c),
+        }
+    }
+    let message = message.trim().trim_end_matches('.');
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("{message} (line {line}, column {column})")
+        }
+        None => message.to_string(),
+    }
+}
+
 /// Writes `text` to standard output; a reader that went away is [`RunError::BrokenPipe`].
 pub fn print_stdout(text: &str) -> Result<(), RunError> {
     use std::io::Write;

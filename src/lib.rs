@@ -8,6 +8,7 @@ pub mod auth;
 pub mod cli;
 pub mod error;
 pub mod exit;
+pub mod files;
 pub mod http;
 pub mod input;
 pub mod ledger;

@@ -279,7 +279,8 @@ pub async fn run(
         settings.errors_format,
         mapping.headers(),
         secret_columns,
-    );
+    )
+    .holding_secrets(settings.keep_secrets && mapping.column(Field::Password).is_some());
     let (reports_tx, reports_rx) = std::sync::mpsc::sync_channel(REPORT_CAPACITY);
     let collector = settings.report.as_ref().map(|_| ReportCollector::default());
     let aggregator = Aggregator::spawn(
@@ -329,6 +330,12 @@ pub async fn run(
     let mut preview = RequestPreview {
         left: settings.show_requests,
         endpoint: crate::http::redact_query(&endpoint),
+        secrets: crate::model::Redactor::new(
+            target
+                .api()
+                .map(|api| api.auth().header_secrets())
+                .unwrap_or_default(),
+        ),
     };
     let dispatched = dispatch(
         chunks_rx,
@@ -423,10 +430,12 @@ pub async fn run(
     );
     if let (Some(path), Some(collector)) = (&settings.report, collector) {
         let html = collector.render(&summary, target.name(), &source_name);
-        std::fs::write(path, html).map_err(|e| RunError::Output {
-            path: path.clone(),
-            source: e,
-        })?;
+        crate::files::create(path, crate::files::Privacy::Personal)
+            .and_then(|mut file| std::io::Write::write_all(&mut file, html.as_bytes()))
+            .map_err(|e| RunError::Output {
+                path: path.clone(),
+                source: e,
+            })?;
     }
     Ok(RunResult {
         summary,
@@ -649,6 +658,8 @@ impl SubmitQueue {
 struct RequestPreview {
     left: usize,
     endpoint: String,
+    /// The credentials of fixed headers (a dry run fetches no token).
+    secrets: crate::model::Redactor,
 }
 
 impl RequestPreview {
@@ -659,6 +670,10 @@ impl RequestPreview {
         self.left -= 1;
         let mut body: serde_json::Value = serde_json::from_slice(&user.body).unwrap_or_default();
         redact(&mut body);
+        // By value too: a profile may send the password under any key.
+        let redactor = self.secrets.with(user.fields.get(Field::Password));
+        let body = body.to_string();
+        let body = redactor.scrub(&body);
         eprintln!("roster: row {}: POST {} {}", user.row, self.endpoint, body);
     }
 }

@@ -30,6 +30,28 @@ impl Authenticator {
         Authenticator::Headers(vec![(http::header::AUTHORIZATION, value)])
     }
 
+    /// The secret values of fixed headers (whole, and after their scheme word), which need
+    /// no token fetched: for redacting what a dry run prints.
+    pub fn header_secrets(&self) -> Vec<String> {
+        let mut values = Vec::new();
+        if let Authenticator::Headers(headers) = self {
+            for (_, value) in headers {
+                let text = value.expose_secret();
+                values.push(text.to_string());
+                values.extend(text.split_once(' ').map(|(_, v)| v.to_string()));
+            }
+        }
+        values
+    }
+
+    /// Every secret value requests are authorised with, tokens held now included.
+    pub async fn secrets(&self) -> Vec<String> {
+        match self {
+            Authenticator::Token(source) => source.secrets().await,
+            _ => self.header_secrets(),
+        }
+    }
+
     /// Whether a 401 can be cured by renewing the token.
     pub fn renewable(&self) -> bool {
         matches!(self, Authenticator::Token(_))

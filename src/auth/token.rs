@@ -40,6 +40,9 @@ pub trait TokenDialect: Send + Sync {
     fn refreshes(&self) -> bool {
         false
     }
+
+    /// The secret values its requests carry (client secrets, passwords), for redaction.
+    fn secrets(&self) -> Vec<String>;
 }
 
 /// RFC 6749 §4.3 password grant, a form, the client in HTTP Basic (Crayon).
@@ -68,6 +71,12 @@ impl TokenDialect for PasswordGrant {
         }
         form_request(&self.client_id, &self.client_secret, &fields)
     }
+
+    fn secrets(&self) -> Vec<String> {
+        [&self.client_secret, &self.password]
+            .map(|s| s.expose_secret().to_string())
+            .to_vec()
+    }
 }
 
 /// RFC 6749 §4.4 client credentials grant, a form, the client in HTTP Basic (Cradl).
@@ -88,6 +97,10 @@ impl TokenDialect for ClientCredentials {
             fields.push(("audience", audience));
         }
         form_request(&self.client_id, &self.client_secret, &fields)
+    }
+
+    fn secrets(&self) -> Vec<String> {
+        vec![self.client_secret.expose_secret().to_string()]
     }
 }
 
@@ -183,6 +196,33 @@ impl TokenSource {
             confirmed: AtomicU64::new(0),
             fetches: AtomicU64::new(0),
         }
+    }
+
+    /// Every secret value this source knows: the grant's credentials, the client's
+    /// `Authorization` header, and the tokens it holds now.
+    pub async fn secrets(&self) -> Vec<String> {
+        let mut values = self.dialect.secrets();
+        let request = self.dialect.request(None);
+        for value in request.headers.get_all(AUTHORIZATION) {
+            if let Ok(text) = value.to_str() {
+                values.push(text.to_string());
+                values.extend(text.split_once(' ').map(|(_, v)| v.to_string()));
+            }
+        }
+        let state = self.state.lock().await;
+        values.extend(
+            state
+                .live
+                .as_ref()
+                .map(|l| l.token.expose_secret().to_string()),
+        );
+        values.extend(
+            state
+                .refresh
+                .as_ref()
+                .map(|r| r.expose_secret().to_string()),
+        );
+        values
     }
 
     /// The token endpoint.
@@ -296,13 +336,12 @@ impl TokenSource {
             .await
             .map_err(|e| unreachable(e.to_string()))?;
         if !(200..300).contains(&answer.status) {
+            // A server may echo the grant it refused: its secrets are starred.
+            let summary = crate::http::problem::summary(&answer.body);
+            let redactor = crate::model::Redactor::new(self.dialect.secrets());
             return Err(TokenError::Refused {
                 url: shown,
-                message: format!(
-                    "HTTP {}: {}",
-                    answer.status,
-                    crate::http::problem::summary(&answer.body)
-                ),
+                message: format!("HTTP {}: {}", answer.status, redactor.scrub(&summary)),
             });
         }
         read_token(&answer.body).ok_or_else(|| TokenError::Refused {

@@ -93,8 +93,11 @@ impl ConfigFile {
         let text = std::fs::read_to_string(path).map_err(|e| {
             RunError::Usage(format!("cannot read config `{}`: {e}", path.display()))
         })?;
-        let table: toml::Table = toml::from_str(&text)
-            .map_err(|e| RunError::Usage(format!("config `{}`: {e}", path.display())))?;
+        let problem = |e: toml::de::Error| {
+            let problem = crate::error::toml_problem(&text, &e);
+            RunError::Usage(format!("config `{}`: {problem}", path.display()))
+        };
+        let table: toml::Table = toml::from_str(&text).map_err(problem)?;
         for key in table.keys() {
             if !Self::KEYS.contains(&key.as_str()) {
                 let closest = Self::KEYS
@@ -111,8 +114,7 @@ impl ConfigFile {
                 )));
             }
         }
-        toml::from_str(&text)
-            .map_err(|e| RunError::Usage(format!("config `{}`: {e}", path.display())))
+        toml::from_str(&text).map_err(problem)
     }
 }
 

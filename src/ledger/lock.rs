@@ -101,7 +101,7 @@ fn nofollow(options: &mut OpenOptions) -> &mut OpenOptions {
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        options.custom_flags(libc::O_NOFOLLOW);
+        options.custom_flags(crate::files::NOFOLLOW);
     }
     options
 }

@@ -6,6 +6,7 @@ pub mod cells;
 mod field;
 mod outcome;
 mod person;
+mod secrets;
 mod stop;
 mod submission;
 
@@ -15,5 +16,6 @@ pub use field::{
 };
 pub use outcome::{FirstRow, Outcome, RowReport};
 pub use person::{Person, Refused};
+pub use secrets::Redactor;
 pub use stop::{Stop, StopReason};
 pub use submission::Submission;

@@ -131,7 +131,7 @@ impl PasswordKey {
         #[cfg(unix)]
         {
             use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600).custom_flags(libc_nofollow());
+            options.mode(0o600).custom_flags(crate::files::NOFOLLOW);
         }
         match options.open(path) {
             Ok(mut file) => {
@@ -151,7 +151,7 @@ impl PasswordKey {
                 #[cfg(unix)]
                 {
                     use std::os::unix::fs::OpenOptionsExt;
-                    options.custom_flags(libc_nofollow());
+                    options.custom_flags(crate::files::NOFOLLOW);
                 }
                 options
                     .open(path)
@@ -199,12 +199,6 @@ impl PasswordKey {
         }
         unreachable!("a counter finds a password long before it wraps")
     }
-}
-
-/// `O_NOFOLLOW`: a file holding a secret is never opened through a symbolic link.
-#[cfg(unix)]
-pub(crate) fn libc_nofollow() -> i32 {
-    libc::O_NOFOLLOW
 }
 
 /// Syncs the directory holding `path`, so a new file's name is on disk too.

@@ -6,6 +6,7 @@
 //! record: {column: value}}` per line. Secret columns are blanked unless asked otherwise.
 
 use crate::error::RunError;
+use crate::files::Privacy;
 use crate::model::cells::neutralise;
 use crate::model::{RowReport, join_errors};
 use std::borrow::Cow;
@@ -45,6 +46,7 @@ pub struct ErrorFile {
     rows_written: u64,
     last_row: u64,
     in_order: bool,
+    privacy: Privacy,
 }
 
 impl ErrorFile {
@@ -69,7 +71,17 @@ impl ErrorFile {
             rows_written: 0,
             last_row: 0,
             in_order: true,
+            privacy: Privacy::Personal,
         }
+    }
+
+    /// The file keeps secret cells (`--keep-secrets` with a password column): it is
+    /// created owner-only.
+    pub fn holding_secrets(mut self, secrets: bool) -> ErrorFile {
+        if secrets {
+            self.privacy = Privacy::Secret;
+        }
+        self
     }
 
     fn output_error(&self, e: impl Into<std::io::Error>) -> RunError {
@@ -88,7 +100,9 @@ impl ErrorFile {
     }
 
     fn open(&self) -> Result<Writer, RunError> {
-        let file = BufWriter::new(File::create(&self.path).map_err(|e| self.output_error(e))?);
+        let file =
+            crate::files::create(&self.path, self.privacy).map_err(|e| self.output_error(e))?;
+        let file = BufWriter::new(file);
         Ok(match self.format {
             ErrorFormat::Csv => {
                 let mut writer = csv::Writer::from_writer(file);
@@ -173,8 +187,8 @@ impl ErrorFile {
         flushed.map_err(|e| self.output_error(e))?;
         if !self.in_order && self.rows_written <= MAX_SORTED_ROWS {
             let sorted = match self.format {
-                ErrorFormat::Csv => sort_csv(&self.path),
-                ErrorFormat::Jsonl => sort_jsonl(&self.path),
+                ErrorFormat::Csv => sort_csv(&self.path, self.privacy),
+                ErrorFormat::Jsonl => sort_jsonl(&self.path, self.privacy),
             };
             sorted.map_err(|e| self.output_error(e))?;
         }
@@ -193,7 +207,7 @@ impl super::Sink for ErrorFile {
 }
 
 /// Rewrites a CSV error file in `_row` order.
-fn sort_csv(path: &Path) -> std::io::Result<()> {
+fn sort_csv(path: &Path, privacy: Privacy) -> std::io::Result<()> {
     let mut reader = csv::Reader::from_path(path)?;
     let headers = reader.byte_headers()?.clone();
     let row_col = headers.len() - META_COLUMNS.len();
@@ -206,7 +220,7 @@ fn sort_csv(path: &Path) -> std::io::Result<()> {
     records.sort_by_key(row_of);
     let tmp = path.with_extension("sorting");
     {
-        let mut writer = csv::Writer::from_path(&tmp)?;
+        let mut writer = csv::Writer::from_writer(crate::files::create(&tmp, privacy)?);
         writer.write_byte_record(&headers)?;
         for r in &records {
             writer.write_byte_record(r)?;
@@ -217,7 +231,7 @@ fn sort_csv(path: &Path) -> std::io::Result<()> {
 }
 
 /// Rewrites a JSONL error file in `row` order.
-fn sort_jsonl(path: &Path) -> std::io::Result<()> {
+fn sort_jsonl(path: &Path, privacy: Privacy) -> std::io::Result<()> {
     let lines: Vec<String> = BufReader::new(File::open(path)?)
         .lines()
         .collect::<Result<_, _>>()?;
@@ -233,7 +247,7 @@ fn sort_jsonl(path: &Path) -> std::io::Result<()> {
     keyed.sort_by_key(|(row, _)| *row);
     let tmp = path.with_extension("sorting");
     {
-        let mut out = BufWriter::new(File::create(&tmp)?);
+        let mut out = BufWriter::new(crate::files::create(&tmp, privacy)?);
         for (_, line) in &keyed {
             out.write_all(line.as_bytes())?;
             out.write_all(b"\n")?;

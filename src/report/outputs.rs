@@ -5,7 +5,8 @@
 //! file counts (a symbolic link, a hard link, `./x` and `x`). And an error file that the user
 //! changed since roster wrote it — the file the README tells them to edit — is never
 //! overwritten or removed: roster remembers the length and hash of what it wrote (in the
-//! ledger), and writes beside a changed file instead.
+//! ledger), and writes beside a changed file instead. Nor is an output written through a
+//! symbolic link (see [`crate::files`]).
 
 use crate::error::RunError;
 use std::path::{Path, PathBuf};
@@ -54,6 +55,12 @@ pub fn check(
         }
     }
     for (i, (flag, path)) in outputs.iter().enumerate() {
+        if crate::files::is_symlink(path) {
+            return Err(RunError::Usage(format!(
+                "{flag} `{}` is a symbolic link: roster does not write through one (nothing was written; name the file itself)",
+                path.display()
+            )));
+        }
         for (what, other) in &protected {
             if same_file(path, other) {
                 return Err(RunError::Usage(format!(

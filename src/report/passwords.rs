@@ -4,7 +4,6 @@
 //! after an attempt of roster's whose answer was lost).
 
 use crate::model::cells::neutralise;
-use crate::prepare::passwords::libc_nofollow;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -49,7 +48,7 @@ impl PasswordFile {
         #[cfg(unix)]
         {
             use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600).custom_flags(libc_nofollow());
+            options.mode(0o600).custom_flags(crate::files::NOFOLLOW);
         }
         let mut file = options.open(path)?;
         let meta = file.metadata()?;

@@ -180,7 +180,28 @@ impl Submitter {
             )));
             self.failed(&mut done, &message);
         }
+        self.scrub(&mut done).await;
         done
+    }
+
+    /// Replaces every secret in what is kept of the answers (a server may echo the request
+    /// or its credentials in a refusal) by `***`: the row's password and every credential.
+    async fn scrub(&self, done: &mut Submission) {
+        if done.errors.is_empty() && done.response_body.is_none() {
+            return;
+        }
+        let redactor = crate::model::Redactor::new(self.api.auth().secrets().await)
+            .with(done.user.fields.get(crate::model::Field::Password));
+        for error in &mut done.errors {
+            if let std::borrow::Cow::Owned(clean) = redactor.scrub(&error.message) {
+                error.message = clean;
+            }
+        }
+        if let Some(body) = &mut done.response_body
+            && let std::borrow::Cow::Owned(clean) = redactor.scrub(body)
+        {
+            *body = clean;
+        }
     }
 
     /// [`submit`](Self::submit)'s work, on a submission that survives a panic.

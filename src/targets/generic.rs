@@ -134,8 +134,10 @@ fn read_profile(spec: &TargetSpec) -> Result<(Profile, String), RunError> {
     let shown = path.display().to_string();
     let text = std::fs::read_to_string(path)
         .map_err(|e| RunError::Usage(format!("cannot read profile `{shown}`: {e}")))?;
-    let profile: Profile =
-        toml::from_str(&text).map_err(|e| RunError::Usage(format!("profile `{shown}`: {e}")))?;
+    let profile: Profile = toml::from_str(&text).map_err(|e: toml::de::Error| {
+        let problem = crate::error::toml_problem(&text, &e);
+        RunError::Usage(format!("profile `{shown}`: {problem}"))
+    })?;
     Ok((profile, shown))
 }
 

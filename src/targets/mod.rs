@@ -499,12 +499,18 @@ pub struct TargetSpec {
 
 /// One spelling per base URL, so one target has one ledger key: scheme and host lower-cased,
 /// the scheme's default port and a trailing slash dropped (`HTTP://Host:80/x/` is
-/// `http://host/x`). A URL that does not parse is left as written (it is refused later).
+/// `http://host/x`). A URL that does not parse is left as written (it is refused later), and
+/// a user name or password becomes `***` (refused later too).
 pub fn normalize_base(base: &str) -> String {
     let Ok(url) = url::Url::parse(base.trim()) else {
         return base.trim().trim_end_matches('/').to_string();
     };
     let mut out = format!("{}://", url.scheme());
+    // Credentials in the URL are never kept, but their place is, so that the URL check
+    // refuses them (they belong in the environment) instead of dropping them unnoticed.
+    if !url.username().is_empty() || url.password().is_some() {
+        out.push_str("***@");
+    }
     if let Some(host) = url.host_str() {
         out.push_str(host);
     }

@@ -165,6 +165,15 @@ impl TokenDialect for NexwayTokens {
         }
     }
 
+    fn secrets(&self) -> Vec<String> {
+        let client = self.client.iter().map(|(_, secret)| secret);
+        let user = self.user.iter().map(|(_, password)| password);
+        client
+            .chain(user)
+            .map(|s| s.expose_secret().to_string())
+            .collect()
+    }
+
     fn refreshes(&self) -> bool {
         true
     }
