@@ -77,6 +77,9 @@ fn check_email(value: &str) -> Result<(), String> {
             ));
         }
     }
+    for label in domain.split('.') {
+        lookalike(value, label)?;
+    }
     let tld = domain.rsplit('.').next().unwrap_or_default();
     if tld.len() < 2 || tld.chars().all(|c| c.is_ascii_digit()) {
         return Err(format!(
@@ -87,6 +90,41 @@ fn check_email(value: &str) -> Result<(), String> {
         return Err(format!("`{value}` is longer than 254 characters"));
     }
     Ok(())
+}
+
+/// Refuses a domain label that mixes scripts (UTS #39 single-script, with the augmented
+/// sets that let Japanese mix Han and kana): `exаmple` with a Cyrillic `а` looks like
+/// `example` and is someone else's domain. A punycode label is judged by what it decodes to.
+fn lookalike(value: &str, label: &str) -> Result<(), String> {
+    use unicode_security::MixedScript;
+    use unicode_security::mixed_script::AugmentedScriptSet;
+    let decoded;
+    let label = match label.strip_prefix("xn--") {
+        Some(_) => {
+            let (unicode, result) = idna::domain_to_unicode(label);
+            if result.is_err() {
+                return Ok(()); // not valid punycode: the IDNA conversion refuses it
+            }
+            decoded = unicode;
+            decoded.as_str()
+        }
+        None => label,
+    };
+    if label.is_ascii() || label.is_single_script() {
+        return Ok(());
+    }
+    let mut scripts: Vec<String> = Vec::new();
+    for c in label.chars() {
+        let set = AugmentedScriptSet::for_char(c);
+        let name = set.to_string();
+        if !set.is_all() && !scripts.contains(&name) {
+            scripts.push(name);
+        }
+    }
+    Err(format!(
+        "`{value}`: the domain label `{label}` mixes scripts ({}), as lookalike addresses do; type the domain in one script",
+        scripts.join(" and ")
+    ))
 }
 
 #[cfg(test)]
@@ -113,6 +151,25 @@ mod tests {
         ] {
             assert!(email(bad).is_err(), "{bad} should be refused");
         }
+    }
+
+    #[test]
+    fn lookalike_domains_mixing_scripts_are_refused() {
+        // `exаmple.com` with a Cyrillic `а`, as typed and as punycode.
+        for lookalike in ["ann@ex\u{430}mple.com", "ann@xn--exmple-4nf.com"] {
+            let e = email(lookalike).unwrap_err();
+            assert!(e.contains("mixes scripts"), "{lookalike}: {e}");
+            assert!(e.contains("Cyrillic") && e.contains("Latin"), "{e}");
+        }
+        // One script per label is a real international domain.
+        assert_eq!(
+            email("ann@\u{43f}\u{440}\u{438}\u{43c}\u{435}\u{440}.\u{440}\u{444}").unwrap(),
+            "ann@xn--e1afmkfd.xn--p1ai"
+        );
+        assert!(
+            email("ann@\u{6771}\u{4eac}\u{30c6}\u{30b9}\u{30c8}.jp").is_ok(),
+            "Japanese mixes Han and Katakana"
+        );
     }
 
     #[test]

@@ -63,10 +63,23 @@ pub fn damage(raw: &str) -> Option<String> {
             ),
         });
     }
+    if let Some(c) = value.chars().find(|&c| is_direction_control(c)) {
+        return Some(format!(
+            "holds an invisible text-direction control (U+{:04X}), which makes text show other than it is; remove it",
+            c as u32
+        ));
+    }
     value
         .chars()
         .find(|c| c.is_control() && !matches!(c, '\t' | '\r' | '\n'))
         .map(|c| format!("holds a control character (U+{:04X}); remove it", c as u32))
+}
+
+/// The Unicode bidirectional formatting characters (UAX #9: embeddings, overrides,
+/// isolates, marks): invisible, they reorder what a screen shows (the "Trojan Source"
+/// trick). Right-to-left text needs none of them.
+fn is_direction_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 /// An account status as `active` or `inactive`: "Active", "Enabled", "Yes", "True", "1" (and
@@ -91,6 +104,19 @@ pub fn status(raw: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_direction_controls_are_damage() {
+        for c in ['\u{202E}', '\u{2066}', '\u{200F}', '\u{061C}'] {
+            let e = damage(&format!("Ann{c}Lee")).unwrap_or_default();
+            assert!(e.contains("text-direction"), "U+{:04X}: {e}", c as u32);
+        }
+        assert_eq!(
+            damage("\u{5d3}\u{5d5}\u{5d3}"),
+            None,
+            "right-to-left text itself is fine"
+        );
+    }
 
     #[test]
     fn damaged_text_is_named_and_clean_text_passes() {
