@@ -21,6 +21,10 @@ pub struct ApiError {
 /// error file, the ledger and the report whole.
 pub const MAX_MESSAGE: usize = 500;
 
+/// Most messages kept from one error body; the rest are counted in a last message, so a
+/// body of 100,000 field errors costs a row no more than this many.
+pub const MAX_ERRORS: usize = 50;
+
 /// `text` cut to [`MAX_MESSAGE`] characters, with a marker when it was cut.
 pub fn truncated(text: &str) -> String {
     match text.char_indices().nth(MAX_MESSAGE) {
@@ -62,6 +66,14 @@ pub fn parse(body: &[u8]) -> Vec<ApiError> {
     }
     if out.is_empty() {
         out = text_body(body);
+    }
+    if out.len() > MAX_ERRORS {
+        let more = out.len() - (MAX_ERRORS - 1);
+        out.truncate(MAX_ERRORS - 1);
+        out.push(ApiError::new(
+            None,
+            format!("… (cut: {more} more errors in the answer)"),
+        ));
     }
     out
 }
@@ -344,6 +356,17 @@ pub fn says_already_exists(message: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_body_of_countless_errors_keeps_a_bounded_few() {
+        let errors: Vec<Value> = (0..10_000)
+            .map(|i| serde_json::json!({"field": format!("f{i}"), "message": "bad"}))
+            .collect();
+        let body = serde_json::json!({ "errors": errors }).to_string();
+        let parsed = parse(body.as_bytes());
+        assert_eq!(parsed.len(), MAX_ERRORS);
+        assert!(parsed[MAX_ERRORS - 1].message.contains("9951 more errors"), "{parsed:?}");
+    }
 
     fn fields(body: &str) -> Vec<(Option<String>, String)> {
         parse(body.as_bytes())
