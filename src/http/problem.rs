@@ -365,7 +365,10 @@ mod tests {
         let body = serde_json::json!({ "errors": errors }).to_string();
         let parsed = parse(body.as_bytes());
         assert_eq!(parsed.len(), MAX_ERRORS);
-        assert!(parsed[MAX_ERRORS - 1].message.contains("9951 more errors"), "{parsed:?}");
+        assert!(
+            parsed[MAX_ERRORS - 1].message.contains("9951 more errors"),
+            "{parsed:?}"
+        );
     }
 
     fn fields(body: &str) -> Vec<(Option<String>, String)> {

@@ -5,84 +5,187 @@
 //! phone number kept as the number 14155550123 reads "14155550123" (never `1.4155550123E10`),
 //! whole numbers have no `.0`, dates read as ISO dates. Row numbers are the spreadsheet's own
 //! (header on row 1 when the sheet starts at A1).
+//!
+//! Only the cells a sheet holds are kept, within [`MAX_CELLS`] and [`MAX_TEXT`]: XLSX cells
+//! stream from the XML, so a 5 KB file declaring one cell at `XFD1048576` costs one cell, and a
+//! zip bomb stops at the limits. (XLS and ODS sheets are read whole by calamine first.)
 
 use super::{InputError, Record, RecordSource};
-use calamine::{Data, Range, Reader, open_workbook_auto};
+use calamine::{Data, Reader, Xlsx, open_workbook, open_workbook_auto};
 use std::path::Path;
 
-/// One worksheet, held in memory as calamine reads it (a sheet has at most 1,048,576 rows).
+/// Most non-empty cells read from one sheet: ~1 GB of people at most, whatever the sheet
+/// declares. A sheet over it is a file error (convert it to CSV, which streams).
+pub const MAX_CELLS: usize = 20_000_000;
+/// Most text read from one sheet, in bytes.
+pub const MAX_TEXT: usize = 512 * 1024 * 1024;
+/// The longest cell a spreadsheet program writes (Excel's limit, in characters); a longer
+/// one is its row's defect, and is not kept.
+pub const MAX_CELL_CHARS: usize = 32_767;
+
+/// One worksheet's non-empty cells (memory grows with what the sheet holds, never with the
+/// area it declares or spans: one cell at `XFD1048576` is one cell).
 pub struct SheetSource {
-    range: Range<Data>,
+    /// Rows after the header, ascending: (row index, its cells by column, whether a cell
+    /// was too long to keep).
+    rows: std::vec::IntoIter<SheetRow>,
     headers: Vec<String>,
-    /// Spreadsheet row number (1-based) of the range's first row.
-    first_row: u64,
-    /// Index within the range of the next row to read.
-    next: usize,
+}
+
+struct SheetRow {
+    index: u32,
+    cells: Vec<(u32, String)>,
+    oversized: Option<(u32, usize)>,
+}
+
+/// Gathers cells within the limits.
+struct Cells {
+    path: std::path::PathBuf,
+    cells: Vec<(u32, u32, String)>,
+    oversized: Vec<(u32, u32, usize)>,
+    text: usize,
+}
+
+impl Cells {
+    fn push(&mut self, (row, col): (u32, u32), value: String) -> Result<(), InputError> {
+        if value.is_empty() {
+            return Ok(());
+        }
+        let chars = value.chars().count();
+        if chars > MAX_CELL_CHARS {
+            self.oversized.push((row, col, chars));
+            return Ok(());
+        }
+        self.text += value.len();
+        if self.cells.len() >= MAX_CELLS || self.text > MAX_TEXT {
+            return Err(InputError::shape(
+                &self.path,
+                format!(
+                    "the sheet holds more than {MAX_CELLS} cells or {} MB of text, more than roster reads from a spreadsheet (hint: save it as CSV, which is read as a stream)",
+                    MAX_TEXT / (1024 * 1024)
+                ),
+            ));
+        }
+        self.cells.push((row, col, value));
+        Ok(())
+    }
 }
 
 impl SheetSource {
     /// Opens `path` and reads `sheet` (default: the first worksheet).
     pub fn open(path: &Path, sheet: Option<&str>) -> Result<SheetSource, InputError> {
-        let mut workbook = open_workbook_auto(path).map_err(|source| InputError::Sheet {
+        let sheet_error = |source: calamine::Error| InputError::Sheet {
             path: path.to_path_buf(),
             source,
-        })?;
-        let names = workbook.sheet_names();
-        let name = match sheet {
-            Some(wanted) => names
-                .iter()
-                .find(|n| n.as_str() == wanted)
-                .or_else(|| names.iter().find(|n| n.eq_ignore_ascii_case(wanted)))
-                .cloned()
-                .ok_or_else(|| {
-                    InputError::Usage(format!(
-                        "`{}` has no sheet named `{wanted}` (sheets: {})",
-                        path.display(),
-                        names.join(", ")
-                    ))
-                })?,
-            None => names
-                .first()
-                .cloned()
-                .ok_or_else(|| InputError::shape(path, "the workbook has no worksheets"))?,
         };
-        let range = workbook
-            .worksheet_range(&name)
-            .map_err(|e| InputError::Sheet {
-                path: path.to_path_buf(),
-                source: e,
-            })?;
-        let first_row = range.start().map_or(0, |(row, _)| u64::from(row)) + 1;
-        let mut source = SheetSource {
-            range,
-            headers: Vec::new(),
-            first_row,
-            next: 0,
+        let mut cells = Cells {
+            path: path.to_path_buf(),
+            cells: Vec::new(),
+            oversized: Vec::new(),
+            text: 0,
         };
-        let header_row = (0..source.range.height())
-            .find(|&i| !source.row_is_blank(i))
+        let is_xlsx = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| e.eq_ignore_ascii_case("xlsx") || e.eq_ignore_ascii_case("xlsm"));
+        let name;
+        if is_xlsx {
+            // XLSX cells are streamed from the sheet's XML: nothing is allocated for the area
+            // the sheet declares.
+            let mut workbook: Xlsx<_> =
+                open_workbook(path).map_err(|e: calamine::XlsxError| sheet_error(e.into()))?;
+            name = choose_sheet(path, &workbook.sheet_names(), sheet)?;
+            let mut reader = workbook
+                .worksheet_cells_reader(&name)
+                .map_err(|e| sheet_error(e.into()))?;
+            while let Some(cell) = reader.next_cell().map_err(|e| sheet_error(e.into()))? {
+                let position = cell.get_position();
+                cells.push(position, render(&Data::from(cell.get_value().clone())))?;
+            }
+        } else {
+            let mut workbook = open_workbook_auto(path).map_err(sheet_error)?;
+            name = choose_sheet(path, &workbook.sheet_names(), sheet)?;
+            let range = workbook.worksheet_range(&name).map_err(sheet_error)?;
+            let (top, left) = range.start().unwrap_or((0, 0));
+            for (row, col, value) in range.used_cells() {
+                cells.push((top + row as u32, left + col as u32), render(value))?;
+            }
+        }
+        let Cells {
+            cells: mut all,
+            oversized,
+            ..
+        } = cells;
+        all.sort_unstable_by_key(|&(row, col, _)| (row, col));
+        let mut rows: Vec<SheetRow> = Vec::new();
+        for (row, col, value) in all {
+            match rows.last_mut() {
+                Some(last) if last.index == row => last.cells.push((col, value)),
+                _ => rows.push(SheetRow {
+                    index: row,
+                    cells: vec![(col, value)],
+                    oversized: None,
+                }),
+            }
+        }
+        for (row, col, chars) in oversized {
+            match rows.binary_search_by_key(&row, |r| r.index) {
+                Ok(i) => rows[i].oversized = Some((col, chars)),
+                Err(i) => rows.insert(
+                    i,
+                    SheetRow {
+                        index: row,
+                        cells: Vec::new(),
+                        oversized: Some((col, chars)),
+                    },
+                ),
+            }
+        }
+        rows.retain(|r| r.oversized.is_some() || r.cells.iter().any(|(_, v)| !v.trim().is_empty()));
+        let mut rows = rows.into_iter();
+        let header = rows
+            .next()
             .ok_or_else(|| InputError::shape(path, format!("sheet `{name}` is empty")))?;
-        let mut headers: Vec<String> = source
-            .range
-            .rows()
-            .nth(header_row)
-            .unwrap_or_default()
-            .iter()
-            .map(render)
-            .collect();
+        if let Some((col, chars)) = header.oversized {
+            return Err(InputError::shape(
+                path,
+                format!(
+                    "the header cell in column {} holds {chars} characters, more than a spreadsheet cell can ({MAX_CELL_CHARS})",
+                    col + 1
+                ),
+            ));
+        }
+        let width = header.cells.last().map_or(0, |&(col, _)| col as usize + 1);
+        let mut headers = vec![String::new(); width];
+        for (col, value) in header.cells {
+            headers[col as usize] = value;
+        }
         while headers.last().is_some_and(|h| h.trim().is_empty()) {
             headers.pop();
         }
-        source.headers = headers;
-        source.next = header_row + 1;
-        Ok(source)
+        Ok(SheetSource { rows, headers })
     }
+}
 
-    fn row_is_blank(&self, index: usize) -> bool {
-        self.range
-            .rows()
-            .nth(index)
-            .is_none_or(|row| row.iter().all(|c| render(c).trim().is_empty()))
+/// The sheet named `wanted` (exactly, else ignoring case), or the first.
+fn choose_sheet(path: &Path, names: &[String], wanted: Option<&str>) -> Result<String, InputError> {
+    match wanted {
+        Some(wanted) => names
+            .iter()
+            .find(|n| n.as_str() == wanted)
+            .or_else(|| names.iter().find(|n| n.eq_ignore_ascii_case(wanted)))
+            .cloned()
+            .ok_or_else(|| {
+                InputError::Usage(format!(
+                    "`{}` has no sheet named `{wanted}` (sheets: {})",
+                    path.display(),
+                    names.join(", ")
+                ))
+            }),
+        None => names
+            .first()
+            .cloned()
+            .ok_or_else(|| InputError::shape(path, "the workbook has no worksheets")),
     }
 }
 
@@ -93,31 +196,34 @@ impl RecordSource for SheetSource {
 
     fn read_record(&mut self, record: &mut Record) -> Result<bool, InputError> {
         let width = self.headers.len();
-        let (_, columns) = self.range.get_size();
-        while self.next < self.range.height() {
-            let index = self.next;
-            self.next += 1;
-            let cells: Vec<String> = (0..columns)
-                .map(|col| self.range.get((index, col)).map(render).unwrap_or_default())
-                .collect();
-            if cells.iter().all(|c| c.trim().is_empty()) {
-                continue;
+        let Some(row) = self.rows.next() else {
+            return Ok(false);
+        };
+        record.row = u64::from(row.index) + 1;
+        record.defect = None;
+        record.cells.clear();
+        record.cells.resize(width, String::new());
+        let mut extra = 0;
+        for (col, value) in row.cells {
+            match record.cells.get_mut(col as usize) {
+                Some(cell) => *cell = value,
+                None if !value.trim().is_empty() => extra += 1,
+                None => {}
             }
-            record.row = self.first_row + index as u64;
-            record.defect = None;
-            let extra = cells
-                .iter()
-                .skip(width)
-                .filter(|c| !c.trim().is_empty())
-                .count();
-            if extra > 0 {
-                record.defect = Some(format!("{extra} value(s) beyond the last headed column"));
-            }
-            record.cells = cells;
-            record.cells.resize(width, String::new());
-            return Ok(true);
         }
-        Ok(false)
+        if extra > 0 {
+            record.defect = Some(format!("{extra} value(s) beyond the last headed column"));
+        }
+        if let Some((col, chars)) = row.oversized {
+            let column = self
+                .headers
+                .get(col as usize)
+                .map_or_else(|| format!("column {}", col + 1), |h| format!("`{h}`"));
+            record.defect = Some(format!(
+                "the cell in {column} holds {chars} characters, more than a spreadsheet cell can ({MAX_CELL_CHARS}); it was not read"
+            ));
+        }
+        Ok(true)
     }
 }
 

@@ -1,0 +1,104 @@
+//! Hostile files cost bounded time and memory (issue 21, item 7): limits are checked before
+//! allocating, a row over a limit is a row error and the rest of the file goes on.
+
+#[macro_use]
+mod support;
+
+use std::io::Write;
+use support::WorkDir;
+
+/// An XLSX workbook of one sheet whose `sheetData` is `rows` (raw XML), as a hostile tool
+/// could write it.
+fn xlsx(path: &std::path::Path, dimension: &str, rows: &str) {
+    let file = std::fs::File::create(path).unwrap();
+    let mut zip = zip::ZipWriter::new(file);
+    let opts = zip::write::SimpleFileOptions::default();
+    let parts = [
+        (
+            "[Content_Types].xml",
+            r#"<?xml version="1.0" encoding="UTF-8"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/><Default Extension="xml" ContentType="application/xml"/><Override PartName="/xl/workbook.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/><Override PartName="/xl/worksheets/sheet1.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/></Types>"#.to_string(),
+        ),
+        (
+            "_rels/.rels",
+            r#"<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument" Target="xl/workbook.xml"/></Relationships>"#.to_string(),
+        ),
+        (
+            "xl/workbook.xml",
+            r#"<?xml version="1.0" encoding="UTF-8"?><workbook xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships"><sheets><sheet name="People" sheetId="1" r:id="rId1"/></sheets></workbook>"#.to_string(),
+        ),
+        (
+            "xl/_rels/workbook.xml.rels",
+            r#"<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/worksheet" Target="worksheets/sheet1.xml"/></Relationships>"#.to_string(),
+        ),
+        (
+            "xl/worksheets/sheet1.xml",
+            format!(
+                r#"<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><dimension ref="{dimension}"/><sheetData>{rows}</sheetData></worksheet>"#
+            ),
+        ),
+    ];
+    for (name, text) in parts {
+        zip.start_file(name, opts).unwrap();
+        zip.write_all(text.as_bytes()).unwrap();
+    }
+    zip.finish().unwrap();
+}
+
+fn cell(at: &str, text: &str) -> String {
+    format!(r#"<c r="{at}" t="inlineStr"><is><t>{text}</t></is></c>"#)
+}
+
+const HEADER: &str = r#"<row r="1"><c r="A1" t="inlineStr"><is><t>First Name</t></is></c><c r="B1" t="inlineStr"><is><t>Last Name</t></is></c><c r="C1" t="inlineStr"><is><t>Email</t></is></c></row>"#;
+
+#[test]
+fn item07_a_sheet_spanning_xfd1048576_costs_the_cells_it_holds() {
+    let work = WorkDir::new();
+    let rows = format!(
+        r#"{HEADER}<row r="2">{}{}{}</row><row r="1048576">{}</row>"#,
+        cell("A2", "Ann"),
+        cell("B2", "Lee"),
+        cell("C2", "ann@example.com"),
+        cell("XFD1048576", "far away"),
+    );
+    xlsx(&work.path("people.xlsx"), "A1:XFD1048576", &rows);
+    let run = work.roster(&["validate", "people.xlsx", "--set", "role=user", "--json"]);
+    run.expect_code(1);
+    assert_eq!(run.json()["rows"], 2, "{}", run.context());
+    assert_eq!(run.json()["would_send"], 1, "{}", run.context());
+    let errors = work.read("people.xlsx.errors.csv");
+    assert!(
+        errors.contains("1048576"),
+        "the far cell's row is refused by number: {errors}"
+    );
+    assert!(errors.contains("beyond the last headed column"), "{errors}");
+}
+
+#[test]
+fn item07_a_cell_longer_than_a_spreadsheet_allows_is_its_rows_defect() {
+    let work = WorkDir::new();
+    let long = "x".repeat(40_000);
+    let rows = format!(
+        r#"{HEADER}<row r="2">{}{}{}</row><row r="3">{}{}{}</row>"#,
+        cell("A2", &long),
+        cell("B2", "Lee"),
+        cell("C2", "ann@example.com"),
+        cell("A3", "Bo"),
+        cell("B3", "Ray"),
+        cell("C3", "bo@example.com"),
+    );
+    xlsx(&work.path("people.xlsx"), "A1:C3", &rows);
+    let run = work.roster(&["validate", "people.xlsx", "--set", "role=user", "--json"]);
+    run.expect_code(1);
+    assert_eq!(
+        run.json()["would_send"],
+        1,
+        "the other row goes on: {}",
+        run.context()
+    );
+    let errors = work.read("people.xlsx.errors.csv");
+    assert!(errors.contains("40000 characters"), "{errors}");
+    assert!(
+        !errors.contains(&long),
+        "the oversized cell is not copied into the error file"
+    );
+}
