@@ -74,6 +74,22 @@ impl Cells {
 impl SheetSource {
     /// Opens `path` and reads `sheet` (default: the first worksheet).
     pub fn open(path: &Path, sheet: Option<&str>) -> Result<SheetSource, InputError> {
+        // calamine is a parser of hostile bytes too (fuzzing found an overflow in its cell
+        // references): a panic in it is this file's error, not the run's end.
+        std::panic::catch_unwind(|| Self::read(path, sheet)).unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(InputError::shape(
+                path,
+                format!("the spreadsheet reader failed on this file ({what}); is it damaged?"),
+            ))
+        })
+    }
+
+    fn read(path: &Path, sheet: Option<&str>) -> Result<SheetSource, InputError> {
         let sheet_error = |source: calamine::Error| InputError::Sheet {
             path: path.to_path_buf(),
             source,
