@@ -20,9 +20,15 @@ fn read_all(path: &std::path::Path, format: Format, size: usize) -> Result<(), T
     while let Ok(true) = source.read_record(&mut record) {
         records += 1;
         prop_assert!(records <= size + 1, "more records than bytes");
-        prop_assert!(record.cells.len() >= width, "a record is never narrower than the header");
+        prop_assert!(
+            record.cells.len() >= width,
+            "a record is never narrower than the header"
+        );
         if record.cells.len() > width {
-            prop_assert!(record.defect.is_some(), "extra values are the record's defect");
+            prop_assert!(
+                record.defect.is_some(),
+                "extra values are the record's defect"
+            );
         }
     }
     Ok(())

@@ -60,3 +60,30 @@ fn an_endless_body_costs_bounded_memory() {
         "endless bodies peaked at {peak_mb} MB (bound: 100 MB)"
     );
 }
+
+#[cfg(unix)]
+#[test]
+fn a_quoted_field_of_newlines_costs_memory_in_proportion_to_its_bytes() {
+    // #21 item 7: the line index kept 16 bytes per line break (a 50 MB field of newlines
+    // cost 820 MB). 8 MB of newlines in one field, then a row that is fine.
+    let work = WorkDir::new();
+    let mut text = String::from("First Name,Last Name,Email\n\"");
+    text.push_str(&"\n".repeat(8 * 1024 * 1024));
+    text.push_str("\",Lee,ann@example.com\nBo,Ray,bo@example.com\n");
+    work.write("people.csv", &text);
+    drop(text);
+    let run = work.roster(&[
+        "validate",
+        "people.csv",
+        "--set",
+        "role=user",
+        "--json",
+        "--quiet",
+    ]);
+    assert_eq!(run.json()["rows"], 2, "{}", run.context());
+    let peak_mb = children_peak_kb() / 1024;
+    assert!(
+        peak_mb <= 100,
+        "8 MB of newlines in one field peaked at {peak_mb} MB (bound: 100 MB)"
+    );
+}
