@@ -102,3 +102,38 @@ fn item07_a_cell_longer_than_a_spreadsheet_allows_is_its_rows_defect() {
         "the oversized cell is not copied into the error file"
     );
 }
+
+/// Issue 21 item 8: a signal ends a `Retry-After` pause at once (the first Ctrl-C used to
+/// wait the pause out: 588 s).
+#[test]
+fn item08_a_signal_ends_a_retry_after_pause_at_once() {
+    use support::hostile::{Hostile, Reply};
+    let server = Hostile::start(|_| {
+        Reply::raw(
+            429,
+            &[("retry-after", "120"), ("content-type", "application/json")],
+            "{}",
+        )
+    });
+    let work = WorkDir::new();
+    work.write("people.csv", &support::people_csv(5));
+    let child = work.spawn_import(&server.url(), "people.csv", &["--json"], &[]);
+    support::wait_for("the first 429", || server.count("POST") >= 1);
+    let started = std::time::Instant::now();
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "the 120 s pause was not waited out: {:?}",
+        started.elapsed()
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(summary["created"], 0);
+    assert_eq!(summary["rows"], 5, "every row accounted for: {summary}");
+}
