@@ -137,3 +137,26 @@ fn item08_a_signal_ends_a_retry_after_pause_at_once() {
     assert_eq!(summary["created"], 0);
     assert_eq!(summary["rows"], 5, "every row accounted for: {summary}");
 }
+
+/// Issue 21 item 11: numbers on the command line are range-checked (they once panicked).
+#[test]
+fn item11_out_of_range_numbers_are_usage_errors() {
+    let work = WorkDir::new();
+    work.write("people.csv", &support::people_csv(2));
+    for (flag, value) in [
+        ("--rate", "1e-300"),
+        ("--timeout", "1e300"),
+        ("--max-wait", "1e300"),
+        ("--concurrency", "0"),
+        ("--rate", "NaN"),
+    ] {
+        let run = work.roster(&["import", "people.csv", flag, value]);
+        run.expect_code(2);
+        assert!(
+            run.stderr().contains(&format!("invalid value '{value}'")),
+            "{}",
+            run.context()
+        );
+        assert!(!run.stderr().contains("panicked"), "{}", run.context());
+    }
+}
