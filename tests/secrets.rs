@@ -279,3 +279,28 @@ fn item03_a_token_endpoint_that_echoes_the_grant_prints_no_secret() {
         );
     }
 }
+
+sandbox_test!(
+    item05_the_password_file_neutralises_formulas_like_every_csv_roster_writes,
+    SandboxConfig::default(),
+    |server, work| {
+        work.write(
+            "people.csv",
+            "First Name,Last Name,Email\nAnn,Lee,=cmd|x@example.com\nBo,Ray,+bo@example.com\n",
+        );
+        let run = work.import_to(
+            &server.url(),
+            "people.csv",
+            &["--generate-passwords", "pw.csv"],
+        );
+        run.expect_code(0);
+        let lines = work.read("pw.csv");
+        assert!(lines.contains("\n'=cmd|x@example.com,"), "{lines}");
+        assert!(lines.contains("\n'+bo@example.com,"), "{lines}");
+        assert_eq!(
+            server.sandbox.users().len(),
+            2,
+            "the people are created as they are"
+        );
+    }
+);

@@ -44,6 +44,8 @@ struct Cells {
     cells: Vec<(u32, u32, String)>,
     oversized: Vec<(u32, u32, usize)>,
     text: usize,
+    /// [`MAX_CELLS`] and [`MAX_TEXT`] (smaller in tests).
+    limits: (usize, usize),
 }
 
 impl Cells {
@@ -57,7 +59,8 @@ impl Cells {
             return Ok(());
         }
         self.text += value.len();
-        if self.cells.len() >= MAX_CELLS || self.text > MAX_TEXT {
+        let (max_cells, max_text) = self.limits;
+        if self.cells.len() >= max_cells || self.text > max_text {
             return Err(InputError::shape(
                 &self.path,
                 format!(
@@ -99,6 +102,7 @@ impl SheetSource {
             cells: Vec::new(),
             oversized: Vec::new(),
             text: 0,
+            limits: (MAX_CELLS, MAX_TEXT),
         };
         let is_xlsx = path
             .extension()
@@ -309,6 +313,24 @@ mod tests {
         assert_eq!(render(&Data::Int(42)), "42");
         assert_eq!(render(&Data::Float(2.5)), "2.5");
         assert_eq!(render(&Data::Bool(true)), "TRUE");
+    }
+
+    #[test]
+    fn a_sheet_over_the_limits_is_a_file_error_and_an_oversized_cell_is_set_aside() {
+        let mut cells = Cells {
+            path: "bomb.xlsx".into(),
+            cells: Vec::new(),
+            oversized: Vec::new(),
+            text: 0,
+            limits: (3, 1024),
+        };
+        for col in 0..3 {
+            cells.push((0, col), "x".into()).unwrap();
+        }
+        cells.push((1, 0), "y".repeat(MAX_CELL_CHARS + 1)).unwrap();
+        assert_eq!(cells.oversized, vec![(1, 0, MAX_CELL_CHARS + 1)]);
+        let e = cells.push((2, 0), "z".into()).unwrap_err();
+        assert!(e.to_string().contains("save it as CSV"), "{e}");
     }
 
     #[test]
