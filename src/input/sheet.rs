@@ -19,6 +19,10 @@ use std::path::Path;
 pub const MAX_CELLS: usize = 20_000_000;
 /// Most text read from one sheet, in bytes.
 pub const MAX_TEXT: usize = 512 * 1024 * 1024;
+/// Most bytes one part of a workbook (a sheet's XML, the shared strings) may declare
+/// uncompressed: a 5 MB zip bomb declaring 1.5 GB is refused before it is inflated.
+pub const MAX_PART: u64 = 1024 * 1024 * 1024;
+
 /// The longest cell a spreadsheet program writes (Excel's limit, in characters); a longer
 /// one is its row's defect, and is not kept.
 pub const MAX_CELL_CHARS: usize = 32_767;
@@ -93,6 +97,7 @@ impl SheetSource {
     }
 
     fn read(path: &Path, sheet: Option<&str>) -> Result<SheetSource, InputError> {
+        check_parts(path, MAX_PART)?;
         let sheet_error = |source: calamine::Error| InputError::Sheet {
             path: path.to_path_buf(),
             source,
@@ -185,6 +190,34 @@ impl SheetSource {
         }
         Ok(SheetSource { rows, headers })
     }
+}
+
+/// Refuses a zip-based workbook (XLSX, XLSM, XLSB, ODS) any part of which declares more than
+/// [`MAX_PART`] bytes uncompressed. Other files (XLS) pass: calamine reads them as they are.
+fn check_parts(path: &Path, max_part: u64) -> Result<(), InputError> {
+    let Ok(file) = std::fs::File::open(path) else {
+        return Ok(()); // calamine says why
+    };
+    let Ok(mut archive) = zip::ZipArchive::new(std::io::BufReader::new(file)) else {
+        return Ok(()); // not a zip: an XLS, or damaged (calamine says which)
+    };
+    for i in 0..archive.len() {
+        let Ok(part) = archive.by_index_raw(i) else {
+            continue;
+        };
+        if part.size() > max_part {
+            return Err(InputError::shape(
+                path,
+                format!(
+                    "its part `{}` declares {} MB uncompressed, more than roster inflates ({} MB); a workbook of people is far smaller (hint: save it as CSV)",
+                    part.name().unwrap_or_default(),
+                    part.size() / (1024 * 1024),
+                    max_part / (1024 * 1024)
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The sheet named `wanted` (exactly, else ignoring case), or the first.
@@ -331,6 +364,31 @@ mod tests {
         assert_eq!(cells.oversized, vec![(1, 0, MAX_CELL_CHARS + 1)]);
         let e = cells.push((2, 0), "z".into()).unwrap_err();
         assert!(e.to_string().contains("save it as CSV"), "{e}");
+    }
+
+    #[test]
+    fn a_part_declaring_more_than_the_limit_is_refused_before_inflating() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bomb.xlsx");
+        let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+        zip.start_file(
+            "xl/worksheets/sheet1.xml",
+            zip::write::SimpleFileOptions::default(),
+        )
+        .unwrap();
+        zip.write_all(&vec![b'<'; 4 << 20]).unwrap();
+        zip.finish().unwrap();
+        assert!(
+            std::fs::metadata(&path).unwrap().len() < 64 * 1024,
+            "it compresses"
+        );
+        let e = check_parts(&path, 1 << 20).unwrap_err().to_string();
+        assert!(
+            e.contains("sheet1.xml") && e.contains("declares 4 MB"),
+            "{e}"
+        );
+        assert!(check_parts(&path, 8 << 20).is_ok());
     }
 
     #[test]
