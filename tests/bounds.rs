@@ -160,3 +160,24 @@ fn item11_out_of_range_numbers_are_usage_errors() {
         assert!(!run.stderr().contains("panicked"), "{}", run.context());
     }
 }
+
+/// Found by fuzzing (release build, 7 GB): a header cell past the last column a worksheet
+/// has made the header that wide.
+#[test]
+fn item07_a_header_cell_beyond_column_xfd_is_a_file_error() {
+    let work = WorkDir::new();
+    let rows = format!(
+        r#"<row r="1">{}{}</row><row r="2">{}</row>"#,
+        cell("A1", "Email"),
+        cell("AAAAA1", "far"),
+        cell("A2", "ann@example.com"),
+    );
+    xlsx(&work.path("people.xlsx"), "A1:AAAAA2", &rows);
+    let run = work.roster(&["validate", "people.xlsx"]);
+    run.expect_code(2);
+    assert!(
+        run.stderr().contains("beyond the last column"),
+        "{}",
+        run.context()
+    );
+}

@@ -31,7 +31,21 @@ fn read_all(path: &std::path::Path, format: Format, size: usize) -> Result<(), T
             );
         }
     }
+    let peak_mb = peak_rss_mb();
+    prop_assert!(
+        peak_mb < 1024,
+        "reading {} bytes peaked at {} MB",
+        size,
+        peak_mb
+    );
     Ok(())
+}
+
+/// This process's peak resident size: no input of these sizes may cost a gigabyte.
+fn peak_rss_mb() -> i64 {
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) }, 0);
+    usage.ru_maxrss / 1024
 }
 
 fn write(dir: &tempfile::TempDir, name: &str, bytes: &[u8]) -> std::path::PathBuf {

@@ -19,6 +19,9 @@ use std::path::Path;
 pub const MAX_CELLS: usize = 20_000_000;
 /// Most text read from one sheet, in bytes.
 pub const MAX_TEXT: usize = 512 * 1024 * 1024;
+/// Columns a worksheet has (A to XFD): a header cell beyond is not a spreadsheet's.
+pub const MAX_COLUMNS: u32 = 16_384;
+
 /// Most bytes one part of a workbook (a sheet's XML, the shared strings) may declare
 /// uncompressed: a 5 MB zip bomb declaring 1.5 GB is refused before it is inflated.
 pub const MAX_PART: u64 = 1024 * 1024 * 1024;
@@ -177,6 +180,17 @@ impl SheetSource {
                 format!(
                     "the header cell in column {} holds {chars} characters, more than a spreadsheet cell can ({MAX_CELL_CHARS})",
                     col + 1
+                ),
+            ));
+        }
+        if let Some(&(col, _)) = header.cells.last()
+            && col >= MAX_COLUMNS
+        {
+            return Err(InputError::shape(
+                path,
+                format!(
+                    "its header row has a cell in column {}, beyond the last column a worksheet has ({MAX_COLUMNS}, XFD); is the file damaged?",
+                    u64::from(col) + 1
                 ),
             ));
         }
