@@ -19,7 +19,7 @@ fn people() -> String {
          Bob,Ray,bob@example.com,+14155550101,user\n\
          Cy,{long},cy@example.com,+14155550102,user\n\
          Dee,Fox,not-an-email,,user\n\
-         Eve,Gil,eve@example.com,,user\n"
+         Eve,Gil,eve@example.com,+14155550104,user\n"
     )
 }
 
@@ -196,7 +196,7 @@ fn cl2c_sends_tenant_and_api_key_headers() {
 
 #[test]
 fn nexway_fetches_a_token_from_iam_tokens() {
-    let out = check_standard_run(Profile::Nexway, &[]);
+    let out = check_standard_run(Profile::Nexway, &["--generate-passwords", "pw.csv"]);
     assert_eq!(out.server.sandbox.stats().tokens_issued, 1);
     let users = out.server.sandbox.users_of(Profile::Nexway);
     assert!(
@@ -224,11 +224,12 @@ fn an_expired_token_is_renewed_once_and_no_row_is_lost_or_doubled() {
             token_uses: Some(5),
             ..SandboxConfig::default()
         };
+        // Nexway's page requires a password.
         let out = import(
             profile,
             config,
             &support::people_csv(20),
-            &["--concurrency", "2"],
+            &["--concurrency", "2", "--generate-passwords", "pw.csv"],
         );
         out.run.expect_code(0);
         let summary = out.run.json();
@@ -561,4 +562,37 @@ fn the_registry_roster_targets_help_and_the_sandbox_agree() {
             profile.name()
         );
     }
+}
+
+#[test]
+fn the_pages_required_fields_are_checked_before_sending() {
+    // cl2c calls its phone "essential": a row without one costs no request.
+    let out = import(
+        Profile::Cl2c,
+        SandboxConfig::default(),
+        "First Name,Last Name,Email,Phone\nAnn,Lee,ann@example.com,\nBo,Ray,bo@example.com,+14155550100\n",
+        &[],
+    );
+    out.run.expect_code(1);
+    let summary = out.run.json();
+    assert_eq!(summary["invalid"], 1, "{}", out.run.context());
+    assert_eq!(summary["created"], 1, "{}", out.run.context());
+    assert_eq!(
+        out.server.sandbox.stats().requests,
+        1,
+        "one request, for Bo"
+    );
+    // Nexway marks the password as not optional: no password column stops before sending.
+    let out = import(Profile::Nexway, SandboxConfig::default(), &people(), &[]);
+    out.run.expect_code(2);
+    assert!(
+        out.run.stderr().contains("--generate-passwords"),
+        "{}",
+        out.run.context()
+    );
+    assert_eq!(
+        out.server.sandbox.users_of(Profile::Nexway).len(),
+        1,
+        "only the seeded Eve"
+    );
 }

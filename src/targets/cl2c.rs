@@ -1,9 +1,9 @@
 //! cl2c: `POST {base}/v1/cl2c/user` (no public default base: `--base-url` is required).
 //!
 //! Body `{firstName, lastName, email, userName, phoneNumber}`; `userName` is the username
-//! column, else the email. The page calls all five "essential"; first name, last name and email
-//! are required here, and a missing phone is left for the API to judge (refusing it locally
-//! would drop rows the API may well accept). Auth: headers `tenant` ($ROSTER_TENANT) and
+//! column, else the email. The page calls all five "essential", so all five are required
+//! here (the username always has a value: the email stands in); a row without a phone is
+//! refused before any request rather than after one. Auth: headers `tenant` ($ROSTER_TENANT) and
 //! `X-API-Key` ($ROSTER_API_KEY). Success: 200 with `id`. A 400 is RFC 7807 problem details
 //! with an `errors` map (ASP.NET `ValidationProblemDetails`); the RFC 9457 array form with
 //! JSON pointers is read too. ASP.NET Identity's "… is already taken." means the user exists.
@@ -44,7 +44,12 @@ impl Cl2cSchema {
     fn new() -> Cl2cSchema {
         Cl2cSchema {
             rules: TargetRules {
-                required: vec![Field::Email, Field::FirstName, Field::LastName],
+                required: vec![
+                    Field::Email,
+                    Field::FirstName,
+                    Field::LastName,
+                    Field::Phone,
+                ],
                 max_len: vec![(Field::Email, 256), (Field::Username, 256)],
             },
         }

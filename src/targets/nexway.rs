@@ -2,9 +2,10 @@
 //!
 //! Body `{email, firstName, lastName, userName, password, status, roles, authorizedCustomers}`:
 //! `userName` is the username column, else the email; `status` is `ENABLED` or `DISABLED`
-//! from the status column (`ENABLED` when empty); `password` only when the row has one (or one
-//! is generated) — the page does not mark it optional, but Keycloak, which Nexway's IAM is
-//! built on, creates users without one. `roles` (`[{name}]`) and `authorizedCustomers`
+//! from the status column (`ENABLED` when empty); `password` is required: the page marks every
+//! property *Optional* but these five, so an import without a password column stops before
+//! sending with the `--generate-passwords` hint (Keycloak, which Nexway's IAM is built on,
+//! would take a user without one; the page is what roster builds to). `roles` (`[{name}]`) and `authorizedCustomers`
 //! (`[{customerId, name}]`) come from `--target-option roles=a,b`, `customer_id=…`,
 //! `customer_name=…`, the same for every user.
 //!
@@ -42,7 +43,7 @@ pub const DEF: TargetDef = TargetDef {
         options: &["roles", "customer_id", "customer_name"],
         default_rate: 10.0,
         rate_source: "Nexway's documented limit (nx-api-docs, rate limits): 10 requests/s",
-        password: PasswordUse::Optional,
+        password: PasswordUse::Required,
         sandbox: Some("nexway"),
     },
     schema: |spec| Ok(Box::new(NexwaySchema::new(spec))),
@@ -91,7 +92,12 @@ impl NexwaySchema {
             .collect();
         NexwaySchema {
             rules: TargetRules {
-                required: vec![Field::Email, Field::FirstName, Field::LastName],
+                required: vec![
+                    Field::Email,
+                    Field::FirstName,
+                    Field::LastName,
+                    Field::Password,
+                ],
                 max_len: vec![(Field::Email, 255), (Field::Username, 255)],
             },
             roles,

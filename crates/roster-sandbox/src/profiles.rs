@@ -125,14 +125,16 @@ impl Profile {
             },
             Profile::Cl2c => Demands {
                 name: rules::camel_names,
-                required: &[Email, FirstName, LastName, Username],
+                // The page's five "essential" fields.
+                required: &[Email, FirstName, LastName, Username, Phone],
                 roles: &[],
                 statuses: &[],
                 cradl_role_ids: false,
             },
             Profile::Nexway => Demands {
                 name: rules::camel_names,
-                required: &[Email, FirstName, LastName],
+                // Every property but these five is marked Optional on the page.
+                required: &[Email, FirstName, LastName, Username, Password],
                 roles: &[],
                 statuses: &["ENABLED", "DISABLED"],
                 cradl_role_ids: false,
