@@ -4,7 +4,9 @@
 //! Reading follows what people type: `+` or `00` (or the region's own international prefix,
 //! such as `011` in the US) starts an international number; `+44 (0)20…` trunk notation is
 //! understood; a national number is read in the row's region (its country column, or
-//! `--region`), with or without its trunk prefix, or with the country code but no `+`.
+//! `--region`), with or without its trunk prefix, or with the country code but no `+`; it is
+//! valid when it is valid in any region of that region's calling code (a Canadian number in
+//! a US file).
 //! A number that is not valid for its region is refused with the text quoted as written.
 
 mod rules;
@@ -139,6 +141,23 @@ fn national(digits: &str, home: &Region, written: &str) -> Result<String, String
     if home.is_valid(digits) {
         return Ok(e164(home.country_code, digits));
     }
+    // Valid elsewhere in the region's calling code, as libphonenumber reads a national
+    // number: a Canadian `(416) …` in a US file is a +1 number like any other, and so are
+    // Guernsey's in a GB file, Kazakhstan's in a Russian one.
+    if let Some(mates) = rules::regions_for_code(home.country_code) {
+        let candidates = home
+            .strip_national_prefix(digits)
+            .into_iter()
+            .chain([digits.to_string()]);
+        for candidate in candidates {
+            let valid = mates
+                .clone()
+                .any(|r| r.claims(&candidate) != Some(false) && r.is_valid(&candidate));
+            if valid {
+                return Ok(e164(home.country_code, &candidate));
+            }
+        }
+    }
     // Dialled from the region to abroad ("011 44…" in the US).
     if let Some(rest) = home.after_international_prefix(digits)
         && let Ok(number) = international(rest, written)
@@ -263,6 +282,54 @@ mod tests {
             }
         }
         assert!(checked > 400, "only {checked} examples checked");
+    }
+
+    #[test]
+    fn a_national_number_is_valid_anywhere_in_its_regions_calling_code() {
+        // In a US file, Canadian and Jamaican numbers of the +1 zone (issue 16's examples).
+        for (raw, want) in [
+            ("(416) 555-0101", "+14165550101"),
+            ("604-555-0102", "+16045550102"),
+            ("(876) 555-0103", "+18765550103"),
+        ] {
+            assert_eq!(to_e164(raw, Some("US")).as_deref(), Ok(want), "{raw}");
+        }
+    }
+
+    #[test]
+    fn every_example_number_reads_in_every_region_of_its_calling_code() {
+        // libphonenumber's example numbers, written nationally (with the trunk prefix of the
+        // region the file is in) in each other region sharing the calling code: +1, +7, +44
+        // with GG/JE/IM, +61, +262, +590, +599...
+        let mut checked = 0;
+        for meta in phonenumber::metadata::DATABASE.iter() {
+            let Some(mates) = rules::regions_for_code(meta.country_code()) else {
+                continue;
+            };
+            let d = meta.descriptors();
+            for desc in [d.fixed_line(), d.mobile()].into_iter().flatten() {
+                let Some(example) = desc.example() else {
+                    continue;
+                };
+                let want = format!("+{}{example}", meta.country_code());
+                let parsed = phonenumber::parse(None, &want).unwrap();
+                if !phonenumber::is_valid(&parsed) {
+                    continue;
+                }
+                for home in mates.clone().filter(|m| m.id != meta.id()) {
+                    let written = format!("{}{example}", home.national_prefix_for_test());
+                    assert_eq!(
+                        to_e164(&written, Some(home.id)).as_deref(),
+                        Ok(want.as_str()),
+                        "{}'s example {written} read in {}",
+                        meta.id(),
+                        home.id
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 100, "only {checked} shared-code examples checked");
     }
 
     #[test]

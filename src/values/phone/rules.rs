@@ -102,6 +102,12 @@ impl Region {
         }
     }
 
+    /// The trunk prefix as dialled, for tests that write numbers as people at home do.
+    #[cfg(test)]
+    pub fn national_prefix_for_test(&self) -> &'static str {
+        self.plain_prefix.unwrap_or("")
+    }
+
     /// Whether `national` is a valid number here (libphonenumber's `isValidNumber`: the
     /// general pattern and at least one number kind).
     pub fn is_valid(&self, national: &str) -> bool {
