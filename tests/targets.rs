@@ -596,3 +596,76 @@ fn the_pages_required_fields_are_checked_before_sending() {
         "only the seeded Eve"
     );
 }
+
+/// The rows `roster validate` refuses for `target`, by their `_row` number.
+fn refused_rows(work: &WorkDir, file: &str, target: &str) -> Vec<u64> {
+    let run = work.roster(&[
+        "validate",
+        file,
+        "--target",
+        target,
+        "--region",
+        "US",
+        "--generate-passwords",
+        "pw.csv",
+        "--errors",
+        "refused.csv",
+    ]);
+    assert!([0, 1].contains(&run.code()), "{target}{}", run.context());
+    assert!(
+        !work.path("pw.csv").exists(),
+        "validate writes no password file"
+    );
+    let mut rows = Vec::new();
+    if let Ok(text) = std::fs::read_to_string(work.path("refused.csv")) {
+        let mut reader = csv::Reader::from_reader(text.as_bytes());
+        let headers = reader.headers().unwrap().clone();
+        let at = headers.iter().position(|h| h == "_row").unwrap();
+        for record in reader.records() {
+            rows.push(record.unwrap()[at].parse().unwrap());
+        }
+        let _ = std::fs::remove_file(work.path("refused.csv"));
+    }
+    rows
+}
+
+#[test]
+fn each_target_refuses_exactly_what_it_would_refuse() {
+    // Issue 16 items 1, 3 and 10: a column the target never receives refuses no row; the
+    // page's required fields are required; a one-word full name only where a last name is.
+    let work = WorkDir::new();
+    work.write(
+        "people.csv",
+        "First Name,Last Name,Email,Phone,Role\n\
+         Ann,Lee,ann@example.com,+14155550100,user\n\
+         Bo,Ray,bo@example.com,call reception,user\n\
+         Cy,Fox,cy@example.com,(416) 555-0101,superuser\n\
+         Dee,Gil,dee@example.com,,user\n",
+    );
+    work.write(
+        "names.csv",
+        "Full Name,Email,Phone\nAnn Lee,ann@example.com,+14155550100\nCher,cher@example.com,+14155550101\n",
+    );
+    // target, refused rows of people.csv, refused rows of names.csv
+    let table: [(&str, &[u64], &[u64]); 7] = [
+        ("sandbox", &[3, 4], &[3]),
+        ("cryptlex", &[4], &[3]),
+        ("crayon", &[3, 4], &[3]),
+        ("cl2c", &[3, 5], &[3]),
+        ("nexway", &[], &[3]),
+        ("cradl", &[4], &[]),
+        ("scim", &[3], &[]),
+    ];
+    for (target, people, names) in table {
+        assert_eq!(
+            refused_rows(&work, "people.csv", target),
+            people,
+            "{target}: people.csv"
+        );
+        assert_eq!(
+            refused_rows(&work, "names.csv", target),
+            names,
+            "{target}: names.csv"
+        );
+    }
+}

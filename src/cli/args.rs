@@ -206,6 +206,10 @@ pub struct ValidateArgs {
     /// Print which column feeds which field, and the unused columns.
     #[arg(long)]
     pub print_mapping: bool,
+    /// Plan generated passwords for users without one, as the import would (nothing is
+    /// written to FILE): a target that requires passwords then validates a file without them.
+    #[arg(long, value_name = "FILE")]
+    pub generate_passwords: Option<PathBuf>,
 }
 
 /// `roster sandbox`.

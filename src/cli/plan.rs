@@ -165,6 +165,10 @@ pub fn validate(args: ValidateArgs) -> Result<ValidatePlan, RunError> {
         SubmitSettings::default(),
         RunMode::ValidateOnly,
     )?;
+    let settings = ImportSettings {
+        generate_passwords: args.generate_passwords.clone(),
+        ..settings
+    };
     Ok(ValidatePlan {
         spec,
         settings,

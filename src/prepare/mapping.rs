@@ -151,21 +151,39 @@ impl Mapping {
         for (field, value) in &options.defaults {
             defaults[field.index()] = Some(value.clone()).filter(|v| !v.is_empty());
         }
+        // `--map FIELD=` (nothing after `=`): the field has no column, whatever the headers.
+        let mut unmapped = [false; Field::COUNT];
         for (field, column) in &options.explicit {
+            if column.is_empty() {
+                unmapped[field.index()] = true;
+                continue;
+            }
             columns[field.index()] = Some(named_column(headers, field.name(), column)?);
         }
         let squashed: Vec<String> = headers.iter().map(|h| squash(&header_words(h))).collect();
         for field in Field::ALL {
-            if columns[field.index()].is_some() {
+            if columns[field.index()].is_some() || unmapped[field.index()] {
                 continue;
             }
             let taken = |i: usize| columns.contains(&Some(i));
-            let found = aliases(field).iter().find_map(|alias| {
-                let alias = squash(alias);
-                (0..headers.len())
-                    .find(|&i| !headers[i].starts_with('_') && squashed[i] == alias && !taken(i))
-            });
-            columns[field.index()] = found;
+            let aliases: Vec<String> = aliases(field).iter().map(|a| squash(a)).collect();
+            let found: Vec<usize> = (0..headers.len())
+                .filter(|&i| !headers[i].starts_with('_') && !taken(i))
+                .filter(|&i| aliases.contains(&squashed[i]))
+                .collect();
+            // Two columns that both read as one field (`Email` and `Work Email`, or a header
+            // written twice): which one holds the truth is the user's call, never a guess.
+            if let [first, second, ..] = found[..] {
+                return Err(RunError::Usage(format!(
+                    "columns `{}` (column {}) and `{}` (column {}) both read as field `{field}`: \
+                     choose one with --map {field}=COLUMN, or --map {field}= for neither",
+                    headers[first],
+                    first + 1,
+                    headers[second],
+                    second + 1
+                )));
+            }
+            columns[field.index()] = found.first().copied();
         }
         let mut metadata: Vec<(String, usize)> = Vec::new();
         for (key, column) in &options.metadata {
@@ -321,6 +339,42 @@ mod tests {
 
     fn headers(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn an_empty_map_means_no_column_for_the_field() {
+        let h = headers(&["Email", "First Name", "Last Name", "Phone"]);
+        let options = MappingOptions {
+            explicit: vec![(Field::Phone, String::new())],
+            ..MappingOptions::default()
+        };
+        let m = Mapping::resolve(&h, &options, &[Field::Email]).unwrap();
+        assert_eq!(m.column(Field::Phone), None);
+        assert_eq!(m.column(Field::Email), Some(0));
+    }
+
+    #[test]
+    fn two_columns_for_one_field_are_an_error_naming_both() {
+        for h in [
+            headers(&["Email", "Work Email", "First Name"]),
+            headers(&["Email", "First Name", "Email"]),
+        ] {
+            let e = Mapping::resolve(&h, &MappingOptions::default(), &[])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains(&format!("`{}`", h[0])) && e.contains("--map email="),
+                "{e}"
+            );
+        }
+        // Choosing one settles it.
+        let options = MappingOptions {
+            explicit: vec![(Field::Email, "Work Email".into())],
+            ..MappingOptions::default()
+        };
+        let h = headers(&["Email", "Work Email", "First Name"]);
+        let m = Mapping::resolve(&h, &options, &[]).unwrap();
+        assert_eq!(m.column(Field::Email), Some(1));
     }
 
     #[test]

@@ -85,6 +85,14 @@ impl Validator {
             let Some(raw) = self.mapping.raw(&cells, field) else {
                 continue;
             };
+            // A field the target does not check never refuses the row; it travels (where the
+            // body carries it at all) as clean text.
+            if field != Field::Email && !self.target.schema.checks(field) {
+                if values::damage(raw).is_none() {
+                    fields.set(field, Some(values::clean(raw)));
+                }
+                continue;
+            }
             // Damaged text is refused whatever the field: sent on, it would create a person
             // named `L\u{FFFD}chel`.
             if let Some(message) = values::damage(raw) {
@@ -211,6 +219,9 @@ impl Validator {
         if errors.iter().any(|e| e.field == Some(Field::Phone)) {
             return; // already refused as damaged text
         }
+        if !self.target.schema.checks(Field::Phone) {
+            return; // set as clean text above, if the target carries it at all
+        }
         let country = fields.get(Field::Country);
         let row_region = country.and_then(country::phone_region);
         let region = row_region.or(self.conventions.region.as_deref());
@@ -226,7 +237,8 @@ impl Validator {
     }
 
     /// With neither first nor last name given, a full name is split on its first whitespace;
-    /// a single word leaves the last name missing (refused, never guessed).
+    /// a single word leaves the last name missing: refused (never guessed) for a target that
+    /// requires a last name, kept as the given name alone for one that does not (SCIM, Cradl).
     fn split_full_name(&self, fields: &mut UserFields, errors: &mut Vec<FieldError>) {
         if fields.get(Field::FirstName).is_some() || fields.get(Field::LastName).is_some() {
             return;
@@ -241,6 +253,15 @@ impl Validator {
             }
             None => {
                 fields.set(Field::FirstName, Some(full.clone()));
+                let needs_last = self
+                    .target
+                    .schema
+                    .rules()
+                    .required
+                    .contains(&Field::LastName);
+                if !needs_last {
+                    return;
+                }
                 let column = self.mapping.column_name(Field::FullName).to_string();
                 let message = format!("`{full}` is one word: no last name to take from it");
                 errors.push(FieldError::local(

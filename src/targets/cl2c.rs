@@ -98,6 +98,15 @@ struct Body<'a> {
 }
 
 impl Schema for Cl2cSchema {
+    /// What it receives: the body: names, email, userName, phoneNumber (the country reads the phone).
+    fn checks(&self, field: Field) -> bool {
+        use Field::*;
+        matches!(
+            field,
+            Email | FirstName | LastName | FullName | Username | Phone | Country
+        )
+    }
+
     fn rules(&self) -> &TargetRules {
         &self.rules
     }

@@ -225,6 +225,12 @@ struct Body<'a> {
 }
 
 impl Schema for CradlSchema {
+    /// What it receives: the body: email, name, roleIds; phone, country, department and title ride in `metadata` as free text.
+    fn checks(&self, field: Field) -> bool {
+        use Field::*;
+        matches!(field, Email | FirstName | LastName | FullName | Role)
+    }
+
     fn rules(&self) -> &TargetRules {
         &self.rules
     }
@@ -238,7 +244,9 @@ impl Schema for CradlSchema {
         match crate::values::role(&value) {
             Ok(role) if role == "user" => Ok(String::new()),
             _ => Err(format!(
-                "`{value}` is not a Cradl role id (cradl:role:… — up to 32 letters, digits, - or _)"
+                "`{value}` is not a Cradl role id (cradl:role:… — up to 32 letters, digits, - or _); \
+                 name the id it stands for with --role-synonym {value}=cradl:role:ID, or send no \
+                 roles with --map role="
             )),
         }
     }

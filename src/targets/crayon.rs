@@ -138,6 +138,15 @@ struct ChangePassword<'a> {
 }
 
 impl Schema for CrayonSchema {
+    /// What it receives: the body: UserName, names, Email, PhoneNumber, TenantAdmin (from the role), the password step.
+    fn checks(&self, field: Field) -> bool {
+        use Field::*;
+        matches!(
+            field,
+            Email | FirstName | LastName | FullName | Username | Password | Phone | Country | Role
+        )
+    }
+
     fn rules(&self) -> &TargetRules {
         &self.rules
     }

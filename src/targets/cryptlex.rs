@@ -94,6 +94,15 @@ struct Body<'a> {
 }
 
 impl Schema for CryptlexSchema {
+    /// What it receives: the body: email, names, password, role.
+    fn checks(&self, field: Field) -> bool {
+        use Field::*;
+        matches!(
+            field,
+            Email | FirstName | LastName | FullName | Password | Role
+        )
+    }
+
     fn rules(&self) -> &TargetRules {
         &self.rules
     }

@@ -164,6 +164,14 @@ pub trait Schema: Send + Sync {
         crate::values::role(raw)
     }
 
+    /// Whether the target receives `field` in a form it checks, so that a malformed value
+    /// refuses the row. A field the body does not carry, or carries only as free text (Cradl's
+    /// `metadata`), never refuses a row: `call reception` in a phone column costs no Cryptlex
+    /// user. The email is always checked: it is the row's identity.
+    fn checks(&self, _field: Field) -> bool {
+        true
+    }
+
     /// The target's own rules beyond required fields and lengths (patterns, enumerations).
     fn check(&self, _user: &UserFields, _problems: &mut Vec<RuleProblem>) {}
 

@@ -236,6 +236,15 @@ struct Body<'a> {
 }
 
 impl Schema for NexwaySchema {
+    /// What it receives: the body: email, names, userName, password, status.
+    fn checks(&self, field: Field) -> bool {
+        use Field::*;
+        matches!(
+            field,
+            Email | FirstName | LastName | FullName | Username | Password | Status
+        )
+    }
+
     fn rules(&self) -> &TargetRules {
         &self.rules
     }

@@ -153,6 +153,24 @@ impl Api for ScimApi {
 }
 
 impl Schema for ScimSchema {
+    /// What it receives: the core and enterprise attributes SCIM carries (no role).
+    fn checks(&self, field: Field) -> bool {
+        use Field::*;
+        matches!(
+            field,
+            Email
+                | FirstName
+                | LastName
+                | FullName
+                | Username
+                | Phone
+                | Country
+                | Status
+                | Department
+                | Title
+        )
+    }
+
     fn rules(&self) -> &TargetRules {
         &self.rules
     }
