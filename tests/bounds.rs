@@ -181,3 +181,25 @@ fn item07_a_header_cell_beyond_column_xfd_is_a_file_error() {
         run.context()
     );
 }
+
+/// Issue 16 item 9: a row whose retries run out keeps the server's last message.
+#[test]
+fn retries_exhausted_on_5xx_keep_the_servers_last_message() {
+    use support::hostile::{Hostile, Reply};
+    let server = Hostile::start(|_| {
+        Reply::json(
+            503,
+            serde_json::json!({"message": "the directory database is down"}),
+        )
+    });
+    let work = WorkDir::new();
+    work.write("people.csv", &support::people_csv(1));
+    let run = work.import_to(&server.url(), "people.csv", &["--max-retries", "1"]);
+    run.expect_code(5);
+    let export = work.roster(&["ledger", "export", "--format", "jsonl"]);
+    assert!(
+        export.stdout().contains("the directory database is down"),
+        "{}",
+        export.context()
+    );
+}

@@ -38,13 +38,17 @@ pub fn truncated(text: &str) -> String {
 }
 
 impl ApiError {
+    /// A message, with its field as the API gave it, else as the message names one
+    /// (Rails' `"First name is too long"` sentences).
     fn new(field: Option<String>, message: impl Into<String>) -> Self {
+        let message = message.into();
         let field = field
             .filter(|f| !f.is_empty() && f != "$" && f != "body")
+            .or_else(|| field_named_in(&message))
             .map(|f| truncated(&f));
         ApiError {
             field,
-            message: truncated(&message.into()),
+            message: truncated(&message),
         }
     }
 }
@@ -161,6 +165,21 @@ fn parse_object(map: &Map<String, Value>, out: &mut Vec<ApiError>) {
             .map(field_name)
             .or_else(|| field_named_in(message));
         out.push(ApiError::new(field, message));
+    } else if let Some(Value::Object(detail)) = get(map, "detail") {
+        // FastAPI Users: `{"detail": {"code": "REGISTER_INVALID_PASSWORD", "reason": "…"}}`.
+        let code = get_str(detail, &["code"]).map(|c| c.replace('_', " "));
+        let reason = get_str(detail, &["reason", "message", "msg"]).map(str::to_string);
+        if let Some(message) = reason.clone().or_else(|| code.clone()) {
+            let field = code
+                .as_deref()
+                .and_then(field_named_in)
+                .or_else(|| field_named_in(&message));
+            let message = match (&code, &reason) {
+                (Some(code), Some(_)) if says_already_exists(code) => code.to_lowercase(),
+                _ => message,
+            };
+            out.push(ApiError::new(field, message));
+        }
     } else if let Some(Value::Object(inner)) = get(map, "error") {
         parse_object(inner, out);
     }
@@ -333,9 +352,10 @@ pub fn conflict_field_name(name: &str) -> &str {
         .unwrap_or(name)
 }
 
-/// Whether a message says the user already exists (a duplicate, not a refusal).
+/// Whether a message says the user already exists (a duplicate, not a refusal); codes with
+/// words joined by `_` read the same (`REGISTER_USER_ALREADY_EXISTS`).
 pub fn says_already_exists(message: &str) -> bool {
-    let m = message.to_lowercase();
+    let m = message.to_lowercase().replace('_', " ");
     [
         "already exist",
         "already taken",
@@ -356,6 +376,29 @@ pub fn says_already_exists(message: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rails_sentences_and_fastapi_codes_land_under_their_field() {
+        let rails = r#"{"errors":["First name is too long (maximum is 30 characters)","Login is invalid"]}"#;
+        assert_eq!(
+            fields(rails),
+            vec![
+                one(
+                    "firstName",
+                    "First name is too long (maximum is 30 characters)"
+                ),
+                one("Login", "Login is invalid"),
+            ]
+        );
+        let fastapi = r#"{"detail":{"code":"REGISTER_INVALID_PASSWORD","reason":"Password should be at least 3 characters"}}"#;
+        assert_eq!(
+            fields(fastapi),
+            vec![one("PASSWORD", "Password should be at least 3 characters")]
+        );
+        let exists = r#"{"detail":"REGISTER_USER_ALREADY_EXISTS"}"#;
+        assert!(says_already_exists(&parse(exists.as_bytes())[0].message));
+        assert!(names_the_user("REGISTER_USER_ALREADY_EXISTS"));
+    }
 
     #[test]
     fn a_body_of_countless_errors_keeps_a_bounded_few() {

@@ -585,9 +585,17 @@ impl Submitter {
                         return StepEnd::Stopped;
                     }
                 }
-                Action::GiveUp(message) => {
+                Action::GiveUp(mut message) => {
                     if message.contains("budget") {
                         self.throttle.budget_spent();
+                    }
+                    // The server's last word, not only its status: "HTTP 500 after 6
+                    // attempts" tells the user nothing they can act on.
+                    if let Some(status) = done.status.filter(|s| !(200..300).contains(s)) {
+                        let said = crate::http::problem::summary(&done.last_body);
+                        if !done.last_body.is_empty() && said != "no body" {
+                            message.push_str(&format!(" (the last answer, HTTP {status}: {said})"));
+                        }
                     }
                     return StepEnd::Exhausted(message);
                 }

@@ -393,6 +393,39 @@ impl Schema for GenericSchema {
         let value = render(&self.body, user).unwrap_or(Value::Null);
         serde_json::to_vec(&value).expect("a JSON value always serialises")
     }
+
+    /// The field whose placeholder fills the body key the API names (`username =
+    /// "{email}"`: a refusal of `username` is about the email column), else the common names.
+    fn field_for(&self, api_name: &str) -> Option<Field> {
+        fn find(node: &Node, path: &str, wanted: &str) -> Option<Field> {
+            match node {
+                Node::Object(entries) => entries.iter().find_map(|(key, child)| {
+                    let here = match path.is_empty() {
+                        true => key.clone(),
+                        false => format!("{path}.{key}"),
+                    };
+                    find(child, &here, wanted)
+                }),
+                Node::Text(parts) => {
+                    let last = path.rsplit('.').next().unwrap_or(path);
+                    let named = super::squash(path) == wanted || super::squash(last) == wanted;
+                    let fields: Vec<Field> = parts
+                        .iter()
+                        .filter_map(|p| match p {
+                            Part::Field(f) => Some(*f),
+                            _ => None,
+                        })
+                        .collect();
+                    match (named, fields.as_slice()) {
+                        (true, [one]) => Some(*one),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            }
+        }
+        find(&self.body, "", &super::squash(api_name)).or_else(|| super::field_for_common(api_name))
+    }
 }
 
 impl Api for GenericApi {
@@ -539,6 +572,30 @@ mod tests {
         tags = ["import", "{role}"]
         name = { first = "{first_name}", braces = "{{x}}" }
     "#;
+
+    #[test]
+    fn a_refused_body_key_names_the_column_its_placeholder_reads() {
+        let profile = r#"
+            name = "acme"
+            path = "/people"
+            [body]
+            login = "{email}"
+            person = { given = "{first_name}", label = "{first_name} {last_name}" }
+        "#;
+        let t = target(profile, Some("http://h/")).unwrap();
+        assert_eq!(
+            t.0.field_for("login"),
+            Some(Field::Email),
+            "not the common `username`"
+        );
+        assert_eq!(t.0.field_for("person.given"), Some(Field::FirstName));
+        assert_eq!(t.0.field_for("label"), None, "two fields fill it: no guess");
+        assert_eq!(
+            t.0.field_for("lastName"),
+            Some(Field::LastName),
+            "common names still"
+        );
+    }
 
     #[test]
     fn the_template_renders_fields_and_literals_and_omits_empty_placeholders() {
