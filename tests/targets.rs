@@ -669,3 +669,39 @@ fn each_target_refuses_exactly_what_it_would_refuse() {
         );
     }
 }
+
+#[test]
+fn a_complete_grant_is_used_even_beside_a_roster_token() {
+    // Issue 16 item 7: a stale ROSTER_TOKEN left in the environment must not win over the
+    // grant's credentials, whose tokens renew themselves.
+    for profile in [Profile::Crayon, Profile::Cradl, Profile::Nexway] {
+        let server = TestSandbox::start(SandboxConfig::default());
+        let work = WorkDir::new();
+        work.write("people.csv", &support::people_csv(3));
+        let base = format!("{}/{}", server.url(), profile.name());
+        let mut env = credentials(profile);
+        env.push(("ROSTER_TOKEN", "stale-token-from-last-week".into()));
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let run = work.roster_with_env(
+            &[
+                "import",
+                "people.csv",
+                "--target",
+                profile.name(),
+                "--base-url",
+                &base,
+                "--generate-passwords",
+                "pw.csv",
+                "--json",
+                "--quiet",
+            ],
+            &env,
+        );
+        run.expect_code(0);
+        assert_eq!(run.json()["created"], 3, "{profile:?}{}", run.context());
+        assert!(
+            server.sandbox.stats().tokens_issued >= 1,
+            "{profile:?}: the grant was used"
+        );
+    }
+}

@@ -112,7 +112,10 @@ impl CradlApi {
     pub fn new(spec: &TargetSpec) -> Result<CradlApi, RunError> {
         let base = spec.base_or(DEFAULT_BASE);
         let c = &spec.credentials;
-        let auth = match &c.token {
+        // The grant, when its credentials are set, even beside a ROSTER_TOKEN: its tokens
+        // renew themselves, a pasted one expires mid-run.
+        let grant_set = c.client_id.is_some() && c.client_secret.is_some();
+        let auth = match c.token.as_ref().filter(|_| !grant_set) {
             Some(token) => Authenticator::bearer(token.clone()),
             None => match auth::require(
                 "cradl",

@@ -75,7 +75,12 @@ impl CrayonApi {
     pub fn new(spec: &TargetSpec) -> Result<CrayonApi, RunError> {
         let base = spec.base_or(DEFAULT_BASE);
         let c = &spec.credentials;
-        let auth = match &c.token {
+        // The grant, when all of its credentials are set, even beside a ROSTER_TOKEN: its
+        // tokens renew themselves, a pasted one expires mid-run.
+        let grant_set = [&c.client_id, &c.client_secret, &c.username, &c.password]
+            .iter()
+            .all(|v| v.is_some());
+        let auth = match c.token.as_ref().filter(|_| !grant_set) {
             Some(token) => Authenticator::bearer(token.clone()),
             None => match auth::require(
                 "crayon",

@@ -187,11 +187,14 @@ impl TokenDialect for NexwayTokens {
 
 fn authenticator(spec: &TargetSpec, base: &str) -> Result<Authenticator, RunError> {
     let c = &spec.credentials;
-    if let Some(token) = &c.token {
-        return Ok(Authenticator::bearer(token.clone()));
-    }
     let client = c.client_id.clone().zip(c.client_secret.clone());
     let user = c.username.clone().zip(c.password.clone());
+    // A grant, when its credentials are set, even beside a ROSTER_TOKEN: its tokens renew
+    // themselves, a pasted one expires mid-run.
+    let grant_set = c.realm.is_some() && (client.is_some() || user.is_some());
+    if let Some(token) = c.token.as_ref().filter(|_| !grant_set) {
+        return Ok(Authenticator::bearer(token.clone()));
+    }
     let Some(realm) = c
         .realm
         .clone()
