@@ -144,6 +144,20 @@ pub fn prepare(
     Ok((source, mapping))
 }
 
+/// The mapped columns whose values the target does not check (`Mobile Phone (phone)`):
+/// the dry run, validation and `--print-mapping` say so, since they refuse no row.
+pub fn unchecked_columns(mapping: &Mapping, target: &Target) -> Vec<String> {
+    Field::ALL
+        .iter()
+        .filter(|&&f| f != Field::Email && !target.schema.checks(f))
+        .filter_map(|&f| {
+            mapping
+                .column(f)
+                .map(|_| format!("`{}` ({f})", mapping.column_name(f)))
+        })
+        .collect()
+}
+
 /// Runs one import (or dry run, or validation) to the end.
 pub async fn run(
     settings: &ImportSettings,
@@ -171,6 +185,14 @@ pub async fn run(
         }
     };
     let (source, mapping) = prepare(settings, target.as_ref())?;
+    let unchecked = unchecked_columns(&mapping, target.as_ref());
+    if !unchecked.is_empty() && !matches!(settings.progress, ProgressMode::Quiet) {
+        eprintln!(
+            "roster: target `{}` does not receive (or takes as free text) {}: they refuse no row",
+            target.name(),
+            unchecked.join(", ")
+        );
+    }
     let mapping = Arc::new(mapping);
     tracing::info!(
         target = target.name(),

@@ -705,3 +705,36 @@ fn a_complete_grant_is_used_even_beside_a_roster_token() {
         );
     }
 }
+
+#[test]
+fn validate_says_which_mapped_columns_the_target_does_not_check() {
+    let work = WorkDir::new();
+    work.write(
+        "people.csv",
+        "First Name,Last Name,Email,Mobile Phone\nAnn,Lee,ann@example.com,call reception\n",
+    );
+    let run = work.roster(&[
+        "validate",
+        "people.csv",
+        "--target",
+        "cryptlex",
+        "--set",
+        "role=user",
+        "--generate-passwords",
+        "pw.csv",
+    ]);
+    run.expect_code(0);
+    assert!(
+        run.stderr()
+            .contains("does not receive (or takes as free text) `Mobile Phone` (phone)"),
+        "{}",
+        run.context()
+    );
+    let run = work.roster(&["validate", "people.csv", "--target", "crayon"]);
+    run.expect_code(1);
+    assert!(
+        !run.stderr().contains("does not receive"),
+        "{}",
+        run.context()
+    );
+}
