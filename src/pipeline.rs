@@ -179,8 +179,17 @@ pub async fn run(
     let endpoint = match settings.mode {
         RunMode::ValidateOnly => String::new(),
         _ => {
-            let endpoint = target.api()?.endpoint().to_string();
+            let api = target.api()?;
+            let endpoint = api.endpoint().to_string();
             check_endpoint(&endpoint)?;
+            // A dry run that plans sends the import could not make says so now.
+            if settings.mode == RunMode::DryRun
+                && let crate::auth::Authenticator::Missing(message) = api.auth()
+            {
+                return Err(RunError::Usage(format!(
+                    "{message} (a dry run checks the credentials an import would need; see `roster targets`)"
+                )));
+            }
             endpoint
         }
     };

@@ -738,3 +738,25 @@ fn validate_says_which_mapped_columns_the_target_does_not_check() {
         run.context()
     );
 }
+
+#[test]
+fn a_dry_run_checks_the_credentials_the_import_would_need() {
+    let work = WorkDir::new();
+    work.write("people.csv", &support::people_csv(2));
+    let args = [
+        "import",
+        "people.csv",
+        "--target",
+        "cryptlex",
+        "--dry-run",
+        "--generate-passwords",
+        "pw.csv",
+        "--set",
+        "role=user",
+    ];
+    let run = work.roster(&args);
+    run.expect_code(2);
+    assert!(run.stderr().contains("ROSTER_TOKEN"), "{}", run.context());
+    let run = work.roster_with_env(&args, &[("ROSTER_TOKEN", "t0k")]);
+    run.expect_code(0);
+}
