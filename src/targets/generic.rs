@@ -389,6 +389,26 @@ impl Schema for GenericSchema {
         &self.content_type
     }
 
+    /// What its template fills (and what it requires): a column no placeholder reads
+    /// refuses no row. A full name counts where a name placeholder is; a country where the
+    /// phone is, since it decides how the phone reads.
+    fn checks(&self, field: Field) -> bool {
+        fn uses(node: &Node, field: Field) -> bool {
+            match node {
+                Node::Object(entries) => entries.iter().any(|(_, n)| uses(n, field)),
+                Node::Array(items) => items.iter().any(|n| uses(n, field)),
+                Node::Text(parts) => parts
+                    .iter()
+                    .any(|p| matches!(p, Part::Field(f) if *f == field)),
+                Node::Literal(_) => false,
+            }
+        }
+        let used = |f| uses(&self.body, f) || self.rules.required.contains(&f);
+        used(field)
+            || (field == Field::FullName && (used(Field::FirstName) || used(Field::LastName)))
+            || (field == Field::Country && used(Field::Phone))
+    }
+
     fn body(&self, user: &UserFields) -> Vec<u8> {
         let value = render(&self.body, user).unwrap_or(Value::Null);
         serde_json::to_vec(&value).expect("a JSON value always serialises")
@@ -572,6 +592,14 @@ mod tests {
         tags = ["import", "{role}"]
         name = { first = "{first_name}", braces = "{{x}}" }
     "#;
+
+    #[test]
+    fn only_the_fields_its_template_reads_are_checked() {
+        let t = target(PROFILE, Some("http://h/")).unwrap();
+        assert!(t.0.checks(Field::Phone) && t.0.checks(Field::Role) && t.0.checks(Field::Email));
+        assert!(t.0.checks(Field::Country), "the country reads the phone");
+        assert!(!t.0.checks(Field::Password) && !t.0.checks(Field::Title));
+    }
 
     #[test]
     fn a_refused_body_key_names_the_column_its_placeholder_reads() {
