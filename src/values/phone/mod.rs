@@ -246,11 +246,10 @@ mod tests {
         assert!(to_e164("+0 123", None).is_err());
     }
 
-    #[test]
-    fn every_example_number_of_every_region_reads_back() {
-        // libphonenumber's own example numbers: each must be valid written internationally,
-        // and must come back the same written nationally in its region.
-        let mut checked = 0;
+    /// libphonenumber's own valid example numbers (fixed line and mobile): (region, the
+    /// national example, its E.164 form).
+    fn valid_examples() -> Vec<(&'static phonenumber::metadata::Metadata, String, String)> {
+        let mut out = Vec::new();
         for meta in phonenumber::metadata::DATABASE.iter() {
             let d = meta.descriptors();
             for desc in [d.fixed_line(), d.mobile()].into_iter().flatten() {
@@ -259,29 +258,42 @@ mod tests {
                 };
                 let want = format!("+{}{example}", meta.country_code());
                 let parsed = phonenumber::parse(None, &want).unwrap();
-                if !phonenumber::is_valid(&parsed) {
-                    continue;
+                if phonenumber::is_valid(&parsed) {
+                    out.push((meta, example.to_string(), want));
                 }
-                assert_eq!(
-                    to_e164(&want, None).as_deref(),
-                    Ok(want.as_str()),
-                    "{}",
-                    meta.id()
-                );
-                if meta.id() != "001" {
-                    let prefix = meta.national_prefix().unwrap_or("");
-                    let written = format!("{prefix}{example}");
-                    assert_eq!(
-                        to_e164(&written, Some(meta.id())).as_deref(),
-                        Ok(want.as_str()),
-                        "{} national {written}",
-                        meta.id()
-                    );
-                }
-                checked += 1;
             }
         }
-        assert!(checked > 400, "only {checked} examples checked");
+        out
+    }
+
+    #[test]
+    fn every_example_number_of_every_region_reads_back() {
+        // Each must be valid written internationally, and must come back the same written
+        // nationally in its region.
+        let examples = valid_examples();
+        for (meta, example, want) in &examples {
+            assert_eq!(
+                to_e164(want, None).as_deref(),
+                Ok(want.as_str()),
+                "{}",
+                meta.id()
+            );
+            if meta.id() != "001" {
+                let prefix = meta.national_prefix().unwrap_or("");
+                let written = format!("{prefix}{example}");
+                assert_eq!(
+                    to_e164(&written, Some(meta.id())).as_deref(),
+                    Ok(want.as_str()),
+                    "{} national {written}",
+                    meta.id()
+                );
+            }
+        }
+        assert!(
+            examples.len() > 400,
+            "only {} examples checked",
+            examples.len()
+        );
     }
 
     #[test]
@@ -302,31 +314,20 @@ mod tests {
         // region the file is in) in each other region sharing the calling code: +1, +7, +44
         // with GG/JE/IM, +61, +262, +590, +599...
         let mut checked = 0;
-        for meta in phonenumber::metadata::DATABASE.iter() {
+        for (meta, example, want) in valid_examples() {
             let Some(mates) = rules::regions_for_code(meta.country_code()) else {
                 continue;
             };
-            let d = meta.descriptors();
-            for desc in [d.fixed_line(), d.mobile()].into_iter().flatten() {
-                let Some(example) = desc.example() else {
-                    continue;
-                };
-                let want = format!("+{}{example}", meta.country_code());
-                let parsed = phonenumber::parse(None, &want).unwrap();
-                if !phonenumber::is_valid(&parsed) {
-                    continue;
-                }
-                for home in mates.clone().filter(|m| m.id != meta.id()) {
-                    let written = format!("{}{example}", home.national_prefix_for_test());
-                    assert_eq!(
-                        to_e164(&written, Some(home.id)).as_deref(),
-                        Ok(want.as_str()),
-                        "{}'s example {written} read in {}",
-                        meta.id(),
-                        home.id
-                    );
-                    checked += 1;
-                }
+            for home in mates.filter(|m| m.id != meta.id()) {
+                let written = format!("{}{example}", home.national_prefix_for_test());
+                assert_eq!(
+                    to_e164(&written, Some(home.id)).as_deref(),
+                    Ok(want.as_str()),
+                    "{}'s example {written} read in {}",
+                    meta.id(),
+                    home.id
+                );
+                checked += 1;
             }
         }
         assert!(checked > 100, "only {checked} shared-code examples checked");
