@@ -281,6 +281,10 @@ fn esc(text: &str) -> String {
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
             c if c.is_control() && c != '\n' && c != '\t' => out.push('\u{FFFD}'),
+            // Shown, not obeyed: an override in a refused cell must not reorder the report.
+            c if crate::values::is_direction_control(c) => {
+                out.push_str(&format!("[U+{:04X}]", c as u32))
+            }
             c => out.push(c),
         }
     }
@@ -308,5 +312,6 @@ mod tests {
             esc("<a href=\"x\">&'"),
             "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
         );
+        assert_eq!(esc("Ann\u{202E}Lee"), "Ann[U+202E]Lee");
     }
 }

@@ -78,7 +78,7 @@ pub fn damage(raw: &str) -> Option<String> {
 /// The Unicode bidirectional formatting characters (UAX #9: embeddings, overrides,
 /// isolates, marks): invisible, they reorder what a screen shows (the "Trojan Source"
 /// trick). Right-to-left text needs none of them.
-fn is_direction_control(c: char) -> bool {
+pub fn is_direction_control(c: char) -> bool {
     matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
