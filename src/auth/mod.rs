@@ -35,6 +35,13 @@ pub fn require<const N: usize>(
     })
 }
 
+/// Adds a credential header's value to `values` for redaction: whole, and after its scheme
+/// word (`Bearer abc` → also `abc`), since a server may echo either.
+fn push_header_secret(values: &mut Vec<String>, text: &str) {
+    values.push(text.to_string());
+    values.extend(text.split_once(' ').map(|(_, v)| v.to_string()));
+}
+
 /// The environment variables roster reads credentials from.
 pub const ENV_VARS: [&str; 8] = [
     "ROSTER_TOKEN",

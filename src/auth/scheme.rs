@@ -36,9 +36,7 @@ impl Authenticator {
         let mut values = Vec::new();
         if let Authenticator::Headers(headers) = self {
             for (_, value) in headers {
-                let text = value.expose_secret();
-                values.push(text.to_string());
-                values.extend(text.split_once(' ').map(|(_, v)| v.to_string()));
+                super::push_header_secret(&mut values, value.expose_secret());
             }
         }
         values

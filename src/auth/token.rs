@@ -205,8 +205,7 @@ impl TokenSource {
         let request = self.dialect.request(None);
         for value in request.headers.get_all(AUTHORIZATION) {
             if let Ok(text) = value.to_str() {
-                values.push(text.to_string());
-                values.extend(text.split_once(' ').map(|(_, v)| v.to_string()));
+                super::push_header_secret(&mut values, text);
             }
         }
         let state = self.state.lock().await;

@@ -87,11 +87,7 @@ impl SheetSource {
         // calamine is a parser of hostile bytes too (fuzzing found an overflow in its cell
         // references): a panic in it is this file's error, not the run's end.
         std::panic::catch_unwind(|| Self::read(path, sheet)).unwrap_or_else(|panic| {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
+            let what = crate::model::panic_message(panic.as_ref());
             Err(InputError::shape(
                 path,
                 format!("the spreadsheet reader failed on this file ({what}); is it damaged?"),

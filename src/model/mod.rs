@@ -17,5 +17,5 @@ pub use field::{
 pub use outcome::{FirstRow, Outcome, RowReport};
 pub use person::{Person, Refused};
 pub use secrets::Redactor;
-pub use stop::{Stop, StopReason};
+pub use stop::{Stop, StopReason, panic_message};
 pub use submission::Submission;

@@ -165,11 +165,7 @@ impl Submitter {
         let mut done = Submission::new(user);
         let sending = AssertUnwindSafe(self.submit_into(&mut done, sender));
         if let Err(panic) = futures_util::FutureExt::catch_unwind(sending).await {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic".into());
+            let what = crate::model::panic_message(panic.as_ref());
             done.user.uncertain |= done.attempts > 0;
             let message = format!(
                 "internal error while sending this row ({what}); it is retried on the next run"
