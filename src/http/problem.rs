@@ -161,9 +161,8 @@ fn parse_object(map: &Map<String, Value>, out: &mut Vec<ApiError>) {
         &["detail", "message", "error_description", "error", "title"],
     );
     if let Some(message) = message {
-        let field = get_str(map, &["field", "param", "parameter", "attribute"])
-            .map(field_name)
-            .or_else(|| field_named_in(message));
+        // Without a field key, `ApiError::new` reads the field from the message.
+        let field = get_str(map, &["field", "param", "parameter", "attribute"]).map(field_name);
         out.push(ApiError::new(field, message));
     } else if let Some(Value::Object(detail)) = get(map, "detail") {
         // FastAPI Users: `{"detail": {"code": "REGISTER_INVALID_PASSWORD", "reason": "…"}}`.
