@@ -62,6 +62,7 @@ fn bench(c: &mut Criterion) {
                     progress: ProgressMode::Quiet,
                     generate_passwords: None,
                     stop_rules: Default::default(),
+                    drop_invalid: Vec::new(),
                 };
                 let result = runtime
                     .block_on(pipeline::run(&settings, target, Arc::new(Stop::default())))

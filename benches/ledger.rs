@@ -18,6 +18,7 @@ fn user(i: usize) -> Person {
         generated_password: false,
         remote_id: None,
         uncertain: false,
+        warnings: Vec::new(),
     }
 }
 

@@ -74,6 +74,8 @@ pub struct ImportSettings {
     pub generate_passwords: Option<PathBuf>,
     /// When refusals stop the run.
     pub stop_rules: StopRules,
+    /// `--drop-invalid`: optional fields whose invalid cell is left out, not the row.
+    pub drop_invalid: Vec<Field>,
 }
 
 /// The default error file for an input: `people.csv` → `people.errors.csv` beside it
@@ -158,6 +160,27 @@ pub fn unchecked_columns(mapping: &Mapping, target: &Target) -> Vec<String> {
         .collect()
 }
 
+/// `--drop-invalid` names only fields a row may go without: never the identity, never a
+/// field the target requires (the row would be refused for its absence instead).
+fn check_drop_invalid(fields: &[Field], target: &Target) -> Result<(), RunError> {
+    for &field in fields {
+        if field == Field::Email {
+            return Err(RunError::Usage(
+                "--drop-invalid email: the email is who the person is; a row cannot go without it"
+                    .into(),
+            ));
+        }
+        if target.schema.rules().required.contains(&field) {
+            return Err(RunError::Usage(format!(
+                "--drop-invalid {field}: target `{}` requires {field}, so a row without it is \
+                 refused all the same; fix those cells instead",
+                target.name()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Runs one import (or dry run, or validation) to the end.
 pub async fn run(
     settings: &ImportSettings,
@@ -181,7 +204,7 @@ pub async fn run(
         _ => {
             let api = target.api()?;
             let endpoint = api.endpoint().to_string();
-            check_endpoint(&endpoint)?;
+            check_url(&endpoint, "--base-url")?;
             // A dry run that plans sends the import could not make says so now.
             if settings.mode == RunMode::DryRun
                 && let crate::auth::Authenticator::Missing(message) = api.auth()
@@ -193,6 +216,7 @@ pub async fn run(
             endpoint
         }
     };
+    check_drop_invalid(&settings.drop_invalid, target.as_ref())?;
     let (source, mapping) = prepare(settings, target.as_ref())?;
     let unchecked = unchecked_columns(&mapping, target.as_ref());
     if !unchecked.is_empty() && !matches!(settings.progress, ProgressMode::Quiet) {
@@ -326,6 +350,7 @@ pub async fn run(
 
     let validator = Arc::new(
         Validator::new((*mapping).clone(), target.clone())
+            .dropping_invalid(&settings.drop_invalid)
             .generating_passwords(password_key)
             .with_conventions(settings.conventions.clone()),
     );
@@ -474,32 +499,30 @@ pub async fn run(
     })
 }
 
-/// The target's URL must be one roster can send to before anything is sent: `http` or
-/// `https` with a host, and no credentials in it (they belong in the environment, and would
-/// reach the ledger's key and every message).
-pub fn check_endpoint(endpoint: &str) -> Result<(), RunError> {
-    let url = url::Url::parse(endpoint).map_err(|e| {
-        RunError::Usage(format!(
-            "`{endpoint}` is not a URL: {e} (hint: check --base-url)"
-        ))
+/// A URL roster will send to (`flag` names where it came from, for the hint) must be one it
+/// can send to before anything is sent: `http` or `https` with a host, and no credentials in
+/// it (they belong in the environment, and would reach the ledger's key and every message).
+pub fn check_url(url: &str, flag: &str) -> Result<(), RunError> {
+    let shown = crate::http::redact_query(url);
+    let parsed = url::Url::parse(url).map_err(|e| {
+        RunError::Usage(format!("`{shown}` is not a URL: {e} (hint: check {flag})"))
     })?;
-    if !matches!(url.scheme(), "http" | "https") {
+    if !matches!(parsed.scheme(), "http" | "https") {
         return Err(RunError::Usage(format!(
-            "`{}:` is not a scheme roster sends to (http or https) in `{endpoint}` (hint: check --base-url)",
-            url.scheme()
+            "`{}:` is not a scheme roster sends to (http or https) in `{shown}` (hint: check {flag})",
+            parsed.scheme()
         )));
     }
-    if url.host_str().is_none_or(str::is_empty) {
+    if parsed.host_str().is_none_or(str::is_empty) {
         return Err(RunError::Usage(format!(
-            "`{endpoint}` has no host (hint: check --base-url)"
+            "`{shown}` has no host (hint: check {flag})"
         )));
     }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(RunError::Usage(
-            "the target's URL holds a user name or password: credentials belong in the environment \
-             (see `roster targets`), never in --base-url"
-                .into(),
-        ));
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(RunError::Usage(format!(
+            "the URL of {flag} holds a user name or password: credentials belong in the \
+             environment (see `roster targets`), never in {flag}"
+        )));
     }
     Ok(())
 }
@@ -638,6 +661,7 @@ async fn dispatch(
                         .map(|user| {
                             preview.show(&user);
                             RowReport::local(user.row, Outcome::WouldSend, Vec::new(), user.cells)
+                                .with_warnings(user.warnings)
                         })
                         .collect();
                     ledger.report(would_send).await?;

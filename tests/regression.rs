@@ -1260,6 +1260,7 @@ sandbox_test!(
             progress: roster::report::ProgressMode::Quiet,
             generate_passwords: None,
             stop_rules: Default::default(),
+            drop_invalid: Vec::new(),
         };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()

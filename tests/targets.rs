@@ -760,3 +760,108 @@ fn a_dry_run_checks_the_credentials_the_import_would_need() {
     let run = work.roster_with_env(&args, &[("ROSTER_TOKEN", "t0k")]);
     run.expect_code(0);
 }
+
+#[test]
+fn drop_invalid_sends_the_person_without_the_bad_cell_and_warns_in_the_error_file() {
+    let csv = "First Name,Last Name,Email,Mobile\n\
+               Ann,Lee,ann@example.com,call reception\n\
+               Bob,Ray,bob@example.com,+14155550101\n\
+               Cy,L\u{FFFD}chel,cy@example.com,nope\n";
+    // By default a malformed optional phone refuses the row: never silently dropped.
+    let out = import(Profile::Scim, SandboxConfig::default(), csv, &[]);
+    out.run.expect_code(1);
+    assert_eq!(out.run.json()["created"], 1, "{}", out.run.context());
+    assert_eq!(out.run.json()["invalid"], 2, "{}", out.run.context());
+
+    let out = import(
+        Profile::Scim,
+        SandboxConfig::default(),
+        csv,
+        &["--drop-invalid", "phone"],
+    );
+    // Cy's last name is also damaged, which is not the dropped field's problem: still refused,
+    // with both of his problems listed so he is fixed in one go.
+    out.run.expect_code(1);
+    let summary = out.run.json();
+    assert_eq!(summary["created"], 2, "{}", out.run.context());
+    assert_eq!(summary["invalid"], 1, "{}", out.run.context());
+    assert_eq!(summary["sent_without_invalid"], 1, "{}", out.run.context());
+    let users = out.server.sandbox.users_of(Profile::Scim);
+    let ann = users.iter().find(|u| u.email == "ann@example.com").unwrap();
+    assert_eq!(ann.phone, None, "Ann was sent without the phone");
+    let bob = users.iter().find(|u| u.email == "bob@example.com").unwrap();
+    assert_eq!(bob.phone.as_deref(), Some("+14155550101"));
+    let errors = out.work.read("people.errors.csv");
+    let ann_line = errors.lines().find(|l| l.contains("ann@")).unwrap();
+    assert!(
+        ann_line.contains(",created,warning: Mobile: `call reception`"),
+        "{errors}"
+    );
+    let cy_line = errors.lines().find(|l| l.contains("cy@")).unwrap();
+    assert!(cy_line.contains(",invalid,"), "{errors}");
+    assert!(cy_line.contains("Mobile: `nope`"), "{errors}");
+    assert!(!cy_line.contains("warning"), "{errors}");
+}
+
+#[test]
+fn drop_invalid_refuses_the_identity_and_fields_the_target_requires() {
+    let work = WorkDir::new();
+    work.write("people.csv", &support::people_csv(2));
+    for (target, field, says) in [
+        ("cl2c", "phone", "requires phone"),
+        ("scim", "email", "the email is who the person is"),
+        ("scim", "nickname", "is not a field"),
+    ] {
+        let run = work.roster(&[
+            "validate",
+            "people.csv",
+            "--target",
+            target,
+            "--drop-invalid",
+            field,
+        ]);
+        run.expect_code(2);
+        assert!(run.stderr().contains(says), "{}", run.context());
+    }
+}
+
+#[test]
+fn validate_takes_the_token_url_and_checks_it_as_the_import_would() {
+    let work = WorkDir::new();
+    work.write("people.csv", &support::people_csv(2));
+    let run = work.roster(&[
+        "validate",
+        "people.csv",
+        "--target",
+        "nexway",
+        "--set",
+        "password=Str0ng!pass",
+        "--token-url",
+        "https://iam.example.com/iam/tokens",
+    ]);
+    run.expect_code(0);
+    for (url, says) in [
+        (
+            "http://id:S3CRET@iam.example.com/t",
+            "credentials belong in the environment",
+        ),
+        (
+            "ftp://iam.example.com/t?client_secret=S3CRET",
+            "not a scheme",
+        ),
+    ] {
+        for command in ["validate", "import"] {
+            let run = work.roster(&[
+                command,
+                "people.csv",
+                "--target",
+                "nexway",
+                "--token-url",
+                url,
+            ]);
+            run.expect_code(2);
+            assert!(run.stderr().contains(says), "{}", run.context());
+            assert!(!run.stderr().contains("S3CRET"), "{}", run.context());
+        }
+    }
+}

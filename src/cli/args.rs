@@ -122,6 +122,11 @@ pub struct CommonArgs {
     /// The CSV delimiter: one character, or `tab` (default: `sep=` line, else sniffed).
     #[arg(long, value_parser = parse_delimiter)]
     pub delimiter: Option<u8>,
+    /// Send a person whose only invalid cells are FIELD's without them, each listed in the
+    /// error file as a warning (repeatable; optional fields only) [default: such a row is
+    /// refused].
+    #[arg(long = "drop-invalid", value_name = "FIELD")]
+    pub drop_invalid: Vec<String>,
     /// Where refused rows go (default: `<input>.errors.csv`, or `.errors.jsonl`).
     #[arg(long)]
     pub errors: Option<PathBuf>,
@@ -206,6 +211,10 @@ pub struct ValidateArgs {
     /// Print which column feeds which field, and the unused columns.
     #[arg(long)]
     pub print_mapping: bool,
+    /// The OAuth2 token endpoint the import would use: checked as the import checks it
+    /// (nothing is fetched).
+    #[arg(long)]
+    pub token_url: Option<String>,
     /// Plan generated passwords for users without one, as the import would (nothing is
     /// written to FILE): a target that requires passwords then validates a file without them.
     #[arg(long, value_name = "FILE")]

@@ -60,11 +60,14 @@ pub struct ConfigFile {
     /// "Synonym" = "role" (`[role_synonyms]`).
     #[serde(default)]
     pub role_synonyms: BTreeMap<String, String>,
+    /// Optional fields whose invalid cells are left out instead of refusing the row.
+    #[serde(default)]
+    pub drop_invalid: Vec<String>,
 }
 
 impl ConfigFile {
     /// The keys a config file may hold.
-    pub const KEYS: [&'static str; 21] = [
+    pub const KEYS: [&'static str; 22] = [
         "target",
         "base_url",
         "rate",
@@ -86,6 +89,7 @@ impl ConfigFile {
         "sheet",
         "region",
         "role_synonyms",
+        "drop_invalid",
     ];
 
     /// Reads a config file; an unknown key is an error that suggests the closest valid one.

@@ -70,6 +70,7 @@ pub fn import(args: ImportArgs) -> Result<ImportPlan, RunError> {
         options: target_options(&args.common, &config)?,
         profile: args.common.profile.clone().or(config.profile.clone()),
     };
+    check_token_url(&spec)?;
     let defaults = SubmitSettings::default();
     let timeout = match args.timeout {
         Some(t) => t,
@@ -147,10 +148,12 @@ pub fn validate(args: ValidateArgs) -> Result<ValidatePlan, RunError> {
     // No network: only the target's schema is built, which needs no URL or credentials.
     let spec = TargetSpec {
         name,
+        token_url: args.token_url.clone().or(config.token_url.clone()),
         options: target_options(&args.common, &config)?,
         profile: args.common.profile.clone().or(config.profile.clone()),
         ..TargetSpec::default()
     };
+    check_token_url(&spec)?;
     // A validation opens no ledger, but reads what the ledger recorded of the error file so
     // it never overwrites one the user changed.
     let ledger = config
@@ -175,6 +178,14 @@ pub fn validate(args: ValidateArgs) -> Result<ValidatePlan, RunError> {
         print_mapping: args.print_mapping,
         json: args.common.json,
     })
+}
+
+/// A token URL given (flag or config) is checked as the base URL is, import or validation.
+fn check_token_url(spec: &TargetSpec) -> Result<(), RunError> {
+    match &spec.token_url {
+        Some(url) => pipeline::check_url(url, "--token-url"),
+        None => Ok(()),
+    }
 }
 
 fn mapping_options(common: &CommonArgs, config: &ConfigFile) -> Result<MappingOptions, RunError> {
@@ -247,6 +258,21 @@ fn target_options(
     Ok(options)
 }
 
+/// `--drop-invalid` fields (the config's, then the flags').
+fn drop_invalid(common: &CommonArgs, config: &ConfigFile) -> Result<Vec<Field>, RunError> {
+    let named = config.drop_invalid.iter().chain(&common.drop_invalid);
+    named
+        .map(|name| {
+            Field::parse(name).ok_or_else(|| {
+                RunError::Usage(format!(
+                    "--drop-invalid `{name}` is not a field (fields: {})",
+                    Field::ALL.map(|f| f.to_string()).join(", ")
+                ))
+            })
+        })
+        .collect()
+}
+
 /// The run's settings from the shared flags, the config file and what the command decided.
 fn import_settings(
     common: &CommonArgs,
@@ -287,5 +313,6 @@ fn import_settings(
         progress: ProgressMode::detect(common.quiet),
         generate_passwords: None,
         stop_rules: Default::default(),
+        drop_invalid: drop_invalid(common, config)?,
     })
 }

@@ -415,6 +415,7 @@ impl SqliteLedger {
                 row: done.user.row,
                 outcome: done.outcome,
                 errors: done.errors,
+                warnings: done.user.warnings,
                 cells: done.user.cells,
                 attempts: done.attempts,
                 throttled: done.throttled,
@@ -768,6 +769,7 @@ pub(crate) mod tests {
             generated_password: false,
             remote_id: None,
             uncertain: false,
+            warnings: Vec::new(),
         }
     }
 

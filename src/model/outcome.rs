@@ -120,6 +120,8 @@ pub struct RowReport {
     pub outcome: Outcome,
     /// Why it was refused, per field.
     pub errors: Vec<FieldError>,
+    /// Cells left out under `--drop-invalid` (the row was sent, or would be, without them).
+    pub warnings: Vec<FieldError>,
     /// The original cells.
     pub cells: Vec<String>,
     /// HTTP requests sent for it in this run.
@@ -135,9 +137,16 @@ impl RowReport {
             row,
             outcome,
             errors,
+            warnings: Vec::new(),
             cells,
             attempts: 0,
             throttled: 0,
         }
+    }
+
+    /// The same report, listing the cells the row was sent without.
+    pub fn with_warnings(mut self, warnings: Vec<FieldError>) -> Self {
+        self.warnings = warnings;
+        self
     }
 }

@@ -25,6 +25,9 @@ pub struct Person {
     /// An earlier attempt may have reached the target without its answer coming back (a run
     /// killed while sending, a timeout): a "user exists" answer may be our own creation.
     pub uncertain: bool,
+    /// Cells left out of the body under `--drop-invalid`: the person is sent without them,
+    /// and each is listed in the error file as a warning.
+    pub warnings: Vec<FieldError>,
 }
 
 /// A row refused locally.

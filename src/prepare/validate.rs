@@ -30,6 +30,9 @@ pub struct Validator {
     /// `--generate-passwords`: the key users without a password get theirs derived from.
     passwords: Option<Arc<PasswordKey>>,
     conventions: Conventions,
+    /// `--drop-invalid`: optional fields whose invalid cell is left out of the body (and
+    /// listed as a warning) instead of refusing the row.
+    drop_invalid: Vec<Field>,
     /// The columns that are the user's data (not roster's own `_` columns of an error file
     /// fed back in): what a refused row's content hash covers.
     data_columns: Vec<usize>,
@@ -47,6 +50,7 @@ impl Validator {
             target,
             passwords: None,
             conventions: Conventions::default(),
+            drop_invalid: Vec::new(),
         }
     }
 
@@ -60,6 +64,18 @@ impl Validator {
     /// (`--generate-passwords`), the same in every run for the same person.
     pub fn generating_passwords(mut self, key: Option<Arc<PasswordKey>>) -> Validator {
         self.passwords = key.filter(|_| self.target.info.password != PasswordUse::Unused);
+        self
+    }
+
+    /// Sends a person whose only problems are in `fields` without those cells
+    /// (`--drop-invalid`); a field the target requires is never dropped.
+    pub fn dropping_invalid(mut self, fields: &[Field]) -> Validator {
+        let required = &self.target.schema.rules().required;
+        self.drop_invalid = fields
+            .iter()
+            .copied()
+            .filter(|f| *f != Field::Email && !required.contains(f))
+            .collect();
         self
     }
 
@@ -168,6 +184,7 @@ impl Validator {
         for (field, code, message) in problems {
             errors.push(self.error(field, code, message));
         }
+        let warnings = self.drop_invalid_cells(&mut fields, &mut errors);
         let identity = fields.get(Field::Email).map(str::to_string);
         match identity {
             Some(identity) if errors.is_empty() => {
@@ -192,6 +209,7 @@ impl Validator {
                     generated_password,
                     remote_id: None,
                     uncertain: false,
+                    warnings,
                 })
             }
             identity => {
@@ -209,6 +227,28 @@ impl Validator {
                 })
             }
         }
+    }
+
+    /// When every problem of the row is in a `--drop-invalid` field, those fields are left
+    /// out and their problems returned as warnings; otherwise the row stays refused with all
+    /// of them, so the user fixes every cell at once.
+    fn drop_invalid_cells(
+        &self,
+        fields: &mut UserFields,
+        errors: &mut Vec<FieldError>,
+    ) -> Vec<FieldError> {
+        let droppable = |e: &FieldError| e.field.is_some_and(|f| self.drop_invalid.contains(&f));
+        if errors.is_empty() || !errors.iter().all(droppable) {
+            return Vec::new();
+        }
+        let mut warnings = std::mem::take(errors);
+        for warning in &mut warnings {
+            if let Some(field) = warning.field {
+                fields.set(field, None);
+            }
+            warning.message.push_str(" (left out: --drop-invalid)");
+        }
+        warnings
     }
 
     /// The phone in E.164, a national number read in the row's country, else `--region`.

@@ -133,7 +133,7 @@ impl ErrorFile {
                     .iter()
                     .map(|&i| neutralise(self.cell(report, i)))
                     .collect();
-                let errors = join_errors(&report.errors);
+                let errors = error_text(report);
                 record.push(Cow::Owned(report.row.to_string()));
                 record.push(Cow::Owned(report.outcome.status_text()));
                 record.push(Cow::Owned(neutralise(&errors).into_owned()));
@@ -153,6 +153,7 @@ impl ErrorFile {
                     "row": report.row,
                     "status": report.outcome.status_text(),
                     "errors": report.errors,
+                    "warnings": report.warnings,
                     "record": record,
                 });
                 let Some(Writer::Jsonl(w)) = self.writer.as_mut() else {
@@ -197,13 +198,27 @@ impl ErrorFile {
 }
 
 impl super::Sink for ErrorFile {
-    /// A refused row is written; any other is not this file's.
+    /// A refused row is written, and a row sent without a cell `--drop-invalid` left out;
+    /// any other is not this file's.
     fn add(&mut self, report: &RowReport, _summary: &super::Summary) -> Result<(), RunError> {
-        match report.outcome.is_refused() {
+        match report.outcome.is_refused() || !report.warnings.is_empty() {
             true => self.write(report),
             false => Ok(()),
         }
     }
+}
+
+/// The `_errors` cell: the errors, then each left-out cell as `warning: column: message`.
+fn error_text(report: &RowReport) -> String {
+    let mut text = join_errors(&report.errors);
+    for warning in &report.warnings {
+        if !text.is_empty() {
+            text.push_str("; ");
+        }
+        text.push_str("warning: ");
+        text.push_str(&join_errors(std::slice::from_ref(warning)));
+    }
+    text
 }
 
 /// Rewrites a CSV error file in `_row` order.

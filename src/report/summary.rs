@@ -37,6 +37,10 @@ pub struct Summary {
     /// Valid and not yet done: what a dry run would send.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub would_send: Option<u64>,
+    /// Of the rows sent (or that a dry run would send), those sent without a cell
+    /// `--drop-invalid` left out; each such cell is a warning in the error file.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub sent_without_invalid: u64,
     /// HTTP requests sent.
     pub requests: u64,
     /// Of those, attempts after the first for a row.
@@ -99,6 +103,7 @@ impl Summary {
             Outcome::NotProcessed => self.not_processed += 1,
             Outcome::WouldSend => *self.would_send.get_or_insert(0) += 1,
         }
+        self.sent_without_invalid += u64::from(!report.warnings.is_empty());
         self.requests += u64::from(report.attempts);
         self.retries += u64::from(report.attempts.saturating_sub(1));
         self.throttled += u64::from(report.throttled);
@@ -164,6 +169,16 @@ impl Summary {
             );
         }
         line(&mut out, "failed", self.failed.to_string());
+        if self.sent_without_invalid > 0 {
+            line(
+                &mut out,
+                "sent without a cell",
+                format!(
+                    "{} (--drop-invalid left out an invalid cell: warnings in the error file)",
+                    self.sent_without_invalid
+                ),
+            );
+        }
         if self.not_processed > 0 {
             line(
                 &mut out,
@@ -190,6 +205,10 @@ impl Summary {
         }
         out
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A set of row numbers, one bit each: the rows read, and the rows reported, so that a row

@@ -636,6 +636,7 @@ mod tests {
             generated_password: false,
             remote_id: None,
             uncertain: false,
+            warnings: Vec::new(),
         }
     }
 
