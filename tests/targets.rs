@@ -865,3 +865,64 @@ fn validate_takes_the_token_url_and_checks_it_as_the_import_would() {
         }
     }
 }
+
+#[test]
+fn refusals_name_the_credential_this_run_actually_used() {
+    let server = TestSandbox::start(SandboxConfig::default());
+    let work = WorkDir::new();
+    let input = work.write("people.csv", &support::people_csv(5));
+    let input = input.to_str().unwrap();
+    // Cradl with a complete grant and a ROSTER_TOKEN: the grant is used, so a refusal names
+    // the grant's variables, not the token nobody used.
+    let base = format!("{}/cradl", server.url());
+    let mut env = SandboxCredentials::default().env();
+    for (k, v) in env.iter_mut() {
+        if *k == "ROSTER_CLIENT_SECRET" {
+            *v = "wrong".into();
+        }
+    }
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let args = ["import", input, "--target", "cradl", "--base-url", &base];
+    let run = work.roster_with_env(&args, &env);
+    run.expect_code(3);
+    assert!(
+        run.stderr().contains("ROSTER_CLIENT_SECRET"),
+        "{}",
+        run.context()
+    );
+    assert!(!run.stderr().contains("ROSTER_TOKEN"), "{}", run.context());
+
+    // A credential renamed by the config's [env] is named as the user set it.
+    work.write("roster.toml", "[env]\ntoken = \"CRYPTLEX_PAT\"\n");
+    let base = format!("{}/cryptlex", server.url());
+    let args = [
+        "import",
+        input,
+        "--config",
+        "roster.toml",
+        "--target",
+        "cryptlex",
+        "--base-url",
+        &base,
+        "--generate-passwords",
+        "pw.csv",
+        "--set",
+        "role=user",
+    ];
+    let run = work.roster(&args);
+    run.expect_code(2);
+    assert!(
+        run.stderr()
+            .contains("needs CRYPTLEX_PAT in the environment"),
+        "{}",
+        run.context()
+    );
+    let run = work.roster_with_env(&args, &[("CRYPTLEX_PAT", "wrong")]);
+    run.expect_code(3);
+    assert!(
+        run.stderr().contains("check CRYPTLEX_PAT"),
+        "{}",
+        run.context()
+    );
+    assert!(!run.stderr().contains("ROSTER_TOKEN"), "{}", run.context());
+}

@@ -6,35 +6,6 @@ pub mod token;
 pub use scheme::{AuthError, Authenticator};
 use secrecy::SecretString;
 
-/// `Authenticator::Missing` naming the unset variables among `needed`, or `None` if all are set.
-pub fn missing(target: &str, needed: &[(&str, &Option<SecretString>)]) -> Option<Authenticator> {
-    let unset: Vec<&str> = needed
-        .iter()
-        .filter(|(_, value)| value.is_none())
-        .map(|(name, _)| *name)
-        .collect();
-    (!unset.is_empty()).then(|| {
-        Authenticator::Missing(format!(
-            "target `{target}` needs {} in the environment",
-            unset.join(" and ")
-        ))
-    })
-}
-
-/// The values of `needed` when every one is set, in order; else `Authenticator::Missing`
-/// naming the variables that are not.
-pub fn require<const N: usize>(
-    target: &str,
-    needed: [(&str, &Option<SecretString>); N],
-) -> Result<[SecretString; N], Authenticator> {
-    let values: Vec<SecretString> = needed.iter().filter_map(|(_, v)| (*v).clone()).collect();
-    <[SecretString; N]>::try_from(values).map_err(|_| {
-        missing(target, &needed).unwrap_or_else(|| {
-            Authenticator::Missing(format!("target `{target}` is missing a credential"))
-        })
-    })
-}
-
 /// Adds a credential header's value to `values` for redaction: whole, and after its scheme
 /// word (`Bearer abc` → also `abc`), since a server may echo either.
 fn push_header_secret(values: &mut Vec<String>, text: &str) {
@@ -73,6 +44,9 @@ pub struct Credentials {
     pub password: Option<SecretString>,
     /// `ROSTER_REALM`: a realm.
     pub realm: Option<SecretString>,
+    /// The variable a credential was read from where the config's `[env]` renamed it
+    /// (`ROSTER_TOKEN` → `MY_TOKEN`): messages name the variable the user actually set.
+    pub renamed: std::collections::BTreeMap<&'static str, String>,
 }
 
 impl Credentials {
@@ -101,11 +75,57 @@ impl Credentials {
                 ));
             }
         }
-        Ok(Self::from_lookup(|default| {
+        let renamed_from = |default: &str| {
             let key = default.trim_start_matches("ROSTER_").to_lowercase();
-            let name = names.get(&key).map(String::as_str).unwrap_or(default);
+            names.get(&key).cloned()
+        };
+        let mut credentials = Self::from_lookup(|default| {
+            let name = renamed_from(default).unwrap_or_else(|| default.to_string());
             std::env::var(name).ok()
-        }))
+        });
+        credentials.renamed = ENV_VARS
+            .iter()
+            .filter_map(|&default| Some((default, renamed_from(default)?)))
+            .collect();
+        Ok(credentials)
+    }
+
+    /// The variable the credential `default` (its `ROSTER_*` name) is read from in this run.
+    pub fn var<'a>(&'a self, default: &'a str) -> &'a str {
+        self.renamed.get(default).map_or(default, String::as_str)
+    }
+
+    /// `check A, B and C`, naming the variables `defaults` are read from in this run: what a
+    /// refusal of the credentials actually used asks the user to check.
+    pub fn check_hint(&self, defaults: &[&str]) -> String {
+        let names: Vec<&str> = defaults.iter().map(|d| self.var(d)).collect();
+        let listed = match names.split_last() {
+            None => String::new(),
+            Some((last, [])) => last.to_string(),
+            Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+        };
+        format!("check {listed}")
+    }
+
+    /// The values of `needed` (by `ROSTER_*` name) when every one is set, in order; else
+    /// `Authenticator::Missing` naming the variables that are not, as this run reads them.
+    pub fn require<const N: usize>(
+        &self,
+        target: &str,
+        needed: [(&str, &Option<SecretString>); N],
+    ) -> Result<[SecretString; N], Authenticator> {
+        let values: Vec<SecretString> = needed.iter().filter_map(|(_, v)| (*v).clone()).collect();
+        <[SecretString; N]>::try_from(values).map_err(|_| {
+            let unset: Vec<&str> = needed
+                .iter()
+                .filter(|(_, value)| value.is_none())
+                .map(|(name, _)| self.var(name))
+                .collect();
+            Authenticator::Missing(format!(
+                "target `{target}` needs {} in the environment",
+                unset.join(" and ")
+            ))
+        })
     }
 
     /// Reads credentials through `lookup` (the environment, or a test's map).
@@ -124,6 +144,7 @@ impl Credentials {
             username: get("ROSTER_USERNAME"),
             password: get("ROSTER_PASSWORD"),
             realm: get("ROSTER_REALM"),
+            renamed: Default::default(),
         }
     }
 }
@@ -137,8 +158,8 @@ mod tests {
     fn required_credentials_come_back_in_order_or_name_what_is_missing() {
         let set = Some(SecretString::from("t"));
         let key = Some(SecretString::from("k"));
-        let Ok([tenant, api_key]) =
-            require("cl2c", [("ROSTER_TENANT", &set), ("ROSTER_API_KEY", &key)])
+        let Ok([tenant, api_key]) = Credentials::default()
+            .require("cl2c", [("ROSTER_TENANT", &set), ("ROSTER_API_KEY", &key)])
         else {
             panic!("both are set");
         };
@@ -146,8 +167,12 @@ mod tests {
             (tenant.expose_secret(), api_key.expose_secret()),
             ("t", "k")
         );
-        match require("cl2c", [("ROSTER_TENANT", &set), ("ROSTER_API_KEY", &None)]) {
-            Err(Authenticator::Missing(m)) => assert!(m.contains("ROSTER_API_KEY"), "{m}"),
+        let renamed = Credentials {
+            renamed: [("ROSTER_API_KEY", "CL2C_KEY".to_string())].into(),
+            ..Credentials::default()
+        };
+        match renamed.require("cl2c", [("ROSTER_TENANT", &set), ("ROSTER_API_KEY", &None)]) {
+            Err(Authenticator::Missing(m)) => assert!(m.contains("needs CL2C_KEY in"), "{m}"),
             _ => panic!("a missing key is named"),
         }
     }

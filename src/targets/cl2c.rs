@@ -12,7 +12,7 @@ use super::{
     Account, AccountPart, Api, PasswordUse, Schema, TargetDef, TargetInfo, TargetRules, TargetSpec,
     username_or_email,
 };
-use crate::auth::{self, Authenticator};
+use crate::auth::Authenticator;
 use crate::error::RunError;
 use crate::model::{Field, UserFields};
 use http::header::HeaderName;
@@ -61,6 +61,7 @@ pub struct Cl2cApi {
     ledger_key: String,
     endpoint: String,
     auth: Authenticator,
+    auth_hint: String,
 }
 
 impl Cl2cApi {
@@ -68,7 +69,7 @@ impl Cl2cApi {
     pub fn new(spec: &TargetSpec) -> Result<Cl2cApi, RunError> {
         let base = spec.base_required()?;
         let c = &spec.credentials;
-        let auth = match auth::require(
+        let auth = match c.require(
             "cl2c",
             [("ROSTER_TENANT", &c.tenant), ("ROSTER_API_KEY", &c.api_key)],
         ) {
@@ -82,6 +83,7 @@ impl Cl2cApi {
             ledger_key: spec.ledger_key("cl2c", &base, Account::Of(&[AccountPart::Tenant])),
             endpoint: format!("{base}/v1/cl2c/user"),
             auth,
+            auth_hint: c.check_hint(&["ROSTER_TENANT", "ROSTER_API_KEY"]),
         })
     }
 }
@@ -137,7 +139,7 @@ impl Api for Cl2cApi {
     }
 
     fn auth_hint(&self) -> &str {
-        "check ROSTER_TENANT and ROSTER_API_KEY"
+        &self.auth_hint
     }
 
     fn default_rate(&self) -> f64 {

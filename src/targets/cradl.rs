@@ -21,8 +21,8 @@ use super::{
     Account, AccountPart, Api, PasswordUse, Schema, TargetDef, TargetInfo, TargetRules, TargetSpec,
     Verdict, display_name,
 };
+use crate::auth::Authenticator;
 use crate::auth::token::{ClientCredentials, TokenSource};
-use crate::auth::{self, Authenticator};
 use crate::error::RunError;
 use crate::model::{ErrorCode, Field, UserFields};
 use http::header::HeaderMap;
@@ -105,6 +105,7 @@ pub struct CradlApi {
     ledger_key: String,
     endpoint: String,
     auth: Authenticator,
+    auth_hint: String,
 }
 
 impl CradlApi {
@@ -115,9 +116,19 @@ impl CradlApi {
         // The grant, when its credentials are set, even beside a ROSTER_TOKEN: its tokens
         // renew themselves, a pasted one expires mid-run.
         let grant_set = c.client_id.is_some() && c.client_secret.is_some();
-        let auth = match c.token.as_ref().filter(|_| !grant_set) {
+        const GRANT: [&str; 2] = ["ROSTER_CLIENT_ID", "ROSTER_CLIENT_SECRET"];
+        let pasted = c.token.as_ref().filter(|_| !grant_set);
+        let auth_hint = match pasted {
+            Some(_) => format!(
+                "{} (a pasted token; or set {} for the client-credentials grant)",
+                c.check_hint(&["ROSTER_TOKEN"]),
+                GRANT.map(|v| c.var(v)).join(" and ")
+            ),
+            None => c.check_hint(&GRANT),
+        };
+        let auth = match pasted {
             Some(token) => Authenticator::bearer(token.clone()),
-            None => match auth::require(
+            None => match c.require(
                 "cradl",
                 [
                     ("ROSTER_CLIENT_ID", &c.client_id),
@@ -146,6 +157,7 @@ impl CradlApi {
             ledger_key: spec.ledger_key("cradl", &base, Account::Of(&[AccountPart::ClientId])),
             endpoint: format!("{base}/users"),
             auth,
+            auth_hint,
         })
     }
 }
@@ -332,7 +344,7 @@ impl Api for CradlApi {
     }
 
     fn auth_hint(&self) -> &str {
-        "check ROSTER_CLIENT_ID and ROSTER_CLIENT_SECRET (or ROSTER_TOKEN)"
+        &self.auth_hint
     }
 
     fn default_rate(&self) -> f64 {

@@ -18,8 +18,8 @@ use super::{
     Account, AccountPart, Api, FollowUp, PasswordUse, Schema, TargetDef, TargetInfo, TargetRules,
     TargetSpec, username_or_email,
 };
+use crate::auth::Authenticator;
 use crate::auth::token::{PasswordGrant, TokenSource};
-use crate::auth::{self, Authenticator};
 use crate::error::RunError;
 use crate::model::{Field, UserFields};
 use http::header::HeaderMap;
@@ -68,6 +68,7 @@ pub struct CrayonApi {
     ledger_key: String,
     endpoint: String,
     auth: Authenticator,
+    auth_hint: String,
 }
 
 impl CrayonApi {
@@ -80,9 +81,24 @@ impl CrayonApi {
         let grant_set = [&c.client_id, &c.client_secret, &c.username, &c.password]
             .iter()
             .all(|v| v.is_some());
-        let auth = match c.token.as_ref().filter(|_| !grant_set) {
+        const GRANT: [&str; 4] = [
+            "ROSTER_CLIENT_ID",
+            "ROSTER_CLIENT_SECRET",
+            "ROSTER_USERNAME",
+            "ROSTER_PASSWORD",
+        ];
+        let pasted = c.token.as_ref().filter(|_| !grant_set);
+        let auth_hint = match pasted {
+            Some(_) => format!(
+                "{} (a pasted token; or set {} for the password grant)",
+                c.check_hint(&["ROSTER_TOKEN"]),
+                GRANT.map(|v| c.var(v)).join(", ")
+            ),
+            None => c.check_hint(&GRANT),
+        };
+        let auth = match pasted {
             Some(token) => Authenticator::bearer(token.clone()),
-            None => match auth::require(
+            None => match c.require(
                 "crayon",
                 [
                     ("ROSTER_CLIENT_ID", &c.client_id),
@@ -117,6 +133,7 @@ impl CrayonApi {
             ),
             endpoint: format!("{base}/api/v1/users/"),
             auth,
+            auth_hint,
             base,
         })
     }
@@ -183,7 +200,7 @@ impl Api for CrayonApi {
     }
 
     fn auth_hint(&self) -> &str {
-        "check ROSTER_CLIENT_ID, ROSTER_CLIENT_SECRET, ROSTER_USERNAME and ROSTER_PASSWORD (or ROSTER_TOKEN)"
+        &self.auth_hint
     }
 
     fn default_rate(&self) -> f64 {

@@ -10,7 +10,7 @@
 use super::{
     Account, AccountPart, Api, PasswordUse, Schema, TargetDef, TargetInfo, TargetRules, TargetSpec,
 };
-use crate::auth::{self, Authenticator};
+use crate::auth::Authenticator;
 use crate::error::RunError;
 use crate::model::{Field, UserFields};
 use serde::Serialize;
@@ -61,13 +61,15 @@ pub struct CryptlexApi {
     ledger_key: String,
     endpoint: String,
     auth: Authenticator,
+    auth_hint: String,
 }
 
 impl CryptlexApi {
     /// The API described by `spec`.
     pub fn new(spec: &TargetSpec) -> Result<CryptlexApi, RunError> {
         let base = spec.base_or(DEFAULT_BASE);
-        let auth = match auth::require("cryptlex", [("ROSTER_TOKEN", &spec.credentials.token)]) {
+        let c = &spec.credentials;
+        let auth = match c.require("cryptlex", [("ROSTER_TOKEN", &c.token)]) {
             Ok([token]) => Authenticator::bearer(token),
             Err(missing) => missing,
         };
@@ -78,6 +80,10 @@ impl CryptlexApi {
                 Account::Of(&[AccountPart::TokenSubject]),
             ),
             endpoint: format!("{base}/v3/users"),
+            auth_hint: format!(
+                "{} (a Cryptlex personal access token with user write scope)",
+                c.check_hint(&["ROSTER_TOKEN"])
+            ),
             auth,
         })
     }
@@ -133,7 +139,7 @@ impl Api for CryptlexApi {
     }
 
     fn auth_hint(&self) -> &str {
-        "check ROSTER_TOKEN (a Cryptlex personal access token with user write scope)"
+        &self.auth_hint
     }
 
     fn default_rate(&self) -> f64 {

@@ -111,6 +111,7 @@ pub struct NexwayApi {
     ledger_key: String,
     endpoint: String,
     auth: Authenticator,
+    auth_hint: String,
 }
 
 impl NexwayApi {
@@ -129,6 +130,7 @@ impl NexwayApi {
             ),
             endpoint: format!("{base}/iam/users"),
             auth: authenticator(spec, &base)?,
+            auth_hint: auth_hint(&spec.credentials),
         })
     }
 }
@@ -185,6 +187,24 @@ impl TokenDialect for NexwayTokens {
     }
 }
 
+/// What to check when the credentials this run uses are refused: the pasted token, or the
+/// realm and the grant's credentials.
+fn auth_hint(c: &crate::auth::Credentials) -> String {
+    let client = c.client_id.is_some() && c.client_secret.is_some();
+    let user = c.username.is_some() && c.password.is_some();
+    if c.token.is_some() && !(c.realm.is_some() && (client || user)) {
+        return c.check_hint(&["ROSTER_TOKEN"]);
+    }
+    let mut used = vec!["ROSTER_REALM"];
+    if client || !user {
+        used.extend(["ROSTER_CLIENT_ID", "ROSTER_CLIENT_SECRET"]);
+    }
+    if user {
+        used.extend(["ROSTER_USERNAME", "ROSTER_PASSWORD"]);
+    }
+    c.check_hint(&used)
+}
+
 fn authenticator(spec: &TargetSpec, base: &str) -> Result<Authenticator, RunError> {
     let c = &spec.credentials;
     let client = c.client_id.clone().zip(c.client_secret.clone());
@@ -200,11 +220,15 @@ fn authenticator(spec: &TargetSpec, base: &str) -> Result<Authenticator, RunErro
         .clone()
         .filter(|_| client.is_some() || user.is_some())
     else {
-        return Ok(Authenticator::Missing(
-            "target `nexway` needs ROSTER_TOKEN, or ROSTER_REALM with ROSTER_CLIENT_ID and \
-             ROSTER_CLIENT_SECRET (or ROSTER_USERNAME and ROSTER_PASSWORD), in the environment"
-                .into(),
-        ));
+        return Ok(Authenticator::Missing(format!(
+            "target `nexway` needs {}, or {} with {} and {} (or {} and {}), in the environment",
+            c.var("ROSTER_TOKEN"),
+            c.var("ROSTER_REALM"),
+            c.var("ROSTER_CLIENT_ID"),
+            c.var("ROSTER_CLIENT_SECRET"),
+            c.var("ROSTER_USERNAME"),
+            c.var("ROSTER_PASSWORD"),
+        )));
     };
     let url = spec
         .token_url
@@ -291,7 +315,7 @@ impl Api for NexwayApi {
     }
 
     fn auth_hint(&self) -> &str {
-        "check ROSTER_TOKEN, or ROSTER_REALM and ROSTER_CLIENT_ID/ROSTER_CLIENT_SECRET (or ROSTER_USERNAME/ROSTER_PASSWORD)"
+        &self.auth_hint
     }
 
     fn default_rate(&self) -> f64 {

@@ -13,7 +13,7 @@ use super::{
     Account, AccountPart, Api, PasswordUse, Schema, TargetDef, TargetInfo, TargetRules, TargetSpec,
     display_name, username_or_email,
 };
-use crate::auth::{self, Authenticator};
+use crate::auth::Authenticator;
 use crate::error::RunError;
 use crate::model::{Field, UserFields};
 use serde::Serialize;
@@ -59,13 +59,15 @@ pub struct ScimApi {
     ledger_key: String,
     endpoint: String,
     auth: Authenticator,
+    auth_hint: String,
 }
 
 impl ScimApi {
     /// The API described by `spec`.
     pub fn new(spec: &TargetSpec) -> Result<ScimApi, RunError> {
         let base = spec.base_required()?;
-        let auth = match auth::require("scim", [("ROSTER_TOKEN", &spec.credentials.token)]) {
+        let c = &spec.credentials;
+        let auth = match c.require("scim", [("ROSTER_TOKEN", &c.token)]) {
             Ok([token]) => Authenticator::bearer(token),
             Err(missing) => missing,
         };
@@ -73,6 +75,10 @@ impl ScimApi {
             ledger_key: spec.ledger_key("scim", &base, Account::Of(&[AccountPart::TokenSubject])),
             endpoint: format!("{base}/Users"),
             auth,
+            auth_hint: format!(
+                "{} (the SCIM provisioning bearer token)",
+                c.check_hint(&["ROSTER_TOKEN"])
+            ),
         })
     }
 }
@@ -136,7 +142,7 @@ impl Api for ScimApi {
     }
 
     fn auth_hint(&self) -> &str {
-        "check ROSTER_TOKEN (the SCIM provisioning bearer token)"
+        &self.auth_hint
     }
 
     fn default_rate(&self) -> f64 {
