@@ -63,6 +63,7 @@ fn bench(c: &mut Criterion) {
                     generate_passwords: None,
                     stop_rules: Default::default(),
                     drop_invalid: Vec::new(),
+                    stdin: None,
                 };
                 let result = runtime
                     .block_on(pipeline::run(&settings, target, Arc::new(Stop::default())))

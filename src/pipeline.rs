@@ -76,6 +76,19 @@ pub struct ImportSettings {
     pub stop_rules: StopRules,
     /// `--drop-invalid`: optional fields whose invalid cell is left out, not the row.
     pub drop_invalid: Vec<Field>,
+    /// The input is `-`: standard input, copied to `input` (removed when the last clone of
+    /// the settings goes).
+    pub stdin: Option<Arc<input::stdin::SpooledStdin>>,
+}
+
+impl ImportSettings {
+    /// The input as the user named it: its path, or `-` for standard input.
+    pub fn input_name(&self) -> String {
+        match self.stdin {
+            Some(_) => "-".into(),
+            None => self.input.display().to_string(),
+        }
+    }
 }
 
 /// The default error file for an input: `people.csv` → `people.errors.csv` beside it
@@ -278,7 +291,7 @@ pub async fn run(
         RunMode::DryRun => crate::ledger::snapshot(&settings.ledger, scratch.path())?,
         RunMode::ValidateOnly => scratch.path().join("ledger.sqlite"),
     };
-    let source_name = settings.input.display().to_string();
+    let source_name = settings.input_name();
     // One run per ledger (a dry run only reads a copy, so it needs no lock); the lock is
     // held by the ledger and released after its connection closes.
     let mut ledger: Box<dyn Ledger> = Box::new(

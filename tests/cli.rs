@@ -407,3 +407,54 @@ fn logs_are_structured_events_without_personal_data() {
         run.context()
     );
 }
+
+#[test]
+fn a_dash_reads_standard_input_with_the_format_from_the_flag_or_its_bytes() {
+    let work = WorkDir::new();
+    let csv = "Email,First Name,Last Name\nann@example.com,Ann,Lee\nnot-an-email,Bob,Ray\n";
+    let run = work.roster_with_stdin(&["validate", "-", "--json"], &[], csv.as_bytes());
+    run.expect_code(1);
+    assert_eq!(run.json()["would_send"], 1, "{}", run.context());
+    assert_eq!(run.json()["invalid"], 1, "{}", run.context());
+    let errors = work.read("stdin.errors.csv");
+    assert!(
+        errors.contains("not-an-email,Bob,Ray,3,invalid"),
+        "{errors}"
+    );
+
+    let jsonl = "{\"email\":\"ann@example.com\",\"first_name\":\"Ann\",\"last_name\":\"Lee\"}\n";
+    let run = work.roster_with_stdin(&["validate", "-", "--json"], &[], jsonl.as_bytes());
+    run.expect_code(0);
+    assert_eq!(run.json()["would_send"], 1, "{}", run.context());
+
+    let xlsx = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/dialects/people.xlsx"),
+    )
+    .unwrap();
+    let run = work.roster_with_stdin(&["validate", "-", "--json", "--region", "US"], &[], &xlsx);
+    assert_eq!(run.json()["rows"], 8, "{}", run.context());
+
+    let tsv = "Email\tFirst Name\tLast Name\nann@example.com\tAnn\tLee\n";
+    let args = ["validate", "-", "--json", "--format", "tsv"];
+    let run = work.roster_with_stdin(&args, &[], tsv.as_bytes());
+    run.expect_code(0);
+    assert_eq!(run.json()["would_send"], 1, "{}", run.context());
+}
+
+sandbox_test!(
+    an_import_from_standard_input_creates_and_resumes_by_identity,
+    roster_sandbox::SandboxConfig::default(),
+    |server, work| {
+        let people = support::people_csv(20);
+        let url = server.url();
+        let args = WorkDir::import_args(&url, "-", &["--json", "--quiet"]);
+        let run = work.roster_with_stdin(&args, &[], people.as_bytes());
+        run.expect_code(0);
+        assert_eq!(run.json()["created"], 20, "{}", run.context());
+        let run = work.roster_with_stdin(&args, &[], people.as_bytes());
+        run.expect_code(0);
+        assert_eq!(run.json()["skipped"], 20, "{}", run.context());
+        assert_eq!(server.sandbox.stats().created, 20);
+    }
+);

@@ -1261,6 +1261,7 @@ sandbox_test!(
             generate_passwords: None,
             stop_rules: Default::default(),
             drop_invalid: Vec::new(),
+            stdin: None,
         };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -82,7 +82,8 @@ pub enum Command {
 /// Options shared by `import` and `validate`.
 #[derive(Debug, Args)]
 pub struct CommonArgs {
-    /// The people file (CSV, TSV, JSONL, XLSX, XLS or ODS).
+    /// The people file (CSV, TSV, JSONL, XLSX, XLS or ODS), or `-` for standard input (its
+    /// format from --format, else from its first bytes).
     pub file: PathBuf,
     /// The target API profile (default: the in-process sandbox; `roster targets` describes each).
     #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(crate::targets::names()))]

@@ -286,15 +286,30 @@ fn import_settings(
         .errors_format
         .or(config.errors_format)
         .unwrap_or_default();
+    let format = common.format.or(config.format);
+    // `-` is standard input, copied to a temporary file; its error file is `stdin.errors.csv`.
+    let stdin = match common.file.as_os_str() == "-" {
+        true => Some(std::sync::Arc::new(crate::input::stdin::spool(format)?)),
+        false => None,
+    };
+    let (input, format, named) = match &stdin {
+        Some(spooled) => (
+            spooled.path.to_path_buf(),
+            Some(spooled.format),
+            PathBuf::from("stdin.csv"),
+        ),
+        None => (common.file.clone(), format, common.file.clone()),
+    };
     let errors = common
         .errors
         .clone()
         .or(config.errors.clone())
-        .unwrap_or_else(|| pipeline::default_errors_path(&common.file, errors_format));
+        .unwrap_or_else(|| pipeline::default_errors_path(&named, errors_format));
     Ok(ImportSettings {
-        input: common.file.clone(),
+        input,
+        stdin,
         read: InputOptions {
-            format: common.format.or(config.format),
+            format,
             encoding: common.encoding,
             delimiter: common.delimiter,
             sheet: common.sheet.clone().or(config.sheet.clone()),

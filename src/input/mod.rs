@@ -9,6 +9,7 @@ pub mod decode;
 mod error;
 mod jsonl;
 mod sheet;
+pub mod stdin;
 
 pub use self::csv::CsvSource;
 pub use self::error::InputError;

@@ -153,6 +153,27 @@ impl WorkDir {
         }
     }
 
+    /// Runs the real binary here with `input` on its standard input.
+    pub fn roster_with_stdin(&self, args: &[&str], env: &[(&str, &str)], input: &[u8]) -> Run {
+        use std::io::Write;
+        let mut child = self
+            .command(args, env)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let input = input.to_vec();
+        let writer = std::thread::spawn(move || stdin.write_all(&input));
+        let output = child.wait_with_output().unwrap();
+        writer.join().unwrap().unwrap();
+        Run {
+            args: args.iter().map(|s| s.to_string()).collect(),
+            output,
+        }
+    }
+
     /// `roster import FILE --target sandbox --base-url URL` followed by `extra`.
     pub fn import_args<'a>(url: &'a str, file: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
         let mut args = vec!["import", file, "--target", "sandbox", "--base-url", url];
