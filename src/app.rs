@@ -12,6 +12,7 @@ use crate::ledger::export::{self, ExportFilter};
 use crate::model::{Stop, StopReason};
 use crate::pipeline::{self, RunMode};
 use crate::targets::{self, TargetSpec};
+use clap::CommandFactory;
 use roster_sandbox::{Profile, Sandbox, SandboxConfig, SandboxCredentials};
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,6 +61,16 @@ pub fn run(cli: Cli) -> i32 {
                 print_stdout(&targets::describe())?;
                 Ok(EXIT_OK)
             }
+            Command::Completions { shell } => {
+                let mut script = Vec::new();
+                clap_complete::generate(shell, &mut Cli::command(), "roster", &mut script);
+                print_stdout(&String::from_utf8_lossy(&script))?;
+                Ok(EXIT_OK)
+            }
+            Command::Man { command } => {
+                print_stdout(&man_page(&command)?)?;
+                Ok(EXIT_OK)
+            }
         }
     });
     match result {
@@ -71,6 +82,29 @@ pub fn run(cli: Cli) -> i32 {
             e.exit_code()
         }
     }
+}
+
+/// The manual page of roster, or of the command `path` names (`["ledger", "export"]`).
+fn man_page(path: &[String]) -> Result<String, RunError> {
+    let mut command = Cli::command();
+    // Built, so that each command's page is titled `roster-import` and its synopsis is whole.
+    command.build();
+    for name in path {
+        let sub = command.find_subcommand(name).cloned().ok_or_else(|| {
+            let names: Vec<&str> = command.get_subcommands().map(|c| c.get_name()).collect();
+            RunError::Usage(format!(
+                "`{name}` is not a command of `{}` (commands: {})",
+                command.get_display_name().unwrap_or("roster"),
+                names.join(", ")
+            ))
+        })?;
+        command = sub.version(env!("CARGO_PKG_VERSION"));
+    }
+    let mut page = Vec::new();
+    clap_mangen::Man::new(command)
+        .render(&mut page)
+        .map_err(|e| RunError::Internal(format!("cannot render the man page: {e}")))?;
+    Ok(String::from_utf8_lossy(&page).into_owned())
 }
 
 /// Structured logs on stderr: roster's events at info (run start and end, pace changes,

@@ -458,3 +458,96 @@ sandbox_test!(
         assert_eq!(server.sandbox.stats().created, 20);
     }
 );
+
+#[test]
+fn completions_are_generated_for_every_shell() {
+    let work = WorkDir::new();
+    for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
+        let run = work.roster(&["completions", shell]);
+        run.expect_code(0);
+        let script = run.stdout();
+        assert!(script.contains("import"), "{shell}: {}", run.context());
+        assert!(
+            script.contains("drop-invalid"),
+            "{shell}: {}",
+            run.context()
+        );
+    }
+    // The bash script is valid bash.
+    let script = work.write(
+        "roster.bash",
+        &work.roster(&["completions", "bash"]).stdout(),
+    );
+    let checked = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .status()
+        .unwrap();
+    assert!(checked.success(), "bash -n refuses the completion script");
+    let run = work.roster(&["completions", "tcsh"]);
+    run.expect_code(2);
+}
+
+#[test]
+fn man_pages_are_generated_for_roster_and_each_command() {
+    let work = WorkDir::new();
+    let run = work.roster(&["man"]);
+    run.expect_code(0);
+    let page = run.stdout();
+    assert!(page.contains(".TH roster 1"), "{page}");
+    assert!(page.contains("import"), "{page}");
+    for (path, title, flag) in [
+        (&["man", "import"][..], ".TH roster-import 1", "concurrency"),
+        (
+            &["man", "validate"][..],
+            ".TH roster-validate 1",
+            "print\\-mapping",
+        ),
+        (
+            &["man", "ledger", "export"][..],
+            ".TH roster-ledger-export 1",
+            "state",
+        ),
+    ] {
+        let run = work.roster(path);
+        run.expect_code(0);
+        let page = run.stdout();
+        assert!(page.contains(title), "{path:?}: {page}");
+        assert!(page.contains(flag), "{path:?}: {page}");
+        assert!(page.contains(env!("CARGO_PKG_VERSION")), "{path:?}: {page}");
+    }
+    let run = work.roster(&["man", "nope"]);
+    run.expect_code(2);
+    assert!(
+        run.stderr().contains("commands: import"),
+        "{}",
+        run.context()
+    );
+}
+
+#[test]
+fn import_help_shows_every_default() {
+    let work = WorkDir::new();
+    let help = work.roster(&["import", "--help"]).stdout();
+    for (flag, default) in [
+        ("--concurrency", "[default: 16]"),
+        ("--max-retries", "[default: 5]"),
+        ("--timeout", "[default: 30]"),
+        ("--ledger", "[default: roster-ledger.sqlite]"),
+        ("--burst", "[default: the target's"),
+        ("--errors-format", "[default: csv]"),
+        ("--max-wait", "[default: 5m]"),
+        ("--rate", "default: the target's"),
+    ] {
+        let start = help
+            .find(&format!("      {flag} "))
+            .unwrap_or_else(|| panic!("{flag}"));
+        let block = &help[start..];
+        let end = block[1..].find("\n      -").map_or(block.len(), |e| e + 1);
+        let block = block[..end]
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(block.contains(default), "{flag}: {block}");
+    }
+}

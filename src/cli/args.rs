@@ -72,6 +72,23 @@ pub enum Command {
     /// List the built-in targets and the environment variables they read.
     #[command(after_help = "Example:\n  roster targets")]
     Targets,
+    /// Print a completion script for SHELL on stdout.
+    #[command(
+        after_help = "Examples:\n  roster completions bash > ~/.local/share/bash-completion/completions/roster\n  roster completions zsh > \"${fpath[1]}/_roster\"\n  roster completions fish > ~/.config/fish/completions/roster.fish"
+    )]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print a manual page (roff) on stdout: roster's, or a command's (`roster-import(1)`).
+    #[command(
+        after_help = "Examples:\n  roster man > roster.1 && man ./roster.1\n  roster man import > roster-import.1\n  roster man ledger export > roster-ledger-export.1"
+    )]
+    Man {
+        /// The command whose page to print (default: roster's own).
+        command: Vec<String>,
+    },
     /// Run the fake target API standalone.
     #[command(
         after_help = "Examples:\n  roster sandbox --port 8080 --rate 100 --fail-rate 0.05\n  roster sandbox --profile cl2c   # also serve cl2c at the root\n\nVendor profiles are served under /<profile> (cryptlex, crayon, cl2c, nexway, cradl, scim)\nand accept each ROSTER_* variable set in the sandbox's environment, else these defaults:\n  ROSTER_TOKEN=sandbox-token ROSTER_API_KEY=sandbox-key ROSTER_TENANT=sandbox-tenant\n  ROSTER_CLIENT_ID=sandbox-client ROSTER_CLIENT_SECRET=sandbox-secret\n  ROSTER_USERNAME=sandbox-user ROSTER_PASSWORD=sandbox-password ROSTER_REALM=sandbox"
@@ -91,7 +108,7 @@ pub struct CommonArgs {
     /// The generic target's TOML description (`--target http --profile FILE.toml`).
     #[arg(long, value_name = "FILE.toml")]
     pub profile: Option<PathBuf>,
-    /// A TOML config file (flags override it).
+    /// A TOML config file (flags override it) [default: roster.toml here, if there is one].
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Read FIELD from COLUMN (repeatable), e.g. `--map email="Work Mail"`.
@@ -131,7 +148,7 @@ pub struct CommonArgs {
     /// Where refused rows go (default: `<input>.errors.csv`, or `.errors.jsonl`).
     #[arg(long)]
     pub errors: Option<PathBuf>,
-    /// The error file's format.
+    /// The error file's format [default: csv].
     #[arg(long, value_enum)]
     pub errors_format: Option<ErrorFormat>,
     /// Keep password cells in the error file instead of blanking them.
@@ -140,7 +157,7 @@ pub struct CommonArgs {
     /// Print the first N request bodies a dry run or validation would send (secrets redacted).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub show_requests: usize,
-    /// Write a self-contained HTML report of the run here.
+    /// Write a self-contained HTML report of the run here [default: none].
     #[arg(long, value_name = "PATH")]
     pub report: Option<PathBuf>,
     /// Print one JSON summary object on stdout.
@@ -170,7 +187,8 @@ pub struct ImportArgs {
     /// Attempts per second, retries included (0 = no limit; default: the target's).
     #[arg(long, value_parser = parse_rate)]
     pub rate: Option<f64>,
-    /// Attempts allowed at once after an idle spell.
+    /// Attempts allowed at once after an idle spell [default: the target's, 2 for most;
+    /// `roster targets`].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub burst: Option<u32>,
     /// Most requests in flight at once [default: 16].
@@ -189,13 +207,14 @@ pub struct ImportArgs {
     /// Send again rows the API refused in an earlier run even when they are unchanged.
     #[arg(long)]
     pub retry_rejected: bool,
-    /// Stop (exit 3) once more than N rows are refused in this run.
+    /// Stop (exit 3) once more than N rows are refused in this run [default: no limit].
     #[arg(long, value_name = "N")]
     pub max_errors: Option<u64>,
-    /// Stop (exit 3) once more than this share of the rows (0-1, judged after 100) is refused.
+    /// Stop (exit 3) once more than this share of the rows (0-1, judged after 100) is refused
+    /// [default: no limit].
     #[arg(long, value_name = "P", value_parser = parse_share)]
     pub max_error_rate: Option<f64>,
-    /// The results ledger (SQLite).
+    /// The results ledger (SQLite) [default: roster-ledger.sqlite].
     #[arg(long)]
     pub ledger: Option<PathBuf>,
     /// Do everything but send: report what would be created, skipped and refused.
