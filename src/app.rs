@@ -11,6 +11,7 @@ use crate::error::{
 use crate::ledger::export::{self, ExportFilter};
 use crate::model::{Stop, StopReason};
 use crate::pipeline::{self, RunMode};
+use crate::report::{Outcome, RunContext};
 use crate::targets::{self, TargetSpec};
 use clap::CommandFactory;
 use roster_sandbox::{Profile, Sandbox, SandboxConfig, SandboxCredentials};
@@ -37,6 +38,14 @@ pub fn main() -> i32 {
 /// Runs the parsed command line; returns the exit code.
 pub fn run(cli: Cli) -> i32 {
     init_logging(cli.log_format, cli.verbose);
+    // A run's `--json` object is printed however it ends, a fatal error included.
+    let (json, command) = match &cli.command {
+        Command::Import(args) if args.dry_run => (args.common.json, "import --dry-run"),
+        Command::Import(args) => (args.common.json, "import"),
+        Command::Validate(args) => (args.common.json, "validate"),
+        _ => (false, ""),
+    };
+    let mut context = RunContext::start(command);
     // An import sends from its own per-core threads (see `Submitter::run`); the main thread
     // only reads, claims and hands out batches, so it needs no thread pool of its own. The
     // sandbox serves many clients and gets one.
@@ -53,8 +62,8 @@ pub fn run(cli: Cli) -> i32 {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Import(args) => import(args).await,
-            Command::Validate(args) => validate(args).await,
+            Command::Import(args) => import(args, &mut context).await,
+            Command::Validate(args) => validate(args, &mut context).await,
             Command::Sandbox(args) => sandbox(args).await,
             Command::Ledger(command) => ledger(command),
             Command::Targets => {
@@ -79,6 +88,15 @@ pub fn run(cli: Cli) -> i32 {
         Err(RunError::BrokenPipe) => EXIT_OK,
         Err(e) => {
             eprintln!("roster: {e}");
+            if json {
+                let outcome = Outcome {
+                    word: "error",
+                    reason: Some(e.to_string()),
+                    exit_code: e.exit_code(),
+                };
+                // Best effort: stdout may be what failed.
+                let _ = print_stdout(&format!("{}\n", context.json(&outcome, None)));
+            }
             e.exit_code()
         }
     }
@@ -200,7 +218,10 @@ async fn wait_for_signal() {
     }
 }
 
-async fn import(args: crate::cli::args::ImportArgs) -> Result<i32, RunError> {
+async fn import(
+    args: crate::cli::args::ImportArgs,
+    context: &mut RunContext,
+) -> Result<i32, RunError> {
     let ImportPlan {
         spec,
         mut settings,
@@ -209,7 +230,15 @@ async fn import(args: crate::cli::args::ImportArgs) -> Result<i32, RunError> {
         json,
         quiet,
     } = plan::import(args)?;
+    context.target = Some(match spec.name.as_str() {
+        "" => "sandbox".to_string(),
+        name => name.to_string(),
+    });
     let (spec, _sandbox) = resolve_target(spec, quiet).await?;
+    context.base_url = spec
+        .base_url
+        .as_deref()
+        .map(|url| crate::http::redact_query(url).to_string());
     let target = Arc::new(targets::build(&spec)?);
     let api = target.api()?.clone();
     settings.submit.rate = rate.unwrap_or(api.default_rate());
@@ -222,16 +251,20 @@ async fn import(args: crate::cli::args::ImportArgs) -> Result<i32, RunError> {
     {
         eprintln!("roster: warning: {warning}");
     }
-    finish(result, target.name(), json)
+    finish(result, context, json)
 }
 
-async fn validate(args: crate::cli::args::ValidateArgs) -> Result<i32, RunError> {
+async fn validate(
+    args: crate::cli::args::ValidateArgs,
+    context: &mut RunContext,
+) -> Result<i32, RunError> {
     let ValidatePlan {
         spec,
         settings,
         print_mapping,
         json,
     } = plan::validate(args)?;
+    context.target = Some(spec.name.clone());
     let target = Arc::new(targets::build_schema(&spec)?);
     if print_mapping {
         let (_, mapping) = pipeline::prepare(&settings, &target)?;
@@ -240,13 +273,13 @@ async fn validate(args: crate::cli::args::ValidateArgs) -> Result<i32, RunError>
         }
     }
     let result = pipeline::run(&settings, target.clone(), Arc::new(Stop::default())).await?;
-    finish(result, target.name(), json)
+    finish(result, context, json)
 }
 
 /// Prints the summary and turns the result into an exit code: a stop's own code first
 /// (aborted 3, try again 5, internal 70, interrupted 130), then rows refused in this run (1:
 /// fix the file), then rows left failed (5: a re-run retries them), else 0.
-fn finish(result: pipeline::RunResult, target: &str, json: bool) -> Result<i32, RunError> {
+fn finish(result: pipeline::RunResult, context: &RunContext, json: bool) -> Result<i32, RunError> {
     let summary = &result.summary;
     if summary.requests == 0
         && summary.skipped > 0
@@ -258,17 +291,44 @@ fn finish(result: pipeline::RunResult, target: &str, json: bool) -> Result<i32, 
             summary.skipped
         );
     }
-    eprint!("{}", summary.render(target));
+    eprint!("{}", summary.render(&context.headline()));
+    let (outcome, stopped) = match result.stopped {
+        Some(reason) => {
+            let word = reason.label();
+            let message = reason.message().to_string();
+            let error = RunError::from(reason);
+            let outcome = Outcome {
+                word,
+                reason: Some(message),
+                exit_code: error.exit_code(),
+            };
+            (outcome, Some(error))
+        }
+        None => {
+            let code = exit_code(summary);
+            let (word, reason) = match code {
+                EXIT_OK => ("done", None),
+                EXIT_ROWS_REFUSED => ("refused", None),
+                _ => (
+                    "incomplete",
+                    Some("rows failed or were not processed: a re-run retries them".to_string()),
+                ),
+            };
+            let outcome = Outcome {
+                word,
+                reason,
+                exit_code: code,
+            };
+            (outcome, None)
+        }
+    };
     if json {
-        print_stdout(&format!(
-            "{}\n",
-            serde_json::to_string(summary).unwrap_or_default()
-        ))?;
+        print_stdout(&format!("{}\n", context.json(&outcome, Some(summary))))?;
     }
-    if let Some(reason) = result.stopped {
-        return Err(reason.into());
+    if let Some(error) = stopped {
+        eprintln!("roster: {error}");
     }
-    Ok(exit_code(summary))
+    Ok(outcome.exit_code)
 }
 
 /// The exit code of a run that was not stopped.

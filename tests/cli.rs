@@ -551,3 +551,25 @@ fn import_help_shows_every_default() {
         assert!(block.contains(default), "{flag}: {block}");
     }
 }
+
+#[test]
+fn json_is_printed_on_a_fatal_error_too() {
+    let work = WorkDir::new();
+    let run = work.roster(&["import", "missing.csv", "--json", "--target", "sandbox"]);
+    run.expect_code(2);
+    let json = run.json();
+    assert_eq!(json["outcome"], "error", "{}", run.context());
+    assert_eq!(json["exit_code"], 2, "{}", run.context());
+    assert_eq!(json["command"], "import", "{}", run.context());
+    assert!(
+        json["reason"].as_str().unwrap().contains("missing.csv"),
+        "{}",
+        run.context()
+    );
+    assert_eq!(json["version"], env!("CARGO_PKG_VERSION"));
+    assert!(json["started_at"].as_str().unwrap().ends_with('Z'));
+    assert!(
+        json.get("rows").is_none(),
+        "no totals for a run that never started"
+    );
+}

@@ -8,6 +8,18 @@ mod support;
 
 use support::WorkDir;
 
+/// `http://127.0.0.1:PORT` with the port replaced by a placeholder.
+fn regex_port(text: &str) -> String {
+    match text.find("127.0.0.1:") {
+        Some(at) => {
+            let rest = &text[at + "127.0.0.1:".len()..];
+            let digits = rest.chars().take_while(char::is_ascii_digit).count();
+            format!("{}127.0.0.1:[port]{}", &text[..at], &rest[digits..])
+        }
+        None => text.to_string(),
+    }
+}
+
 /// The summary with its timing line made stable.
 fn stable_summary(stderr: &str) -> String {
     let start = stderr.find("roster: summary").expect("a summary on stderr");
@@ -16,6 +28,11 @@ fn stable_summary(stderr: &str) -> String {
         .map(|line| {
             if line.trim_start().starts_with("elapsed") {
                 "  elapsed             [elapsed]".to_string()
+            } else if let Some(start) = line.strip_prefix("roster: summary of `import` started ") {
+                // The start time and the in-process sandbox's port change every run.
+                let place = start.split_once(" (").map_or("", |(_, rest)| rest);
+                let place = regex_port(place);
+                format!("roster: summary of `import` started [time] ({place}")
             } else {
                 line.to_string()
             }
@@ -72,6 +89,17 @@ fn summary_json() {
         );
         summary[volatile] = serde_json::json!("[volatile]");
     }
+    for volatile in ["started_at", "finished_at"] {
+        let at = summary[volatile].as_str().unwrap_or_default();
+        assert!(
+            at.ends_with('Z') && at.len() == "2026-12-01T15:34:48Z".len(),
+            "{volatile} is an RFC 3339 time: {at}"
+        );
+        summary[volatile] = serde_json::json!("[time]");
+    }
+    let base = summary["base_url"].as_str().unwrap_or_default().to_string();
+    summary["base_url"] = serde_json::json!(regex_port(&base));
+    summary["version"] = serde_json::json!("[version]");
     insta::assert_snapshot!(serde_json::to_string_pretty(&summary).unwrap());
 }
 

@@ -926,3 +926,51 @@ fn refusals_name_the_credential_this_run_actually_used() {
     );
     assert!(!run.stderr().contains("ROSTER_TOKEN"), "{}", run.context());
 }
+
+#[test]
+fn json_names_the_target_the_times_and_why_a_run_was_aborted() {
+    let server = TestSandbox::start(SandboxConfig::default());
+    let work = WorkDir::new();
+    let input = work.write("people.csv", &support::people_csv(5));
+    let base = format!("{}/scim", server.url());
+    let args = [
+        "import",
+        input.to_str().unwrap(),
+        "--target",
+        "scim",
+        "--base-url",
+        &base,
+        "--json",
+        "--quiet",
+    ];
+    let run = work.roster_with_env(&args, &[("ROSTER_TOKEN", "wrong")]);
+    run.expect_code(3);
+    let json = run.json();
+    assert_eq!(json["outcome"], "aborted", "{}", run.context());
+    assert_eq!(json["exit_code"], 3, "{}", run.context());
+    assert_eq!(json["target"], "scim", "{}", run.context());
+    assert_eq!(json["base_url"], base.as_str(), "{}", run.context());
+    assert!(
+        json["reason"]
+            .as_str()
+            .unwrap()
+            .contains("check ROSTER_TOKEN"),
+        "{}",
+        run.context()
+    );
+    let started = json["started_at"].as_str().unwrap();
+    let finished = json["finished_at"].as_str().unwrap();
+    assert!(started <= finished, "{started} then {finished}");
+    // The text summary heads with the same facts, for a cron log.
+    let run = work.roster_with_env(&args[..6], &[("ROSTER_TOKEN", "wrong")]);
+    let headline = run
+        .stderr()
+        .lines()
+        .find(|l| l.starts_with("roster: summary of `import` started "))
+        .map(str::to_string);
+    let headline = headline.unwrap_or_else(|| panic!("no headline{}", run.context()));
+    assert!(
+        headline.contains(&format!("target scim at {base}")),
+        "{headline}"
+    );
+}

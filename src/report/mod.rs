@@ -12,6 +12,7 @@ pub mod html;
 pub mod outputs;
 pub mod passwords;
 mod progress;
+pub mod run_record;
 mod summary;
 
 pub use crate::model::cells::META_COLUMNS;
@@ -21,6 +22,7 @@ pub use error_file::{ErrorFile, ErrorFormat};
 pub use html::ReportCollector;
 pub use passwords::{PasswordFile, PasswordStatus};
 pub use progress::{Progress, ProgressMode};
+pub use run_record::{Outcome, RunContext};
 pub use summary::{RowSet, Summary};
 
 use crate::error::RunError;

@@ -114,13 +114,13 @@ impl Summary {
         self.accounted()
     }
 
-    /// The human table printed on stderr at the end.
-    pub fn render(&self, target: &str) -> String {
-        let mut out = String::new();
+    /// The human table printed on stderr at the end, under `headline` (the run's start
+    /// time, command and target: see [`super::RunContext::headline`]).
+    pub fn render(&self, headline: &str) -> String {
+        let mut out = String::from(headline);
         let line = |out: &mut String, label: &str, value: String| {
             out.push_str(&format!("  {label:<20}{value}\n"));
         };
-        out.push_str(&format!("roster: summary (target {target})\n"));
         line(&mut out, "rows read", self.rows.to_string());
         if let Some(would) = self.would_send {
             line(&mut out, "would be sent", would.to_string());
