@@ -91,19 +91,25 @@ impl ImportSettings {
     }
 }
 
-/// The default error file for an input: `people.csv` → `people.errors.csv` beside it
-/// (`people.errors.jsonl` in JSONL format). Any other input keeps its extension in the name,
-/// so `hr.csv`, `hr.tsv` and `hr.jsonl` never share an error file: `hr.errors.csv`,
-/// `hr.tsv.errors.csv`, `hr.jsonl.errors.csv`.
+/// The default error file for an input, beside it: `people.csv` → `people.errors.csv`,
+/// `people.tsv` → `people.errors.tsv`, `people.xlsx` → `people.errors.xlsx` (and
+/// `people.errors.jsonl` in JSONL format). An input of another kind than its error file keeps
+/// its extension in the name, so no two inputs share one: `hr.jsonl` → `hr.jsonl.errors.csv`,
+/// `hr.ods` → `hr.ods.errors.xlsx`.
 pub fn default_errors_path(input: &Path, format: ErrorFormat) -> PathBuf {
-    let ext = match format {
-        ErrorFormat::Csv => "csv",
-        ErrorFormat::Jsonl => "jsonl",
-    };
-    let csv_input = input
+    let input_ext = input
         .extension()
-        .is_some_and(|e| e.to_string_lossy().eq_ignore_ascii_case("csv"));
-    let base = match csv_input {
+        .map(|e| e.to_string_lossy().to_ascii_lowercase());
+    let ext = match (format, input_ext.as_deref()) {
+        // A TSV (or Excel "Unicode text") input's error file is written as the input was,
+        // and named so.
+        (ErrorFormat::Csv, Some(same @ ("tsv" | "tab" | "txt"))) => same,
+        (ErrorFormat::Csv, _) => "csv",
+        (ErrorFormat::Jsonl, _) => "jsonl",
+        (ErrorFormat::Xlsx, _) => "xlsx",
+    };
+    let same_kind = input_ext.as_deref() == Some(ext) || input_ext.as_deref() == Some("csv");
+    let base = match same_kind {
         true => input.file_stem(),
         false => input.file_name(),
     };
@@ -342,12 +348,17 @@ pub async fn run(
         true => Vec::new(),
         false => mapping.column(Field::Password).into_iter().collect(),
     };
+    let dialect = match source.dialect() {
+        input::Dialect::Text(dialect) => dialect,
+        _ => input::TextDialect::default(),
+    };
     let errors = ErrorFile::new(
         &errors_path,
         settings.errors_format,
         mapping.headers(),
         secret_columns,
     )
+    .in_dialect(dialect)
     .holding_secrets(settings.keep_secrets && mapping.column(Field::Password).is_some());
     let (reports_tx, reports_rx) = std::sync::mpsc::sync_channel(REPORT_CAPACITY);
     let collector = settings.report.as_ref().map(|_| ReportCollector::default());

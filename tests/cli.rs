@@ -535,7 +535,7 @@ fn import_help_shows_every_default() {
         ("--timeout", "[default: 30]"),
         ("--ledger", "[default: roster-ledger.sqlite]"),
         ("--burst", "[default: the target's"),
-        ("--errors-format", "[default: csv]"),
+        ("--errors-format", "[default: the extension of --errors"),
         ("--max-wait", "[default: 5m]"),
         ("--rate", "default: the target's"),
     ] {

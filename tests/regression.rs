@@ -631,9 +631,7 @@ sandbox_test!(
         work.import_to(&server.url(), "hr.tsv", &[]).expect_code(1);
         work.import_to(&server.url(), "hr.jsonl", &[])
             .expect_code(1);
-        assert!(
-            work.path("hr.tsv.errors.csv").exists() && work.path("hr.jsonl.errors.csv").exists()
-        );
+        assert!(work.path("hr.errors.tsv").exists() && work.path("hr.jsonl.errors.csv").exists());
     }
 );
 

@@ -145,10 +145,12 @@ pub struct CommonArgs {
     /// refused].
     #[arg(long = "drop-invalid", value_name = "FIELD")]
     pub drop_invalid: Vec<String>,
-    /// Where refused rows go (default: `<input>.errors.csv`, or `.errors.jsonl`).
+    /// Where refused rows go [default: beside the input: `people.errors.csv`,
+    /// `hr.errors.tsv`, `people.errors.xlsx`, or `.errors.jsonl`].
     #[arg(long)]
     pub errors: Option<PathBuf>,
-    /// The error file's format [default: csv].
+    /// The error file's format [default: the extension of --errors, else xlsx for a
+    /// spreadsheet input and csv for any other].
     #[arg(long, value_enum)]
     pub errors_format: Option<ErrorFormat>,
     /// Keep password cells in the error file instead of blanking them.

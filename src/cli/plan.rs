@@ -7,10 +7,11 @@ use super::args::{
 use super::config::{ConfigFile, load_config};
 use crate::auth::Credentials;
 use crate::error::RunError;
-use crate::input::InputOptions;
+use crate::input::{Format, InputOptions};
 use crate::model::Field;
 use crate::pipeline::{self, ImportSettings, RunMode};
 use crate::prepare::mapping::{MappingOptions, parse_assignment};
+use crate::report::ErrorFormat;
 use crate::report::{ProgressMode, StopRules};
 use crate::submit::RetryPolicy;
 use crate::submit::SubmitSettings;
@@ -282,10 +283,6 @@ fn import_settings(
     submit: SubmitSettings,
     mode: RunMode,
 ) -> Result<ImportSettings, RunError> {
-    let errors_format = common
-        .errors_format
-        .or(config.errors_format)
-        .unwrap_or_default();
     let format = common.format.or(config.format);
     // `-` is standard input, copied to a temporary file; its error file is `stdin.errors.csv`.
     let stdin = match common.file.as_os_str() == "-" {
@@ -300,11 +297,17 @@ fn import_settings(
         ),
         None => (common.file.clone(), format, common.file.clone()),
     };
-    let errors = common
-        .errors
-        .clone()
-        .or(config.errors.clone())
-        .unwrap_or_else(|| pipeline::default_errors_path(&named, errors_format));
+    let errors = common.errors.clone().or(config.errors.clone());
+    // The error file's format: as asked; else the one `--errors PATH` names; else the
+    // input's kind (a spreadsheet gets a workbook back, anything else CSV).
+    let spreadsheet = format.or_else(|| Format::from_path(&named)) == Some(Format::Xlsx);
+    let errors_format = match (common.errors_format.or(config.errors_format), &errors) {
+        (Some(asked), _) => asked,
+        (None, Some(path)) => ErrorFormat::for_path(path),
+        (None, None) if spreadsheet => ErrorFormat::Xlsx,
+        (None, None) => ErrorFormat::Csv,
+    };
+    let errors = errors.unwrap_or_else(|| pipeline::default_errors_path(&named, errors_format));
     Ok(ImportSettings {
         input,
         stdin,

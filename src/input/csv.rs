@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 pub struct CsvSource {
     path: PathBuf,
     delimiter: u8,
+    dialect: super::TextDialect,
     /// What is being read: the file, and on top of it any region a stray quote swallowed,
     /// read again as rows of its own before the file goes on.
     segments: Vec<Segment>,
@@ -313,7 +314,9 @@ impl CsvSource {
         delimiter: Option<u8>,
         encoding: Option<&'static Encoding>,
     ) -> Result<CsvSource, InputError> {
-        let mut decoded = decode::open(path, encoding)?.reader;
+        let decoded = decode::open(path, encoding)?;
+        let (encoding, bom) = (decoded.encoding, decoded.bom);
+        let mut decoded = decoded.reader;
         // Look at the first decoded bytes for a `sep=` line and the delimiter, then read on
         // from the same place.
         let mut head = Vec::with_capacity(HEAD);
@@ -331,6 +334,13 @@ impl CsvSource {
         let delimiter = delimiter
             .or(declared)
             .unwrap_or_else(|| sniff_delimiter(&head));
+        let dialect = super::TextDialect {
+            delimiter,
+            encoding,
+            bom,
+            crlf: first_break_is_crlf(&head),
+            sep_line: declared.is_some(),
+        };
         let joined: Box<dyn Read + Send> = Box::new(std::io::Cursor::new(head).chain(decoded));
         let mut file = Segment::new(joined, delimiter, true, lines_before);
         let raw = file
@@ -369,6 +379,7 @@ impl CsvSource {
         Ok(CsvSource {
             path: path.to_path_buf(),
             delimiter,
+            dialect,
             segments: vec![file],
             headers,
             buffer: csv::ByteRecord::new(),
@@ -380,6 +391,10 @@ impl CsvSource {
 impl RecordSource for CsvSource {
     fn headers(&self) -> &[String] {
         &self.headers
+    }
+
+    fn dialect(&self) -> super::Dialect {
+        super::Dialect::Text(self.dialect)
     }
 
     fn read_record(&mut self, record: &mut Record) -> Result<bool, InputError> {
@@ -547,6 +562,20 @@ impl CsvSource {
 const HEAD: usize = 64 * 1024;
 
 /// Excel's `sep=;` first line: the delimiter it declares and the line's length in bytes.
+/// The file's lines end in CRLF when its first line break (outside quotes) is one.
+fn first_break_is_crlf(head: &[u8]) -> bool {
+    let mut in_quotes = false;
+    for (i, &b) in head.iter().enumerate() {
+        match b {
+            b'"' => in_quotes = !in_quotes,
+            b'\r' if !in_quotes => return head.get(i + 1) == Some(&b'\n'),
+            b'\n' if !in_quotes => return false,
+            _ => {}
+        }
+    }
+    false
+}
+
 fn excel_separator_line(head: &[u8]) -> Option<(u8, usize)> {
     if head.len() < 5 || !head[..4].eq_ignore_ascii_case(b"sep=") {
         return None;

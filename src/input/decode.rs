@@ -21,6 +21,8 @@ pub struct Decoded {
     pub reader: Box<dyn Read + Send>,
     /// The source encoding.
     pub encoding: &'static Encoding,
+    /// The file starts with a byte-order mark.
+    pub bom: bool,
 }
 
 /// Parses an `--encoding` label (`utf-8`, `utf-16le`, `windows-1252`, `latin1`…).
@@ -53,6 +55,7 @@ pub fn open(path: &Path, forced: Option<&'static Encoding>) -> Result<Decoded, I
         return Ok(Decoded {
             reader: whole,
             encoding,
+            bom: bom.is_some(),
         });
     }
     let reader = DecodeReaderBytesBuilder::new()
@@ -62,6 +65,7 @@ pub fn open(path: &Path, forced: Option<&'static Encoding>) -> Result<Decoded, I
     Ok(Decoded {
         reader: Box::new(reader),
         encoding,
+        bom: bom.is_some(),
     })
 }
 

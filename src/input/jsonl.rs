@@ -63,6 +63,10 @@ impl RecordSource for JsonlSource {
         &self.headers
     }
 
+    fn dialect(&self) -> super::Dialect {
+        super::Dialect::Jsonl
+    }
+
     fn read_record(&mut self, record: &mut Record) -> Result<bool, InputError> {
         loop {
             self.line.clear();

@@ -62,10 +62,52 @@ pub struct Record {
     pub defect: Option<String>,
 }
 
+/// How a file is written, so that the error file fed back to its user is written the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// Delimited text (CSV, TSV).
+    Text(TextDialect),
+    /// A spreadsheet workbook.
+    Spreadsheet,
+    /// JSON lines.
+    Jsonl,
+}
+
+/// The way a delimited text file is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TextDialect {
+    /// The field delimiter.
+    pub delimiter: u8,
+    /// The text encoding.
+    pub encoding: &'static encoding_rs::Encoding,
+    /// It starts with a byte-order mark.
+    pub bom: bool,
+    /// Its lines end in CRLF.
+    pub crlf: bool,
+    /// It starts with Excel's `sep=X` line.
+    pub sep_line: bool,
+}
+
+impl Default for TextDialect {
+    /// Plain CSV: `,`, UTF-8 without a BOM, LF.
+    fn default() -> Self {
+        TextDialect {
+            delimiter: b',',
+            encoding: encoding_rs::UTF_8,
+            bom: false,
+            crlf: false,
+            sep_line: false,
+        }
+    }
+}
+
 /// A stream of records with a fixed header list.
 pub trait RecordSource: Send {
     /// The column headers, as written in the file.
     fn headers(&self) -> &[String];
+
+    /// How the file is written.
+    fn dialect(&self) -> Dialect;
 
     /// Reads the next record into `record`; `Ok(false)` at the end of the input.
     /// Blank records are skipped. `Err` is for the file as a whole becoming unreadable.

@@ -257,6 +257,10 @@ impl RecordSource for SheetSource {
         &self.headers
     }
 
+    fn dialect(&self) -> super::Dialect {
+        super::Dialect::Spreadsheet
+    }
+
     fn read_record(&mut self, record: &mut Record) -> Result<bool, InputError> {
         let width = self.headers.len();
         let Some(row) = self.rows.next() else {

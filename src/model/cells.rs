@@ -1,6 +1,8 @@
 //! CSV injection (OWASP): a cell that starts with `=`, `+`, `-`, `@`, tab or CR is a formula
 //! to a spreadsheet. Every CSV roster writes prefixes such cells with `'`; reading roster's own
-//! file back removes that prefix again, so a round trip changes nothing.
+//! file back removes that prefix again, so a round trip changes nothing. A number as people
+//! write phones (`+44 20 7946 0958`, `-1`) is left alone: made only of digits, spaces and
+//! `()+-./`, it can call nothing, and Excel would show the `'` literally.
 
 use std::borrow::Cow;
 
@@ -14,11 +16,21 @@ fn is_trigger(c: char) -> bool {
 
 /// The cell as written to a CSV for people: formula triggers get a leading `'`.
 pub fn neutralise(cell: &str) -> Cow<'_, str> {
-    if cell.starts_with(is_trigger) || is_restorable(cell) {
+    if (cell.starts_with(is_trigger) && !is_number_like(cell)) || is_restorable(cell) {
         Cow::Owned(format!("'{cell}"))
     } else {
         Cow::Borrowed(cell)
     }
+}
+
+/// `+`/`-` and then only digits, spaces and `()+-./`, with a digit: a phone or a number,
+/// never a formula that can reach anything.
+fn is_number_like(cell: &str) -> bool {
+    cell.starts_with(['+', '-'])
+        && cell.chars().any(|c| c.is_ascii_digit())
+        && cell
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, ' ' | '(' | ')' | '+' | '-' | '.' | '/'))
 }
 
 /// Undoes [`neutralise`] for a cell read from roster's own output.
@@ -48,8 +60,9 @@ mod tests {
     fn triggers_are_prefixed_and_restored() {
         for cell in [
             "=SUM(A1)",
-            "+44 20 7946 0958",
-            "-1",
+            "+cmd|' /C calc'!A0",
+            "-2+3+cmd|' /C calc'!A0",
+            "+",
             "@admin",
             "\tx",
             "\rx",
@@ -71,6 +84,9 @@ mod tests {
             "'quoted'",
             "",
             "4155550123",
+            "+44 20 7946 0958",
+            "+1 (415) 555-0100",
+            "-1",
         ] {
             assert_eq!(neutralise(cell), cell);
             assert_eq!(restore(cell), cell);

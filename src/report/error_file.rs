@@ -1,13 +1,21 @@
-//! The error file: every refused row, ready to fix and feed back in.
+//! The error file: every refused row, ready to fix and feed back in, in the input's own dialect.
 //!
 //! CSV (default): the input's own columns in their order and spelling (minus roster's `_`
 //! columns from an earlier error file), then `_row`, `_status`, `_errors`; formula cells are
-//! neutralised. JSONL (`--errors-format jsonl`): `{row, status, errors: [FieldError],
-//! record: {column: value}}` per line. Secret columns are blanked unless asked otherwise.
+//! neutralised. It is written as the input was: its delimiter, line ending and `sep=` line,
+//! and its encoding when every value fits (else UTF-8 with a BOM, so Excel reads it right).
+//! XLSX (the default for a spreadsheet input): the same columns as text cells, which no
+//! spreadsheet runs as formulas. JSONL (`--errors-format jsonl`): `{row, status, errors:
+//! [FieldError], warnings, record: {column: value}}` per line. Secret columns are blanked
+//! unless asked otherwise.
+//!
+//! CSV and XLSX rows are first written to a plain working CSV beside the file; at the end it
+//! is sorted by row (when small enough) and rendered in the dialect, then replaces the file.
 
 use crate::error::RunError;
 use crate::files::Privacy;
-use crate::model::cells::neutralise;
+use crate::input::TextDialect;
+use crate::model::cells::{neutralise, restore};
 use crate::model::{RowReport, join_errors};
 use std::borrow::Cow;
 use std::fs::File;
@@ -19,15 +27,32 @@ use crate::model::cells::META_COLUMNS;
 /// Past this many rows the error file is left in completion order rather than sorted.
 const MAX_SORTED_ROWS: u64 = 100_000;
 
+/// The most characters an XLSX cell holds (Excel's limit).
+const XLSX_CELL_CHARS: usize = 32_767;
+
 /// Error file formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum ErrorFormat {
-    /// The input's columns plus `_row`, `_status`, `_errors`.
+    /// The input's columns plus `_row`, `_status`, `_errors`, in the input's CSV dialect.
     #[default]
     Csv,
     /// One JSON object per refused row.
     Jsonl,
+    /// A workbook of text cells (the default for a spreadsheet input).
+    Xlsx,
+}
+
+impl ErrorFormat {
+    /// The format a path's extension names (`.xlsx`, `.jsonl`), else CSV.
+    pub fn for_path(path: &Path) -> ErrorFormat {
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+        match ext.to_ascii_lowercase().as_str() {
+            "xlsx" => ErrorFormat::Xlsx,
+            "jsonl" | "ndjson" => ErrorFormat::Jsonl,
+            _ => ErrorFormat::Csv,
+        }
+    }
 }
 
 enum Writer {
@@ -39,6 +64,7 @@ enum Writer {
 pub struct ErrorFile {
     path: PathBuf,
     format: ErrorFormat,
+    dialect: TextDialect,
     headers: Vec<String>,
     keep: Vec<usize>,
     secret_columns: Vec<usize>,
@@ -64,6 +90,7 @@ impl ErrorFile {
         ErrorFile {
             path: path.to_path_buf(),
             format,
+            dialect: TextDialect::default(),
             headers: headers.to_vec(),
             keep,
             secret_columns,
@@ -73,6 +100,13 @@ impl ErrorFile {
             in_order: true,
             privacy: Privacy::Personal,
         }
+    }
+
+    /// A CSV error file is written in `dialect`: the input's delimiter, line ending, `sep=`
+    /// line and (where every value fits) encoding.
+    pub fn in_dialect(mut self, dialect: TextDialect) -> ErrorFile {
+        self.dialect = dialect;
+        self
     }
 
     /// The file keeps secret cells (`--keep-secrets` with a password column): it is
@@ -91,6 +125,14 @@ impl ErrorFile {
         }
     }
 
+    /// Where rows go during the run: the file itself for JSONL, else a plain working CSV.
+    fn working_path(&self) -> PathBuf {
+        match self.format {
+            ErrorFormat::Jsonl => self.path.clone(),
+            _ => sibling(&self.path, "partial"),
+        }
+    }
+
     fn cell<'a>(&self, report: &'a RowReport, i: usize) -> &'a str {
         if self.secret_columns.contains(&i) {
             ""
@@ -100,11 +142,11 @@ impl ErrorFile {
     }
 
     fn open(&self) -> Result<Writer, RunError> {
-        let file =
-            crate::files::create(&self.path, self.privacy).map_err(|e| self.output_error(e))?;
+        let file = crate::files::create(&self.working_path(), self.privacy)
+            .map_err(|e| self.output_error(e))?;
         let file = BufWriter::new(file);
         Ok(match self.format {
-            ErrorFormat::Csv => {
+            ErrorFormat::Csv | ErrorFormat::Xlsx => {
                 let mut writer = csv::Writer::from_writer(file);
                 let mut header: Vec<Cow<str>> = self
                     .keep
@@ -171,9 +213,10 @@ impl ErrorFile {
         Ok(())
     }
 
-    /// Flushes the file, sorting it by row when it is small enough; returns its path if any
-    /// row was written. A stale error file from an earlier run is removed when nothing was
-    /// refused this time, so what is on disk always describes the last run.
+    /// Flushes the file, sorting it by row when it is small enough and rendering it in its
+    /// dialect; returns its path if any row was written. A stale error file from an earlier
+    /// run is removed when nothing was refused this time, so what is on disk always
+    /// describes the last run.
     pub fn finish(mut self) -> Result<Option<PathBuf>, RunError> {
         let Some(writer) = self.writer.take() else {
             if self.path.exists() {
@@ -186,12 +229,22 @@ impl ErrorFile {
             Writer::Jsonl(mut w) => w.flush(),
         };
         flushed.map_err(|e| self.output_error(e))?;
+        let working = self.working_path();
         if !self.in_order && self.rows_written <= MAX_SORTED_ROWS {
             let sorted = match self.format {
-                ErrorFormat::Csv => sort_csv(&self.path, self.privacy),
-                ErrorFormat::Jsonl => sort_jsonl(&self.path, self.privacy),
+                ErrorFormat::Csv | ErrorFormat::Xlsx => sort_csv(&working, self.privacy),
+                ErrorFormat::Jsonl => sort_jsonl(&working, self.privacy),
             };
             sorted.map_err(|e| self.output_error(e))?;
+        }
+        let rendered = match self.format {
+            ErrorFormat::Jsonl => Ok(()),
+            ErrorFormat::Csv => render_csv(&working, &self.path, self.dialect, self.privacy),
+            ErrorFormat::Xlsx => render_xlsx(&working, &self.path, self.privacy),
+        };
+        rendered.map_err(|e| self.output_error(e))?;
+        if working != self.path {
+            std::fs::remove_file(&working).map_err(|e| self.output_error(e))?;
         }
         Ok(Some(self.path))
     }
@@ -206,6 +259,13 @@ impl super::Sink for ErrorFile {
             false => Ok(()),
         }
     }
+}
+
+/// `path` with `.suffix` added to its name (`e.csv` → `e.csv.partial`).
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{suffix}"));
+    path.with_file_name(name)
 }
 
 /// The `_errors` cell: the errors, then each left-out cell as `warning: column: message`.
@@ -233,7 +293,7 @@ fn sort_csv(path: &Path, privacy: Privacy) -> std::io::Result<()> {
             .unwrap_or(0)
     };
     records.sort_by_key(row_of);
-    let tmp = path.with_extension("sorting");
+    let tmp = sibling(path, "sorting");
     {
         let mut writer = csv::Writer::from_writer(crate::files::create(&tmp, privacy)?);
         writer.write_byte_record(&headers)?;
@@ -243,6 +303,178 @@ fn sort_csv(path: &Path, privacy: Privacy) -> std::io::Result<()> {
         writer.flush()?;
     }
     std::fs::rename(tmp, path)
+}
+
+/// Renders the working CSV at `path` in `dialect`: the input's encoding when every value
+/// fits it (UTF-16 always does: Excel's "Unicode text" comes back as such), else UTF-8 with
+/// a byte-order mark.
+fn render_csv(
+    working: &Path,
+    path: &Path,
+    dialect: TextDialect,
+    privacy: Privacy,
+) -> std::io::Result<()> {
+    use encoding_rs::UTF_8;
+    let tmp = sibling(path, "rendering");
+    let fitted =
+        dialect.encoding != UTF_8 && write_csv(working, &tmp, dialect, dialect.encoding, privacy)?;
+    if !fitted {
+        write_csv(working, &tmp, dialect, UTF_8, privacy)?;
+    }
+    std::fs::rename(tmp, path)
+}
+
+/// Writes the working CSV's records to `out` in `dialect` and `encoding`; returns false when
+/// a value `encoding` cannot hold was met (the file is then written again in UTF-8).
+fn write_csv(
+    working: &Path,
+    out: &Path,
+    dialect: TextDialect,
+    encoding: &'static encoding_rs::Encoding,
+    privacy: Privacy,
+) -> std::io::Result<bool> {
+    let mut file = BufWriter::new(crate::files::create(out, privacy)?);
+    // A BOM where the input had one, or where the input's encoding could not be kept: the
+    // BOM is how Excel knows the file is UTF-8.
+    // UTF-16 always has one: it is how anything tells its byte order.
+    match encoding {
+        e if e == encoding_rs::UTF_8 && (dialect.bom || dialect.encoding != e) => {
+            file.write_all(b"\xEF\xBB\xBF")?
+        }
+        e if e == encoding_rs::UTF_16LE => file.write_all(b"\xFF\xFE")?,
+        e if e == encoding_rs::UTF_16BE => file.write_all(b"\xFE\xFF")?,
+        _ => {}
+    }
+    let mut encoded = Encoded {
+        inner: file,
+        encoding,
+        pending: Vec::new(),
+        unmappable: false,
+    };
+    if dialect.sep_line {
+        let ending = if dialect.crlf { "\r\n" } else { "\n" };
+        write!(encoded, "sep={}{ending}", dialect.delimiter as char)?;
+    }
+    let terminator = match dialect.crlf {
+        true => csv::Terminator::CRLF,
+        false => csv::Terminator::Any(b'\n'),
+    };
+    let mut writer = csv::WriterBuilder::new()
+        .delimiter(dialect.delimiter)
+        .terminator(terminator)
+        .from_writer(encoded);
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_path(working)?;
+    for record in reader.byte_records() {
+        writer.write_byte_record(&record?)?;
+    }
+    writer.flush()?;
+    let mut encoded = writer.into_inner().map_err(|e| e.into_error())?;
+    encoded.inner.flush()?;
+    Ok(!encoded.unmappable)
+}
+
+/// UTF-8 written through it reaches `inner` in `encoding`; a character `encoding` cannot
+/// hold is noted in `unmappable` (the caller then writes UTF-8 instead).
+struct Encoded<W: Write> {
+    inner: W,
+    encoding: &'static encoding_rs::Encoding,
+    /// Bytes of a character split between two writes.
+    pending: Vec<u8>,
+    unmappable: bool,
+}
+
+impl<W: Write> Write for Encoded<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.encoding == encoding_rs::UTF_8 {
+            return self.inner.write_all(buf).map(|_| buf.len());
+        }
+        self.pending.extend_from_slice(buf);
+        let whole = match std::str::from_utf8(&self.pending) {
+            Ok(text) => text.len(),
+            Err(e) => e.valid_up_to(),
+        };
+        let text = std::str::from_utf8(&self.pending[..whole]).expect("checked above");
+        // encoding_rs encodes into UTF-16 as UTF-8 (the Encoding Standard has no UTF-16
+        // encoder), so its code units are written here.
+        if self.encoding == encoding_rs::UTF_16LE || self.encoding == encoding_rs::UTF_16BE {
+            let little = self.encoding == encoding_rs::UTF_16LE;
+            let mut bytes = Vec::with_capacity(text.len() * 2);
+            for unit in text.encode_utf16() {
+                let pair = if little {
+                    unit.to_le_bytes()
+                } else {
+                    unit.to_be_bytes()
+                };
+                bytes.extend_from_slice(&pair);
+            }
+            self.inner.write_all(&bytes)?;
+        } else {
+            let (bytes, _, unmappable) = self.encoding.encode(text);
+            self.unmappable |= unmappable;
+            self.inner.write_all(&bytes)?;
+        }
+        self.pending.drain(..whole);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Renders the working CSV at `path` as a workbook of text cells: a bold header row frozen
+/// in place, the `_errors` column wide and wrapped, roster's formula prefixes undone (a text
+/// cell is never a formula).
+fn render_xlsx(working: &Path, path: &Path, privacy: Privacy) -> std::io::Result<()> {
+    use rust_xlsxwriter::{Color, Format, Workbook};
+    let xlsx = |e: rust_xlsxwriter::XlsxError| std::io::Error::other(e.to_string());
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_path(working)?;
+    let mut workbook = Workbook::new();
+    let sheet = workbook
+        .add_worksheet_with_constant_memory()
+        .map_err(xlsx)?;
+    sheet.set_name("Refused rows").map_err(xlsx)?;
+    let header = Format::new()
+        .set_bold()
+        .set_background_color(Color::RGB(0xDDEBF7));
+    let wrapped = Format::new().set_text_wrap();
+    let mut errors_column = None;
+    for (r, record) in reader.records().enumerate() {
+        let record = record?;
+        let row = u32::try_from(r).map_err(std::io::Error::other)?;
+        if r == 0 {
+            let column = record.len().saturating_sub(1) as u16;
+            errors_column = Some(column);
+            sheet.set_column_width(column, 80).map_err(xlsx)?;
+            sheet.set_freeze_panes(1, 0).map_err(xlsx)?;
+        }
+        for (c, cell) in record.iter().enumerate() {
+            let column = u16::try_from(c).map_err(std::io::Error::other)?;
+            let text = clip(restore(cell), XLSX_CELL_CHARS);
+            let written = match (r, Some(column) == errors_column) {
+                (0, _) => sheet.write_string_with_format(row, column, text, &header),
+                (_, true) => sheet.write_string_with_format(row, column, text, &wrapped),
+                _ => sheet.write_string(row, column, text),
+            };
+            written.map_err(xlsx)?;
+        }
+    }
+    let tmp = sibling(path, "rendering");
+    let file = crate::files::create(&tmp, privacy)?;
+    workbook.save_to_writer(file).map_err(xlsx)?;
+    std::fs::rename(tmp, path)
+}
+
+/// At most `max` characters of `text`.
+fn clip(text: &str, max: usize) -> &str {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => &text[..at],
+        None => text,
+    }
 }
 
 /// Rewrites a JSONL error file in `row` order.
@@ -260,7 +492,7 @@ fn sort_jsonl(path: &Path, privacy: Privacy) -> std::io::Result<()> {
         })
         .collect();
     keyed.sort_by_key(|(row, _)| *row);
-    let tmp = path.with_extension("sorting");
+    let tmp = sibling(path, "sorting");
     {
         let mut out = BufWriter::new(crate::files::create(&tmp, privacy)?);
         for (_, line) in &keyed {
@@ -346,6 +578,74 @@ mod tests {
             lines[1]["record"],
             serde_json::json!({"Email": "a@x", "Password": ""})
         );
+    }
+
+    #[test]
+    fn a_value_the_inputs_encoding_cannot_hold_makes_the_file_utf8_with_a_bom() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.csv");
+        let dialect = TextDialect {
+            delimiter: b';',
+            encoding: encoding_rs::WINDOWS_1252,
+            crlf: true,
+            ..TextDialect::default()
+        };
+        let mut file =
+            ErrorFile::new(&path, ErrorFormat::Csv, &headers(), vec![]).in_dialect(dialect);
+        file.write(&report(2, Outcome::Invalid, &["Müller", "", "", "", ""]))
+            .unwrap();
+        file.finish().unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(
+            bytes,
+            b"Email;Password;_row;_status;_errors\r\nM\xFCller;;2;invalid;Email: bad\r\n"
+        );
+        assert!(
+            !dir.path().join("e.csv.partial").exists(),
+            "working file removed"
+        );
+
+        let mut file =
+            ErrorFile::new(&path, ErrorFormat::Csv, &headers(), vec![]).in_dialect(dialect);
+        file.write(&report(2, Outcome::Invalid, &["Łukasz", "", "", "", ""]))
+            .unwrap();
+        file.finish().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("\u{FEFF}Email;Password;"), "{text:?}");
+        assert!(text.contains("Łukasz;;2;invalid"), "{text:?}");
+    }
+
+    #[test]
+    fn an_xlsx_error_file_holds_text_cells_that_never_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.xlsx");
+        let mut file = ErrorFile::new(&path, ErrorFormat::Xlsx, &headers(), vec![1]);
+        file.write(&report(
+            3,
+            Outcome::Invalid,
+            &["=HYPERLINK(\"http://x\")", "pw", "", "", ""],
+        ))
+        .unwrap();
+        file.write(&report(
+            2,
+            Outcome::Invalid,
+            &["+14155550100", "pw", "", "", ""],
+        ))
+        .unwrap();
+        file.finish().unwrap();
+        let mut source = crate::input::open(&path, None).unwrap();
+        assert_eq!(
+            source.headers(),
+            ["Email", "Password", "_row", "_status", "_errors"]
+        );
+        let rows = crate::input::read_all(source.as_mut()).unwrap();
+        let cells: Vec<Vec<String>> = rows.into_iter().map(|r| r.cells).collect();
+        assert_eq!(
+            cells[0][..3],
+            ["+14155550100", "", "2"],
+            "sorted, secret blanked"
+        );
+        assert_eq!(cells[1][0], "=HYPERLINK(\"http://x\")", "kept as text");
     }
 
     #[test]
