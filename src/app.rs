@@ -70,6 +70,7 @@ pub fn run(cli: Cli) -> i32 {
                 print_stdout(&targets::describe())?;
                 Ok(EXIT_OK)
             }
+            Command::Template(args) => template(args),
             Command::Completions { shell } => {
                 let mut script = Vec::new();
                 clap_complete::generate(shell, &mut Cli::command(), "roster", &mut script);
@@ -100,6 +101,56 @@ pub fn run(cli: Cli) -> i32 {
             e.exit_code()
         }
     }
+}
+
+/// `roster template`: the target's columns and an example row, as CSV or XLSX.
+fn template(args: crate::cli::args::TemplateArgs) -> Result<i32, RunError> {
+    use crate::template::TemplateFormat;
+    let mut options = std::collections::BTreeMap::new();
+    for item in &args.target_option {
+        let (key, value) = item.split_once('=').ok_or_else(|| {
+            RunError::Usage(format!("--target-option `{item}`: expected KEY=VALUE"))
+        })?;
+        options.insert(key.trim().to_string(), value.to_string());
+    }
+    let spec = TargetSpec {
+        name: args.target.unwrap_or_else(|| "sandbox".into()),
+        profile: args.profile,
+        options,
+        ..TargetSpec::default()
+    };
+    let target = Arc::new(targets::build_schema(&spec)?);
+    let columns = crate::template::columns(&target)?;
+    let by_extension = args.output.as_deref().and_then(|path| {
+        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+        Some(match ext.as_str() {
+            "xlsx" => TemplateFormat::Xlsx,
+            _ => TemplateFormat::Csv,
+        })
+    });
+    match (
+        args.format.or(by_extension).unwrap_or(TemplateFormat::Csv),
+        args.output,
+    ) {
+        (TemplateFormat::Csv, None) => {
+            print_stdout(&String::from_utf8_lossy(&crate::template::csv(&columns)?))?;
+        }
+        (TemplateFormat::Csv, Some(path)) => {
+            let bytes = crate::template::csv(&columns)?;
+            let written = crate::files::create(&path, crate::files::Privacy::Personal)
+                .and_then(|mut file| std::io::Write::write_all(&mut file, &bytes));
+            written.map_err(|e| RunError::Output { path, source: e })?;
+        }
+        (TemplateFormat::Xlsx, Some(path)) => {
+            crate::template::write_xlsx(&target, &columns, &path)?;
+        }
+        (TemplateFormat::Xlsx, None) => {
+            return Err(RunError::Usage(
+                "an XLSX template needs a file: give -o FILE.xlsx".into(),
+            ));
+        }
+    }
+    Ok(EXIT_OK)
 }
 
 /// The manual page of roster, or of the command `path` names (`["ledger", "export"]`).

@@ -18,4 +18,5 @@ pub mod prepare;
 pub mod report;
 pub mod submit;
 pub mod targets;
+pub mod template;
 pub mod values;

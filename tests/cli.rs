@@ -573,3 +573,80 @@ fn json_is_printed_on_a_fatal_error_too() {
         "no totals for a run that never started"
     );
 }
+
+#[test]
+fn a_template_for_every_target_validates_with_nothing_refused() {
+    let work = WorkDir::new();
+    let profile = work.sample("http-profile.toml");
+    let profile = profile.to_str().unwrap();
+    for target in roster::targets::names() {
+        let mut pick = vec!["--target", target];
+        if target == "http" {
+            pick.extend(["--profile", profile]);
+        }
+        let csv = format!("{target}.csv");
+        let xlsx = format!("{target}.xlsx");
+        let mut args = vec!["template", "-o", csv.as_str()];
+        args.extend(&pick);
+        work.roster(&args).expect_code(0);
+        let mut args = vec!["template", "-o", xlsx.as_str()];
+        args.extend(&pick);
+        work.roster(&args).expect_code(0);
+        let header = work.read(&csv).lines().next().unwrap().to_string();
+        assert!(
+            header.starts_with("Email [Required],"),
+            "{target}: {header}"
+        );
+        for file in [&csv, &xlsx] {
+            let mut args = vec!["validate", file.as_str(), "--json"];
+            args.extend(&pick);
+            let run = work.roster(&args);
+            run.expect_code(0);
+            assert_eq!(
+                run.json()["would_send"],
+                1,
+                "{target} {file}{}",
+                run.context()
+            );
+            assert_eq!(run.json()["invalid"], 0, "{target} {file}{}", run.context());
+        }
+    }
+    // The pages' required fields are marked: cl2c's phone, Nexway's and Cryptlex's password.
+    let header = |target: &str| {
+        let run = work.roster(&["template", "--target", target]);
+        run.expect_code(0);
+        run.stdout().lines().next().unwrap().to_string()
+    };
+    assert!(header("cl2c").contains("Phone [Required]"));
+    assert!(header("nexway").contains("Password [Required]"));
+    assert!(header("cryptlex").contains("Password [Required]"));
+    assert!(
+        !header("cryptlex").contains("Phone"),
+        "Cryptlex takes no phone"
+    );
+}
+
+#[test]
+fn an_xlsx_template_has_pick_lists_and_a_sheet_about_its_columns() {
+    let work = WorkDir::new();
+    work.roster(&["template", "--target", "cryptlex", "-o", "t.xlsx"])
+        .expect_code(0);
+    let mut archive =
+        zip::ZipArchive::new(std::fs::File::open(work.path("t.xlsx")).unwrap()).unwrap();
+    let mut part = |name: &str| {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut archive.by_name(name).unwrap(), &mut text).unwrap();
+        text
+    };
+    let workbook = part("xl/workbook.xml");
+    assert!(workbook.contains("name=\"People\"") && workbook.contains("name=\"About\""));
+    let people = part("xl/worksheets/sheet1.xml");
+    assert!(
+        people.contains("<dataValidation type=\"list\"")
+            && people.contains("\"user,organization-admin\""),
+        "{people}"
+    );
+    let run = work.roster(&["template", "--format", "xlsx"]);
+    run.expect_code(2);
+    assert!(run.stderr().contains("-o FILE.xlsx"), "{}", run.context());
+}

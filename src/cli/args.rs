@@ -72,6 +72,11 @@ pub enum Command {
     /// List the built-in targets and the environment variables they read.
     #[command(after_help = "Example:\n  roster targets")]
     Targets,
+    /// Write a file to start from: the target's columns, one example row that passes.
+    #[command(
+        after_help = "Examples:\n  roster template --target cryptlex > people.csv\n  roster template --target scim -o people.xlsx   # with pick lists and an About sheet"
+    )]
+    Template(TemplateArgs),
     /// Print a completion script for SHELL on stdout.
     #[command(
         after_help = "Examples:\n  roster completions bash > ~/.local/share/bash-completion/completions/roster\n  roster completions zsh > \"${fpath[1]}/_roster\"\n  roster completions fish > ~/.config/fish/completions/roster.fish"
@@ -241,6 +246,26 @@ pub struct ValidateArgs {
     /// written to FILE): a target that requires passwords then validates a file without them.
     #[arg(long, value_name = "FILE")]
     pub generate_passwords: Option<PathBuf>,
+}
+
+/// `roster template`.
+#[derive(Debug, Args)]
+pub struct TemplateArgs {
+    /// The target whose columns the template holds [default: sandbox].
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(crate::targets::names()))]
+    pub target: Option<String>,
+    /// The generic target's TOML description (`--target http --profile FILE.toml`).
+    #[arg(long, value_name = "FILE.toml")]
+    pub profile: Option<PathBuf>,
+    /// A target-specific setting (repeatable), as for `import`.
+    #[arg(long = "target-option", value_name = "KEY=VALUE")]
+    pub target_option: Vec<String>,
+    /// The template's format [default: from the extension of -o, else csv].
+    #[arg(long, value_enum)]
+    pub format: Option<crate::template::TemplateFormat>,
+    /// Write it here [default: standard output, for CSV].
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 /// `roster sandbox`.
