@@ -64,6 +64,7 @@ fn bench(c: &mut Criterion) {
                     stop_rules: Default::default(),
                     drop_invalid: Vec::new(),
                     stdin: None,
+                    results: None,
                 };
                 let result = runtime
                     .block_on(pipeline::run(&settings, target, Arc::new(Stop::default())))

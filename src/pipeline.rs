@@ -76,6 +76,8 @@ pub struct ImportSettings {
     pub stop_rules: StopRules,
     /// `--drop-invalid`: optional fields whose invalid cell is left out, not the row.
     pub drop_invalid: Vec<Field>,
+    /// `--results FILE`: every row with its outcome, remote id and message, in this format.
+    pub results: Option<(PathBuf, ErrorFormat)>,
     /// The input is `-`: standard input, copied to `input` (removed when the last clone of
     /// the settings goes).
     pub stdin: Option<Arc<input::stdin::SpooledStdin>>,
@@ -216,6 +218,9 @@ pub async fn run(
     if let Some(passwords) = &settings.generate_passwords {
         named.push(("--generate-passwords", passwords));
     }
+    if let Some((results, _)) = &settings.results {
+        named.push(("--results", results));
+    }
     outputs::check(&settings.input, Some(&settings.ledger), &named)?;
     // A validation needs no API: it has no endpoint to check.
     let endpoint = match settings.mode {
@@ -352,6 +357,12 @@ pub async fn run(
         input::Dialect::Text(dialect) => dialect,
         _ => input::TextDialect::default(),
     };
+    let holding_secrets = settings.keep_secrets && mapping.column(Field::Password).is_some();
+    let results = settings.results.as_ref().map(|(path, format)| {
+        ErrorFile::results(path, *format, mapping.headers(), secret_columns.clone())
+            .in_dialect(dialect)
+            .holding_secrets(holding_secrets)
+    });
     let errors = ErrorFile::new(
         &errors_path,
         settings.errors_format,
@@ -359,12 +370,13 @@ pub async fn run(
         secret_columns,
     )
     .in_dialect(dialect)
-    .holding_secrets(settings.keep_secrets && mapping.column(Field::Password).is_some());
+    .holding_secrets(holding_secrets);
+    let files = crate::report::aggregator::Files { errors, results };
     let (reports_tx, reports_rx) = std::sync::mpsc::sync_channel(REPORT_CAPACITY);
     let collector = settings.report.as_ref().map(|_| ReportCollector::default());
     let aggregator = Aggregator::spawn(
         reports_rx,
-        errors,
+        files,
         settings.progress,
         collector,
         stop.clone(),
@@ -433,7 +445,7 @@ pub async fn run(
         .await
         .map_err(|e| RunError::Internal(format!("the reader stopped: {e}")))?;
     let ledger_result = writer.finish();
-    let (mut summary, errors_file, collector, reported) = aggregator.finish()?;
+    let (mut summary, errors_file, collector, reported, results_file) = aggregator.finish()?;
     let mut ledger = ledger_result?;
     let read = read?;
     dispatched.map_err(|_| LedgerError::WriterStopped {
@@ -479,6 +491,7 @@ pub async fn run(
         RunMode::ValidateOnly => "(none: validation only)".to_string(),
     };
     summary.errors_file = errors_file.as_ref().map(|p| p.display().to_string());
+    summary.results_file = results_file.as_ref().map(|p| p.display().to_string());
     if sending {
         // Remember what roster wrote, so a later run never overwrites the user's edits.
         let key = crate::ledger::lock::canonical(&errors_path)

@@ -632,3 +632,71 @@ fn windows_1252_utf16_and_utf8_bom_exports_give_the_same_users() {
     assert_eq!(seen[0], seen[1]);
     assert_eq!(seen[0], seen[2]);
 }
+
+sandbox_test!(
+    results_lists_every_row_in_input_order_with_its_outcome_and_remote_id,
+    SandboxConfig::default(),
+    |server, work| {
+        work.sample("people.csv");
+        let url = server.url();
+        let args = ["--concurrency", "8", "--results", "results.csv", "--json"];
+        let run = work.import_to(&url, "people.csv", &args);
+        run.expect_code(1);
+        let summary = run.json();
+        assert_eq!(summary["results_file"], "results.csv", "{}", run.context());
+        let read = |work: &WorkDir| {
+            let mut reader = csv::Reader::from_path(work.path("results.csv")).unwrap();
+            let headers = reader.headers().unwrap().clone();
+            let at = |name: &str| headers.iter().position(|h| h == name).unwrap();
+            let (row, status, id, email) = (
+                at("_row"),
+                at("_status"),
+                at("_remote_id"),
+                at("E-mail Address"),
+            );
+            reader
+                .records()
+                .map(|r| {
+                    let r = r.unwrap();
+                    let row: u64 = r[row].parse().unwrap();
+                    (
+                        row,
+                        r[status].to_string(),
+                        r[id].to_string(),
+                        r[email].to_string(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        let rows = read(&work);
+        assert_eq!(rows.len() as u64, summary["rows"].as_u64().unwrap());
+        assert!(rows.windows(2).all(|w| w[0].0 < w[1].0), "input order");
+        let stored = server.sandbox.users();
+        for (row, status, id, email) in &rows {
+            if status == "created" {
+                let user = stored
+                    .iter()
+                    .find(|u| u.email == email.to_lowercase())
+                    .unwrap_or_else(|| panic!("row {row}: {email} not on the server"));
+                assert_eq!(id, &user.id, "row {row}");
+            } else {
+                assert!(id.is_empty(), "row {row} {status}: no id");
+            }
+        }
+        assert_eq!(
+            rows.iter().filter(|r| r.1 == "created").count() as u64,
+            summary["created"].as_u64().unwrap()
+        );
+
+        // A re-run lists the same people as already done, with the ids of the first run.
+        let first = rows.clone();
+        work.import_to(&url, "people.csv", &args);
+        let again = read(&work);
+        for ((row, status, id, _), (_, status_again, id_again, _)) in first.iter().zip(&again) {
+            if status == "created" {
+                assert_eq!(status_again, "skipped", "row {row}");
+                assert_eq!(id_again, id, "row {row}");
+            }
+        }
+    }
+);

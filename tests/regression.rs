@@ -1260,6 +1260,7 @@ sandbox_test!(
             stop_rules: Default::default(),
             drop_invalid: Vec::new(),
             stdin: None,
+            results: None,
         };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -154,6 +154,11 @@ pub struct CommonArgs {
     /// `hr.errors.tsv`, `people.errors.xlsx`, or `.errors.jsonl`].
     #[arg(long)]
     pub errors: Option<PathBuf>,
+    /// Also write every row of the input, in its order, with its outcome, the target's id
+    /// for the person and any message (CSV in the input's dialect; XLSX when FILE ends in
+    /// `.xlsx`; JSONL for `.jsonl`).
+    #[arg(long, value_name = "FILE")]
+    pub results: Option<PathBuf>,
     /// The error file's format [default: the extension of --errors, else xlsx for a
     /// spreadsheet input and csv for any other].
     #[arg(long, value_enum)]

@@ -308,6 +308,13 @@ fn import_settings(
         (None, None) => ErrorFormat::Csv,
     };
     let errors = errors.unwrap_or_else(|| pipeline::default_errors_path(&named, errors_format));
+    let results = common.results.clone().map(|path| {
+        let format = match ErrorFormat::for_path(&path) {
+            ErrorFormat::Csv if spreadsheet && path.extension().is_none() => ErrorFormat::Xlsx,
+            format => format,
+        };
+        (path, format)
+    });
     Ok(ImportSettings {
         input,
         stdin,
@@ -332,5 +339,6 @@ fn import_settings(
         generate_passwords: None,
         stop_rules: Default::default(),
         drop_invalid: drop_invalid(common, config)?,
+        results,
     })
 }

@@ -293,6 +293,7 @@ impl SqliteLedger {
                 RowReport::local(user.row, outcome, errors, user.cells)
             } else {
                 RowReport::local(user.row, Outcome::Skipped, Vec::new(), user.cells)
+                    .with_remote_id(r.get::<_, Option<String>>(6)?)
             };
             reports.push(report);
             return Ok(None);
@@ -416,6 +417,7 @@ impl SqliteLedger {
                 outcome: done.outcome,
                 errors: done.errors,
                 warnings: done.user.warnings,
+                remote_id: done.remote_id,
                 cells: done.user.cells,
                 attempts: done.attempts,
                 throttled: done.throttled,

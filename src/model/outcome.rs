@@ -122,6 +122,8 @@ pub struct RowReport {
     pub errors: Vec<FieldError>,
     /// Cells left out under `--drop-invalid` (the row was sent, or would be, without them).
     pub warnings: Vec<FieldError>,
+    /// The id the target gave the person (this run or, for a row already done, an earlier one).
+    pub remote_id: Option<String>,
     /// The original cells.
     pub cells: Vec<String>,
     /// HTTP requests sent for it in this run.
@@ -138,10 +140,17 @@ impl RowReport {
             outcome,
             errors,
             warnings: Vec::new(),
+            remote_id: None,
             cells,
             attempts: 0,
             throttled: 0,
         }
+    }
+
+    /// The same report, with the target's id for the person.
+    pub fn with_remote_id(mut self, remote_id: Option<String>) -> Self {
+        self.remote_id = remote_id;
+        self
     }
 
     /// The same report, listing the cells the row was sent without.

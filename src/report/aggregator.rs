@@ -11,7 +11,21 @@ use std::time::Duration;
 
 /// What the aggregator hands back: the totals, the error file if written, the HTML report's
 /// data if one was asked for, and the rows it got a report for.
-pub type Aggregated = (Summary, Option<PathBuf>, Option<ReportCollector>, RowSet);
+pub type Aggregated = (
+    Summary,
+    Option<PathBuf>,
+    Option<ReportCollector>,
+    RowSet,
+    Option<PathBuf>,
+);
+
+/// The files the aggregator writes: the error file, and the results file when asked for.
+pub struct Files {
+    /// Refused rows.
+    pub errors: ErrorFile,
+    /// Every row (`--results`).
+    pub results: Option<ErrorFile>,
+}
 
 /// The aggregator thread: counts outcomes, writes the error file, shows progress.
 pub struct Aggregator {
@@ -23,7 +37,7 @@ impl Aggregator {
     /// ledger commit, not one per row).
     pub fn spawn(
         reports: mpsc::Receiver<Vec<RowReport>>,
-        errors: ErrorFile,
+        files: Files,
         mode: ProgressMode,
         collector: Option<ReportCollector>,
         stop: Arc<Stop>,
@@ -32,7 +46,7 @@ impl Aggregator {
         let thread = std::thread::Builder::new()
             .name("roster-report".into())
             .spawn(move || {
-                let result = aggregate(reports, errors, mode, collector, |report, summary| {
+                let result = aggregate(reports, files, mode, collector, |report, summary| {
                     if let Some(message) = watch.observe(report, summary) {
                         stop.stop(StopReason::Aborted(message));
                     }
@@ -57,11 +71,15 @@ impl Aggregator {
 
 fn aggregate(
     reports: mpsc::Receiver<Vec<RowReport>>,
-    mut errors: ErrorFile,
+    files: Files,
     mode: ProgressMode,
     mut collector: Option<ReportCollector>,
     mut observe: impl FnMut(&RowReport, &Summary),
 ) -> Result<Aggregated, RunError> {
+    let Files {
+        mut errors,
+        mut results,
+    } = files;
     let mut summary = Summary::default();
     let mut progress = Progress::start(mode);
     let tick = Duration::from_millis(250);
@@ -92,6 +110,9 @@ fn aggregate(
                         collector.add(&report, &summary)?;
                     }
                     errors.add(&report, &summary)?;
+                    if let Some(results) = results.as_mut() {
+                        results.add(&report, &summary)?;
+                    }
                 }
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
@@ -101,5 +122,9 @@ fn aggregate(
     }
     progress.finish();
     let path = errors.finish()?;
-    Ok((summary, path, collector, reported))
+    let results = match results {
+        Some(results) => results.finish()?,
+        None => None,
+    };
+    Ok((summary, path, collector, reported, results))
 }

@@ -24,8 +24,11 @@ use std::path::{Path, PathBuf};
 
 use crate::model::cells::META_COLUMNS;
 
-/// Past this many rows the error file is left in completion order rather than sorted.
+/// Past this many rows a JSONL error file is left in completion order rather than sorted.
 const MAX_SORTED_ROWS: u64 = 100_000;
+
+/// Records sorted in memory at once; larger files are sorted in runs of this many, merged.
+const SORT_RUN: usize = 100_000;
 
 /// The most characters an XLSX cell holds (Excel's limit).
 const XLSX_CELL_CHARS: usize = 32_767;
@@ -73,7 +76,12 @@ pub struct ErrorFile {
     last_row: u64,
     in_order: bool,
     privacy: Privacy,
+    /// `--results`: every row, each with the target's id for the person.
+    every_row: bool,
 }
+
+/// The results file's column for the target's id, between `_status` and `_errors`.
+pub const REMOTE_ID_COLUMN: &str = "_remote_id";
 
 impl ErrorFile {
     /// An error file at `path` for an input with `headers`; cells of `secret_columns` are
@@ -85,7 +93,10 @@ impl ErrorFile {
         secret_columns: Vec<usize>,
     ) -> ErrorFile {
         let keep: Vec<usize> = (0..headers.len())
-            .filter(|&i| !META_COLUMNS.contains(&headers[i].as_str()))
+            .filter(|&i| {
+                let header = headers[i].as_str();
+                !META_COLUMNS.contains(&header) && header != REMOTE_ID_COLUMN
+            })
             .collect();
         ErrorFile {
             path: path.to_path_buf(),
@@ -99,6 +110,21 @@ impl ErrorFile {
             last_row: 0,
             in_order: true,
             privacy: Privacy::Personal,
+            every_row: false,
+        }
+    }
+
+    /// The results file (`--results`): every row of the input in its order, with its
+    /// outcome, the target's id and any message, in the same formats as the error file.
+    pub fn results(
+        path: &Path,
+        format: ErrorFormat,
+        headers: &[String],
+        secret_columns: Vec<usize>,
+    ) -> ErrorFile {
+        ErrorFile {
+            every_row: true,
+            ..ErrorFile::new(path, format, headers, secret_columns)
         }
     }
 
@@ -154,6 +180,9 @@ impl ErrorFile {
                     .map(|&i| neutralise(&self.headers[i]))
                     .collect();
                 header.extend(META_COLUMNS.map(Cow::Borrowed));
+                if self.every_row {
+                    header.insert(header.len() - 1, Cow::Borrowed(REMOTE_ID_COLUMN));
+                }
                 writer
                     .write_record(header.iter().map(|c| c.as_bytes()))
                     .map_err(|e| self.output_error(e))?;
@@ -178,6 +207,10 @@ impl ErrorFile {
                 let errors = error_text(report);
                 record.push(Cow::Owned(report.row.to_string()));
                 record.push(Cow::Owned(report.outcome.status_text()));
+                if self.every_row {
+                    let id = report.remote_id.as_deref().unwrap_or("");
+                    record.push(Cow::Owned(neutralise(id).into_owned()));
+                }
                 record.push(Cow::Owned(neutralise(&errors).into_owned()));
                 let Some(Writer::Csv(w)) = self.writer.as_mut() else {
                     unreachable!()
@@ -196,6 +229,7 @@ impl ErrorFile {
                     "status": report.outcome.status_text(),
                     "errors": report.errors,
                     "warnings": report.warnings,
+                    "remote_id": report.remote_id,
                     "record": record,
                 });
                 let Some(Writer::Jsonl(w)) = self.writer.as_mut() else {
@@ -230,13 +264,15 @@ impl ErrorFile {
         };
         flushed.map_err(|e| self.output_error(e))?;
         let working = self.working_path();
-        if !self.in_order && self.rows_written <= MAX_SORTED_ROWS {
-            let sorted = match self.format {
-                ErrorFormat::Csv | ErrorFormat::Xlsx => sort_csv(&working, self.privacy),
-                ErrorFormat::Jsonl => sort_jsonl(&working, self.privacy),
-            };
-            sorted.map_err(|e| self.output_error(e))?;
-        }
+        let sorted = match self.format {
+            _ if self.in_order => Ok(()),
+            ErrorFormat::Csv | ErrorFormat::Xlsx => sort_csv(&working, self.privacy),
+            ErrorFormat::Jsonl if self.rows_written <= MAX_SORTED_ROWS => {
+                sort_jsonl(&working, self.privacy)
+            }
+            ErrorFormat::Jsonl => Ok(()),
+        };
+        sorted.map_err(|e| self.output_error(e))?;
         let rendered = match self.format {
             ErrorFormat::Jsonl => Ok(()),
             ErrorFormat::Csv => render_csv(&working, &self.path, self.dialect, self.privacy),
@@ -254,7 +290,7 @@ impl super::Sink for ErrorFile {
     /// A refused row is written, and a row sent without a cell `--drop-invalid` left out;
     /// any other is not this file's.
     fn add(&mut self, report: &RowReport, _summary: &super::Summary) -> Result<(), RunError> {
-        match report.outcome.is_refused() || !report.warnings.is_empty() {
+        match self.every_row || report.outcome.is_refused() || !report.warnings.is_empty() {
             true => self.write(report),
             false => Ok(()),
         }
@@ -281,26 +317,87 @@ fn error_text(report: &RowReport) -> String {
     text
 }
 
-/// Rewrites a CSV error file in `_row` order.
+/// Rewrites a CSV file in `_row` order with flat memory: runs of at most [`SORT_RUN`]
+/// records are sorted in memory and, when there is more than one, merged from disk.
 fn sort_csv(path: &Path, privacy: Privacy) -> std::io::Result<()> {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
     let mut reader = csv::Reader::from_path(path)?;
     let headers = reader.byte_headers()?.clone();
-    let row_col = headers.len() - META_COLUMNS.len();
-    let mut records = reader.byte_records().collect::<Result<Vec<_>, _>>()?;
+    let row_col = headers.iter().position(|h| h == b"_row").unwrap_or(0);
     let row_of = |r: &csv::ByteRecord| -> u64 {
         r.get(row_col)
             .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
             .unwrap_or(0)
     };
-    records.sort_by_key(row_of);
+    let mut runs: Vec<PathBuf> = Vec::new();
+    let mut records = reader.byte_records();
+    let mut last: Vec<csv::ByteRecord> = Vec::new();
+    loop {
+        let mut run = records
+            .by_ref()
+            .take(SORT_RUN)
+            .collect::<Result<Vec<_>, _>>()?;
+        run.sort_by_key(row_of);
+        let full = run.len() == SORT_RUN;
+        if runs.is_empty() && !full {
+            last = run;
+            break;
+        }
+        if run.is_empty() {
+            break;
+        }
+        let run_path = sibling(path, &format!("run{}", runs.len()));
+        let mut writer = csv::Writer::from_writer(crate::files::create(&run_path, privacy)?);
+        for r in &run {
+            writer.write_byte_record(r)?;
+        }
+        writer.flush()?;
+        runs.push(run_path);
+        if !full {
+            break;
+        }
+    }
     let tmp = sibling(path, "sorting");
     {
         let mut writer = csv::Writer::from_writer(crate::files::create(&tmp, privacy)?);
         writer.write_byte_record(&headers)?;
-        for r in &records {
-            writer.write_byte_record(r)?;
+        if runs.is_empty() {
+            for r in &last {
+                writer.write_byte_record(r)?;
+            }
+        } else {
+            let mut readers = runs
+                .iter()
+                .map(|p| {
+                    csv::ReaderBuilder::new()
+                        .has_headers(false)
+                        .from_path(p)
+                        .map(|r| r.into_byte_records())
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut heads: Vec<Option<csv::ByteRecord>> = Vec::with_capacity(readers.len());
+            let mut heap = BinaryHeap::new();
+            for (i, reader) in readers.iter_mut().enumerate() {
+                let head = reader.next().transpose()?;
+                if let Some(r) = &head {
+                    heap.push(Reverse((row_of(r), i)));
+                }
+                heads.push(head);
+            }
+            while let Some(Reverse((_, i))) = heap.pop() {
+                let record = heads[i].take().expect("a queued run has a head");
+                writer.write_byte_record(&record)?;
+                heads[i] = readers[i].next().transpose()?;
+                if let Some(r) = &heads[i] {
+                    heap.push(Reverse((row_of(r), i)));
+                }
+            }
         }
         writer.flush()?;
+    }
+    for run in runs {
+        std::fs::remove_file(run)?;
     }
     std::fs::rename(tmp, path)
 }
@@ -646,6 +743,30 @@ mod tests {
             "sorted, secret blanked"
         );
         assert_eq!(cells[1][0], "=HYPERLINK(\"http://x\")", "kept as text");
+    }
+
+    #[test]
+    fn a_file_larger_than_one_sorting_run_is_merged_into_row_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.csv");
+        let rows = SORT_RUN * 2 + 7;
+        let mut text = String::from("Email,_row,_status,_errors\n");
+        // Interleaved descending runs, the way late answers arrive out of order.
+        for i in (0..rows).rev() {
+            let row = if i % 2 == 0 { i } else { rows * 2 - i };
+            text.push_str(&format!("p{row}@x.io,{row},invalid,bad\n"));
+        }
+        std::fs::write(&path, text).unwrap();
+        sort_csv(&path, Privacy::Personal).unwrap();
+        let mut reader = csv::Reader::from_path(&path).unwrap();
+        let got: Vec<u64> = reader
+            .records()
+            .map(|r| r.unwrap()[1].parse().unwrap())
+            .collect();
+        assert_eq!(got.len(), rows);
+        assert!(got.windows(2).all(|w| w[0] <= w[1]), "sorted");
+        let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(leftovers, 1, "the runs are removed");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! One aggregator thread owns all counters and outputs; the ledger thread reports every row
 //! to it after the commit that recorded it. Each output is a [`Sink`].
 
-mod aggregator;
+pub mod aggregator;
 mod early_stop;
 pub mod error_file;
 pub mod html;

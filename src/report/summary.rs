@@ -55,6 +55,9 @@ pub struct Summary {
     pub ledger: String,
     /// The error file, when one was written.
     pub errors_file: Option<String>,
+    /// The results file (`--results`), when one was written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub results_file: Option<String>,
 }
 
 impl Summary {
@@ -202,6 +205,9 @@ impl Summary {
         line(&mut out, "ledger", self.ledger.clone());
         if let Some(errors) = &self.errors_file {
             line(&mut out, "error file", errors.clone());
+        }
+        if let Some(results) = &self.results_file {
+            line(&mut out, "results file", results.clone());
         }
         out
     }
