@@ -65,6 +65,7 @@ fn bench(c: &mut Criterion) {
                     drop_invalid: Vec::new(),
                     stdin: None,
                     results: None,
+                    pace: String::new(),
                 };
                 let result = runtime
                     .block_on(pipeline::run(&settings, target, Arc::new(Stop::default())))

@@ -103,6 +103,16 @@ pub fn run(cli: Cli) -> i32 {
     }
 }
 
+/// The pace and why, for the progress line: who set it, and how to change it.
+fn pace(rate: f64, asked: bool, source: &str) -> String {
+    match (rate > 0.0, asked) {
+        (true, true) => format!("{rate}/s: --rate"),
+        (true, false) => format!("{rate}/s: {source}; --rate to change"),
+        (false, true) => "no rate limit: --rate 0".into(),
+        (false, false) => format!("no rate limit: {source}"),
+    }
+}
+
 /// `roster template`: the target's columns and an example row, as CSV or XLSX.
 fn template(args: crate::cli::args::TemplateArgs) -> Result<i32, RunError> {
     use crate::template::TemplateFormat;
@@ -293,6 +303,11 @@ async fn import(
     let target = Arc::new(targets::build(&spec)?);
     let api = target.api()?.clone();
     settings.submit.rate = rate.unwrap_or(api.default_rate());
+    settings.pace = pace(
+        settings.submit.rate,
+        rate.is_some(),
+        target.info.rate_source,
+    );
     settings.submit.burst = burst.unwrap_or(api.default_burst()).max(1);
     let stop = Arc::new(Stop::default());
     watch_signals(stop.clone());

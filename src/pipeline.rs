@@ -14,6 +14,7 @@ use crate::prepare::passwords::PasswordKey;
 use crate::prepare::validate::{Checked, Validator};
 use crate::report::ReportCollector;
 use crate::report::outputs::{self, Existing};
+use crate::report::progress::ReadGauge;
 use crate::report::{Aggregator, EarlyStop, ProgressMode, RowSet, StopRules, Summary};
 use crate::report::{ErrorFile, ErrorFormat};
 use crate::report::{PasswordFile, PasswordStatus};
@@ -76,6 +77,8 @@ pub struct ImportSettings {
     pub stop_rules: StopRules,
     /// `--drop-invalid`: optional fields whose invalid cell is left out, not the row.
     pub drop_invalid: Vec<Field>,
+    /// The pace and why, for the progress line (`9.5/s: …; --rate to change`).
+    pub pace: String,
     /// `--results FILE`: every row with its outcome, remote id and message, in this format.
     pub results: Option<(PathBuf, ErrorFormat)>,
     /// The input is `-`: standard input, copied to `input` (removed when the last clone of
@@ -374,10 +377,11 @@ pub async fn run(
     let files = crate::report::aggregator::Files { errors, results };
     let (reports_tx, reports_rx) = std::sync::mpsc::sync_channel(REPORT_CAPACITY);
     let collector = settings.report.as_ref().map(|_| ReportCollector::default());
+    let gauge = Arc::new(ReadGauge::default());
     let aggregator = Aggregator::spawn(
         reports_rx,
         files,
-        settings.progress,
+        (settings.progress, gauge.clone(), settings.pace.clone()),
         collector,
         stop.clone(),
         EarlyStop::new(&endpoint, settings.stop_rules),
@@ -393,7 +397,10 @@ pub async fn run(
     let (chunks_tx, chunks_rx) = mpsc::channel::<Vec<Checked>>(2);
     let reader = {
         let stop = stop.clone();
-        tokio::task::spawn_blocking(move || read_and_check(source, validator, chunks_tx, &stop))
+        let gauge = gauge.clone();
+        tokio::task::spawn_blocking(move || {
+            read_and_check(source, validator, chunks_tx, &stop, &gauge)
+        })
     };
 
     let concurrency = settings.submit.concurrency.max(1);
@@ -617,6 +624,7 @@ fn read_and_check(
     validator: Arc<Validator>,
     chunks: mpsc::Sender<Vec<Checked>>,
     stop: &Stop,
+    gauge: &ReadGauge,
 ) -> Result<Read, RunError> {
     let mut read = Read {
         rows: RowSet::default(),
@@ -633,8 +641,10 @@ fn read_and_check(
             chunk.push(std::mem::take(&mut record));
         }
         if chunk.is_empty() {
+            gauge.finish(read.rows.len());
             return Ok(read);
         }
+        gauge.update(read.rows.len(), source.fraction_read());
         if chunks.blocking_send(validator.check_chunk(chunk)).is_err() {
             break;
         }

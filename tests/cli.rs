@@ -650,3 +650,17 @@ fn an_xlsx_template_has_pick_lists_and_a_sheet_about_its_columns() {
     run.expect_code(2);
     assert!(run.stderr().contains("-o FILE.xlsx"), "{}", run.context());
 }
+
+#[test]
+fn output_off_a_terminal_carries_no_ansi_codes() {
+    let work = WorkDir::new();
+    work.sample("people.csv");
+    for args in [
+        &["validate", "people.csv", "-v"][..],
+        &["import", "people.csv", "-vv", "--dry-run"][..],
+    ] {
+        let run = work.roster(args);
+        assert!(!run.stderr().is_empty(), "{}", run.context());
+        assert!(!run.stderr().contains('\x1b'), "{}", run.context());
+    }
+}

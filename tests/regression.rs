@@ -1261,6 +1261,7 @@ sandbox_test!(
             drop_invalid: Vec::new(),
             stdin: None,
             results: None,
+            pace: String::new(),
         };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -340,5 +340,6 @@ fn import_settings(
         stop_rules: Default::default(),
         drop_invalid: drop_invalid(common, config)?,
         results,
+        pace: String::new(),
     })
 }

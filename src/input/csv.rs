@@ -12,6 +12,7 @@ pub struct CsvSource {
     path: PathBuf,
     delimiter: u8,
     dialect: super::TextDialect,
+    read: super::BytesRead,
     /// What is being read: the file, and on top of it any region a stray quote swallowed,
     /// read again as rows of its own before the file goes on.
     segments: Vec<Segment>,
@@ -315,7 +316,7 @@ impl CsvSource {
         encoding: Option<&'static Encoding>,
     ) -> Result<CsvSource, InputError> {
         let decoded = decode::open(path, encoding)?;
-        let (encoding, bom) = (decoded.encoding, decoded.bom);
+        let (encoding, bom, read) = (decoded.encoding, decoded.bom, decoded.read);
         let mut decoded = decoded.reader;
         // Look at the first decoded bytes for a `sep=` line and the delimiter, then read on
         // from the same place.
@@ -380,6 +381,7 @@ impl CsvSource {
             path: path.to_path_buf(),
             delimiter,
             dialect,
+            read,
             segments: vec![file],
             headers,
             buffer: csv::ByteRecord::new(),
@@ -395,6 +397,10 @@ impl RecordSource for CsvSource {
 
     fn dialect(&self) -> super::Dialect {
         super::Dialect::Text(self.dialect)
+    }
+
+    fn fraction_read(&self) -> Option<f64> {
+        self.read.fraction()
     }
 
     fn read_record(&mut self, record: &mut Record) -> Result<bool, InputError> {

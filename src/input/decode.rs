@@ -23,6 +23,23 @@ pub struct Decoded {
     pub encoding: &'static Encoding,
     /// The file starts with a byte-order mark.
     pub bom: bool,
+    /// How much of the file has been read: for progress.
+    pub read: super::BytesRead,
+}
+
+/// Counts the bytes read through it into a shared counter.
+struct Counting<R> {
+    inner: R,
+    read: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(n)
+    }
 }
 
 /// Parses an `--encoding` label (`utf-8`, `utf-16le`, `windows-1252`, `latin1`…).
@@ -33,7 +50,13 @@ pub fn encoding_for_label(label: &str) -> Result<&'static Encoding, String> {
 
 /// Opens `path` decoded to UTF-8.
 pub fn open(path: &Path, forced: Option<&'static Encoding>) -> Result<Decoded, InputError> {
-    let mut file = File::open(path).map_err(|e| InputError::io(path, e))?;
+    let file = File::open(path).map_err(|e| InputError::io(path, e))?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let read = super::BytesRead::new(size);
+    let mut file = Counting {
+        inner: file,
+        read: read.counter(),
+    };
     let mut sample = Vec::with_capacity(SAMPLE);
     (&mut file)
         .take(SAMPLE as u64)
@@ -56,6 +79,7 @@ pub fn open(path: &Path, forced: Option<&'static Encoding>) -> Result<Decoded, I
             reader: whole,
             encoding,
             bom: bom.is_some(),
+            read,
         });
     }
     let reader = DecodeReaderBytesBuilder::new()
@@ -66,6 +90,7 @@ pub fn open(path: &Path, forced: Option<&'static Encoding>) -> Result<Decoded, I
         reader: Box::new(reader),
         encoding,
         bom: bom.is_some(),
+        read,
     })
 }
 

@@ -18,6 +18,7 @@ pub struct JsonlSource {
     index: HashMap<String, usize>,
     line: Vec<u8>,
     line_no: u64,
+    read: super::BytesRead,
 }
 
 impl JsonlSource {
@@ -25,7 +26,7 @@ impl JsonlSource {
     pub fn open(path: &Path) -> Result<JsonlSource, InputError> {
         let mut headers = Vec::new();
         let mut index = HashMap::new();
-        let mut reader = open_text(path)?;
+        let (mut reader, _) = open_text(path)?;
         let mut line = Vec::new();
         let mut flat = Vec::new();
         loop {
@@ -47,9 +48,11 @@ impl JsonlSource {
         if headers.is_empty() {
             return Err(InputError::shape(path, "no JSON object found on any line"));
         }
+        let (reader, read) = open_text(path)?;
         Ok(JsonlSource {
             path: path.to_path_buf(),
-            reader: open_text(path)?,
+            reader,
+            read,
             headers,
             index,
             line,
@@ -65,6 +68,10 @@ impl RecordSource for JsonlSource {
 
     fn dialect(&self) -> super::Dialect {
         super::Dialect::Jsonl
+    }
+
+    fn fraction_read(&self) -> Option<f64> {
+        self.read.fraction()
     }
 
     fn read_record(&mut self, record: &mut Record) -> Result<bool, InputError> {

@@ -109,6 +109,11 @@ pub trait RecordSource: Send {
     /// How the file is written.
     fn dialect(&self) -> Dialect;
 
+    /// How much of the input has been read (0 to 1), where that can be told.
+    fn fraction_read(&self) -> Option<f64> {
+        None
+    }
+
     /// Reads the next record into `record`; `Ok(false)` at the end of the input.
     /// Blank records are skipped. `Err` is for the file as a whole becoming unreadable.
     fn read_record(&mut self, record: &mut Record) -> Result<bool, InputError>;
@@ -170,9 +175,40 @@ pub fn open_with(path: &Path, options: &InputOptions) -> Result<Box<dyn RecordSo
 }
 
 /// Opens a file for buffered reading with its UTF-8 byte-order mark, if any, skipped.
-pub(crate) fn open_text(path: &Path) -> Result<BufReader<Box<dyn Read + Send>>, InputError> {
+pub(crate) fn open_text(
+    path: &Path,
+) -> Result<(BufReader<Box<dyn Read + Send>>, BytesRead), InputError> {
     let decoded = decode::open(path, Some(encoding_rs::UTF_8))?;
-    Ok(BufReader::with_capacity(256 * 1024, decoded.reader))
+    Ok((
+        BufReader::with_capacity(256 * 1024, decoded.reader),
+        decoded.read,
+    ))
+}
+
+/// The bytes of a file read so far, against its size: a text input's progress.
+#[derive(Debug, Clone, Default)]
+pub struct BytesRead {
+    read: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    size: u64,
+}
+
+impl BytesRead {
+    fn new(size: u64) -> BytesRead {
+        BytesRead {
+            read: Default::default(),
+            size,
+        }
+    }
+
+    fn counter(&self) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
+        self.read.clone()
+    }
+
+    /// The share read, 0 to 1 (none for an empty or unsized file).
+    pub fn fraction(&self) -> Option<f64> {
+        let read = self.read.load(std::sync::atomic::Ordering::Relaxed);
+        (self.size > 0).then(|| (read as f64 / self.size as f64).min(1.0))
+    }
 }
 
 /// Reads all of a small source into memory; for tests and tools, not for the pipeline.

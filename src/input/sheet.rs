@@ -36,6 +36,8 @@ pub struct SheetSource {
     /// Rows after the header, ascending: (row index, its cells by column, whether a cell
     /// was too long to keep).
     rows: std::vec::IntoIter<SheetRow>,
+    /// Rows after the header in all: the sheet's progress is exact.
+    total: usize,
     headers: Vec<String>,
 }
 
@@ -198,7 +200,11 @@ impl SheetSource {
         while headers.last().is_some_and(|h| h.trim().is_empty()) {
             headers.pop();
         }
-        Ok(SheetSource { rows, headers })
+        Ok(SheetSource {
+            total: rows.len(),
+            rows,
+            headers,
+        })
     }
 }
 
@@ -259,6 +265,11 @@ impl RecordSource for SheetSource {
 
     fn dialect(&self) -> super::Dialect {
         super::Dialect::Spreadsheet
+    }
+
+    fn fraction_read(&self) -> Option<f64> {
+        let done = self.total - self.rows.len();
+        (self.total > 0).then(|| done as f64 / self.total as f64)
     }
 
     fn read_record(&mut self, record: &mut Record) -> Result<bool, InputError> {

@@ -1,6 +1,7 @@
 //! The aggregator: one thread owns the run's counters and every output, fed row reports by
 //! the ledger thread after each commit (no shared mutable statistics).
 
+use super::progress::ReadGauge;
 use super::{EarlyStop, ErrorFile, Progress, ProgressMode, ReportCollector, RowSet, Sink, Summary};
 use crate::error::RunError;
 use crate::model::{FirstRow, Outcome, RowReport, Stop, StopReason};
@@ -38,7 +39,7 @@ impl Aggregator {
     pub fn spawn(
         reports: mpsc::Receiver<Vec<RowReport>>,
         files: Files,
-        mode: ProgressMode,
+        progress: (ProgressMode, Arc<ReadGauge>, String),
         collector: Option<ReportCollector>,
         stop: Arc<Stop>,
         mut watch: EarlyStop,
@@ -46,7 +47,7 @@ impl Aggregator {
         let thread = std::thread::Builder::new()
             .name("roster-report".into())
             .spawn(move || {
-                let result = aggregate(reports, files, mode, collector, |report, summary| {
+                let result = aggregate(reports, files, progress, collector, |report, summary| {
                     if let Some(message) = watch.observe(report, summary) {
                         stop.stop(StopReason::Aborted(message));
                     }
@@ -72,7 +73,7 @@ impl Aggregator {
 fn aggregate(
     reports: mpsc::Receiver<Vec<RowReport>>,
     files: Files,
-    mode: ProgressMode,
+    (mode, gauge, pace): (ProgressMode, Arc<ReadGauge>, String),
     mut collector: Option<ReportCollector>,
     mut observe: impl FnMut(&RowReport, &Summary),
 ) -> Result<Aggregated, RunError> {
@@ -81,7 +82,7 @@ fn aggregate(
         mut results,
     } = files;
     let mut summary = Summary::default();
-    let mut progress = Progress::start(mode);
+    let mut progress = Progress::start(mode, gauge, pace);
     let tick = Duration::from_millis(250);
     // Repeats met while their first row was still being sent, by that row: its own report
     // settles whether they are harmless (the person got created) or refused with it.

@@ -11,7 +11,7 @@ pub mod error_file;
 pub mod html;
 pub mod outputs;
 pub mod passwords;
-mod progress;
+pub mod progress;
 pub mod run_record;
 mod summary;
 
