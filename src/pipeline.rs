@@ -212,6 +212,7 @@ pub async fn run(
     stop: Arc<Stop>,
 ) -> Result<RunResult, RunError> {
     let started = Instant::now();
+    let started_at = std::time::SystemTime::now();
     let sending = settings.mode == RunMode::Send;
     // Nothing is written before every output is known not to destroy another file.
     let mut named: Vec<(&str, &Path)> = vec![("--errors", settings.errors.as_path())];
@@ -376,7 +377,21 @@ pub async fn run(
     .holding_secrets(holding_secrets);
     let files = crate::report::aggregator::Files { errors, results };
     let (reports_tx, reports_rx) = std::sync::mpsc::sync_channel(REPORT_CAPACITY);
-    let collector = settings.report.as_ref().map(|_| ReportCollector::default());
+    let collector = settings.report.as_ref().map(|_| {
+        let names = match mapping
+            .column(Field::FirstName)
+            .or(mapping.column(Field::LastName))
+        {
+            Some(_) => [Field::FirstName, Field::LastName]
+                .map(|f| mapping.column(f))
+                .to_vec(),
+            None => vec![mapping.column(Field::FullName)],
+        };
+        ReportCollector::new(crate::report::html::RowColumns {
+            email: mapping.column(Field::Email),
+            names: names.into_iter().flatten().collect(),
+        })
+    });
     let gauge = Arc::new(ReadGauge::default());
     let aggregator = Aggregator::spawn(
         reports_rx,
@@ -529,7 +544,25 @@ pub async fn run(
         "run finished"
     );
     if let (Some(path), Some(collector)) = (&settings.report, collector) {
-        let html = collector.render(&summary, target.name(), &source_name);
+        let meta = crate::report::html::ReportMeta {
+            input: source_name.clone(),
+            target: target.name().to_string(),
+            base_url: (!endpoint.is_empty())
+                .then(|| crate::http::redact_query(&endpoint).to_string()),
+            ledger: summary.ledger.clone(),
+            mode: match settings.mode {
+                RunMode::Send => "import",
+                RunMode::DryRun => "dry run",
+                RunMode::ValidateOnly => "validation",
+            },
+            started_at,
+            rate: settings.submit.rate,
+            concurrency: settings.submit.concurrency,
+            stopped: stop
+                .reason()
+                .map(|r| (r.label().to_string(), r.message().to_string())),
+        };
+        let html = collector.render(&summary, &meta);
         crate::files::create(path, crate::files::Privacy::Personal)
             .and_then(|mut file| std::io::Write::write_all(&mut file, html.as_bytes()))
             .map_err(|e| RunError::Output {

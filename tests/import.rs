@@ -518,13 +518,31 @@ sandbox_test!(
             "46 created twice (first attempt 503) + the 400 once"
         );
         let chart = by_id("chart");
-        assert_eq!(
-            chart
-                .descendants()
-                .filter(|n| n.has_tag_name("polyline"))
-                .count(),
-            3
+        // Lines for a run of a few seconds, bars for a shorter one: either way one mark of
+        // each of the three series per point.
+        let marks = |tag: &str| chart.descendants().filter(|n| n.has_tag_name(tag)).count();
+        assert!(
+            marks("polyline") == 3 || (marks("rect") > 0 && marks("rect") % 3 == 0),
+            "{html}"
         );
+        // The banner says how it went; the run's facts say when, against what, with what.
+        let banner = by_id("banner").text().unwrap_or_default().to_string();
+        assert!(
+            banner.starts_with("Created 46 of 51 rows;") && banner.contains("refused"),
+            "{banner}"
+        );
+        let run_table = by_id("run");
+        let started = cell_after(run_table, "started");
+        assert!(
+            started.ends_with('Z') && started.starts_with("20"),
+            "{started}"
+        );
+        assert_eq!(cell_after(run_table, "target"), "sandbox");
+        assert_eq!(
+            cell_after(run_table, "roster version"),
+            env!("CARGO_PKG_VERSION")
+        );
+        assert!(cell_after(run_table, "endpoint").starts_with(&url));
         let groups = by_id("groups");
         let group_rows: Vec<Vec<String>> = groups
             .descendants()
@@ -540,7 +558,7 @@ sandbox_test!(
         assert!(
             group_rows.contains(&vec![
                 "E-mail Address".to_string(),
-                "`…` has no `…`".to_string(),
+                "`…` has no `@`".to_string(),
                 "1".to_string()
             ]),
             "{group_rows:?}"
@@ -564,6 +582,28 @@ sandbox_test!(
             })
             .collect();
         assert_eq!(listed, ["7", "14", "22", "32", "42"]);
+        // Refused rows carry the person's email and name.
+        let row22: Vec<String> = rows
+            .descendants()
+            .filter(|n| n.has_tag_name("tr"))
+            .find(|tr| tr.first_element_child().and_then(|c| c.text()) == Some("22"))
+            .unwrap()
+            .children()
+            .filter(|c| c.is_element())
+            .map(|c| c.text().unwrap_or_default().to_string())
+            .collect();
+        assert_eq!(
+            row22[2..4],
+            ["ANN.LEE0@Example.com", "Ann Lee"],
+            "{row22:?}"
+        );
+        // Every in-file duplicate is one group, however many rows it repeats.
+        assert!(
+            group_rows
+                .iter()
+                .any(|g| g[1] == "duplicate of an earlier row in the file"),
+            "{group_rows:?}"
+        );
     }
 );
 
@@ -700,3 +740,24 @@ sandbox_test!(
         }
     }
 );
+
+#[test]
+fn a_validation_report_says_it_was_one() {
+    let work = WorkDir::new();
+    work.sample("people.csv");
+    let run = work.roster(&["validate", "people.csv", "--report", "v.html"]);
+    run.expect_code(1);
+    let html = work.read("v.html");
+    assert!(
+        html.contains("<title>roster validation: people.csv</title>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("A validation only: nothing was sent. 47 of 51 rows would be sent"),
+        "{html}"
+    );
+    assert!(
+        !html.contains(">created<"),
+        "a validation creates no one: {html}"
+    );
+}
