@@ -61,15 +61,7 @@ fn item07_a_sheet_spanning_xfd1048576_costs_the_cells_it_holds() {
         cell("XFD1048576", "far away"),
     );
     xlsx(&work.path("people.xlsx"), "A1:XFD1048576", &rows);
-    let run = work.roster(&[
-        "validate",
-        "people.xlsx",
-        "--set",
-        "role=user",
-        "--json",
-        "--errors-format",
-        "csv",
-    ]);
+    let run = validate_with_a_csv_error_file(&work);
     run.expect_code(1);
     assert_eq!(run.json()["rows"], 2, "{}", run.context());
     assert_eq!(run.json()["would_send"], 1, "{}", run.context());
@@ -95,15 +87,7 @@ fn item07_a_cell_longer_than_a_spreadsheet_allows_is_its_rows_defect() {
         cell("C3", "bo@example.com"),
     );
     xlsx(&work.path("people.xlsx"), "A1:C3", &rows);
-    let run = work.roster(&[
-        "validate",
-        "people.xlsx",
-        "--set",
-        "role=user",
-        "--json",
-        "--errors-format",
-        "csv",
-    ]);
+    let run = validate_with_a_csv_error_file(&work);
     run.expect_code(1);
     assert_eq!(
         run.json()["would_send"],
@@ -218,4 +202,17 @@ fn retries_exhausted_on_5xx_keep_the_servers_last_message() {
         "{}",
         export.context()
     );
+}
+
+/// Validates `people.xlsx` with its error file as CSV (`people.xlsx.errors.csv`), to read.
+fn validate_with_a_csv_error_file(work: &WorkDir) -> support::Run {
+    work.roster(&[
+        "validate",
+        "people.xlsx",
+        "--set",
+        "role=user",
+        "--json",
+        "--errors-format",
+        "csv",
+    ])
 }

@@ -107,6 +107,23 @@ impl Credentials {
         format!("check {listed}")
     }
 
+    /// The hint for a target that takes a pasted `ROSTER_TOKEN` or an OAuth2 `grant` (named
+    /// `grant_name`): the variables of whichever this run uses.
+    pub fn token_or_grant_hint(&self, pasted: bool, grant: &[&str], grant_name: &str) -> String {
+        match pasted {
+            true => format!(
+                "{} (a pasted token; or set {} for the {grant_name} grant)",
+                self.check_hint(&["ROSTER_TOKEN"]),
+                grant
+                    .iter()
+                    .map(|v| self.var(v))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            false => self.check_hint(grant),
+        }
+    }
+
     /// The values of `needed` (by `ROSTER_*` name) when every one is set, in order; else
     /// `Authenticator::Missing` naming the variables that are not, as this run reads them.
     pub fn require<const N: usize>(

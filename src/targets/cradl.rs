@@ -118,14 +118,7 @@ impl CradlApi {
         let grant_set = c.client_id.is_some() && c.client_secret.is_some();
         const GRANT: [&str; 2] = ["ROSTER_CLIENT_ID", "ROSTER_CLIENT_SECRET"];
         let pasted = c.token.as_ref().filter(|_| !grant_set);
-        let auth_hint = match pasted {
-            Some(_) => format!(
-                "{} (a pasted token; or set {} for the client-credentials grant)",
-                c.check_hint(&["ROSTER_TOKEN"]),
-                GRANT.map(|v| c.var(v)).join(" and ")
-            ),
-            None => c.check_hint(&GRANT),
-        };
+        let auth_hint = c.token_or_grant_hint(pasted.is_some(), &GRANT, "client-credentials");
         let auth = match pasted {
             Some(token) => Authenticator::bearer(token.clone()),
             None => match c.require(

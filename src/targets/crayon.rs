@@ -88,14 +88,7 @@ impl CrayonApi {
             "ROSTER_PASSWORD",
         ];
         let pasted = c.token.as_ref().filter(|_| !grant_set);
-        let auth_hint = match pasted {
-            Some(_) => format!(
-                "{} (a pasted token; or set {} for the password grant)",
-                c.check_hint(&["ROSTER_TOKEN"]),
-                GRANT.map(|v| c.var(v)).join(", ")
-            ),
-            None => c.check_hint(&GRANT),
-        };
+        let auth_hint = c.token_or_grant_hint(pasted.is_some(), &GRANT, "password");
         let auth = match pasted {
             Some(token) => Authenticator::bearer(token.clone()),
             None => match c.require(
