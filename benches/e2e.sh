@@ -6,10 +6,14 @@
 #   2. rate accuracy: --rate 200 against `roster sandbox --rate 200` for ~10 s;
 #   3. idle re-run: the 200,000 done rows imported again (nothing sent);
 #   4. start-up: `roster --help` (hyperfine);
-#   5. memory: peak RSS validating 10,000,000 rows and importing 1,000,000 (/usr/bin/time -v).
+#   5. memory: peak RSS validating 10,000,000 rows and importing 1,000,000 (/usr/bin/time -v);
+#   6. validate: `roster validate` of 1,000,000 rows (first, last, email, E.164 phone, role,
+#      country) and `import --dry-run` of the same, then pandas (read_csv(dtype=str) and
+#      vectorised strip/lower/required/regex checks) on the same file, back to back, when
+#      pandas is installed.
 # Needs nginx, wrk, hyperfine and GNU time (Debian: nginx-light wrk hyperfine time); oha is
 # used too where installed (cargo install oha).
-# Usage: benches/e2e.sh [all|throughput|rate|rerun|startup|memory]   (default: all)
+# Usage: benches/e2e.sh [all|throughput|rate|rerun|startup|memory|validate]   (default: all)
 set -euo pipefail
 
 what="${1:-all}"
@@ -20,9 +24,11 @@ roster="$root/target/release/roster"
 trap 'kill $(jobs -p) 2>/dev/null || true; [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null; rm -rf "$work"' EXIT
 
 (cd "$root" && cargo build --release --quiet)
-for tool in nginx wrk hyperfine; do
-    command -v "$tool" >/dev/null || { echo "e2e.sh: $tool is not installed" >&2; exit 2; }
-done
+if [ "$what" != validate ]; then
+    for tool in nginx wrk hyperfine; do
+        command -v "$tool" >/dev/null || { echo "e2e.sh: $tool is not installed" >&2; exit 2; }
+    done
+fi
 
 # People with phones in E.164 and national form (read with --region US).
 people() {
@@ -159,12 +165,53 @@ memory() {
     echo "RESULT idle re-run 1M: $(python3 -c "print(round($end-$start, 2))") s wall, requests $(python3 -c "import json;print(json.load(open('$work/rerun1m.json'))['requests'])"), $(awk -F': ' '/Maximum resident/ {print $2}' "$work/rerun1m.time") KB peak RSS"
 }
 
+validate_speed() {
+    echo "== validate: 1,000,000 rows, then import --dry-run, then pandas =="
+    awk 'BEGIN {
+        print "First Name,Last Name,Email,Phone,Role,Country";
+        for (i = 0; i < 1000000; i++)
+            printf " First%d ,Last%d,Person%d@Example.com,+1415555%04d,user,US\n", i, i, i, i % 10000;
+    }' > "$work/v1m.csv"
+    secs() { python3 -c "print(round($2-$1, 2))"; }
+    for run in 1 2; do
+        start=$(date +%s.%N)
+        (cd "$work" && timeout 120 "$roster" validate v1m.csv --quiet --json > v.json 2>/dev/null) || true
+        end=$(date +%s.%N)
+        v=$(secs "$start" "$end")
+        start=$(date +%s.%N)
+        (cd "$work" && timeout 120 "$roster" import v1m.csv --dry-run --ledger dry.sqlite \
+            --quiet --json > d.json 2>/dev/null) || true
+        end=$(date +%s.%N)
+        d=$(secs "$start" "$end")
+        echo "RESULT validate 1M (run $run): ${v} s wall ($(python3 -c "print(round(1e6/$v))") rows/s); import --dry-run ${d} s ($(python3 -c "print(round($d/$v, 2))")x validate)"
+        if python3 -c "import pandas" 2>/dev/null; then
+            start=$(date +%s.%N)
+            python3 - "$work/v1m.csv" <<'PY'
+import sys, pandas as pd
+df = pd.read_csv(sys.argv[1], dtype=str, keep_default_na=False)
+for c in df.columns:
+    df[c] = df[c].str.strip()
+df["Email"] = df["Email"].str.lower()
+bad = (df["Email"] == "") | (df["First Name"] == "") | (df["Last Name"] == "")
+bad |= ~df["Email"].str.match(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+bad |= ~df["Phone"].str.match(r"^\+[1-9][0-9]{7,14}$")
+bad |= ~df["Role"].isin(["user", "organization-admin"])
+print(int(bad.sum()))
+PY
+            end=$(date +%s.%N)
+            p=$(secs "$start" "$end")
+            echo "RESULT pandas 1M (run $run): ${p} s wall; roster validate is $(python3 -c "print(round($p/$v, 2))")x pandas"
+        fi
+    done
+}
+
 case "$what" in
+    validate) validate_speed ;;
     throughput) throughput ;;
     rate) rate ;;
     rerun) rerun ;;
     startup) startup ;;
     memory) memory ;;
-    all) throughput; rerun; rate; startup; memory ;;
-    *) echo "usage: $0 [all|throughput|rate|rerun|startup|memory]" >&2; exit 2 ;;
+    all) throughput; rerun; rate; startup; memory; validate_speed ;;
+    *) echo "usage: $0 [all|throughput|rate|rerun|startup|memory|validate]" >&2; exit 2 ;;
 esac

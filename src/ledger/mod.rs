@@ -9,12 +9,13 @@
 //! says that a create may have reached the target without roster learning its outcome (a lost
 //! answer, a 5xx, a killed run): a later "already exists" is then probably roster's own work.
 //!
-//! [`Ledger`] is what the writer asks of a ledger; [`sqlite`] is the one there is, and the
-//! pipeline does not know which it has.
+//! [`Ledger`] is what the writer asks of a ledger; [`sqlite`] is the durable one, and
+//! [`scratch`] the in-memory one a validation uses; the pipeline does not know which it has.
 
 mod error;
 pub mod export;
 pub mod lock;
+pub mod scratch;
 pub mod seen;
 pub mod sqlite;
 pub mod writer;

@@ -13,27 +13,37 @@ use std::hash::{BuildHasherDefault, Hash, Hasher};
 const SHARDS: usize = 256;
 
 /// Identity hash → the first row (of this run) that carried it.
-pub struct SeenRows {
-    shards: Vec<HashMap<Key, u32, BuildHasherDefault<KeyHasher>>>,
+pub type SeenRows = SeenMap<u32>;
+
+/// Identity hash → a small value, kept compact (see the module's notes).
+pub struct SeenMap<V> {
+    shards: Vec<HashMap<Key, V, BuildHasherDefault<KeyHasher>>>,
 }
 
-impl Default for SeenRows {
+impl<V> Default for SeenMap<V> {
     fn default() -> Self {
-        SeenRows {
+        SeenMap {
             shards: (0..SHARDS).map(|_| HashMap::default()).collect(),
         }
     }
 }
 
-impl SeenRows {
-    /// The row first recorded for `hash`.
-    pub fn get(&self, hash: u64) -> Option<u32> {
+impl<V: Copy> SeenMap<V> {
+    /// The value recorded for `hash`.
+    pub fn get(&self, hash: u64) -> Option<V> {
         self.shards[shard(hash)].get(&Key::of(hash)).copied()
     }
 
-    /// Records `row` for `hash` (the first row recorded is kept).
-    pub fn insert(&mut self, hash: u64, row: u32) {
-        self.shards[shard(hash)].entry(Key::of(hash)).or_insert(row);
+    /// Records `value` for `hash` (the first value recorded is kept).
+    pub fn insert(&mut self, hash: u64, value: V) {
+        self.shards[shard(hash)]
+            .entry(Key::of(hash))
+            .or_insert(value);
+    }
+
+    /// Records `value` for `hash`, replacing what was there.
+    pub fn set(&mut self, hash: u64, value: V) {
+        self.shards[shard(hash)].insert(Key::of(hash), value);
     }
 }
 
