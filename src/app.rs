@@ -116,13 +116,7 @@ fn pace(rate: f64, asked: bool, source: &str) -> String {
 /// `roster template`: the target's columns and an example row, as CSV or XLSX.
 fn template(args: crate::cli::args::TemplateArgs) -> Result<i32, RunError> {
     use crate::template::TemplateFormat;
-    let mut options = std::collections::BTreeMap::new();
-    for item in &args.target_option {
-        let (key, value) = item.split_once('=').ok_or_else(|| {
-            RunError::Usage(format!("--target-option `{item}`: expected KEY=VALUE"))
-        })?;
-        options.insert(key.trim().to_string(), value.to_string());
-    }
+    let options = plan::add_target_options(Default::default(), &args.target_option)?;
     let spec = TargetSpec {
         name: args.target.unwrap_or_else(|| "sandbox".into()),
         profile: args.profile,

@@ -325,12 +325,14 @@ pub async fn run(
             Box::new(
                 SqliteLedger::open(&ledger_path, target.ledger_key(), &source_name)?
                     .holding(lock)
-                    .retrying_rejected(settings.retry_rejected),
+                    .retrying_rejected(settings.retry_rejected)
+                    .reporting_remote_ids(settings.results.is_some()),
             )
         }
         _ => Box::new(
             SqliteLedger::open(&ledger_path, target.ledger_key(), &source_name)?
-                .retrying_rejected(settings.retry_rejected),
+                .retrying_rejected(settings.retry_rejected)
+                .reporting_remote_ids(settings.results.is_some()),
         ),
     };
     if sending {

@@ -249,8 +249,15 @@ fn target_options(
     common: &CommonArgs,
     config: &ConfigFile,
 ) -> Result<BTreeMap<String, String>, RunError> {
-    let mut options = config.target_options.clone();
-    for item in &common.target_option {
+    add_target_options(config.target_options.clone(), &common.target_option)
+}
+
+/// `options` with each `--target-option KEY=VALUE` of `items` added (later ones win).
+pub fn add_target_options(
+    mut options: BTreeMap<String, String>,
+    items: &[String],
+) -> Result<BTreeMap<String, String>, RunError> {
+    for item in items {
         let (key, value) = item.split_once('=').ok_or_else(|| {
             RunError::Usage(format!("--target-option `{item}`: expected KEY=VALUE"))
         })?;

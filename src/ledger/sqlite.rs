@@ -70,6 +70,9 @@ pub struct SqliteLedger {
     expect_new: bool,
     /// `--retry-rejected`: rows the API refused before are sent again even if unchanged.
     retry_rejected: bool,
+    /// `--results`: a row already done is reported with its remote id (read only then: an
+    /// idle re-run of a million done rows needs nothing else of them).
+    remote_ids: bool,
     /// The run's lock on the ledger file; declared last so it is released only after the
     /// connection is closed (closing another descriptor of the file first would drop
     /// SQLite's own POSIX locks on it).
@@ -104,6 +107,7 @@ impl SqliteLedger {
             done_this_run: seen::SeenRows::default(),
             expect_new: true,
             retry_rejected: false,
+            remote_ids: false,
             lock: None,
         })
     }
@@ -117,6 +121,12 @@ impl SqliteLedger {
     /// `--retry-rejected`: send rows the API refused before even when unchanged.
     pub fn retrying_rejected(mut self, on: bool) -> SqliteLedger {
         self.retry_rejected = on;
+        self
+    }
+
+    /// Reports rows already done with their remote id (for `--results`).
+    pub fn reporting_remote_ids(mut self, on: bool) -> SqliteLedger {
+        self.remote_ids = on;
         self
     }
 
@@ -292,8 +302,12 @@ impl SqliteLedger {
                 };
                 RowReport::local(user.row, outcome, errors, user.cells)
             } else {
+                let remote_id = match self.remote_ids {
+                    true => r.get::<_, Option<String>>(6)?,
+                    false => None,
+                };
                 RowReport::local(user.row, Outcome::Skipped, Vec::new(), user.cells)
-                    .with_remote_id(r.get::<_, Option<String>>(6)?)
+                    .with_remote_id(remote_id)
             };
             reports.push(report);
             return Ok(None);
