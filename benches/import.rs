@@ -47,7 +47,7 @@ fn bench(c: &mut Criterion) {
                     read: Default::default(),
                     mapping: MappingOptions::default(),
                     conventions: Default::default(),
-                    ledger: ledger.to_path_buf(),
+                    ledger: roster::ledger::LedgerLocation::Sqlite(ledger.to_path_buf()),
                     retry_rejected: false,
                     errors: dir.path().join("errors.csv"),
                     errors_format: Default::default(),

@@ -8,6 +8,7 @@ use crate::error::{
     EXIT_INTERRUPTED, EXIT_OK, EXIT_RETRY_LATER, EXIT_ROWS_REFUSED, EXIT_USAGE, RunError,
     print_stdout,
 };
+use crate::ledger::LedgerLocation;
 use crate::ledger::export::{self, ExportFilter};
 use crate::model::{Stop, StopReason};
 use crate::pipeline::{self, RunMode};
@@ -15,6 +16,7 @@ use crate::report::{Outcome, RunContext};
 use crate::targets::{self, TargetSpec};
 use clap::CommandFactory;
 use roster_sandbox::{Profile, Sandbox, SandboxConfig, SandboxCredentials};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -460,8 +462,45 @@ async fn sandbox(args: SandboxArgs) -> Result<i32, RunError> {
     Ok(EXIT_OK)
 }
 
+/// A SQLite file to read the ledger `given` names from: the file itself, or a copy of a
+/// PostgreSQL ledger in `scratch`.
+fn readable_ledger(given: &Path, scratch: &tempfile::TempDir) -> Result<PathBuf, RunError> {
+    match LedgerLocation::parse(given)? {
+        LedgerLocation::Sqlite(path) => Ok(path),
+        LedgerLocation::Postgres(location) => {
+            let copy = scratch.path().join("ledger.sqlite");
+            crate::ledger::copy::snapshot_to_sqlite(&location, None, &copy)?;
+            Ok(copy)
+        }
+    }
+}
+
 fn ledger(command: LedgerCommand) -> Result<i32, RunError> {
+    let scratch = tempfile::tempdir()
+        .map_err(|e| RunError::Startup(format!("cannot create a temporary directory: {e}")))?;
     match command {
+        LedgerCommand::Copy { from, to } => {
+            let (from, to) = (LedgerLocation::parse(&from)?, LedgerLocation::parse(&to)?);
+            let copied = crate::ledger::copy::copy(&from, &to, None)?;
+            eprintln!(
+                "roster: copied {} people, {} runs and {} outputs from `{}` to `{}`",
+                copied.entries,
+                copied.runs,
+                copied.outputs,
+                from.shown(),
+                to.shown()
+            );
+            let (key_from, key_to) = (from.password_key_path(), to.password_key_path());
+            if key_from.is_file() && key_from != key_to {
+                eprintln!(
+                    "roster: note: generated passwords derive from `{}`: keep it as `{}` where \
+                     the job runs, or a resumed run derives other passwords",
+                    key_from.display(),
+                    key_to.display()
+                );
+            }
+            Ok(EXIT_OK)
+        }
         LedgerCommand::Export {
             ledger,
             format,
@@ -470,10 +509,12 @@ fn ledger(command: LedgerCommand) -> Result<i32, RunError> {
             output,
         } => {
             let filter = ExportFilter { state, target };
+            let given = ledger;
+            let ledger = readable_ledger(&given, &scratch)?;
             match output {
                 Some(path) => {
                     // `-o roster-ledger.sqlite` would truncate the ledger before reading it.
-                    crate::report::outputs::check(&ledger, Some(&ledger), &[("--output", &path)])?;
+                    crate::report::outputs::check(&given, Some(&ledger), &[("--output", &path)])?;
                     let file = crate::files::create(&path, crate::files::Privacy::Personal)
                         .map_err(|e| RunError::Output {
                             path: path.clone(),
@@ -494,7 +535,7 @@ fn ledger(command: LedgerCommand) -> Result<i32, RunError> {
             Ok(EXIT_OK)
         }
         LedgerCommand::Stats { ledger } => {
-            print_stdout(&export::stats(&ledger)?)?;
+            print_stdout(&export::stats(&readable_ledger(&ledger, &scratch)?)?)?;
             Ok(EXIT_OK)
         }
     }

@@ -6,8 +6,9 @@ use crate::auth::AuthError;
 use crate::error::RunError;
 use crate::input::{self, InputOptions, Record, RecordSource};
 use crate::ledger::lock::LedgerLock;
+use crate::ledger::postgres::PostgresLedger;
 use crate::ledger::writer::{LedgerGone, LedgerSender, LedgerWriter, REPORT_CAPACITY};
-use crate::ledger::{Ledger, LedgerError, SqliteLedger};
+use crate::ledger::{Ledger, LedgerError, LedgerLocation, SqliteLedger};
 use crate::model::{Field, Outcome, Person, RowReport, Stop, StopReason, Submission};
 use crate::prepare::mapping::{Mapping, MappingOptions};
 use crate::prepare::passwords::PasswordKey;
@@ -52,7 +53,7 @@ pub struct ImportSettings {
     /// Default phone region and role synonyms.
     pub conventions: Conventions,
     /// The results ledger (a validation only reads what it recorded of the error file).
-    pub ledger: PathBuf,
+    pub ledger: LedgerLocation,
     /// `--retry-rejected`: send rows the API refused before even when unchanged.
     pub retry_rejected: bool,
     /// The error file.
@@ -230,7 +231,7 @@ pub async fn run(
     if let Some((results, _)) = &settings.results {
         named.push(("--results", results));
     }
-    outputs::check(&settings.input, Some(&settings.ledger), &named)?;
+    outputs::check(&settings.input, settings.ledger.sqlite_path(), &named)?;
     // A validation needs no API: it has no endpoint to check.
     let endpoint = match settings.mode {
         RunMode::ValidateOnly => String::new(),
@@ -283,7 +284,7 @@ pub async fn run(
     let password_key = match (&settings.generate_passwords, sending) {
         (None, _) => None,
         (Some(_), true) => {
-            let path = PasswordKey::path_for(&settings.ledger);
+            let path = settings.ledger.password_key_path();
             let key = PasswordKey::load_or_create(&path).map_err(|e| RunError::Output {
                 path,
                 source: std::io::Error::other(e.to_string()),
@@ -306,34 +307,60 @@ pub async fn run(
     }
     let scratch = tempfile::tempdir()
         .map_err(|e| RunError::Startup(format!("cannot create a temporary directory: {e}")))?;
-    let ledger_path = match settings.mode {
-        RunMode::Send => settings.ledger.clone(),
-        RunMode::DryRun => crate::ledger::snapshot(&settings.ledger, scratch.path())?,
-        RunMode::ValidateOnly => scratch.path().join("ledger.sqlite"),
-    };
     let source_name = settings.input_name();
-    // One run per ledger (a dry run only reads a copy, so it needs no lock); the lock is
-    // held by the ledger and released after its connection closes.
     // A validation of a file of up to ~1.8 M rows keeps its ledger in memory; a larger one
-    // uses a scratch SQLite file, whose memory stays flat.
+    // uses a scratch SQLite file, whose memory stays flat. A dry run works on a SQLite copy
+    // of the ledger (of a PostgreSQL ledger, this target's people), so it needs no lock.
     let input_size = std::fs::metadata(&settings.input).map_or(u64::MAX, |m| m.len());
     let in_memory = settings.mode == RunMode::ValidateOnly && input_size <= SCRATCH_IN_MEMORY_UP_TO;
-    let mut ledger: Box<dyn Ledger> = match (settings.mode, in_memory) {
-        (_, true) => Box::new(crate::ledger::scratch::ScratchLedger::default()),
-        (RunMode::Send, _) => {
-            let lock = LedgerLock::acquire(&settings.ledger)?;
+    let key = target.ledger_key();
+    let (retry_rejected, remote_ids) = (settings.retry_rejected, settings.results.is_some());
+    let sqlite = |path: &Path| -> Result<Box<dyn Ledger>, RunError> {
+        Ok(Box::new(
+            SqliteLedger::open(path, key, &source_name)?
+                .retrying_rejected(retry_rejected)
+                .reporting_remote_ids(remote_ids),
+        ))
+    };
+    // What a run that sends nothing reads of the ledger: a copy, or nothing.
+    // (A validation reads what the ledger file recorded of the error file, and no more.)
+    let mut read_copy: Option<PathBuf> = match settings.mode {
+        RunMode::ValidateOnly => settings.ledger.sqlite_path().map(Path::to_path_buf),
+        _ => None,
+    };
+    let mut ledger: Box<dyn Ledger> = match (settings.mode, &settings.ledger) {
+        _ if in_memory => Box::new(crate::ledger::scratch::ScratchLedger::default()),
+        (RunMode::Send, LedgerLocation::Sqlite(path)) => {
+            // One run per ledger file; the lock is held by the ledger and released after its
+            // connection closes.
+            let lock = LedgerLock::acquire(path)?;
             Box::new(
-                SqliteLedger::open(&ledger_path, target.ledger_key(), &source_name)?
+                SqliteLedger::open(path, key, &source_name)?
                     .holding(lock)
-                    .retrying_rejected(settings.retry_rejected)
-                    .reporting_remote_ids(settings.results.is_some()),
+                    .retrying_rejected(retry_rejected)
+                    .reporting_remote_ids(remote_ids),
             )
         }
-        _ => Box::new(
-            SqliteLedger::open(&ledger_path, target.ledger_key(), &source_name)?
-                .retrying_rejected(settings.retry_rejected)
-                .reporting_remote_ids(settings.results.is_some()),
-        ),
+        (RunMode::Send, LedgerLocation::Postgres(location)) => {
+            // One run per target: the lock is the connection's advisory lock.
+            Box::new(
+                PostgresLedger::open(location, key, &source_name)?
+                    .retrying_rejected(retry_rejected)?
+                    .reporting_remote_ids(remote_ids)?,
+            )
+        }
+        (RunMode::DryRun, LedgerLocation::Sqlite(path)) => {
+            let copy = crate::ledger::snapshot(path, scratch.path())?;
+            read_copy = Some(copy.clone());
+            sqlite(&copy)?
+        }
+        (RunMode::DryRun, LedgerLocation::Postgres(location)) => {
+            let copy = scratch.path().join("ledger-copy.sqlite");
+            crate::ledger::copy::snapshot_to_sqlite(location, Some(key), &copy)?;
+            read_copy = Some(copy.clone());
+            sqlite(&copy)?
+        }
+        (RunMode::ValidateOnly, _) => sqlite(&scratch.path().join("ledger.sqlite"))?,
     };
     if sending {
         for (other, people) in ledger.other_accounts()? {
@@ -355,7 +382,9 @@ pub async fn run(
         .to_string();
     let recorded = match sending {
         true => ledger.output_written(&errors_key)?,
-        false => crate::ledger::recorded_output(&settings.ledger, &errors_key),
+        false => read_copy
+            .as_deref()
+            .and_then(|copy| crate::ledger::recorded_output(copy, &errors_key)),
     };
     let errors_path = match outputs::existing_errors_file(&settings.errors, recorded) {
         Existing::Free => settings.errors.clone(),
@@ -487,7 +516,7 @@ pub async fn run(
     let mut ledger = ledger_result?;
     let read = read?;
     dispatched.map_err(|_| LedgerError::WriterStopped {
-        path: ledger_path.clone(),
+        path: settings.ledger.shown().into(),
     })?;
     if let Some(file) = &passwords {
         file.sync().map_err(|e| RunError::Output {
@@ -524,8 +553,8 @@ pub async fn run(
         0.0
     };
     summary.ledger = match settings.mode {
-        RunMode::Send => settings.ledger.display().to_string(),
-        RunMode::DryRun => format!("{} (read only: dry run)", settings.ledger.display()),
+        RunMode::Send => settings.ledger.shown(),
+        RunMode::DryRun => format!("{} (read only: dry run)", settings.ledger.shown()),
         RunMode::ValidateOnly => "(none: validation only)".to_string(),
     };
     summary.errors_file = errors_file.as_ref().map(|p| p.display().to_string());

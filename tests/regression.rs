@@ -1243,7 +1243,7 @@ sandbox_test!(
             read: Default::default(),
             mapping: Default::default(),
             conventions: Default::default(),
-            ledger: work.path("roster-ledger.sqlite"),
+            ledger: roster::ledger::LedgerLocation::Sqlite(work.path("roster-ledger.sqlite")),
             retry_rejected: false,
             errors: work.path("errors.csv"),
             errors_format: Default::default(),

@@ -226,7 +226,8 @@ pub struct ImportArgs {
     /// [default: no limit].
     #[arg(long, value_name = "P", value_parser = parse_share)]
     pub max_error_rate: Option<f64>,
-    /// The results ledger (SQLite) [default: roster-ledger.sqlite].
+    /// The results ledger: a SQLite file, or postgres://USER@HOST:PORT/DB (password from
+    /// PGPASSWORD or ~/.pgpass) [default: roster-ledger.sqlite].
     #[arg(long)]
     pub ledger: Option<PathBuf>,
     /// Do everything but send: report what would be created, skipped and refused.
@@ -345,7 +346,7 @@ pub enum LedgerCommand {
         after_help = "Examples:\n  roster ledger export --state rejected > refused.csv\n  roster ledger export --format jsonl --target sandbox"
     )]
     Export {
-        /// The results ledger.
+        /// The results ledger (a SQLite file, or postgres://USER@HOST:PORT/DB).
         #[arg(long, default_value = "roster-ledger.sqlite")]
         ledger: PathBuf,
         /// Output format.
@@ -364,9 +365,23 @@ pub enum LedgerCommand {
     /// Count identities per target and state.
     #[command(after_help = "Example:\n  roster ledger stats --ledger nightly.sqlite")]
     Stats {
-        /// The results ledger.
+        /// The results ledger (a SQLite file, or postgres://USER@HOST:PORT/DB).
         #[arg(long, default_value = "roster-ledger.sqlite")]
         ledger: PathBuf,
+    },
+    /// Copy a ledger into another: SQLite to PostgreSQL, and back.
+    #[command(
+        after_help = "The destination must hold none of the copied targets' people; both stay as they are \
+if anything fails. The password for PostgreSQL comes from PGPASSWORD or ~/.pgpass.\n\n\
+Example:\n  roster ledger copy --from roster-ledger.sqlite --to postgres://roster@db:5432/hr"
+    )]
+    Copy {
+        /// The ledger to copy (a SQLite file, or postgres://USER@HOST:PORT/DB).
+        #[arg(long)]
+        from: PathBuf,
+        /// The ledger to copy into (created if new).
+        #[arg(long)]
+        to: PathBuf,
     },
 }
 

@@ -8,6 +8,7 @@ use super::config::{ConfigFile, load_config};
 use crate::auth::Credentials;
 use crate::error::RunError;
 use crate::input::{Format, InputOptions};
+use crate::ledger::LedgerLocation;
 use crate::model::Field;
 use crate::pipeline::{self, ImportSettings, RunMode};
 use crate::prepare::mapping::{MappingOptions, parse_assignment};
@@ -115,6 +116,7 @@ pub fn import(args: ImportArgs) -> Result<ImportPlan, RunError> {
         .clone()
         .or(config.ledger.clone())
         .unwrap_or_else(|| PathBuf::from("roster-ledger.sqlite"));
+    let ledger = LedgerLocation::parse(&ledger)?;
     let mode = match args.dry_run {
         true => RunMode::DryRun,
         false => RunMode::Send,
@@ -161,6 +163,7 @@ pub fn validate(args: ValidateArgs) -> Result<ValidatePlan, RunError> {
         .ledger
         .clone()
         .unwrap_or_else(|| PathBuf::from("roster-ledger.sqlite"));
+    let ledger = LedgerLocation::parse(&ledger)?;
     let settings = import_settings(
         &args.common,
         &config,
@@ -286,7 +289,7 @@ fn import_settings(
     common: &CommonArgs,
     config: &ConfigFile,
     mapping: MappingOptions,
-    ledger: PathBuf,
+    ledger: LedgerLocation,
     submit: SubmitSettings,
     mode: RunMode,
 ) -> Result<ImportSettings, RunError> {

@@ -77,6 +77,29 @@ pub enum LedgerError {
         #[source]
         source: std::io::Error,
     },
+    /// The PostgreSQL ledger refused or failed (exit 2 for credentials, a missing database or
+    /// a refused permission; 5 otherwise). Never holds the password.
+    #[error("ledger `{ledger}`: {message}")]
+    Postgres {
+        /// The URL without its password.
+        ledger: String,
+        /// What the server or the connection said.
+        message: String,
+        /// The exit code it maps to.
+        exit: i32,
+    },
+    /// A copy's destination already holds people of a target copied (exit 2).
+    #[error(
+        "ledger `{ledger}` already holds {people} people of `{target}`: a copy never merges two histories of one target (hint: copy into an empty ledger)"
+    )]
+    Occupied {
+        /// The destination, as shown.
+        ledger: String,
+        /// The target key.
+        target: String,
+        /// How many it holds.
+        people: i64,
+    },
     /// The ledger's writer thread cannot start (exit 5).
     #[error("cannot start the ledger's writer thread: {0}")]
     WriterStart(#[source] std::io::Error),
@@ -115,13 +138,15 @@ impl LedgerError {
             LedgerError::Held { .. } | LedgerError::Busy { .. } => EXIT_LOCKED,
             LedgerError::Damaged { .. }
             | LedgerError::Newer { .. }
-            | LedgerError::Missing { .. } => EXIT_USAGE,
+            | LedgerError::Missing { .. }
+            | LedgerError::Occupied { .. } => EXIT_USAGE,
             LedgerError::DiskFull { .. }
             | LedgerError::Sqlite { .. }
             | LedgerError::Io { .. }
             | LedgerError::WriterStart(_)
             | LedgerError::WriterStopped { .. } => EXIT_RETRY_LATER,
             LedgerError::WriterPanicked => EXIT_INTERNAL,
+            LedgerError::Postgres { exit, .. } => *exit,
         }
     }
 }

@@ -119,16 +119,30 @@ fn read_holder(path: &Path) -> String {
 fn write_holder(path: &Path) -> std::io::Result<()> {
     let mut file =
         nofollow(OpenOptions::new().write(true).create(true).truncate(true)).open(path)?;
+    let since = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+    writeln!(
+        file,
+        "{}",
+        holder_text(std::process::id(), &hostname(), &since.to_string())
+    )?;
+    file.flush()
+}
+
+/// This machine's name ("" when it cannot be read).
+pub fn hostname() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| std::env::var("HOSTNAME"))
         .unwrap_or_default();
-    let since = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
-    let host = match host.trim() {
+    host.trim().to_string()
+}
+
+/// `pid N on HOST since TIME`: who holds a ledger, as a second run is told.
+pub fn holder_text(pid: u32, host: &str, since: &str) -> String {
+    let host = match host {
         "" => String::new(),
         h => format!(" on {h}"),
     };
-    writeln!(file, "pid {}{host} since {since}", std::process::id())?;
-    file.flush()
+    format!("pid {pid}{host} since {since}")
 }
 
 #[cfg(test)]

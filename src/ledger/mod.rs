@@ -9,18 +9,23 @@
 //! says that a create may have reached the target without roster learning its outcome (a lost
 //! answer, a 5xx, a killed run): a later "already exists" is then probably roster's own work.
 //!
-//! [`Ledger`] is what the writer asks of a ledger; [`sqlite`] is the durable one, and
-//! [`scratch`] the in-memory one a validation uses; the pipeline does not know which it has.
+//! [`Ledger`] is what the writer asks of a ledger; [`sqlite`] is the durable default,
+//! [`postgres`] the shared one (`--ledger postgres://…`), and [`scratch`] the in-memory one a
+//! validation uses; the pipeline does not know which it has.
 
+pub mod copy;
 mod error;
 pub mod export;
+pub mod location;
 pub mod lock;
+pub mod postgres;
 pub mod scratch;
 pub mod seen;
 pub mod sqlite;
 pub mod writer;
 
 pub use error::LedgerError;
+pub use location::LedgerLocation;
 pub use sqlite::{SqliteLedger, entries, now_ms, recorded_output, snapshot, target_keys};
 
 use crate::model::{Person, Refused, RowReport, Submission};

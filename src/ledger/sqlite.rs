@@ -643,7 +643,7 @@ pub fn recorded_output(path: &Path, output: &str) -> Option<(u64, u64)> {
 /// Creates the tables of a new ledger, rebuilds an older one into them (the schema before
 /// version 2 had neither STRICT tables nor the `uncertain`, `unconfirmed` and `password_owed`
 /// columns), and refuses a ledger written by a newer roster.
-fn migrate(conn: &Connection, path: &Path) -> Result<(), LedgerError> {
+pub(crate) fn migrate(conn: &Connection, path: &Path) -> Result<(), LedgerError> {
     let err = |e: rusqlite::Error| ledger_error(path, e);
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
