@@ -1,7 +1,10 @@
 //! Ledger: identities claimed and results recorded per second, in batched transactions.
+//! With `ROSTER_BENCH_POSTGRES=postgres://USER@HOST:PORT/DB` (password in `PGPASSWORD`), the
+//! PostgreSQL ledger too, through the same `Ledger` calls the writer thread makes.
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use roster::ledger::SqliteLedger;
+use roster::ledger::postgres::{PgLocation, PostgresLedger};
+use roster::ledger::{Ledger, RowWork, SqliteLedger};
 use roster::model::{Outcome, Person, Submission, UserFields};
 
 const ROWS: usize = 20_000;
@@ -59,6 +62,52 @@ fn bench(c: &mut Criterion) {
             BatchSize::PerIteration,
         )
     });
+    if let Ok(url) = std::env::var("ROSTER_BENCH_POSTGRES") {
+        let location = PgLocation::parse(&url).expect("ROSTER_BENCH_POSTGRES");
+        let mut run = 0;
+        group.bench_function("claim_and_record_postgres", |b| {
+            b.iter_batched(
+                || {
+                    // A target of its own per iteration: every identity is new to it.
+                    run += 1;
+                    let target = format!("bench-{}-{run}", std::process::id());
+                    PostgresLedger::open(&location, &target, "bench.csv").unwrap()
+                },
+                |mut ledger| {
+                    let mut reports = Vec::new();
+                    for start in (0..ROWS).step_by(BATCH) {
+                        let users: Vec<Person> =
+                            (start..(start + BATCH).min(ROWS)).map(user).collect();
+                        let claimed = ledger
+                            .write_rows(
+                                vec![RowWork::Claim {
+                                    users,
+                                    limit: usize::MAX,
+                                }],
+                                &mut reports,
+                            )
+                            .unwrap();
+                        let results = claimed
+                            .into_iter()
+                            .flat_map(|(sent, _)| sent)
+                            .map(|u| Submission {
+                                outcome: Outcome::Created,
+                                remote_id: Some("id".into()),
+                                status: Some(201),
+                                attempts: 1,
+                                first_attempt_ms: Some(1),
+                                last_attempt_ms: Some(1),
+                                ..Submission::new(u)
+                            })
+                            .collect();
+                        ledger.write_results(results, &mut reports).unwrap();
+                    }
+                    assert_eq!(reports.len(), ROWS);
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
     group.finish();
 }
 

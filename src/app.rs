@@ -12,6 +12,7 @@ use crate::ledger::LedgerLocation;
 use crate::ledger::export::{self, ExportFilter};
 use crate::model::{Stop, StopReason};
 use crate::pipeline::{self, RunMode};
+use crate::prepare::PasswordKey;
 use crate::report::{Outcome, RunContext};
 use crate::targets::{self, TargetSpec};
 use clap::CommandFactory;
@@ -490,7 +491,10 @@ fn ledger(command: LedgerCommand) -> Result<i32, RunError> {
                 from.shown(),
                 to.shown()
             );
-            let (key_from, key_to) = (from.password_key_path(), to.password_key_path());
+            let (key_from, key_to) = (
+                PasswordKey::path_for_ledger(&from),
+                PasswordKey::path_for_ledger(&to),
+            );
             if key_from.is_file() && key_from != key_to {
                 eprintln!(
                     "roster: note: generated passwords derive from `{}`: keep it as `{}` where \

@@ -284,7 +284,7 @@ pub async fn run(
     let password_key = match (&settings.generate_passwords, sending) {
         (None, _) => None,
         (Some(_), true) => {
-            let path = settings.ledger.password_key_path();
+            let path = PasswordKey::path_for_ledger(&settings.ledger);
             let key = PasswordKey::load_or_create(&path).map_err(|e| RunError::Output {
                 path,
                 source: std::io::Error::other(e.to_string()),

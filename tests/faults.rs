@@ -12,30 +12,85 @@ use std::time::{Duration, Instant};
 use support::hostile::{Hostile, Reply};
 use support::{TestSandbox, WorkDir, people_csv};
 
+/// The ledger a test runs on: the default SQLite file, or a PostgreSQL database.
+enum OnLedger {
+    Sqlite,
+    Postgres(String),
+}
+
+impl OnLedger {
+    /// A fresh database on the PostgreSQL test server; `None` when there is none (the test
+    /// is then skipped, saying so).
+    fn postgres(name: &str) -> Option<OnLedger> {
+        Some(OnLedger::Postgres(
+            support::postgres::server()?.database(name),
+        ))
+    }
+
+    fn args(&self) -> Vec<&str> {
+        match self {
+            OnLedger::Sqlite => Vec::new(),
+            OnLedger::Postgres(url) => vec!["--ledger", url],
+        }
+    }
+
+    fn env(&self) -> Vec<(&'static str, &'static str)> {
+        match self {
+            OnLedger::Sqlite => Vec::new(),
+            OnLedger::Postgres(_) => vec![("PGPASSWORD", support::postgres::PASSWORD)],
+        }
+    }
+
+    fn entries(&self, work: &WorkDir, url: &str) -> Vec<Entry> {
+        let key = format!("sandbox@{url}");
+        match self {
+            OnLedger::Sqlite => {
+                roster::ledger::entries(&work.path("roster-ledger.sqlite"), &key).unwrap()
+            }
+            OnLedger::Postgres(ledger) => {
+                let location = roster::ledger::postgres::PgLocation::parse_with(ledger, &|name| {
+                    (name == "PGPASSWORD").then(|| support::postgres::PASSWORD.to_string())
+                })
+                .unwrap();
+                roster::ledger::postgres::entries(&location, &key).unwrap()
+            }
+        }
+    }
+}
+
 /// `roster import people.csv` into the sandbox at `url`, in the background, with `--json`.
 fn spawn_import(work: &WorkDir, url: &str, extra: &[&str], env: &[(&str, &str)]) -> Child {
+    spawn_import_on(&OnLedger::Sqlite, work, url, extra, env)
+}
+
+fn spawn_import_on(
+    on: &OnLedger,
+    work: &WorkDir,
+    url: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Child {
     let mut args = vec!["--json"];
+    args.extend(on.args());
     args.extend_from_slice(extra);
-    work.spawn_import(url, "people.csv", &args, env)
+    let mut env = env.to_vec();
+    env.extend(on.env());
+    work.spawn_import(url, "people.csv", &args, &env)
 }
 
 fn ledger(work: &WorkDir, url: &str) -> Vec<Entry> {
-    roster::ledger::entries(
-        &work.path("roster-ledger.sqlite"),
-        &format!("sandbox@{url}"),
-    )
-    .unwrap()
+    OnLedger::Sqlite.entries(work, url)
 }
 
 /// Every one of `n` people exists once on the sandbox and is `created` or `exists` in the
 /// ledger; nothing is left `sending` or `failed`.
-fn assert_exactly_once(server: &TestSandbox, work: &WorkDir, url: &str, n: usize) {
+fn assert_exactly_once(on: &OnLedger, server: &TestSandbox, work: &WorkDir, url: &str, n: usize) {
     let users = server.sandbox.users();
     assert_eq!(users.len(), n, "every valid user exists");
     let creations = server.sandbox.creations();
     let doubled: Vec<_> = creations.iter().filter(|(_, c)| **c != 1).collect();
     assert!(doubled.is_empty(), "created more than once: {doubled:?}");
-    let entries = ledger(work, url);
+    let entries = on.entries(work, url);
     assert_eq!(entries.len(), n, "every row is in the ledger");
     let unsettled: Vec<_> = entries
         .iter()
@@ -66,9 +121,9 @@ fn assert_password_file_true(server: &TestSandbox, work: &WorkDir, n: usize) {
 }
 
 /// Runs imports until one finishes cleanly (at most `runs`), as a user re-running would.
-fn import_until_done(work: &WorkDir, url: &str, extra: &[&str], runs: usize) {
+fn import_until_done(on: &OnLedger, work: &WorkDir, url: &str, extra: &[&str], runs: usize) {
     for _ in 0..runs {
-        let output = spawn_import(work, url, extra, &[])
+        let output = spawn_import_on(on, work, url, extra, &[])
             .wait_with_output()
             .unwrap();
         if output.status.code() == Some(0) {
@@ -83,6 +138,17 @@ fn import_until_done(work: &WorkDir, url: &str, extra: &[&str], runs: usize) {
 
 #[test]
 fn twenty_thousand_rows_through_5xx_429_resets_and_lost_answers_end_exactly_once() {
+    through_faults_exactly_once(OnLedger::Sqlite);
+}
+
+#[test]
+fn on_postgres_twenty_thousand_rows_through_faults_end_exactly_once() {
+    if let Some(on) = OnLedger::postgres("faults") {
+        through_faults_exactly_once(on);
+    }
+}
+
+fn through_faults_exactly_once(on: OnLedger) {
     let server = TestSandbox::start(SandboxConfig {
         fail_rate: 0.10,
         throttle_rate: 0.05,
@@ -99,6 +165,7 @@ fn twenty_thousand_rows_through_5xx_429_resets_and_lost_answers_end_exactly_once
     work.write("people.csv", &people_csv(20_000));
     let url = server.url();
     import_until_done(
+        &on,
         &work,
         &url,
         &[
@@ -120,12 +187,23 @@ fn twenty_thousand_rows_through_5xx_429_resets_and_lost_answers_end_exactly_once
         stats.replayed > 0,
         "lost answers were replayed by idempotency key: {stats:?}"
     );
-    assert_exactly_once(&server, &work, &url, 20_000);
+    assert_exactly_once(&on, &server, &work, &url, 20_000);
     assert_password_file_true(&server, &work, 20_000);
 }
 
 #[test]
 fn killed_ten_times_mid_run_then_resumed_every_user_exists_exactly_once() {
+    killed_then_resumed_exactly_once(OnLedger::Sqlite);
+}
+
+#[test]
+fn on_postgres_killed_ten_times_mid_run_then_resumed_every_user_exists_exactly_once() {
+    if let Some(on) = OnLedger::postgres("killed") {
+        killed_then_resumed_exactly_once(on);
+    }
+}
+
+fn killed_then_resumed_exactly_once(on: OnLedger) {
     // 8,000 rows over ten runs: each run is killed once the server has seen between 50 and
     // 400 more people created, so every kill lands mid-run whatever the machine's speed.
     let server = TestSandbox::start(SandboxConfig {
@@ -141,7 +219,7 @@ fn killed_ten_times_mid_run_then_resumed_every_user_exists_exactly_once() {
     let args = ["--concurrency", "16", "--generate-passwords", "pw.csv"];
     for kill in 0..10 {
         let target = server.sandbox.users().len() + rng.usize(50..400);
-        let mut child = spawn_import(&work, &url, &args, &[]);
+        let mut child = spawn_import_on(&on, &work, &url, &args, &[]);
         support::wait_for("people created before the kill", || {
             server.sandbox.users().len() >= target
         });
@@ -156,8 +234,8 @@ fn killed_ten_times_mid_run_then_resumed_every_user_exists_exactly_once() {
         server.sandbox.users().len() < 8_000,
         "the kills interrupted the import"
     );
-    import_until_done(&work, &url, &args, 3);
-    assert_exactly_once(&server, &work, &url, 8_000);
+    import_until_done(&on, &work, &url, &args, 3);
+    assert_exactly_once(&on, &server, &work, &url, 8_000);
     assert_password_file_true(&server, &work, 8_000);
 }
 

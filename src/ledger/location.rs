@@ -40,14 +40,4 @@ impl LedgerLocation {
             LedgerLocation::Postgres(_) => None,
         }
     }
-
-    /// Where the key that generated passwords derive from is kept: beside a SQLite ledger;
-    /// for a PostgreSQL ledger, `roster-ledger.key` in the working directory (a key in the
-    /// shared database would let every reader of the ledger derive the passwords).
-    pub fn password_key_path(&self) -> PathBuf {
-        match self {
-            LedgerLocation::Sqlite(path) => crate::prepare::passwords::PasswordKey::path_for(path),
-            LedgerLocation::Postgres(_) => PathBuf::from("roster-ledger.key"),
-        }
-    }
 }

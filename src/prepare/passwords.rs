@@ -112,7 +112,18 @@ impl PasswordKey {
         }
     }
 
-    /// Where the key of the ledger at `ledger` lives.
+    /// Where the key of the ledger at `ledger` lives: beside a SQLite file; for a PostgreSQL
+    /// ledger, `roster-ledger.key` in the working directory.
+    pub fn path_for_ledger(ledger: &crate::ledger::LedgerLocation) -> PathBuf {
+        match ledger {
+            crate::ledger::LedgerLocation::Sqlite(path) => Self::path_for(path),
+            // A key in the shared database would let every reader of the ledger derive the
+            // passwords: it stays a file where the job runs.
+            crate::ledger::LedgerLocation::Postgres(_) => PathBuf::from("roster-ledger.key"),
+        }
+    }
+
+    /// Where the key for the SQLite ledger at `ledger` lives: `<ledger>.key`.
     pub fn path_for(ledger: &Path) -> PathBuf {
         let mut name = ledger.as_os_str().to_owned();
         name.push(".key");

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod hostile;
+pub mod postgres;
 
 /// Declares a test that runs against a fresh sandbox (started with `config`, on 127.0.0.1
 /// with an ephemeral port) from a fresh scratch directory:
@@ -50,6 +51,19 @@ const PROXY_VARS: [&str; 8] = [
     "all_proxy",
     "NO_PROXY",
     "no_proxy",
+];
+
+/// libpq's environment variables, which roster reads for a PostgreSQL ledger.
+const PG_VARS: [&str; 9] = [
+    "PGPASSWORD",
+    "PGPASSFILE",
+    "PGUSER",
+    "PGHOST",
+    "PGPORT",
+    "PGDATABASE",
+    "PGSSLMODE",
+    "PGSSLROOTCERT",
+    "PGCONNECT_TIMEOUT",
 ];
 
 /// A sandbox server kept alive with the runtime that serves it.
@@ -136,8 +150,9 @@ impl WorkDir {
         for name in roster::auth::ENV_VARS {
             cmd.env_remove(name);
         }
-        // A proxy of the machine's must not stand between the binary and the test's servers.
-        for name in PROXY_VARS {
+        // A proxy of the machine's must not stand between the binary and the test's servers,
+        // nor a PostgreSQL default of the machine's between it and the test's server.
+        for name in PROXY_VARS.iter().chain(&PG_VARS) {
             cmd.env_remove(name);
         }
         cmd.envs(env.iter().copied());
