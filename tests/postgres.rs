@@ -380,3 +380,61 @@ fn an_unreachable_postgres_ledger_is_a_retry_later_with_nothing_sent() {
     assert!(run.json()["reason"].as_str().unwrap().contains(&ledger));
     assert_eq!(server.sandbox.stats().requests, 0);
 }
+
+#[test]
+fn tls_to_the_ledger_is_verified_as_sslmode_says() {
+    let pg = pg_or_skip!();
+    let Some(root) = &pg.root_cert else {
+        return;
+    };
+    let server = TestSandbox::start(SandboxConfig::default());
+    let work = WorkDir::new();
+    work.write("people.csv", &people_csv(5));
+    let url = server.url();
+    // `tls_only` refuses a connection without TLS (the server's pg_hba.conf).
+    let base = format!("postgres://roster@127.0.0.1:{}/tls_only", pg.port);
+    let root = root.display().to_string();
+    let run = |ledger: &str, env: &[(&str, &str)]| {
+        let mut env = env.to_vec();
+        env.extend(PG_ENV);
+        work.roster_with_env(
+            &WorkDir::import_args(&url, "people.csv", &["--ledger", ledger, "--json"]),
+            &env,
+        )
+    };
+    let plain = run(&format!("{base}?sslmode=disable"), &[]);
+    plain.expect_code(2);
+    assert!(
+        plain.stderr().contains("no encryption"),
+        "{}",
+        plain.context()
+    );
+    // verify-full: the chain to the root and the name (an IP address here).
+    run(
+        &format!("{base}?sslmode=verify-full"),
+        &[("PGSSLROOTCERT", &root)],
+    )
+    .expect_code(0);
+    // A root that did not sign the server's certificate: refused, nothing sent.
+    let other = work.path("other.crt");
+    std::fs::copy(
+        pg.root_cert.as_ref().unwrap().with_file_name("server.crt"),
+        &other,
+    )
+    .unwrap();
+    let requests = server.sandbox.stats().requests;
+    let wrong = run(
+        &format!("{base}?sslmode=verify-ca&sslrootcert={}", other.display()),
+        &[],
+    );
+    wrong.expect_code(2);
+    assert!(
+        wrong.stderr().contains("certificate"),
+        "{}",
+        wrong.context()
+    );
+    assert_eq!(server.sandbox.stats().requests, requests);
+    // require: encrypted, the certificate unchecked (libpq's meaning); prefer, the default, too.
+    run(&format!("{base}?sslmode=require"), &[]).expect_code(0);
+    run(&base, &[]).expect_code(0);
+}

@@ -17,6 +17,9 @@ pub const PASSWORD: &str = "pg-test-Secret-7f3a9c";
 /// A running test server.
 pub struct PgServer {
     pub port: u16,
+    /// The root certificate of the server's TLS certificate (for 127.0.0.1), when `openssl`
+    /// could make one; the database `tls_only` then refuses connections without TLS.
+    pub root_cert: Option<PathBuf>,
     bin: PathBuf,
     data: PathBuf,
     as_postgres: bool,
@@ -137,6 +140,28 @@ impl PgServer {
             "initdb: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let root_cert = make_certificates(&dir);
+        let mut tls = String::new();
+        if root_cert.is_some() {
+            tls = format!(
+                " -c ssl=on -c ssl_cert_file={0}/server.crt -c ssl_key_file={0}/server.key",
+                dir.display()
+            );
+            let hba = data.join("pg_hba.conf");
+            let rules = std::fs::read_to_string(&hba).unwrap();
+            std::fs::write(
+                &hba,
+                format!("hostnossl tls_only all 127.0.0.1/32 reject\n{rules}"),
+            )
+            .unwrap();
+            if as_postgres {
+                let _ = Command::new("chown")
+                    .arg("-R")
+                    .arg("postgres")
+                    .arg(&dir)
+                    .status();
+            }
+        }
         // SAFETY: registering a plain extern "C" function.
         unsafe { libc::atexit(stop_at_exit) };
         let mut last = String::new();
@@ -150,19 +175,27 @@ impl PgServer {
                 .arg("-o")
                 .arg(format!(
                     "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=off \
-                     -c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
+                     -c synchronous_commit=off -c full_page_writes=off -c max_connections=200{tls}",
                     dir.display()
                 ))
                 .args(["-w", "-t", "60", "start"])
                 .output()
                 .unwrap();
             if out.status.success() {
-                return PgServer {
+                let server = PgServer {
                     port,
+                    root_cert,
                     bin,
                     data,
                     as_postgres,
                 };
+                if server.root_cert.is_some() {
+                    server
+                        .client("postgres")
+                        .batch_execute("CREATE DATABASE tls_only")
+                        .unwrap();
+                }
+                return server;
             }
             last = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
         }
@@ -199,6 +232,81 @@ impl PgServer {
             .connect(postgres::NoTls)
             .unwrap()
     }
+}
+
+/// A test CA and a certificate for 127.0.0.1 it signed (`server.crt`, `server.key` in
+/// `dir`): the CA's path, or `None` without `openssl`.
+fn make_certificates(dir: &Path) -> Option<PathBuf> {
+    let openssl = |args: &[&str]| {
+        Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+         keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .ok()?;
+    let made = openssl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &["-keyout", "ca.key", "-out", "ca.crt", "-days", "2"],
+            &["-subj", "/CN=roster test CA"],
+        ]
+        .concat(),
+    ) && openssl(
+        &[
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
+        ]
+        .concat(),
+    ) && openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+    ]);
+    if !made {
+        eprintln!("SKIPPED (TLS part): no openssl to make the test server's certificate");
+        return None;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        dir.join("server.key"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .ok()?;
+    Some(dir.join("ca.crt"))
 }
 
 /// The database a test URL names.

@@ -51,7 +51,35 @@ pub(crate) fn pg_error(shown: &str, e: &postgres::Error) -> LedgerError {
                 exit,
             )
         }
-        None => (e.to_string(), EXIT_RETRY_LATER),
+        None => {
+            // The cause says what went wrong ("error performing TLS handshake" alone does not);
+            // a certificate roster will not trust is the user's to fix, not a passing fault.
+            let mut message = e.to_string();
+            let mut exit = EXIT_RETRY_LATER;
+            let mut cause = std::error::Error::source(e);
+            while let Some(inner) = cause {
+                let text = inner.to_string();
+                if !message.contains(&text) {
+                    message.push_str(": ");
+                    message.push_str(&text);
+                }
+                let tls = inner.downcast_ref::<rustls::Error>().or_else(|| {
+                    inner
+                        .downcast_ref::<std::io::Error>()
+                        .and_then(|io| io.get_ref())
+                        .and_then(|e| e.downcast_ref::<rustls::Error>())
+                });
+                if let Some(rustls::Error::InvalidCertificate(_)) = tls {
+                    exit = EXIT_USAGE;
+                    message.push_str(
+                        " (hint: sslmode verify-ca and verify-full trust only the root \
+                         certificate in sslrootcert / PGSSLROOTCERT / ~/.postgresql/root.crt)",
+                    );
+                }
+                cause = inner.source();
+            }
+            (message, exit)
+        }
     };
     LedgerError::Postgres {
         ledger: shown.to_string(),
