@@ -188,9 +188,76 @@ struct Known {
     uncertain: bool,
 }
 
+/// The statements a run sends per batch, prepared once per run (sending a statement's text
+/// with every batch would have the server parse and plan it each time).
+struct Statements {
+    known: postgres::Statement,
+    claim: postgres::Statement,
+    invalid: postgres::Statement,
+    results: postgres::Statement,
+}
+
+impl Statements {
+    fn prepare(client: &mut postgres::Client) -> Result<Statements, postgres::Error> {
+        Ok(Statements {
+            known: client.prepare(KNOWN)?,
+            claim: client.prepare(CLAIM)?,
+            invalid: client.prepare(INVALID)?,
+            results: client.prepare(RESULTS)?,
+        })
+    }
+}
+
+/// What the ledger holds for a batch's identities.
+const KNOWN: &str = "SELECT identity, state, run_id, source_row, content_hash, errors, http_status,
+                    remote_id, uncertain
+             FROM entries WHERE target = $1 AND identity = ANY($2)";
+
+/// Claims a batch (`sending`); an uncertain identity stays uncertain.
+const CLAIM: &str =
+    "INSERT INTO entries (target, identity, state, content_hash, updated_ms, source_file,
+                                  source_row, run_id, uncertain)
+             SELECT $1, u.identity, 'sending', u.hash, $2, $3, u.row, $4, u.uncertain
+             FROM UNNEST($5::text[], $6::int8[], $7::int8[], $8::bool[])
+                  AS u(identity, hash, row, uncertain)
+             ON CONFLICT (target, identity) DO UPDATE SET
+                state = 'sending', content_hash = excluded.content_hash,
+                updated_ms = excluded.updated_ms, source_file = excluded.source_file,
+                source_row = excluded.source_row, run_id = excluded.run_id,
+                uncertain = entries.uncertain OR excluded.uncertain";
+
+/// Records a batch of local refusals (the caller chose which may be written).
+const INVALID: &str =
+    "INSERT INTO entries (target, identity, state, updated_ms, source_file, source_row,
+                                  errors, content_hash)
+             SELECT $1, u.identity, 'invalid', $2, $3, u.row, u.errors, u.hash
+             FROM UNNEST($4::text[], $5::int8[], $6::int8[], $7::text[])
+                  AS u(identity, hash, row, errors)
+             ON CONFLICT (target, identity) DO UPDATE SET
+                state = 'invalid', updated_ms = excluded.updated_ms,
+                source_file = excluded.source_file, source_row = excluded.source_row,
+                errors = excluded.errors, content_hash = excluded.content_hash";
+
+/// Records a batch of submissions' ends.
+const RESULTS: &str = "UPDATE entries AS e SET state = u.state,
+                remote_id = COALESCE(u.remote_id, e.remote_id),
+                http_status = COALESCE(u.http_status, e.http_status),
+                attempts = e.attempts + u.attempts,
+                first_attempt_ms = COALESCE(e.first_attempt_ms, u.first_ms),
+                last_attempt_ms = COALESCE(u.last_ms, e.last_attempt_ms),
+                updated_ms = $2, errors = u.errors, response_body = u.body,
+                uncertain = u.uncertain, unconfirmed = u.unconfirmed, password_owed = u.owed
+             FROM UNNEST($3::text[], $4::text[], $5::text[], $6::int4[], $7::int4[], $8::int8[],
+                         $9::int8[], $10::text[], $11::text[], $12::bool[], $13::bool[],
+                         $14::bool[])
+                  AS u(identity, state, remote_id, http_status, attempts, first_ms, last_ms,
+                       errors, body, uncertain, unconfirmed, owed)
+             WHERE e.target = $1 AND e.identity = u.identity";
+
 /// The connection and the run's state, owned by the ledger's thread.
 struct Session {
     client: postgres::Client,
+    statements: Statements,
     shown: String,
     target: String,
     source_file: String,
@@ -359,8 +426,10 @@ impl Session {
             )
             .map_err(err)?
             .get(0);
+        let statements = Statements::prepare(&mut client).map_err(err)?;
         Ok(Session {
             client,
+            statements,
             shown,
             target,
             source_file,
@@ -384,6 +453,7 @@ impl Session {
         let mut tx = self.client.transaction()?;
         let mut answers = Vec::new();
         let mut run = RunView {
+            statements: &self.statements,
             target: &self.target,
             source_file: &self.source_file,
             run_id: self.run_id,
@@ -445,20 +515,7 @@ impl Session {
         }
         let mut tx = self.client.transaction()?;
         tx.execute(
-            "UPDATE entries AS e SET state = u.state,
-                remote_id = COALESCE(u.remote_id, e.remote_id),
-                http_status = COALESCE(u.http_status, e.http_status),
-                attempts = e.attempts + u.attempts,
-                first_attempt_ms = COALESCE(e.first_attempt_ms, u.first_ms),
-                last_attempt_ms = COALESCE(u.last_ms, e.last_attempt_ms),
-                updated_ms = $2, errors = u.errors, response_body = u.body,
-                uncertain = u.uncertain, unconfirmed = u.unconfirmed, password_owed = u.owed
-             FROM UNNEST($3::text[], $4::text[], $5::text[], $6::int4[], $7::int4[], $8::int8[],
-                         $9::int8[], $10::text[], $11::text[], $12::bool[], $13::bool[],
-                         $14::bool[])
-                  AS u(identity, state, remote_id, http_status, attempts, first_ms, last_ms,
-                       errors, body, uncertain, unconfirmed, owed)
-             WHERE e.target = $1 AND e.identity = u.identity",
+            &self.statements.results,
             &[
                 &self.target,
                 &now_ms(),
@@ -495,6 +552,7 @@ impl Session {
 
 /// The run's view of the ledger inside one transaction.
 struct RunView<'a> {
+    statements: &'a Statements,
     target: &'a str,
     source_file: &'a str,
     run_id: i64,
@@ -510,12 +568,7 @@ impl RunView<'_> {
         tx: &mut postgres::Transaction<'_>,
         identities: &[String],
     ) -> Result<HashMap<String, Known>, postgres::Error> {
-        let rows = tx.query(
-            "SELECT identity, state, run_id, source_row, content_hash, errors, http_status,
-                    remote_id, uncertain
-             FROM entries WHERE target = $1 AND identity = ANY($2)",
-            &[&self.target, &identities],
-        )?;
+        let rows = tx.query(&self.statements.known, &[&self.target, &identities])?;
         Ok(rows
             .into_iter()
             .map(|r| {
@@ -652,16 +705,7 @@ impl RunView<'_> {
         let rows: Vec<i64> = users.iter().map(|u| u.row as i64).collect();
         let uncertain: Vec<bool> = users.iter().map(|u| u.uncertain).collect();
         tx.execute(
-            "INSERT INTO entries (target, identity, state, content_hash, updated_ms, source_file,
-                                  source_row, run_id, uncertain)
-             SELECT $1, u.identity, 'sending', u.hash, $2, $3, u.row, $4, u.uncertain
-             FROM UNNEST($5::text[], $6::int8[], $7::int8[], $8::bool[])
-                  AS u(identity, hash, row, uncertain)
-             ON CONFLICT (target, identity) DO UPDATE SET
-                state = 'sending', content_hash = excluded.content_hash,
-                updated_ms = excluded.updated_ms, source_file = excluded.source_file,
-                source_row = excluded.source_row, run_id = excluded.run_id,
-                uncertain = entries.uncertain OR excluded.uncertain",
+            &self.statements.claim,
             &[
                 &self.target,
                 &now_ms(),
@@ -752,15 +796,7 @@ impl RunView<'_> {
             return Ok(());
         }
         tx.execute(
-            "INSERT INTO entries (target, identity, state, updated_ms, source_file, source_row,
-                                  errors, content_hash)
-             SELECT $1, u.identity, 'invalid', $2, $3, u.row, u.errors, u.hash
-             FROM UNNEST($4::text[], $5::int8[], $6::int8[], $7::text[])
-                  AS u(identity, hash, row, errors)
-             ON CONFLICT (target, identity) DO UPDATE SET
-                state = 'invalid', updated_ms = excluded.updated_ms,
-                source_file = excluded.source_file, source_row = excluded.source_row,
-                errors = excluded.errors, content_hash = excluded.content_hash",
+            &self.statements.invalid,
             &[
                 &self.target,
                 &now_ms(),

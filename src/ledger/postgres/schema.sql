@@ -21,8 +21,12 @@ CREATE TABLE IF NOT EXISTS entries (
     uncertain        BOOLEAN  NOT NULL DEFAULT FALSE,
     unconfirmed      BOOLEAN  NOT NULL DEFAULT FALSE,
     password_owed    BOOLEAN  NOT NULL DEFAULT FALSE,
-    PRIMARY KEY (target, identity)
-);
+    -- Identity first: a batch's lookups and updates probe it per identity. Keyed (target,
+    -- identity), the planner may scan a whole target's entries per batch instead.
+    PRIMARY KEY (identity, target)
+-- Room in each page for the result that follows every claim: the update stays in its page
+-- (a HOT update, no new index entry).
+) WITH (fillfactor = 70);
 
 -- One row per run; `host`, `pid` and `backend_pid` name the holder of a target's lock.
 CREATE TABLE IF NOT EXISTS runs (
