@@ -7,13 +7,16 @@
 #   3. idle re-run: the 200,000 done rows imported again (nothing sent);
 #   4. start-up: `roster --help` (hyperfine);
 #   5. memory: peak RSS validating 10,000,000 rows and importing 1,000,000 (/usr/bin/time -v);
-#   6. validate: `roster validate` of 1,000,000 rows (first, last, email, E.164 phone, role,
+#   6. adaptive: a sandbox of capacity 8 (20 ms a create; beyond 8 in flight requests queue
+#      and some answer 500 after the commit), 3,000 rows at fixed concurrency 1…64 and with
+#      none given (adaptive), each into a fresh server; then nginx, fixed 8…64 vs none given;
+#   7. validate: `roster validate` of 1,000,000 rows (first, last, email, E.164 phone, role,
 #      country) and `import --dry-run` of the same, then pandas (read_csv(dtype=str) and
 #      vectorised strip/lower/required/regex checks) on the same file, back to back, when
 #      pandas is installed.
 # Needs nginx, wrk, hyperfine and GNU time (Debian: nginx-light wrk hyperfine time); oha is
 # used too where installed (cargo install oha).
-# Usage: benches/e2e.sh [all|throughput|rate|rerun|startup|memory|validate]   (default: all)
+# Usage: benches/e2e.sh [all|throughput|rate|rerun|startup|memory|adaptive|validate]   (default: all)
 set -euo pipefail
 
 what="${1:-all}"
@@ -135,6 +138,62 @@ print(f"RESULT rate: {rate:.1f} requests/s over {(last - first) / 1000:.1f} s "
 PY
 }
 
+# One import of $1 into a fresh `roster sandbox $3…` (its args), with extra import args $2:
+# prints "rows/s 5xx-share%".
+adaptive_run() {
+    local file="$1" extra="$2"; shift 2
+    local p=$((port + 2))
+    "$roster" sandbox --port "$p" "$@" > /dev/null 2>&1 &
+    local pid=$!
+    for _ in $(seq 50); do curl -s "http://127.0.0.1:$p/_sandbox/stats" >/dev/null && break; sleep 0.1; done
+    rm -f "$work/adaptive.sqlite"
+    # shellcheck disable=SC2086
+    (cd "$work" && timeout 300 "$roster" import "$file" --target sandbox \
+        --base-url "http://127.0.0.1:$p" --region US --rate 0 $extra \
+        --ledger adaptive.sqlite --quiet --json) > "$work/adaptive.json" || true
+    curl -s "http://127.0.0.1:$p/_sandbox/stats" > "$work/stats.json"
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+    python3 - "$work/adaptive.json" "$work/stats.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1])); s = json.load(open(sys.argv[2]))
+done = d["created"] + d["exists"]
+print(f"{done / d['elapsed_s']:.0f} {100.0 * s['faults'] / max(s['requests'], 1):.2f} "
+      f"{(d.get('concurrency') or {}).get('last', '-')}")
+PY
+}
+
+adaptive() {
+    echo "== adaptive concurrency: capacity 8, 20 ms a create (best possible ~400 rows/s) =="
+    people 3000 > "$work/adaptive.csv"
+    best=0
+    for c in 1 2 4 8 16 32 64; do
+        read -r rps share last <<< "$(adaptive_run adaptive.csv "--concurrency $c" --capacity 8 --delay-ms 20)"
+        echo "fixed --concurrency $c: $rps rows/s, 5xx $share%"
+        [ "$rps" -gt "$best" ] && best=$rps
+    done
+    read -r rps share last <<< "$(adaptive_run adaptive.csv "" --capacity 8 --delay-ms 20)"
+    echo "RESULT adaptive (no --concurrency): $rps rows/s, 5xx $share%, ended at $last in flight; best fixed $best rows/s: $(python3 -c "print(round(100*$rps/$best))")% of it"
+    echo "== adaptive concurrency: nginx answering 201 (no capacity limit), 100,000 rows =="
+    people 100000 > "$work/fast.csv"
+    start_nginx
+    best=0
+    for c in 8 16 32 64; do
+        rm -f "$work/fast.sqlite"
+        (cd "$work" && timeout 120 "$roster" import fast.csv --target sandbox \
+            --base-url "http://127.0.0.1:$port" --region US --rate 0 --concurrency "$c" \
+            --ledger fast.sqlite --quiet --json 2>/dev/null) > "$work/fast.json"
+        rps=$(python3 -c "import json;print(round(json.load(open('$work/fast.json'))['rows_per_s']))")
+        echo "fixed --concurrency $c: $rps rows/s"
+        [ "$rps" -gt "$best" ] && best=$rps
+    done
+    rm -f "$work/fast.sqlite"
+    (cd "$work" && timeout 120 "$roster" import fast.csv --target sandbox \
+        --base-url "http://127.0.0.1:$port" --region US --rate 0 \
+        --ledger fast.sqlite --quiet --json 2>/dev/null) > "$work/fast.json"
+    rps=$(python3 -c "import json;print(round(json.load(open('$work/fast.json'))['rows_per_s']))")
+    echo "RESULT adaptive against nginx: $rps rows/s; best fixed $best rows/s: $(python3 -c "print(round(100*$rps/$best))")% of it"
+}
+
 startup() {
     echo "== start-up: roster --help =="
     hyperfine --warmup 5 --runs 50 --shell=none "$roster --help" | tee "$work/hyperfine.txt"
@@ -212,6 +271,7 @@ case "$what" in
     rerun) rerun ;;
     startup) startup ;;
     memory) memory ;;
-    all) throughput; rerun; rate; startup; memory; validate_speed ;;
-    *) echo "usage: $0 [all|throughput|rate|rerun|startup|memory|validate]" >&2; exit 2 ;;
+    adaptive) adaptive ;;
+    all) throughput; rerun; rate; startup; memory; adaptive; validate_speed ;;
+    *) echo "usage: $0 [all|throughput|rate|rerun|startup|memory|adaptive|validate]" >&2; exit 2 ;;
 esac

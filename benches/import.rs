@@ -56,6 +56,7 @@ fn bench(c: &mut Criterion) {
                     report: None,
                     submit: SubmitSettings {
                         concurrency: 64,
+                        start_concurrency: 64,
                         ..SubmitSettings::default()
                     },
                     mode: RunMode::Send,

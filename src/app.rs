@@ -70,7 +70,10 @@ pub fn run(cli: Cli) -> i32 {
             Command::Sandbox(args) => sandbox(args).await,
             Command::Ledger(command) => ledger(command),
             Command::Targets => {
-                print_stdout(&targets::describe())?;
+                print_stdout(&targets::describe((
+                    crate::submit::START_CONCURRENCY,
+                    crate::submit::DEFAULT_CONCURRENCY,
+                )))?;
                 Ok(EXIT_OK)
             }
             Command::Template(args) => template(args),
@@ -285,6 +288,7 @@ async fn import(
         mut settings,
         rate,
         burst,
+        concurrency_given,
         json,
         quiet,
     } = plan::import(args)?;
@@ -306,6 +310,11 @@ async fn import(
         target.info.rate_source,
     );
     settings.submit.burst = burst.unwrap_or(api.default_burst()).max(1);
+    if let (false, Some(n)) = (concurrency_given, api.default_concurrency()) {
+        // A profile's `concurrency` is the user's word for that server, as the flag is.
+        settings.submit.concurrency = n;
+        settings.submit.start_concurrency = n;
+    }
     let stop = Arc::new(Stop::default());
     watch_signals(stop.clone());
     let result = pipeline::run(&settings, target.clone(), stop).await?;
@@ -412,6 +421,7 @@ async fn sandbox(args: SandboxArgs) -> Result<i32, RunError> {
         fail_rate: args.fail_rate,
         fail_first: args.fail_first,
         delay: Duration::from_millis(args.delay_ms),
+        capacity: args.capacity,
         seed: args.seed,
         token: if args.require_token {
             let token = std::env::var("ROSTER_TOKEN").unwrap_or_default();

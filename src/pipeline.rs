@@ -15,10 +15,12 @@ use crate::prepare::passwords::PasswordKey;
 use crate::prepare::validate::{Checked, Validator};
 use crate::report::ReportCollector;
 use crate::report::outputs::{self, Existing};
+use crate::report::progress::PaceNote;
 use crate::report::progress::ReadGauge;
 use crate::report::{Aggregator, EarlyStop, ProgressMode, RowSet, StopRules, Summary};
 use crate::report::{ErrorFile, ErrorFormat};
 use crate::report::{PasswordFile, PasswordStatus};
+use crate::submit::adaptive::ConcurrencyLimit;
 use crate::submit::{SubmitSettings, Submitter};
 use crate::targets::{PasswordUse, Target};
 use crate::values::Conventions;
@@ -438,10 +440,23 @@ pub async fn run(
         })
     });
     let gauge = Arc::new(ReadGauge::default());
+    let note = Arc::new(PaceNote::default());
+    let limit = Arc::new(
+        ConcurrencyLimit::new(
+            settings.submit.start_concurrency,
+            settings.submit.concurrency,
+        )
+        .noting_in(note.clone()),
+    );
     let aggregator = Aggregator::spawn(
         reports_rx,
         files,
-        (settings.progress, gauge.clone(), settings.pace.clone()),
+        (
+            settings.progress,
+            gauge.clone(),
+            settings.pace.clone(),
+            note,
+        ),
         collector,
         stop.clone(),
         EarlyStop::new(&endpoint, settings.stop_rules),
@@ -470,6 +485,7 @@ pub async fn run(
                 target.clone(),
                 mapping.clone(),
                 settings.submit,
+                limit.clone(),
                 stop.clone(),
             )?
             .with_password_file(passwords.clone()),
@@ -559,6 +575,16 @@ pub async fn run(
     };
     summary.errors_file = errors_file.as_ref().map(|p| p.display().to_string());
     summary.results_file = results_file.as_ref().map(|p| p.display().to_string());
+    if sending && summary.requests > 0 {
+        let report = limit.report();
+        summary.concurrency = Some(crate::report::ConcurrencySummary {
+            ceiling: report.ceiling,
+            last: report.last,
+            lowest: report.lowest,
+            lowered: report.decreases,
+            why: report.last_slowdown.map(|w| w.label().to_string()),
+        });
+    }
     if sending {
         // Remember what roster wrote, so a later run never overwrites the user's edits.
         let key = crate::ledger::lock::canonical(&errors_path)

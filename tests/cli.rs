@@ -530,7 +530,7 @@ fn import_help_shows_every_default() {
     let work = WorkDir::new();
     let help = work.roster(&["import", "--help"]).stdout();
     for (flag, default) in [
-        ("--concurrency", "[default: 16]"),
+        ("--concurrency", "[default: adaptive, up to 64]"),
         ("--max-retries", "[default: 5]"),
         ("--timeout", "[default: 30]"),
         ("--ledger", "[default: roster-ledger.sqlite]"),

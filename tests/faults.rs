@@ -494,3 +494,38 @@ fn hostile_answers_end_with_a_documented_code_and_every_row_accounted_for() {
     }
     assert_eq!(elsewhere.count("POST"), 0, "nothing followed the redirect");
 }
+
+sandbox_test!(
+    an_untuned_run_against_a_server_at_capacity_backs_off_and_says_why,
+    SandboxConfig {
+        // Four workers, 10 ms a create: beyond four in flight, requests queue and some
+        // answer 500 after their user was created (as Redmine's "database is locked").
+        capacity: 4,
+        delay: Duration::from_millis(10),
+        ..Default::default()
+    },
+    |server, work| {
+        work.write("people.csv", &people_csv(800));
+        let url = server.url();
+        // No --rate, no --concurrency: the limit starts at 8, above the server's four.
+        let output = spawn_import(&work, &url, &["--rate", "0"], &[])
+            .wait_with_output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(output.status.code(), Some(0), "{stdout}");
+        let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        let concurrency = &json["concurrency"];
+        assert_eq!(concurrency["ceiling"], 64, "{json}");
+        assert!(concurrency["lowered"].as_u64().unwrap() >= 1, "{json}");
+        assert!(concurrency["lowest"].as_u64().unwrap() < 8, "{json}");
+        let why = concurrency["why"].as_str().unwrap_or("");
+        assert!(why.contains("5xx") || why.contains("latency"), "{json}");
+        assert!(
+            server.sandbox.stats().failed_after_commit > 0,
+            "the server did fail after commits"
+        );
+        // Those 500s came after the commit: every person exists once all the same.
+        assert_eq!(server.sandbox.users().len(), 800);
+        assert!(server.sandbox.creations().values().all(|c| *c == 1));
+    }
+);

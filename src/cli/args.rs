@@ -203,7 +203,10 @@ pub struct ImportArgs {
     /// `roster targets`].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub burst: Option<u32>,
-    /// Most requests in flight at once [default: 16].
+    /// Most requests in flight at once. Not given, roster starts at 8 and finds the pace the
+    /// server sustains (more while latency holds, fewer on 5xx, timeouts or rising latency)
+    /// up to 64; given, it starts there and only comes down when the server pushes back
+    /// [default: adaptive, up to 64].
     #[arg(long, value_parser = parse_concurrency)]
     pub concurrency: Option<usize>,
     /// Per-request timeout in seconds [default: 30].
@@ -295,6 +298,10 @@ pub struct SandboxArgs {
     /// Delay before each answer, in milliseconds.
     #[arg(long, default_value_t = 0)]
     pub delay_ms: u64,
+    /// Creates handled at once, as a server with that many workers (0 = any number): beyond
+    /// it requests queue, and some answer 500 after their user was created.
+    #[arg(long, default_value_t = 0)]
+    pub capacity: u32,
     /// Seed for the injected faults.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,

@@ -35,6 +35,8 @@ pub struct ImportPlan {
     pub rate: Option<f64>,
     /// `--burst` or the config's, when given.
     pub burst: Option<u32>,
+    /// Whether `--concurrency` (or the config's) was given: else a profile's may set it.
+    pub concurrency_given: bool,
     /// Print the summary as JSON on stdout.
     pub json: bool,
     /// No progress output.
@@ -92,13 +94,19 @@ pub fn import(args: ImportArgs) -> Result<ImportPlan, RunError> {
             None => None,
         },
     };
-    let concurrency = match args.concurrency.or(config.concurrency) {
-        Some(n) => parse_concurrency(&n.to_string())
-            .map_err(|e| RunError::Usage(format!("--concurrency: {e}")))?,
-        None => defaults.concurrency,
+    // Given, the limit starts there and only comes down when the server pushes back; not
+    // given, it starts low and finds the server's pace under the default ceiling.
+    let (concurrency, start_concurrency) = match args.concurrency.or(config.concurrency) {
+        Some(n) => {
+            let n = parse_concurrency(&n.to_string())
+                .map_err(|e| RunError::Usage(format!("--concurrency: {e}")))?;
+            (n, n)
+        }
+        None => (defaults.concurrency, defaults.start_concurrency),
     };
     let submit = SubmitSettings {
         concurrency,
+        start_concurrency,
         rate: rate.unwrap_or(0.0),
         timeout: Duration::from_secs_f64(timeout),
         retry: RetryPolicy {
@@ -133,6 +141,7 @@ pub fn import(args: ImportArgs) -> Result<ImportPlan, RunError> {
         settings,
         rate,
         burst: args.burst.or(config.burst),
+        concurrency_given: args.concurrency.or(config.concurrency).is_some(),
         json: args.common.json,
         quiet: args.common.quiet,
     })

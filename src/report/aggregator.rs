@@ -1,7 +1,7 @@
 //! The aggregator: one thread owns the run's counters and every output, fed row reports by
 //! the ledger thread after each commit (no shared mutable statistics).
 
-use super::progress::ReadGauge;
+use super::progress::{PaceNote, ReadGauge};
 use super::{EarlyStop, ErrorFile, Progress, ProgressMode, ReportCollector, RowSet, Sink, Summary};
 use crate::error::RunError;
 use crate::model::{FirstRow, Outcome, RowReport, Stop, StopReason};
@@ -39,7 +39,7 @@ impl Aggregator {
     pub fn spawn(
         reports: mpsc::Receiver<Vec<RowReport>>,
         files: Files,
-        progress: (ProgressMode, Arc<ReadGauge>, String),
+        progress: (ProgressMode, Arc<ReadGauge>, String, Arc<PaceNote>),
         collector: Option<ReportCollector>,
         stop: Arc<Stop>,
         mut watch: EarlyStop,
@@ -73,7 +73,7 @@ impl Aggregator {
 fn aggregate(
     reports: mpsc::Receiver<Vec<RowReport>>,
     files: Files,
-    (mode, gauge, pace): (ProgressMode, Arc<ReadGauge>, String),
+    (mode, gauge, pace, note): (ProgressMode, Arc<ReadGauge>, String, Arc<PaceNote>),
     mut collector: Option<ReportCollector>,
     mut observe: impl FnMut(&RowReport, &Summary),
 ) -> Result<Aggregated, RunError> {
@@ -82,7 +82,7 @@ fn aggregate(
         mut results,
     } = files;
     let mut summary = Summary::default();
-    let mut progress = Progress::start(mode, gauge, pace);
+    let mut progress = Progress::start(mode, gauge, pace, note);
     let tick = Duration::from_millis(250);
     // Repeats met while their first row was still being sent, by that row: its own report
     // settles whether they are harmless (the person got created) or refused with it.

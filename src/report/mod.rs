@@ -23,7 +23,7 @@ pub use html::ReportCollector;
 pub use passwords::{PasswordFile, PasswordStatus};
 pub use progress::{Progress, ProgressMode};
 pub use run_record::{Outcome, RunContext};
-pub use summary::{RowSet, Summary};
+pub use summary::{ConcurrencySummary, RowSet, Summary};
 
 use crate::error::RunError;
 use crate::model::RowReport;

@@ -89,11 +89,35 @@ pub struct Progress {
     gauge: Arc<ReadGauge>,
     /// The pace and why (`9.5/s: Cryptlex's documented limit; --rate to change`).
     pace: String,
+    /// Why the sender slowed down, when it did.
+    note: Arc<PaceNote>,
+}
+
+/// Why the run slowed down (`concurrency 6 of 64, lowered on server errors (5xx)`): set by the
+/// sender, shown by the progress line.
+#[derive(Debug, Default)]
+pub struct PaceNote(std::sync::Mutex<String>);
+
+impl PaceNote {
+    /// Says why (empty: nothing slowed the run).
+    pub fn set(&self, note: String) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = note;
+    }
+
+    /// What it says now.
+    pub fn get(&self) -> String {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 impl Progress {
     /// Starts showing progress in `mode`, the input's size from `gauge`.
-    pub fn start(mode: ProgressMode, gauge: Arc<ReadGauge>, pace: String) -> Progress {
+    pub fn start(
+        mode: ProgressMode,
+        gauge: Arc<ReadGauge>,
+        pace: String,
+        note: Arc<PaceNote>,
+    ) -> Progress {
         let bar = match mode {
             ProgressMode::Bar => {
                 let bar = ProgressBar::new(0);
@@ -112,6 +136,7 @@ impl Progress {
             last_line: Instant::now(),
             gauge,
             pace,
+            note,
         }
     }
 
@@ -135,18 +160,24 @@ impl Sink for Progress {
             exact: self.gauge.exact(),
             elapsed: self.started.elapsed(),
         };
+        let note = self.note.get();
+        let pace = match (note.is_empty(), self.pace.is_empty()) {
+            (true, _) => self.pace.clone(),
+            (false, true) => note,
+            (false, false) => format!("{}; {note}", self.pace),
+        };
         if let Some(bar) = &self.bar {
             if let Some(total) = state.total {
                 bar.set_length(total.max(state.finished));
             }
             bar.set_position(state.finished);
-            bar.set_message(bar_message(summary, &state, &self.pace));
+            bar.set_message(bar_message(summary, &state, &pace));
         } else if let ProgressMode::Lines(every) = self.mode
             && self.last_line.elapsed() >= every
         {
             self.last_line = Instant::now();
             let at = super::run_record::rfc3339(SystemTime::now());
-            eprintln!("roster: {at} {}", line(summary, &state, &self.pace));
+            eprintln!("roster: {at} {}", line(summary, &state, &pace));
         }
     }
 }

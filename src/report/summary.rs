@@ -58,6 +58,25 @@ pub struct Summary {
     /// The results file (`--results`), when one was written.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub results_file: Option<String>,
+    /// What the adaptive concurrency limit did, when the run sent anything.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<ConcurrencySummary>,
+}
+
+/// Requests in flight over a run: where the adaptive limit ended, and why it came down.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ConcurrencySummary {
+    /// The ceiling (`--concurrency`, or the default).
+    pub ceiling: usize,
+    /// The limit at the end.
+    pub last: usize,
+    /// The lowest it went.
+    pub lowest: usize,
+    /// How many times it came down.
+    pub lowered: u32,
+    /// Why it last came down (`server errors (5xx)`, `latency rising past its baseline`…).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
 }
 
 impl Summary {
@@ -202,6 +221,20 @@ impl Summary {
             "elapsed",
             format!("{:.2} s ({:.0} rows/s)", self.elapsed_s, self.rows_per_s),
         );
+        if let Some(c) = self.concurrency.as_ref().filter(|c| c.lowered > 0) {
+            line(
+                &mut out,
+                "slowed down",
+                format!(
+                    "{} times, on {}: {} in flight at the end (lowest {}, ceiling {})",
+                    c.lowered,
+                    c.why.as_deref().unwrap_or("back-pressure"),
+                    c.last,
+                    c.lowest,
+                    c.ceiling
+                ),
+            );
+        }
         line(&mut out, "ledger", self.ledger.clone());
         if let Some(errors) = &self.errors_file {
             line(&mut out, "error file", errors.clone());

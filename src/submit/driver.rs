@@ -462,9 +462,8 @@ impl Submitter {
             .lookup_url(&done.user.identity, &done.user.fields)?;
         let url = url::Url::parse(&url).ok()?;
         for _ in 0..3 {
-            if !self.throttle.acquire(&self.stop).await {
-                return None;
-            }
+            // The slot is given back (as teaching nothing) when the lookup's turn ends.
+            let _slot = self.throttle.acquire(&self.stop).await?;
             let mut headers = HeaderMap::new();
             headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
             if self.api.auth().authorize(&mut headers).await.is_err() {
@@ -516,9 +515,9 @@ impl Submitter {
     ) -> StepEnd {
         let mut state = StepState::new(self.settings.retry.schedule(), done.attempts);
         loop {
-            if self.stop.is_stopped() || !self.throttle.acquire(&self.stop).await {
+            let Some(slot) = self.throttle.acquire(&self.stop).await else {
                 return StepEnd::Stopped;
-            }
+            };
             let started = now_ms();
             done.first_attempt_ms.get_or_insert(started);
             done.last_attempt_ms = Some(started);
@@ -546,7 +545,7 @@ impl Submitter {
                 target: self.name,
                 max_wait: self.settings.max_wait,
                 renewable: self.api.auth().renewable(),
-                breaker_tripped: self.throttle.observe(seen.end),
+                breaker_tripped: slot.done(seen.end, sent_at.elapsed()),
                 failures_in_a_row: self.throttle.failures_in_a_row(),
             };
             let status = seen.status;

@@ -21,6 +21,7 @@
 //! steps); [`decide`] says what each answer means, with no I/O; [`throttle`] holds the flow
 //! control every worker shares.
 
+pub mod adaptive;
 pub mod decide;
 pub mod driver;
 pub mod throttle;
@@ -43,8 +44,10 @@ const MAX_KEPT_BODY: usize = 4096;
 /// How the submit stage behaves.
 #[derive(Debug, Clone, Copy)]
 pub struct SubmitSettings {
-    /// Most requests in flight at once.
+    /// Most requests in flight at once: the adaptive limit's ceiling.
     pub concurrency: usize,
+    /// Where the adaptive limit starts (the ceiling when `--concurrency` was given).
+    pub start_concurrency: usize,
     /// Attempts per second (0 = unlimited).
     pub rate: f64,
     /// Attempts allowed at once after an idle spell.
@@ -60,7 +63,8 @@ pub struct SubmitSettings {
 impl Default for SubmitSettings {
     fn default() -> Self {
         SubmitSettings {
-            concurrency: 16,
+            concurrency: DEFAULT_CONCURRENCY,
+            start_concurrency: START_CONCURRENCY,
             rate: 0.0,
             burst: 1,
             timeout: Duration::from_secs(30),
@@ -69,6 +73,12 @@ impl Default for SubmitSettings {
         }
     }
 }
+
+/// The ceiling of requests in flight when `--concurrency` is not given: the adaptive limit
+/// finds what the server sustains below it.
+pub const DEFAULT_CONCURRENCY: usize = 64;
+/// Where the adaptive limit starts when `--concurrency` is not given.
+pub const START_CONCURRENCY: usize = 8;
 
 /// Fewest workers a lane is given: below this, a lane's batch waits on too few workers while
 /// other lanes idle (a slow API's tail would stretch).
@@ -116,10 +126,11 @@ impl Submitter {
         target: Arc<Target>,
         mapping: Arc<Mapping>,
         settings: SubmitSettings,
+        limit: Arc<adaptive::ConcurrencyLimit>,
         stop: Arc<Stop>,
     ) -> Result<Submitter, RunError> {
-        let throttle = Throttle::new(settings.rate, settings.burst, settings.concurrency)
-            .map_err(RunError::Usage)?;
+        let throttle =
+            Throttle::new(settings.rate, settings.burst, limit).map_err(RunError::Usage)?;
         let api = target.api()?.clone();
         let endpoint = url::Url::parse(api.endpoint())
             .map_err(|e| RunError::Usage(format!("`{}` is not a URL: {e}", api.endpoint())))?;

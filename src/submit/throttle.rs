@@ -2,14 +2,16 @@
 //! a turn) and `observe` (count an answer): the pause gate a 429 closes for every worker, the
 //! configured rate limit (governor), the AIMD pacer that slows sending after a run of 429s and
 //! speeds back up when they stop, the run's retry budget, and the circuit breaker that stops a
-//! run against a target that keeps failing.
+//! run against a target that keeps failing. Last in line, the adaptive concurrency limit
+//! ([`super::adaptive`]) gives the attempt a slot, which its end gives back with what it taught.
 
+use super::adaptive::{ConcurrencyLimit, Signal, Slowdown};
 use super::decide::AttemptEnd;
 use crate::model::Stop;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use std::num::NonZeroU32;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -24,12 +26,47 @@ pub struct Throttle {
     breaker: CircuitBreaker,
     /// The budget's exhaustion was logged.
     budget_logged: AtomicBool,
+    /// How many attempts may be in flight, found from the server's answers.
+    limit: Arc<ConcurrencyLimit>,
+}
+
+/// An attempt's place under the concurrency limit: [`done`](Slot::done) gives it back with
+/// what the attempt taught; dropped unused, it is given back as it was.
+#[must_use]
+pub struct Slot<'a> {
+    throttle: &'a Throttle,
+    used: bool,
+}
+
+impl Slot<'_> {
+    /// Counts how the attempt ended, after `latency`; true when the breaker trips on it.
+    pub fn done(mut self, end: AttemptEnd, latency: Duration) -> bool {
+        self.used = true;
+        let signal = match end {
+            AttemptEnd::Answered => Signal::Answered(latency),
+            AttemptEnd::Throttled => Signal::Pushback(Slowdown::Throttled),
+            AttemptEnd::ServerError => Signal::Pushback(Slowdown::ServerErrors),
+            AttemptEnd::NoAnswer => Signal::Pushback(Slowdown::NoAnswers),
+            AttemptEnd::NotConnected => Signal::Nothing,
+        };
+        self.throttle.limit.release(signal);
+        self.throttle.observe(end)
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        if !self.used {
+            self.throttle.limit.release(Signal::Nothing);
+        }
+    }
 }
 
 impl Throttle {
     /// Flow control for `rate` attempts per second (0 = no limit) with `burst` at once, and
-    /// `concurrency` workers (the breaker's threshold grows with them).
-    pub fn new(rate: f64, burst: u32, concurrency: usize) -> Result<Throttle, String> {
+    /// at most `limit` in flight (the breaker's threshold grows with its ceiling).
+    pub fn new(rate: f64, burst: u32, limit: Arc<ConcurrencyLimit>) -> Result<Throttle, String> {
+        let concurrency = limit.ceiling();
         let limiter = if rate > 0.0 {
             let period = Duration::from_secs_f64(1.0 / rate);
             let burst = NonZeroU32::new(burst.max(1)).expect("max(1) is non-zero");
@@ -47,35 +84,50 @@ impl Throttle {
             budget: RetryBudget::default(),
             breaker: CircuitBreaker::new(concurrency),
             budget_logged: AtomicBool::new(false),
+            limit,
         })
     }
 
-    /// Waits until the server's pause is over, the rate limit lets one more request go and
-    /// the pacer gives it a slot; false if the run stopped first.
-    pub async fn acquire(&self, stop: &Stop) -> bool {
+    /// Waits until the server's pause is over, the rate limit lets one more request go, the
+    /// pacer gives it a turn and the concurrency limit a slot; `None` if the run stopped first.
+    pub async fn acquire(&self, stop: &Stop) -> Option<Slot<'_>> {
         if stop.is_stopped() {
-            return false;
+            return None;
         }
         // Nothing to wait for (the usual case): no race with the stop to set up.
-        if self.gate.is_open() && self.limiter.as_ref().is_none_or(|l| l.check().is_ok()) {
+        let open = self.gate.is_open() && self.limiter.as_ref().is_none_or(|l| l.check().is_ok());
+        if open {
             self.pacer.acquire().await;
-            return !stop.is_stopped();
+            if self.limit.try_acquire() {
+                let slot = Slot {
+                    throttle: self,
+                    used: false,
+                };
+                return (!stop.is_stopped()).then_some(slot);
+            }
         }
         let turn = async {
-            self.gate.wait_open().await;
-            if let Some(limiter) = &self.limiter {
-                limiter.until_ready().await;
+            if !open {
+                self.gate.wait_open().await;
+                if let Some(limiter) = &self.limiter {
+                    limiter.until_ready().await;
+                }
+                self.pacer.acquire().await;
             }
-            self.pacer.acquire().await;
+            self.limit.acquire().await;
+            Slot {
+                throttle: self,
+                used: false,
+            }
         };
         tokio::select! {
-            _ = turn => !stop.is_stopped(),
-            _ = stop.stopped() => false,
+            slot = turn => (!stop.is_stopped()).then_some(slot),
+            _ = stop.stopped() => None,
         }
     }
 
     /// Counts how an attempt ended; true when the circuit breaker trips on it.
-    pub fn observe(&self, end: AttemptEnd) -> bool {
+    fn observe(&self, end: AttemptEnd) -> bool {
         match end {
             AttemptEnd::Throttled => {
                 self.pacer.throttled();
@@ -452,12 +504,12 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_stopped_run_gets_no_turn_even_while_paused() {
-        let throttle = Throttle::new(0.0, 1, 4).unwrap();
+        let throttle = Throttle::new(0.0, 1, Arc::new(ConcurrencyLimit::new(4, 4))).unwrap();
         throttle.pause_all(Duration::from_secs(60));
         let stop = Stop::default();
         let waiting = throttle.acquire(&stop);
         stop.stop(crate::model::StopReason::Interrupted);
-        assert!(!waiting.await);
+        assert!(waiting.await.is_none());
     }
 
     #[tokio::test(start_paused = true)]

@@ -41,6 +41,8 @@ struct Profile {
     #[serde(default)]
     required: Vec<String>,
     rate: Option<f64>,
+    /// Requests in flight for this server (else the adaptive limit finds it).
+    concurrency: Option<usize>,
     content_type: Option<String>,
     /// The API honours `Idempotency-Key` on create.
     #[serde(default)]
@@ -121,6 +123,7 @@ pub struct GenericApi {
     duplicate_status: Vec<u16>,
     duplicate_message: Option<String>,
     rate: f64,
+    concurrency: Option<usize>,
     idempotency_key: bool,
     lookup: Option<Lookup>,
 }
@@ -179,6 +182,13 @@ impl GenericApi {
     ) -> Result<GenericApi, RunError> {
         let (profile, shown) = read_profile(spec)?;
         let bad = |m: String| RunError::Usage(format!("profile `{shown}`: {m}"));
+        if let Some(n) = profile.concurrency
+            && !(1..=10_000).contains(&n)
+        {
+            return Err(bad(format!(
+                "`concurrency = {n}`: give from 1 to 10,000 requests in flight"
+            )));
+        }
         let endpoint = match (&profile.url, &profile.path, &spec.base_url) {
             (Some(url), _, None) => url.clone(),
             (_, Some(path), Some(base)) => format!("{}{path}", base.trim_end_matches('/')),
@@ -248,6 +258,7 @@ impl GenericApi {
             duplicate_status: profile.duplicate_status,
             duplicate_message: profile.duplicate_message.map(|m| m.to_lowercase()),
             rate: profile.rate.unwrap_or(0.0),
+            concurrency: profile.concurrency,
             idempotency_key: profile.idempotency_key,
             lookup,
         })
@@ -467,6 +478,10 @@ impl Api for GenericApi {
 
     fn default_rate(&self) -> f64 {
         self.rate
+    }
+
+    fn default_concurrency(&self) -> Option<usize> {
+        self.concurrency
     }
 
     fn method(&self) -> http::Method {

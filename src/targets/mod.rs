@@ -214,6 +214,12 @@ pub trait Api: Send + Sync {
     /// Requests per second when `--rate` is not given (0 = unlimited).
     fn default_rate(&self) -> f64;
 
+    /// Requests in flight when `--concurrency` is not given, if the target says (a generic
+    /// profile's `concurrency`); else the adaptive limit finds it.
+    fn default_concurrency(&self) -> Option<usize> {
+        None
+    }
+
     /// Requests allowed at once when `--burst` is not given. Two, not one: with a burst of
     /// one, every late wake-up of a waiting worker is lost to the schedule (the limiter counts
     /// from when the request left, not from its slot), and `--rate 200` sent about 194/s.
@@ -660,8 +666,9 @@ pub fn token_client() -> Result<Arc<crate::http::Client>, RunError> {
 }
 
 /// The `roster targets` listing: name, endpoint, auth, the variables each reads, and its
-/// default pace with where that pace comes from.
-pub fn describe() -> String {
+/// default pace with where that pace comes from; `concurrency` is where the adaptive limit
+/// starts and its default ceiling.
+pub fn describe(concurrency: (usize, usize)) -> String {
     let mut out = format!(
         "{:<9} {:<52} {:<34} {}\n",
         "target", "endpoint", "auth", "environment"
@@ -682,6 +689,12 @@ pub fn describe() -> String {
         };
         out.push_str(&format!("{:<9} {:<10} {}\n", i.name, rate, i.rate_source));
     }
+    out.push_str(&format!(
+        "\ndefault concurrency (--concurrency sets the ceiling): every target adaptive, from {} \
+         up to {} in flight (roster's choice: more while latency holds, fewer on 429s, 5xx, \
+         timeouts or rising latency); `http` profiles may set `concurrency`\n",
+        concurrency.0, concurrency.1
+    ));
     out
 }
 

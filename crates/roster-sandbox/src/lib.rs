@@ -78,6 +78,11 @@ pub struct SandboxConfig {
     /// The first N creations of each email are committed and then their answer is lost (the
     /// connection closes): deterministic lost answers for tests.
     pub drop_first_answers: u32,
+    /// Creates handled at once (0 = any number), as a server with K workers or one database
+    /// writer: beyond K in flight, requests queue (latency climbs with the queue) and some of
+    /// them, their user created, answer 500 (`database is locked`), with the probability
+    /// (in flight − K) / in flight.
+    pub capacity: u32,
 }
 
 /// The credentials the vendor profiles accept (defaults: `sandbox-…`).
@@ -169,6 +174,7 @@ impl Default for SandboxConfig {
             throttle_rate: 0.0,
             reset_rate: 0.0,
             drop_after_commit_rate: 0.0,
+            capacity: 0,
             allow_duplicates: false,
             drop_first_answers: 0,
         }
@@ -236,6 +242,8 @@ pub struct SandboxStats {
     pub dropped: u64,
     /// Creations replayed for a repeated `Idempotency-Key`.
     pub replayed: u64,
+    /// Of the faults, 500s answered after the user was created (over `capacity`).
+    pub failed_after_commit: u64,
 }
 
 /// One request to a create endpoint, as the sandbox saw it.
@@ -262,6 +270,7 @@ struct Counters {
     passwords_set: AtomicU64,
     dropped: AtomicU64,
     replayed: AtomicU64,
+    failed_after_commit: AtomicU64,
 }
 
 /// Unwound out of a handler to close its connection without an answer. `resume_unwind` skips
@@ -288,6 +297,8 @@ struct Shared {
     started: std::time::Instant,
     rng: Mutex<fastrand::Rng>,
     limiter: Option<DefaultDirectRateLimiter>,
+    /// `capacity` workers.
+    workers: Option<tokio::sync::Semaphore>,
     counters: Counters,
 }
 
@@ -308,6 +319,8 @@ impl Sandbox {
             let burst = NonZeroU32::new(config.rate.ceil().max(1.0) as u32).expect("at least 1");
             RateLimiter::direct(quota.allow_burst(burst))
         });
+        let workers =
+            (config.capacity > 0).then(|| tokio::sync::Semaphore::new(config.capacity as usize));
         let shared = Arc::new(Shared {
             rng: Mutex::new(fastrand::Rng::with_seed(config.seed)),
             config,
@@ -321,6 +334,7 @@ impl Sandbox {
             log: Mutex::default(),
             started: std::time::Instant::now(),
             limiter,
+            workers,
             counters: Counters::default(),
         });
         let mut app = Router::new();
@@ -474,6 +488,7 @@ fn snapshot(c: &Counters) -> SandboxStats {
         unauthorized: get(&c.unauthorized),
         passwords_set: get(&c.passwords_set),
         dropped: get(&c.dropped),
+        failed_after_commit: get(&c.failed_after_commit),
         replayed: get(&c.replayed),
     }
 }
@@ -793,6 +808,19 @@ async fn create_or_refuse(
         counters.unauthorized.fetch_add(1, Ordering::Relaxed);
         return Some(profile.unauthorized());
     }
+    // Over capacity: wait for a worker (the queue is the latency), and maybe fail after the
+    // commit, as a server whose database is locked does.
+    let in_flight = counters.in_flight.load(Ordering::Acquire);
+    let fail_after_commit = config.capacity > 0
+        && in_flight > u64::from(config.capacity)
+        && roll(
+            shared,
+            (in_flight - u64::from(config.capacity)) as f64 / in_flight as f64,
+        );
+    let _worker = match &shared.workers {
+        Some(workers) => Some(workers.acquire().await.ok()?),
+        None => None,
+    };
     if !config.delay.is_zero() {
         tokio::time::sleep(config.delay).await;
     }
@@ -951,6 +979,16 @@ async fn create_or_refuse(
         .unwrap_or(0);
     if creations <= config.drop_first_answers || roll(shared, config.drop_after_commit_rate) {
         return None;
+    }
+    if fail_after_commit {
+        counters.faults.fetch_add(1, Ordering::Relaxed);
+        counters.failed_after_commit.fetch_add(1, Ordering::Relaxed);
+        return Some(problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Internal Server Error",
+            "database is locked",
+            None,
+        ));
     }
     Some(profile.created(&user))
 }
