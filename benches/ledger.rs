@@ -25,6 +25,19 @@ fn user(i: usize) -> Person {
     }
 }
 
+/// `u`'s submission, answered 201.
+fn created(u: Person) -> Submission {
+    Submission {
+        outcome: Outcome::Created,
+        remote_id: Some("id".into()),
+        status: Some(201),
+        attempts: 1,
+        first_attempt_ms: Some(1),
+        last_attempt_ms: Some(1),
+        ..Submission::new(u)
+    }
+}
+
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("ledger");
     group.throughput(Throughput::Elements(ROWS as u64));
@@ -44,15 +57,7 @@ fn bench(c: &mut Criterion) {
                     let claimed = ledger
                         .transaction(|l| l.claim(users, &mut reports))
                         .unwrap();
-                    let results = claimed.into_iter().map(|u| Submission {
-                        outcome: Outcome::Created,
-                        remote_id: Some("id".into()),
-                        status: Some(201),
-                        attempts: 1,
-                        first_attempt_ms: Some(1),
-                        last_attempt_ms: Some(1),
-                        ..Submission::new(u)
-                    });
+                    let results = claimed.into_iter().map(created);
                     ledger
                         .transaction(|l| l.record_submissions(results, &mut reports))
                         .unwrap();
@@ -90,15 +95,7 @@ fn bench(c: &mut Criterion) {
                         let results = claimed
                             .into_iter()
                             .flat_map(|(sent, _)| sent)
-                            .map(|u| Submission {
-                                outcome: Outcome::Created,
-                                remote_id: Some("id".into()),
-                                status: Some(201),
-                                attempts: 1,
-                                first_attempt_ms: Some(1),
-                                last_attempt_ms: Some(1),
-                                ..Submission::new(u)
-                            })
+                            .map(created)
                             .collect();
                         ledger.write_results(results, &mut reports).unwrap();
                     }

@@ -29,6 +29,11 @@ fn import(work: &WorkDir, url: &str, ledger: &str, extra: &[&str]) -> support::R
     work.roster_with_env(&args, &PG_ENV)
 }
 
+/// `roster ledger copy --from FROM --to TO`, with the server's password.
+fn ledger_copy(work: &WorkDir, from: &str, to: &str) -> support::Run {
+    work.roster_with_env(&["ledger", "copy", "--from", from, "--to", to], &PG_ENV)
+}
+
 fn entries(ledger: &str, url: &str) -> Vec<roster::ledger::Entry> {
     let location = roster::ledger::postgres::PgLocation::parse_with(ledger, &|name| {
         (name == "PGPASSWORD").then(|| PASSWORD.to_string())
@@ -193,17 +198,7 @@ sandbox_test!(
         let url = server.url();
         work.write("people.csv", &people_csv(500));
         work.import_to(&url, "people.csv", &[]).expect_code(0);
-        let copy = work.roster_with_env(
-            &[
-                "ledger",
-                "copy",
-                "--from",
-                "roster-ledger.sqlite",
-                "--to",
-                &ledger,
-            ],
-            &PG_ENV,
-        );
+        let copy = ledger_copy(&work, "roster-ledger.sqlite", &ledger);
         copy.expect_code(0);
         assert!(
             copy.stderr().contains("copied 500 people"),
@@ -222,17 +217,7 @@ sandbox_test!(
             "no request for the 500 already done"
         );
         // A copy never merges: into a ledger that holds the target, it refuses.
-        let again = work.roster_with_env(
-            &[
-                "ledger",
-                "copy",
-                "--from",
-                "roster-ledger.sqlite",
-                "--to",
-                &ledger,
-            ],
-            &PG_ENV,
-        );
+        let again = ledger_copy(&work, "roster-ledger.sqlite", &ledger);
         again.expect_code(2);
         assert!(
             again.stderr().contains("already holds"),
@@ -240,10 +225,7 @@ sandbox_test!(
             again.context()
         );
         // And back: the SQLite copy of the PostgreSQL ledger holds all 750, done.
-        let back = work.roster_with_env(
-            &["ledger", "copy", "--from", &ledger, "--to", "back.sqlite"],
-            &PG_ENV,
-        );
+        let back = ledger_copy(&work, &ledger, "back.sqlite");
         back.expect_code(0);
         let e =
             roster::ledger::entries(&work.path("back.sqlite"), &format!("sandbox@{url}")).unwrap();

@@ -16,7 +16,7 @@
 
 use super::seen::SeenMap;
 use super::{Claimed, Ledger, LedgerError, RowWork};
-use crate::model::{ErrorCode, Field, FieldError, FirstRow, Outcome, RowReport, Submission};
+use crate::model::{FirstRow, Outcome, RowReport, Submission};
 
 /// What the table holds for an identity.
 #[derive(Debug, Clone, Copy)]
@@ -55,21 +55,11 @@ impl Ledger for ScratchLedger {
                         };
                         let hash = identity_hash(&user.identity);
                         if let Some(Seen::Claimed { row }) = self.seen.get(hash) {
-                            let error = FieldError::local(
-                                Some(Field::Email),
-                                "",
-                                ErrorCode::Duplicate,
-                                format!("duplicate of row {row}"),
-                            );
-                            let outcome = Outcome::Duplicate {
-                                of: u64::from(row),
-                                first: FirstRow::Pending,
-                            };
-                            reports.push(RowReport::local(
+                            reports.push(RowReport::duplicate(
                                 user.row,
-                                outcome,
-                                vec![error],
                                 user.cells,
+                                u64::from(row),
+                                FirstRow::Pending,
                             ));
                             continue;
                         }

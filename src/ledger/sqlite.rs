@@ -273,17 +273,12 @@ impl SqliteLedger {
                 .map(|row| (u64::from(row), FirstRow::Done)),
         };
         if let Some((first, first_state)) = first_this_run {
-            let error = FieldError::local(
-                Some(crate::model::Field::Email),
-                "",
-                crate::model::ErrorCode::Duplicate,
-                format!("duplicate of row {first}"),
-            );
-            let outcome = Outcome::Duplicate {
-                of: first,
-                first: first_state,
-            };
-            reports.push(RowReport::local(user.row, outcome, vec![error], user.cells));
+            reports.push(RowReport::duplicate(
+                user.row,
+                user.cells,
+                first,
+                first_state,
+            ));
             return Ok(None);
         }
         let unchanged_refusal = state == State::Rejected
@@ -426,16 +421,7 @@ impl SqliteLedger {
                 done.outcome == Outcome::CreatedUnconfirmed,
                 done.password_owed,
             ])?;
-            reports.push(RowReport {
-                row: done.user.row,
-                outcome: done.outcome,
-                errors: done.errors,
-                warnings: done.user.warnings,
-                remote_id: done.remote_id,
-                cells: done.user.cells,
-                attempts: done.attempts,
-                throttled: done.throttled,
-            });
+            reports.push(RowReport::of_submission(done));
         }
         Ok(())
     }

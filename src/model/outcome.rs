@@ -158,4 +158,34 @@ impl RowReport {
         self.warnings = warnings;
         self
     }
+
+    /// The report of a row whose identity row `first` of this run already carried (`first`
+    /// being `state`): `duplicate of row N`.
+    pub fn duplicate(row: u64, cells: Vec<String>, first: u64, state: FirstRow) -> Self {
+        let error = FieldError::local(
+            Some(crate::model::Field::Email),
+            "",
+            crate::model::ErrorCode::Duplicate,
+            format!("duplicate of row {first}"),
+        );
+        let outcome = Outcome::Duplicate {
+            of: first,
+            first: state,
+        };
+        RowReport::local(row, outcome, vec![error], cells)
+    }
+
+    /// The report of a submission's end, as recorded.
+    pub fn of_submission(done: crate::model::Submission) -> Self {
+        RowReport {
+            row: done.user.row,
+            outcome: done.outcome,
+            errors: done.errors,
+            warnings: done.user.warnings,
+            remote_id: done.remote_id,
+            cells: done.user.cells,
+            attempts: done.attempts,
+            throttled: done.throttled,
+        }
+    }
 }

@@ -17,9 +17,7 @@ mod tls;
 pub use connect::{PgLocation, SslMode, is_postgres_url};
 
 use super::{Claimed, Entry, Ledger, LedgerError, RowWork, lock, now_ms, seen};
-use crate::model::{
-    ErrorCode, Field, FieldError, FirstRow, Outcome, Person, Refused, RowReport, Submission,
-};
+use crate::model::{FieldError, FirstRow, Outcome, Person, Refused, RowReport, Submission};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::mpsc;
@@ -535,16 +533,7 @@ impl Session {
         )?;
         tx.commit()?;
         for done in results {
-            reports.push(RowReport {
-                row: done.user.row,
-                outcome: done.outcome,
-                errors: done.errors,
-                warnings: done.user.warnings,
-                remote_id: done.remote_id,
-                cells: done.user.cells,
-                attempts: done.attempts,
-                throttled: done.throttled,
-            });
+            reports.push(RowReport::of_submission(done));
         }
         Ok(())
     }
@@ -639,17 +628,12 @@ impl RunView<'_> {
                     .map(|row| (u64::from(row), FirstRow::Done)),
             };
             if let Some((first, first_state)) = first_this_run {
-                let error = FieldError::local(
-                    Some(Field::Email),
-                    "",
-                    ErrorCode::Duplicate,
-                    format!("duplicate of row {first}"),
-                );
-                let outcome = Outcome::Duplicate {
-                    of: first,
-                    first: first_state,
-                };
-                reports.push(RowReport::local(user.row, outcome, vec![error], user.cells));
+                reports.push(RowReport::duplicate(
+                    user.row,
+                    user.cells,
+                    first,
+                    first_state,
+                ));
                 continue;
             }
             let unchanged_refusal = before.state == "rejected"
