@@ -88,42 +88,61 @@ impl Throttle {
         })
     }
 
-    /// Waits until the server's pause is over, the rate limit lets one more request go, the
-    /// pacer gives it a turn and the concurrency limit a slot; `None` if the run stopped first.
+    /// Waits for a slot under the concurrency limit, then until the server's pause is over,
+    /// the rate limit lets one more request go and the pacer gives it a turn; `None` if the
+    /// run stopped first. The slot comes first: a rate token taken while waiting for a slot
+    /// would be spent late, and several such would leave at once, past the rate's burst.
     pub async fn acquire(&self, stop: &Stop) -> Option<Slot<'_>> {
         if stop.is_stopped() {
             return None;
         }
         // Nothing to wait for (the usual case): no race with the stop to set up.
-        let open = self.gate.is_open() && self.limiter.as_ref().is_none_or(|l| l.check().is_ok());
-        if open {
-            self.pacer.acquire().await;
-            if self.limit.try_acquire() {
+        if self.limit.try_acquire() {
+            let slot = Slot {
+                throttle: self,
+                used: false,
+            };
+            if self.ready_now() {
+                self.pacer.acquire().await;
+                return (!stop.is_stopped()).then_some(slot);
+            }
+            tokio::select! {
+                _ = self.wait_turn() => (!stop.is_stopped()).then_some(slot),
+                _ = stop.stopped() => None,
+            }
+        } else {
+            let turn = async {
+                self.limit.acquire().await;
                 let slot = Slot {
                     throttle: self,
                     used: false,
                 };
-                return (!stop.is_stopped()).then_some(slot);
-            }
-        }
-        let turn = async {
-            if !open {
-                self.gate.wait_open().await;
-                if let Some(limiter) = &self.limiter {
-                    limiter.until_ready().await;
+                if self.ready_now() {
+                    self.pacer.acquire().await;
+                } else {
+                    self.wait_turn().await;
                 }
-                self.pacer.acquire().await;
+                slot
+            };
+            tokio::select! {
+                slot = turn => (!stop.is_stopped()).then_some(slot),
+                _ = stop.stopped() => None,
             }
-            self.limit.acquire().await;
-            Slot {
-                throttle: self,
-                used: false,
-            }
-        };
-        tokio::select! {
-            slot = turn => (!stop.is_stopped()).then_some(slot),
-            _ = stop.stopped() => None,
         }
+    }
+
+    /// The pause gate is open and the rate limit has a token now (taking it).
+    fn ready_now(&self) -> bool {
+        self.gate.is_open() && self.limiter.as_ref().is_none_or(|l| l.check().is_ok())
+    }
+
+    /// Waits for the pause to end, a rate token and the pacer's turn.
+    async fn wait_turn(&self) {
+        self.gate.wait_open().await;
+        if let Some(limiter) = &self.limiter {
+            limiter.until_ready().await;
+        }
+        self.pacer.acquire().await;
     }
 
     /// Counts how an attempt ended; true when the circuit breaker trips on it.
