@@ -216,3 +216,230 @@ fn validate_with_a_csv_error_file(work: &WorkDir) -> support::Run {
         "csv",
     ])
 }
+
+/// An ODS workbook whose `content.xml` holds `tables` (raw `table:table` XML).
+fn ods(path: &std::path::Path, tables: &str) {
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+    let stored =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    zip.start_file("mimetype", stored).unwrap();
+    zip.write_all(b"application/vnd.oasis.opendocument.spreadsheet")
+        .unwrap();
+    zip.start_file(
+        "META-INF/manifest.xml",
+        zip::write::SimpleFileOptions::default(),
+    )
+    .unwrap();
+    zip.write_all(br#"<?xml version="1.0" encoding="UTF-8"?><manifest:manifest xmlns:manifest="urn:oasis:names:tc:opendocument:xmlns:manifest:1.0" manifest:version="1.2"><manifest:file-entry manifest:full-path="/" manifest:media-type="application/vnd.oasis.opendocument.spreadsheet"/><manifest:file-entry manifest:full-path="content.xml" manifest:media-type="text/xml"/></manifest:manifest>"#)
+        .unwrap();
+    zip.start_file("content.xml", zip::write::SimpleFileOptions::default())
+        .unwrap();
+    write!(
+        zip,
+        r#"<?xml version="1.0" encoding="UTF-8"?><office:document-content xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" office:version="1.2"><office:body><office:spreadsheet>{tables}</office:spreadsheet></office:body></office:document-content>"#
+    )
+    .unwrap();
+    zip.finish().unwrap();
+}
+
+fn ods_text(text: &str) -> String {
+    format!(
+        r#"<table:table-cell office:value-type="string"><text:p>{text}</text:p></table:table-cell>"#
+    )
+}
+
+const ODS_HEADER: &str = r#"<table:table-row><table:table-cell office:value-type="string"><text:p>First Name</text:p></table:table-cell><table:table-cell office:value-type="string"><text:p>Last Name</text:p></table:table-cell><table:table-cell office:value-type="string"><text:p>Email</text:p></table:table-cell></table:table-row>"#;
+
+/// What a spreadsheet program writes is read, its trailing repeats (LibreOffice fills the
+/// sheet's remaining area with them) costing nothing.
+#[test]
+fn item07_an_ods_as_libreoffice_writes_it_is_read() {
+    let work = WorkDir::new();
+    let table = format!(
+        r#"<table:table table:name="People">{ODS_HEADER}<table:table-row>{}{}{}<table:table-cell table:number-columns-repeated="16381"/></table:table-row><table:table-row table:number-rows-repeated="1048574"><table:table-cell table:number-columns-repeated="16384"/></table:table-row></table:table>"#,
+        ods_text("Ann"),
+        ods_text("Lee"),
+        ods_text("ann@example.com"),
+    );
+    ods(&work.path("people.ods"), &table);
+    let run = work.roster(&["validate", "people.ods", "--set", "role=user", "--json"]);
+    run.expect_code(0);
+    assert_eq!(run.json()["would_send"], 1, "{}", run.context());
+}
+
+/// calamine builds an ODS sheet whole, repeats expanded: 400 rows of one value repeated
+/// across 16,384 columns were 6.5 million cells (and formulas) in memory before any check.
+#[test]
+fn item07_an_ods_whose_repeats_span_millions_of_cells_is_refused_before_it_is_read() {
+    let work = WorkDir::new();
+    let wide = r#"<table:table-row table:number-rows-repeated="400"><table:table-cell office:value-type="float" office:value="1" table:number-columns-repeated="16384"/></table:table-row>"#;
+    ods(
+        &work.path("people.ods"),
+        &format!(r#"<table:table table:name="People">{ODS_HEADER}{wide}</table:table>"#),
+    );
+    assert!(std::fs::metadata(work.path("people.ods")).unwrap().len() < 8 * 1024);
+    let run = work.roster(&["validate", "people.ods", "--set", "role=user"]);
+    run.expect_code(2);
+    assert!(
+        run.stderr().contains("span more than 5000000 cells"),
+        "{}",
+        run.context()
+    );
+}
+
+/// An XLS (BIFF8 in an OLE compound file) of one sheet of `cells`, listed `listings` times
+/// in the workbook (as a hostile file may).
+fn xls(path: &std::path::Path, cells: &[(u16, u16, XlsCell)], listings: usize) {
+    fn record(out: &mut Vec<u8>, typ: u16, data: &[u8]) {
+        out.extend(typ.to_le_bytes());
+        out.extend((data.len() as u16).to_le_bytes());
+        out.extend(data);
+    }
+    let bof = |dt: u16| [&0x0600u16.to_le_bytes()[..], &dt.to_le_bytes(), &[0; 12]].concat();
+    let name = b"People";
+    let bound_len = 4 + 4 + 4 + name.len();
+    let sheet_at = 4 + 16 + listings * bound_len + 4;
+    let mut stream = Vec::new();
+    record(&mut stream, 0x0809, &bof(0x0005));
+    for _ in 0..listings {
+        let mut data = (sheet_at as u32).to_le_bytes().to_vec();
+        data.extend([0, 0, name.len() as u8, 0]);
+        data.extend(name);
+        record(&mut stream, 0x0085, &data);
+    }
+    record(&mut stream, 0x000A, &[]);
+    assert_eq!(stream.len(), sheet_at);
+    record(&mut stream, 0x0809, &bof(0x0010));
+    for (row, col, value) in cells {
+        let mut data = [row.to_le_bytes(), col.to_le_bytes(), [0, 0]].concat();
+        match value {
+            XlsCell::Text(text) => {
+                data.extend((text.len() as u16).to_le_bytes());
+                data.push(0);
+                data.extend(text.as_bytes());
+                record(&mut stream, 0x0204, &data);
+            }
+            XlsCell::Number(n) => {
+                data.extend(n.to_le_bytes());
+                record(&mut stream, 0x0203, &data);
+            }
+        }
+    }
+    record(&mut stream, 0x000A, &[]);
+    let mut file = cfb::create(path).unwrap();
+    file.create_stream("/Workbook")
+        .unwrap()
+        .write_all(&stream)
+        .unwrap();
+    file.flush().unwrap();
+}
+
+enum XlsCell {
+    Text(&'static str),
+    Number(f64),
+}
+
+fn xls_people() -> Vec<(u16, u16, XlsCell)> {
+    use XlsCell::{Number, Text};
+    vec![
+        (0, 0, Text("First Name")),
+        (0, 1, Text("Last Name")),
+        (0, 2, Text("Email")),
+        (0, 3, Text("Employee Id")),
+        (1, 0, Text("Ann")),
+        (1, 1, Text("Lee")),
+        (1, 2, Text("ann@example.com")),
+        (1, 3, Number(1042.0)),
+    ]
+}
+
+#[test]
+fn item07_an_xls_of_people_is_read() {
+    let work = WorkDir::new();
+    xls(&work.path("people.xls"), &xls_people(), 1);
+    let run = work.roster(&["validate", "people.xls", "--set", "role=user", "--json"]);
+    run.expect_code(0);
+    assert_eq!(run.json()["would_send"], 1, "{}", run.context());
+}
+
+/// calamine builds every listed XLS sheet whole when it opens the file: one cell at
+/// `IV65536` made a 16.7-million-cell grid (~1 GB with its copy).
+#[test]
+fn item07_an_xls_sheet_spanning_its_whole_grid_is_refused_before_it_is_read() {
+    let work = WorkDir::new();
+    let mut cells = xls_people();
+    cells.push((65_535, 255, XlsCell::Number(1.0)));
+    xls(&work.path("people.xls"), &cells, 1);
+    let run = work.roster(&["validate", "people.xls", "--set", "role=user"]);
+    run.expect_code(2);
+    assert!(
+        run.stderr().contains("span more than 5000000 cells"),
+        "{}",
+        run.context()
+    );
+}
+
+/// A sheet of modest span listed many times is built once per listing.
+#[test]
+fn item07_an_xls_listing_one_sheet_many_times_is_refused_by_the_sum_of_its_listings() {
+    let work = WorkDir::new();
+    let mut cells = xls_people();
+    cells.push((299, 255, XlsCell::Number(1.0)));
+    xls(&work.path("people.xls"), &cells, 1);
+    let run = work.roster(&["validate", "people.xls", "--set", "role=user"]);
+    run.expect_code(1); // 76,800 cells: read (its far cell is a row's defect)
+    xls(&work.path("people.xls"), &cells, 100);
+    let run = work.roster(&["validate", "people.xls", "--set", "role=user"]);
+    run.expect_code(2);
+    assert!(
+        run.stderr().contains("span more than 5000000 cells"),
+        "{}",
+        run.context()
+    );
+}
+
+/// A cell of megabytes is no spreadsheet program's: the XML parser once buffered it whole
+/// (an 800 MB cell cost 2.5 GB) before its length was checked.
+#[test]
+fn item07_an_xlsx_cell_of_megabytes_is_refused_before_it_is_read() {
+    let work = WorkDir::new();
+    let rows = format!(
+        r#"{HEADER}<row r="2">{}{}{}</row>"#,
+        cell("A2", &"x".repeat(3 << 20)),
+        cell("B2", "Lee"),
+        cell("C2", "ann@example.com"),
+    );
+    xlsx(&work.path("people.xlsx"), "A1:C2", &rows);
+    let run = work.roster(&["validate", "people.xlsx", "--set", "role=user"]);
+    run.expect_code(2);
+    assert!(
+        run.stderr().contains("more than 1024 KB without markup"),
+        "{}",
+        run.context()
+    );
+}
+
+/// Found by fuzzing: calamine reads an ODS table until its end tag and never stops at the
+/// file's end (an unterminated table hung the run), and pushes every `text:s` space one by
+/// one (`text:c="2000000000"` was 2 GB for one cell). Both are refused before calamine reads.
+#[test]
+fn item07_an_ods_that_would_hang_or_balloon_the_reader_is_refused() {
+    let work = WorkDir::new();
+    for (table, why) in [
+        (
+            format!(r#"<table:table table:name="People">{ODS_HEADER}"#),
+            "ends inside",
+        ),
+        (
+            format!(
+                r#"<table:table table:name="People">{ODS_HEADER}<table:table-row><table:table-cell office:value-type="string"><text:p>A<text:s text:c="2000000000"/></text:p></table:table-cell></table:table-row></table:table>"#
+            ),
+            "2000000000 repeated spaces",
+        ),
+    ] {
+        ods(&work.path("people.ods"), &table);
+        let run = work.roster(&["validate", "people.ods", "--set", "role=user"]);
+        run.expect_code(2);
+        assert!(run.stderr().contains(why), "{}", run.context());
+    }
+}

@@ -146,6 +146,91 @@ fn sheetish() -> impl Strategy<Value = Vec<u8>> {
     })
 }
 
+/// An ODS whose `content.xml` body is `body` (inside `office:spreadsheet`).
+fn ods_with_tables(path: &std::path::Path, body: &[u8]) {
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+    let opts = zip::write::SimpleFileOptions::default();
+    zip.start_file("mimetype", opts).unwrap();
+    zip.write_all(b"application/vnd.oasis.opendocument.spreadsheet")
+        .unwrap();
+    zip.start_file("META-INF/manifest.xml", opts).unwrap();
+    zip.write_all(br#"<?xml version="1.0"?><manifest:manifest xmlns:manifest="urn:oasis:names:tc:opendocument:xmlns:manifest:1.0"/>"#).unwrap();
+    zip.start_file("content.xml", opts).unwrap();
+    zip.write_all(br#"<?xml version="1.0"?><office:document-content xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0"><office:body><office:spreadsheet>"#).unwrap();
+    zip.write_all(body).unwrap();
+    zip.write_all(b"</office:spreadsheet></office:body></office:document-content>")
+        .unwrap();
+    zip.finish().unwrap();
+}
+
+/// Tables whose repeats reach calamine's caps (a million rows, 16,384 columns).
+fn odsish() -> impl Strategy<Value = Vec<u8>> {
+    let piece = prop_oneof![
+        Just(b"<table:table table:name=\"S\">".to_vec()),
+        Just(b"</table:table>".to_vec()),
+        Just(b"<table:table-row>".to_vec()),
+        Just(b"<table:table-row table:number-rows-repeated=\"1048576\">".to_vec()),
+        Just(b"</table:table-row>".to_vec()),
+        Just(b"<table:table-cell office:value-type=\"string\"><text:p>Email</text:p></table:table-cell>".to_vec()),
+        Just(b"<table:table-cell office:value-type=\"float\" office:value=\"1\" table:number-columns-repeated=\"16384\"/>".to_vec()),
+        Just(b"<table:table-cell table:number-columns-repeated=\"16384\"/>".to_vec()),
+        Just(b"<table:covered-table-cell table:number-columns-repeated=\"99999999999\"/>".to_vec()),
+        Just(b"<text:p>x</text:p>".to_vec()),
+        proptest::collection::vec(any::<u8>(), 1..4),
+    ];
+    proptest::collection::vec(piece, 0..40).prop_map(|p| p.concat())
+}
+
+/// An XLS (BIFF8 in a compound file) of one listed sheet whose records are `records`
+/// (type, row, column, payload length): cells anywhere, dimensions of any size.
+fn xls_with_records(path: &std::path::Path, records: &[(u16, u16, u16, u8)], listings: u8) {
+    fn record(out: &mut Vec<u8>, typ: u16, data: &[u8]) {
+        out.extend(typ.to_le_bytes());
+        out.extend((data.len() as u16).to_le_bytes());
+        out.extend(data);
+    }
+    let bof = |dt: u16| [&0x0600u16.to_le_bytes()[..], &dt.to_le_bytes(), &[0; 12]].concat();
+    let sheet_at = 20 + usize::from(listings) * 13 + 4;
+    let mut stream = Vec::new();
+    record(&mut stream, 0x0809, &bof(5));
+    for _ in 0..listings {
+        let mut data = (sheet_at as u32).to_le_bytes().to_vec();
+        data.extend([0, 0, 1, 0, b'S']);
+        record(&mut stream, 0x0085, &data);
+    }
+    record(&mut stream, 0x000A, &[]);
+    record(&mut stream, 0x0809, &bof(0x10));
+    for &(typ, row, col, len) in records {
+        let mut data = [row.to_le_bytes(), col.to_le_bytes(), [0, 0]].concat();
+        data.resize(6 + usize::from(len), 0x41);
+        record(&mut stream, typ, &data);
+    }
+    record(&mut stream, 0x000A, &[]);
+    let mut file = cfb::create(path).unwrap();
+    file.create_stream("/Workbook")
+        .unwrap()
+        .write_all(&stream)
+        .unwrap();
+    file.flush().unwrap();
+}
+
+fn xlsish() -> impl Strategy<Value = Vec<(u16, u16, u16, u8)>> {
+    let typ = prop_oneof![
+        Just(0x0203u16),
+        Just(0x0204),
+        Just(0x027E),
+        Just(0x00BD),
+        Just(0x0006),
+        Just(0x0200),
+        Just(0x00FD),
+        Just(0x0809),
+        Just(0x000A),
+        any::<u16>(),
+    ];
+    let edge = prop_oneof![Just(0u16), Just(255), Just(65_535), any::<u16>()];
+    proptest::collection::vec((typ, edge.clone(), edge, 0u8..24), 0..24)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
@@ -183,6 +268,22 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         let path = write(&dir, "f.xlsx", &bytes);
         read_all(&path, Format::Xlsx, bytes.len())?;
+    }
+
+    #[test]
+    fn the_ods_reader_never_panics_and_stays_bounded(body in odsish()) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.ods");
+        ods_with_tables(&path, &body);
+        read_all(&path, Format::Xlsx, body.len())?;
+    }
+
+    #[test]
+    fn the_xls_reader_never_panics_and_stays_bounded(records in xlsish(), listings in 0u8..8) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.xls");
+        xls_with_records(&path, &records, listings);
+        read_all(&path, Format::Xlsx, records.len() * 32)?;
     }
 
     #[test]
