@@ -278,60 +278,30 @@ fn item07_an_ods_whose_repeats_span_millions_of_cells_is_refused_before_it_is_re
         &format!(r#"<table:table table:name="People">{ODS_HEADER}{wide}</table:table>"#),
     );
     assert!(std::fs::metadata(work.path("people.ods")).unwrap().len() < 8 * 1024);
-    let run = work.roster(&["validate", "people.ods", "--set", "role=user"]);
-    run.expect_code(2);
-    assert!(
-        run.stderr().contains("span more than 5000000 cells"),
-        "{}",
-        run.context()
-    );
+    expect_refused_for_its_span(&work, "people.ods");
 }
 
-/// An XLS (BIFF8 in an OLE compound file) of one sheet of `cells`, listed `listings` times
-/// in the workbook (as a hostile file may).
+/// An XLS of one sheet of `cells`, listed `listings` times.
 fn xls(path: &std::path::Path, cells: &[(u16, u16, XlsCell)], listings: usize) {
-    fn record(out: &mut Vec<u8>, typ: u16, data: &[u8]) {
-        out.extend(typ.to_le_bytes());
-        out.extend((data.len() as u16).to_le_bytes());
-        out.extend(data);
-    }
-    let bof = |dt: u16| [&0x0600u16.to_le_bytes()[..], &dt.to_le_bytes(), &[0; 12]].concat();
-    let name = b"People";
-    let bound_len = 4 + 4 + 4 + name.len();
-    let sheet_at = 4 + 16 + listings * bound_len + 4;
-    let mut stream = Vec::new();
-    record(&mut stream, 0x0809, &bof(0x0005));
-    for _ in 0..listings {
-        let mut data = (sheet_at as u32).to_le_bytes().to_vec();
-        data.extend([0, 0, name.len() as u8, 0]);
-        data.extend(name);
-        record(&mut stream, 0x0085, &data);
-    }
-    record(&mut stream, 0x000A, &[]);
-    assert_eq!(stream.len(), sheet_at);
-    record(&mut stream, 0x0809, &bof(0x0010));
-    for (row, col, value) in cells {
-        let mut data = [row.to_le_bytes(), col.to_le_bytes(), [0, 0]].concat();
-        match value {
-            XlsCell::Text(text) => {
-                data.extend((text.len() as u16).to_le_bytes());
-                data.push(0);
-                data.extend(text.as_bytes());
-                record(&mut stream, 0x0204, &data);
+    let records: Vec<(u16, Vec<u8>)> = cells
+        .iter()
+        .map(|(row, col, value)| {
+            let mut data = support::workbooks::xls_cell(*row, *col);
+            match value {
+                XlsCell::Text(text) => {
+                    data.extend((text.len() as u16).to_le_bytes());
+                    data.push(0);
+                    data.extend(text.as_bytes());
+                    (0x0204, data)
+                }
+                XlsCell::Number(n) => {
+                    data.extend(n.to_le_bytes());
+                    (0x0203, data)
+                }
             }
-            XlsCell::Number(n) => {
-                data.extend(n.to_le_bytes());
-                record(&mut stream, 0x0203, &data);
-            }
-        }
-    }
-    record(&mut stream, 0x000A, &[]);
-    let mut file = cfb::create(path).unwrap();
-    file.create_stream("/Workbook")
-        .unwrap()
-        .write_all(&stream)
-        .unwrap();
-    file.flush().unwrap();
+        })
+        .collect();
+    support::workbooks::xls(path, &records, listings);
 }
 
 enum XlsCell {
@@ -362,6 +332,17 @@ fn item07_an_xls_of_people_is_read() {
     assert_eq!(run.json()["would_send"], 1, "{}", run.context());
 }
 
+/// Validates `file`, which must be refused (exit 2) as spanning too many cells.
+fn expect_refused_for_its_span(work: &WorkDir, file: &str) {
+    let run = work.roster(&["validate", file, "--set", "role=user"]);
+    run.expect_code(2);
+    assert!(
+        run.stderr().contains("span more than 5000000 cells"),
+        "{}",
+        run.context()
+    );
+}
+
 /// calamine builds every listed XLS sheet whole when it opens the file: one cell at
 /// `IV65536` made a 16.7-million-cell grid (~1 GB with its copy).
 #[test]
@@ -370,13 +351,7 @@ fn item07_an_xls_sheet_spanning_its_whole_grid_is_refused_before_it_is_read() {
     let mut cells = xls_people();
     cells.push((65_535, 255, XlsCell::Number(1.0)));
     xls(&work.path("people.xls"), &cells, 1);
-    let run = work.roster(&["validate", "people.xls", "--set", "role=user"]);
-    run.expect_code(2);
-    assert!(
-        run.stderr().contains("span more than 5000000 cells"),
-        "{}",
-        run.context()
-    );
+    expect_refused_for_its_span(&work, "people.xls");
 }
 
 /// A sheet of modest span listed many times is built once per listing.
@@ -389,13 +364,7 @@ fn item07_an_xls_listing_one_sheet_many_times_is_refused_by_the_sum_of_its_listi
     let run = work.roster(&["validate", "people.xls", "--set", "role=user"]);
     run.expect_code(1); // 76,800 cells: read (its far cell is a row's defect)
     xls(&work.path("people.xls"), &cells, 100);
-    let run = work.roster(&["validate", "people.xls", "--set", "role=user"]);
-    run.expect_code(2);
-    assert!(
-        run.stderr().contains("span more than 5000000 cells"),
-        "{}",
-        run.context()
-    );
+    expect_refused_for_its_span(&work, "people.xls");
 }
 
 /// A cell of megabytes is no spreadsheet program's: the XML parser once buffered it whole

@@ -3,6 +3,8 @@
 //! number of records, and every record has the header's width. CI runs a few hundred cases
 //! per reader; a longer run is `PROPTEST_CASES=20000 cargo test --release --test fuzz_readers`.
 
+mod support;
+
 use proptest::prelude::*;
 use roster::input::{self, Format, Record};
 use std::io::Write;
@@ -181,37 +183,18 @@ fn odsish() -> impl Strategy<Value = Vec<u8>> {
     proptest::collection::vec(piece, 0..40).prop_map(|p| p.concat())
 }
 
-/// An XLS (BIFF8 in a compound file) of one listed sheet whose records are `records`
-/// (type, row, column, payload length): cells anywhere, dimensions of any size.
+/// An XLS of one sheet whose records are `records` (type, row, column, payload length):
+/// cells anywhere, dimensions of any size, listed `listings` times.
 fn xls_with_records(path: &std::path::Path, records: &[(u16, u16, u16, u8)], listings: u8) {
-    fn record(out: &mut Vec<u8>, typ: u16, data: &[u8]) {
-        out.extend(typ.to_le_bytes());
-        out.extend((data.len() as u16).to_le_bytes());
-        out.extend(data);
-    }
-    let bof = |dt: u16| [&0x0600u16.to_le_bytes()[..], &dt.to_le_bytes(), &[0; 12]].concat();
-    let sheet_at = 20 + usize::from(listings) * 13 + 4;
-    let mut stream = Vec::new();
-    record(&mut stream, 0x0809, &bof(5));
-    for _ in 0..listings {
-        let mut data = (sheet_at as u32).to_le_bytes().to_vec();
-        data.extend([0, 0, 1, 0, b'S']);
-        record(&mut stream, 0x0085, &data);
-    }
-    record(&mut stream, 0x000A, &[]);
-    record(&mut stream, 0x0809, &bof(0x10));
-    for &(typ, row, col, len) in records {
-        let mut data = [row.to_le_bytes(), col.to_le_bytes(), [0, 0]].concat();
-        data.resize(6 + usize::from(len), 0x41);
-        record(&mut stream, typ, &data);
-    }
-    record(&mut stream, 0x000A, &[]);
-    let mut file = cfb::create(path).unwrap();
-    file.create_stream("/Workbook")
-        .unwrap()
-        .write_all(&stream)
-        .unwrap();
-    file.flush().unwrap();
+    let records: Vec<(u16, Vec<u8>)> = records
+        .iter()
+        .map(|&(typ, row, col, len)| {
+            let mut data = support::workbooks::xls_cell(row, col);
+            data.resize(6 + usize::from(len), 0x41);
+            (typ, data)
+        })
+        .collect();
+    support::workbooks::xls(path, &records, usize::from(listings));
 }
 
 fn xlsish() -> impl Strategy<Value = Vec<(u16, u16, u16, u8)>> {

@@ -4,6 +4,7 @@
 
 pub mod hostile;
 pub mod postgres;
+pub mod workbooks;
 
 /// Declares a test that runs against a fresh sandbox (started with `config`, on 127.0.0.1
 /// with an ephemeral port) from a fresh scratch directory:

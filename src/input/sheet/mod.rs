@@ -123,31 +123,28 @@ impl SheetSource {
             .extension()
             .and_then(|e| e.to_str())
             .map(str::to_ascii_lowercase);
-        let name;
         // XLSX and XLSB cells are streamed from the sheet: nothing is allocated for the area
-        // the sheet declares or spans.
+        // the sheet declares or spans. (Their cell readers share no trait.)
+        macro_rules! stream_cells {
+            ($workbook:ty, $error:ty) => {{
+                let mut workbook: $workbook =
+                    open_workbook(path).map_err(|e: $error| sheet_error(e.into()))?;
+                let name = choose_sheet(path, &workbook.sheet_names(), sheet)?;
+                let mut reader = workbook
+                    .worksheet_cells_reader(&name)
+                    .map_err(|e| sheet_error(e.into()))?;
+                while let Some(cell) = reader.next_cell().map_err(|e| sheet_error(e.into()))? {
+                    let position = cell.get_position();
+                    cells.push(position, render(&Data::from(cell.get_value().clone())))?;
+                }
+                name
+            }};
+        }
+        let name;
         if matches!(extension.as_deref(), Some("xlsx" | "xlsm")) {
-            let mut workbook: Xlsx<_> =
-                open_workbook(path).map_err(|e: calamine::XlsxError| sheet_error(e.into()))?;
-            name = choose_sheet(path, &workbook.sheet_names(), sheet)?;
-            let mut reader = workbook
-                .worksheet_cells_reader(&name)
-                .map_err(|e| sheet_error(e.into()))?;
-            while let Some(cell) = reader.next_cell().map_err(|e| sheet_error(e.into()))? {
-                let position = cell.get_position();
-                cells.push(position, render(&Data::from(cell.get_value().clone())))?;
-            }
+            name = stream_cells!(Xlsx<_>, calamine::XlsxError);
         } else if extension.as_deref() == Some("xlsb") {
-            let mut workbook: Xlsb<_> =
-                open_workbook(path).map_err(|e: calamine::XlsbError| sheet_error(e.into()))?;
-            name = choose_sheet(path, &workbook.sheet_names(), sheet)?;
-            let mut reader = workbook
-                .worksheet_cells_reader(&name)
-                .map_err(|e| sheet_error(e.into()))?;
-            while let Some(cell) = reader.next_cell().map_err(|e| sheet_error(e.into()))? {
-                let position = cell.get_position();
-                cells.push(position, render(&Data::from(cell.get_value().clone())))?;
-            }
+            name = stream_cells!(Xlsb<_>, calamine::XlsbError);
         } else {
             let mut workbook = open_workbook_auto(path).map_err(sheet_error)?;
             name = choose_sheet(path, &workbook.sheet_names(), sheet)?;
