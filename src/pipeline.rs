@@ -463,12 +463,14 @@ pub async fn run(
     );
     let writer = LedgerWriter::spawn(ledger, reports_tx, stop.clone())?;
 
-    let validator = Arc::new(
-        Validator::new((*mapping).clone(), target.clone())
-            .dropping_invalid(&settings.drop_invalid)
-            .generating_passwords(password_key)
-            .with_conventions(settings.conventions.clone()),
-    );
+    let mut validator = Validator::new((*mapping).clone(), target.clone())
+        .dropping_invalid(&settings.drop_invalid)
+        .generating_passwords(password_key)
+        .with_conventions(settings.conventions.clone());
+    if settings.mode == RunMode::ValidateOnly && settings.show_requests == 0 {
+        validator = validator.without_bodies();
+    }
+    let validator = Arc::new(validator);
     let (chunks_tx, chunks_rx) = mpsc::channel::<Vec<Checked>>(2);
     let reader = {
         let stop = stop.clone();
@@ -721,8 +723,10 @@ struct Read {
 /// many rows were never processed; past it the count is what was reached.
 const COUNT_UNREAD_FOR: Duration = Duration::from_secs(2);
 
-/// Reads records in chunks, checks each chunk on rayon and passes it on, in order. After a
-/// stop, the rest of the file is only counted.
+/// Reads records in chunks and passes them, in order, to a thread that checks each chunk on
+/// rayon and passes it on: reading the next chunk overlaps checking this one (read in turn,
+/// the reader's core idled while rayon checked). After a stop, the rest of the file is only
+/// counted.
 fn read_and_check(
     mut source: Box<dyn RecordSource>,
     validator: Arc<Validator>,
@@ -735,23 +739,39 @@ fn read_and_check(
         unread: 0,
     };
     let mut record = Record::default();
-    loop {
-        if stop.is_stopped() {
-            break;
+    let finished = std::thread::scope(|scope| -> Result<bool, RunError> {
+        let (records_tx, records_rx) = std::sync::mpsc::sync_channel::<Vec<Record>>(2);
+        std::thread::Builder::new()
+            .name("roster-check".into())
+            .spawn_scoped(scope, move || {
+                for chunk in records_rx {
+                    if chunks.blocking_send(validator.check_chunk(chunk)).is_err() {
+                        return; // the run is over: the reader's next send fails
+                    }
+                }
+            })
+            .map_err(|e| RunError::Startup(format!("cannot start the checking thread: {e}")))?;
+        loop {
+            if stop.is_stopped() {
+                return Ok(false);
+            }
+            let mut chunk = Vec::with_capacity(CHUNK);
+            while chunk.len() < CHUNK && source.read_record(&mut record)? {
+                read.rows.insert(record.row);
+                chunk.push(std::mem::take(&mut record));
+            }
+            if chunk.is_empty() {
+                gauge.finish(read.rows.len());
+                return Ok(true);
+            }
+            gauge.update(read.rows.len(), source.fraction_read());
+            if records_tx.send(chunk).is_err() {
+                return Ok(false);
+            }
         }
-        let mut chunk = Vec::with_capacity(CHUNK);
-        while chunk.len() < CHUNK && source.read_record(&mut record)? {
-            read.rows.insert(record.row);
-            chunk.push(std::mem::take(&mut record));
-        }
-        if chunk.is_empty() {
-            gauge.finish(read.rows.len());
-            return Ok(read);
-        }
-        gauge.update(read.rows.len(), source.fraction_read());
-        if chunks.blocking_send(validator.check_chunk(chunk)).is_err() {
-            break;
-        }
+    })?;
+    if finished {
+        return Ok(read);
     }
     let counting = Instant::now();
     while counting.elapsed() < COUNT_UNREAD_FOR && source.read_record(&mut record)? {

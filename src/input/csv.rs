@@ -142,7 +142,17 @@ impl LineIndex {
 
     /// Follows quoting over `buf`, which starts at byte `offset` of the input.
     fn follow_quotes(&mut self, buf: &[u8], offset: u64, delimiter: u8) {
-        for (i, &b) in buf.iter().enumerate() {
+        let mut i = 0;
+        while i < buf.len() {
+            // Inside an unquoted field only a terminator changes anything: skip to the next.
+            if self.state == QuoteState::Unquoted && self.quoted.is_none() {
+                match memchr::memchr3(delimiter, b'\n', b'\r', &buf[i..]) {
+                    Some(skip) => i += skip,
+                    None => return,
+                }
+            }
+            let (at, b) = (i, buf[i]);
+            i += 1;
             let line_break = b == b'\n' || b == b'\r';
             let terminator = b == delimiter || line_break;
             if let Some(q) = self.quoted.as_mut() {
@@ -155,7 +165,7 @@ impl LineIndex {
             self.state = match self.state {
                 QuoteState::FieldStart if b == b'"' => {
                     self.quoted = Some(Quoted {
-                        open: offset + i as u64,
+                        open: offset + at as u64,
                         bytes: Vec::new(),
                         multiline: false,
                         garbage: false,
@@ -255,22 +265,28 @@ impl<R: Read> Read for LineCounting<R> {
             }
             return Ok(0);
         }
-        for (i, b) in buf[..n].iter().enumerate() {
+        // Only line breaks matter here: visit them alone. A `\r` is one break by itself
+        // unless the byte after it is a `\n`.
+        for i in memchr::memchr2_iter(b'\n', b'\r', &buf[..n]) {
             let at = self.offset + i as u64;
             if let Some(cr) = lines.open_return.take() {
-                match *b == b'\n' {
-                    true => {
-                        lines.push_break(cr, at + 1);
-                        continue;
-                    }
-                    false => lines.push_break(cr, cr + 1),
+                if cr + 1 == at && buf[i] == b'\n' {
+                    lines.push_break(cr, at + 1);
+                    continue;
                 }
+                lines.push_break(cr, cr + 1);
             }
-            match b {
+            match buf[i] {
                 b'\n' => lines.push_break(at, at + 1),
-                b'\r' => lines.open_return = Some(at),
-                _ => {}
+                _ => lines.open_return = Some(at),
             }
+        }
+        // A `\r` followed in this buffer by another byte (not a break, or it was visited).
+        if let Some(cr) = lines.open_return
+            && cr + 1 < self.offset + n as u64
+        {
+            lines.open_return = None;
+            lines.push_break(cr, cr + 1);
         }
         lines.follow_quotes(&buf[..n], self.offset, self.delimiter);
         self.offset += n as u64;
@@ -653,6 +669,54 @@ fn sniff_delimiter(head: &[u8]) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The breaks and strays a buffer's bytes leave behind do not depend on how reads split
+    /// it: each byte read alone (the byte-by-byte rule) and reads of any size agree.
+    #[test]
+    fn line_breaks_and_quotes_are_followed_alike_whatever_the_read_sizes() {
+        struct Dribble<'a>(&'a [u8], fastrand::Rng);
+        impl Read for Dribble<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let n = self.1.usize(1..=9).min(self.0.len()).min(buf.len());
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let follow = |text: &[u8], seed: Option<u64>| {
+            let lines = Arc::new(Mutex::new(LineIndex::default()));
+            let mut reader = LineCounting {
+                inner: Dribble(text, fastrand::Rng::with_seed(seed.unwrap_or(0))),
+                offset: 0,
+                delimiter: b',',
+                lines: lines.clone(),
+                ended: false,
+            };
+            let mut out = Vec::new();
+            let mut buf = [0u8; 64];
+            let size = if seed.is_some() { 64 } else { 1 };
+            while reader.read(&mut buf[..size]).unwrap() > 0 {}
+            let index = lines.lock().unwrap();
+            for offset in 0..=text.len() as u64 {
+                out.push(index.line_of(offset));
+            }
+            let strays: Vec<u64> = index.strays.iter().map(|s| s.open).collect();
+            (out, strays, index.state)
+        };
+        let mut rng = fastrand::Rng::with_seed(7);
+        let pieces: [&[u8]; 8] = [b"a", b",", b"\r", b"\n", b"\"", b"xy", b"\r\n", b"\"\""];
+        for seed in 0..300 {
+            let text: Vec<u8> = (0..rng.usize(0..40))
+                .flat_map(|_| pieces[rng.usize(..pieces.len())].to_vec())
+                .collect();
+            assert_eq!(
+                follow(&text, None),
+                follow(&text, Some(seed)),
+                "{:?}",
+                String::from_utf8_lossy(&text)
+            );
+        }
+    }
     use crate::input::read_all;
     use std::io::Write;
 

@@ -36,6 +36,9 @@ pub struct Validator {
     /// The columns that are the user's data (not roster's own `_` columns of an error file
     /// fed back in): what a refused row's content hash covers.
     data_columns: Vec<usize>,
+    /// Whether a ready person's request body (and the content hash over it) is built: a
+    /// validation sends nothing and compares nothing with a ledger, so it skips both.
+    bodies: bool,
 }
 
 impl Validator {
@@ -51,7 +54,15 @@ impl Validator {
             passwords: None,
             conventions: Conventions::default(),
             drop_invalid: Vec::new(),
+            bodies: true,
         }
+    }
+
+    /// Leaves ready people without a request body or content hash (`validate`, which sends
+    /// nothing and keeps no ledger). Every check still runs: building a body refuses nothing.
+    pub fn without_bodies(mut self) -> Validator {
+        self.bodies = false;
+        self
     }
 
     /// Reads cells under the run's conventions (default phone region, role synonyms).
@@ -187,6 +198,18 @@ impl Validator {
         let warnings = self.drop_invalid_cells(&mut fields, &mut errors);
         let identity = fields.get(Field::Email).map(str::to_string);
         match identity {
+            Some(identity) if errors.is_empty() && !self.bodies => Checked::Ready(Person {
+                row,
+                identity,
+                fields,
+                body: Vec::new(),
+                content_hash: 0,
+                cells,
+                generated_password,
+                remote_id: None,
+                uncertain: false,
+                warnings,
+            }),
             Some(identity) if errors.is_empty() => {
                 let body = self.target.schema.body(&fields);
                 // The hash covers everything roster would send for the row: the body, and the

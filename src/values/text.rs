@@ -6,7 +6,7 @@ use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfc_quick};
 /// Trims all Unicode whitespace (including NBSP) and puts the text in Unicode NFC.
 /// Nothing inside the value is changed otherwise.
 pub fn clean(raw: &str) -> String {
-    let trimmed = raw.trim_matches(|c: char| c.is_whitespace() || c == '\u{FEFF}');
+    let trimmed = trim(raw);
     // A quoted cell may span lines ("Sales\nEMEA"): one space for each run of line breaks
     // and tabs, as the cell reads on one line.
     let folded;
@@ -20,6 +20,31 @@ pub fn clean(raw: &str) -> String {
         trimmed.to_string()
     } else {
         trimmed.nfc().collect()
+    }
+}
+
+/// `raw` without leading and trailing whitespace or byte-order marks. ASCII spaces are
+/// trimmed byte by byte (the cells of most files end in one or none); the Unicode rule runs
+/// only when what is left starts or ends outside ASCII.
+fn trim(raw: &str) -> &str {
+    // `char::is_whitespace` within ASCII (which `u8::is_ascii_whitespace` differs from on
+    // the vertical tab).
+    let is_space = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | 0x0B | 0x0C | b'\r');
+    let bytes = raw.as_bytes();
+    let start = bytes
+        .iter()
+        .position(|b| !is_space(b))
+        .unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !is_space(b))
+        .map_or(start, |i| i + 1);
+    let inner = &raw[start..end];
+    match (inner.as_bytes().first(), inner.as_bytes().last()) {
+        (Some(&first), Some(&last)) if first >= 0x80 || last >= 0x80 => {
+            inner.trim_matches(|c: char| c.is_whitespace() || c == '\u{FEFF}')
+        }
+        _ => inner,
     }
 }
 
@@ -46,7 +71,15 @@ fn fold_breaks(text: &str) -> String {
 /// character (NUL, escape, U+0085 from a misread Windows-1252 file). Tabs and line breaks are
 /// layout, not damage: [`clean`] folds them into spaces.
 pub fn damage(raw: &str) -> Option<String> {
-    let value = raw.trim_matches(|c: char| c.is_whitespace() || c == '\u{FEFF}');
+    let value = trim(raw);
+    // Most cells are ASCII: one pass over the bytes finds a control character, and no
+    // replacement character or direction control can be there.
+    if value.is_ascii() {
+        return value
+            .bytes()
+            .find(|&b| (b < 0x20 && !matches!(b, b'\t' | b'\r' | b'\n')) || b == 0x7F)
+            .map(|b| format!("holds a control character (U+{b:04X}); remove it"));
+    }
     if let Some(at) = value.find('\u{FFFD}') {
         let near: String = value[..at]
             .chars()
@@ -104,6 +137,31 @@ pub fn status(raw: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_ascii_fast_paths_agree_with_the_unicode_rules() {
+        fn slow_trim(s: &str) -> &str {
+            s.trim_matches(|c: char| c.is_whitespace() || c == '\u{FEFF}')
+        }
+        let slow_control = |s: &str| {
+            slow_trim(s)
+                .chars()
+                .any(|c| c.is_control() && !matches!(c, '\t' | '\r' | '\n'))
+        };
+        let pieces = [
+            " ", "\t", "\u{0B}", "\u{0C}", "\r\n", "\u{FEFF}", "\u{00A0}", "\u{2003}", "a", "é",
+            "\u{0}", "\u{7F}", "\u{85}", "Ann", "",
+        ];
+        for a in pieces {
+            for b in pieces {
+                for c in pieces {
+                    let cell = format!("{a}{b}{c}");
+                    assert_eq!(trim(&cell), slow_trim(&cell), "{cell:?}");
+                    assert_eq!(damage(&cell).is_some(), slow_control(&cell), "{cell:?}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn text_direction_controls_are_damage() {
