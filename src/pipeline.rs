@@ -312,9 +312,17 @@ pub async fn run(
     let source_name = settings.input_name();
     // A validation of a file of up to ~1.8 M rows keeps its ledger in memory; a larger one
     // uses a scratch SQLite file, whose memory stays flat. A dry run works on a SQLite copy
-    // of the ledger (of a PostgreSQL ledger, this target's people), so it needs no lock.
+    // of the ledger (of a PostgreSQL ledger, this target's people), so it needs no lock;
+    // with no ledger file yet (the dry run before a first import) the copy would be empty,
+    // and the in-memory ledger answers exactly as an empty one does, 4x faster.
     let input_size = std::fs::metadata(&settings.input).map_or(u64::MAX, |m| m.len());
-    let in_memory = settings.mode == RunMode::ValidateOnly && input_size <= SCRATCH_IN_MEMORY_UP_TO;
+    let no_ledger_yet = settings.mode == RunMode::DryRun
+        && settings
+            .ledger
+            .sqlite_path()
+            .is_some_and(|path| !path.exists());
+    let in_memory = (settings.mode == RunMode::ValidateOnly || no_ledger_yet)
+        && input_size <= SCRATCH_IN_MEMORY_UP_TO;
     let key = target.ledger_key();
     let (retry_rejected, remote_ids) = (settings.retry_rejected, settings.results.is_some());
     let sqlite = |path: &Path| -> Result<Box<dyn Ledger>, RunError> {

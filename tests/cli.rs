@@ -91,6 +91,46 @@ fn dry_run_consults_the_ledger_without_changing_it() {
     );
 }
 
+/// A dry run before the first import keeps its (empty) ledger in memory: it answers exactly
+/// as the dry run on a SQLite copy of a ledger that holds none of these people.
+#[test]
+fn a_dry_run_with_no_ledger_yet_answers_as_one_on_an_empty_ledger() {
+    let work = WorkDir::new();
+    work.sample("people.csv");
+    let counts = |run: &support::Run| {
+        let json = run.json();
+        [
+            "rows",
+            "would_send",
+            "invalid",
+            "duplicates",
+            "skipped",
+            "still_refused",
+            "requests",
+        ]
+        .map(|k| (k, json[k].clone()))
+    };
+    let first = work.roster(&["import", "people.csv", "--dry-run", "--json"]);
+    assert!(
+        !work.path("roster-ledger.sqlite").exists(),
+        "a dry run creates no ledger"
+    );
+    let first_errors = work.read("people.errors.csv");
+    // A ledger that exists, holding one person who is not in the file.
+    work.write(
+        "other.csv",
+        "First Name,Last Name,Email\nOla,Nordmann,ola@elsewhere.example\n",
+    );
+    work.roster(&["import", "other.csv"]).expect_code(0);
+    let second = work.roster(&["import", "people.csv", "--dry-run", "--json"]);
+    assert_eq!(counts(&first), counts(&second), "{}", second.context());
+    assert!(
+        first.json()["duplicates"].as_u64().unwrap() > 0
+            || first.json()["invalid"].as_u64().unwrap() > 0
+    );
+    assert_eq!(first_errors, work.read("people.errors.csv"));
+}
+
 #[test]
 fn a_ragged_row_is_refused_not_fatal() {
     let work = WorkDir::new();
