@@ -198,30 +198,11 @@ impl Validator {
         let warnings = self.drop_invalid_cells(&mut fields, &mut errors);
         let identity = fields.get(Field::Email).map(str::to_string);
         match identity {
-            Some(identity) if errors.is_empty() && !self.bodies => Checked::Ready(Person {
-                row,
-                identity,
-                fields,
-                body: Vec::new(),
-                content_hash: 0,
-                cells,
-                generated_password,
-                remote_id: None,
-                uncertain: false,
-                warnings,
-            }),
             Some(identity) if errors.is_empty() => {
-                let body = self.target.schema.body(&fields);
-                // The hash covers everything roster would send for the row: the body, and the
-                // password even where it goes in a later step (Crayon), so a row refused for
-                // want of a password is resent once one is given or generated.
-                let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-                hasher.update(&body);
-                if let Some(password) = fields.get(Field::Password) {
-                    hasher.update(&[0]);
-                    hasher.update(password.as_bytes());
-                }
-                let content_hash = hasher.digest();
+                let (body, content_hash) = match self.bodies {
+                    true => self.body_and_hash(&fields),
+                    false => (Vec::new(), 0),
+                };
                 Checked::Ready(Person {
                     row,
                     identity,
@@ -272,6 +253,20 @@ impl Validator {
             warning.message.push_str(" (left out: --drop-invalid)");
         }
         warnings
+    }
+
+    /// The request body for `fields`, and the hash of everything roster would send for
+    /// the row: the body, and the password even where it goes in a later step (Crayon), so a
+    /// row refused for want of a password is resent once one is given or generated.
+    fn body_and_hash(&self, fields: &UserFields) -> (Vec<u8>, u64) {
+        let body = self.target.schema.body(fields);
+        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+        hasher.update(&body);
+        if let Some(password) = fields.get(Field::Password) {
+            hasher.update(&[0]);
+            hasher.update(password.as_bytes());
+        }
+        (body, hasher.digest())
     }
 
     /// The phone in E.164, a national number read in the row's country, else `--region`.
