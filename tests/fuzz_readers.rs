@@ -148,23 +148,6 @@ fn sheetish() -> impl Strategy<Value = Vec<u8>> {
     })
 }
 
-/// An ODS whose `content.xml` body is `body` (inside `office:spreadsheet`).
-fn ods_with_tables(path: &std::path::Path, body: &[u8]) {
-    let mut zip = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
-    let opts = zip::write::SimpleFileOptions::default();
-    zip.start_file("mimetype", opts).unwrap();
-    zip.write_all(b"application/vnd.oasis.opendocument.spreadsheet")
-        .unwrap();
-    zip.start_file("META-INF/manifest.xml", opts).unwrap();
-    zip.write_all(br#"<?xml version="1.0"?><manifest:manifest xmlns:manifest="urn:oasis:names:tc:opendocument:xmlns:manifest:1.0"/>"#).unwrap();
-    zip.start_file("content.xml", opts).unwrap();
-    zip.write_all(br#"<?xml version="1.0"?><office:document-content xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0"><office:body><office:spreadsheet>"#).unwrap();
-    zip.write_all(body).unwrap();
-    zip.write_all(b"</office:spreadsheet></office:body></office:document-content>")
-        .unwrap();
-    zip.finish().unwrap();
-}
-
 /// Tables whose repeats reach calamine's caps (a million rows, 16,384 columns).
 fn odsish() -> impl Strategy<Value = Vec<u8>> {
     let piece = prop_oneof![
@@ -257,7 +240,7 @@ proptest! {
     fn the_ods_reader_never_panics_and_stays_bounded(body in odsish()) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f.ods");
-        ods_with_tables(&path, &body);
+        support::workbooks::ods(&path, &body);
         read_all(&path, Format::Xlsx, body.len())?;
     }
 

@@ -40,3 +40,24 @@ pub fn xls(path: &std::path::Path, records: &[(u16, Vec<u8>)], listings: usize) 
 pub fn xls_cell(row: u16, col: u16) -> Vec<u8> {
     [row.to_le_bytes(), col.to_le_bytes(), [0, 0]].concat()
 }
+
+/// An ODS workbook whose `content.xml` holds `tables` (raw XML inside
+/// `office:spreadsheet`), with the mimetype and manifest a spreadsheet program writes.
+pub fn ods(path: &std::path::Path, tables: &[u8]) {
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+    let deflated = zip::write::SimpleFileOptions::default();
+    let stored = deflated.compression_method(zip::CompressionMethod::Stored);
+    zip.start_file("mimetype", stored).unwrap();
+    zip.write_all(b"application/vnd.oasis.opendocument.spreadsheet")
+        .unwrap();
+    zip.start_file("META-INF/manifest.xml", deflated).unwrap();
+    zip.write_all(br#"<?xml version="1.0" encoding="UTF-8"?><manifest:manifest xmlns:manifest="urn:oasis:names:tc:opendocument:xmlns:manifest:1.0" manifest:version="1.2"><manifest:file-entry manifest:full-path="/" manifest:media-type="application/vnd.oasis.opendocument.spreadsheet"/><manifest:file-entry manifest:full-path="content.xml" manifest:media-type="text/xml"/></manifest:manifest>"#)
+        .unwrap();
+    zip.start_file("content.xml", deflated).unwrap();
+    zip.write_all(br#"<?xml version="1.0" encoding="UTF-8"?><office:document-content xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" office:version="1.2"><office:body><office:spreadsheet>"#)
+        .unwrap();
+    zip.write_all(tables).unwrap();
+    zip.write_all(b"</office:spreadsheet></office:body></office:document-content>")
+        .unwrap();
+    zip.finish().unwrap();
+}
