@@ -17,6 +17,7 @@
 //! `{"message": …}`; 403 "Forbidden" means bad credentials; 429 "Too Many Requests" is the
 //! per-second limit (retried) but 429 "Limit Exceeded" is the monthly quota: the run stops.
 
+use super::lifecycle::{Action, Bodies, Change, changed_keys, unsupported};
 use super::{
     Account, AccountPart, Api, PasswordUse, Schema, TargetDef, TargetInfo, TargetRules, TargetSpec,
     Verdict, display_name,
@@ -324,6 +325,39 @@ impl Schema for CradlSchema {
 }
 
 impl Api for CradlApi {
+    fn user_url(&self, remote_id: &str) -> Option<String> {
+        Some(format!(
+            "{}/{}",
+            self.endpoint,
+            super::path_segment(remote_id)
+        ))
+    }
+
+    /// `PATCH /users/{userId}` with what changed of metadata, roleIds, name and description
+    /// (the fields Cradl lets change); `DELETE /users/{userId}`. Cradl's `status` is
+    /// read-only: no deactivation.
+    fn change(
+        &self,
+        action: Action,
+        remote_id: &str,
+        bodies: Bodies<'_>,
+    ) -> Result<Change, String> {
+        let url = self.user_url(remote_id).unwrap_or_default();
+        match action {
+            Action::Update => {
+                let mut changes = changed_keys(bodies.before, bodies.after);
+                changes.retain(|k, _| {
+                    ["metadata", "roleIds", "name", "description"].contains(&k.as_str())
+                });
+                Ok(Change::patch(url, changes))
+            }
+            Action::Delete => Ok(Change::delete(url)),
+            Action::Deactivate | Action::Reactivate => {
+                Err(unsupported(action, "Cradl's user status is read-only"))
+            }
+        }
+    }
+
     fn ledger_key(&self) -> &str {
         &self.ledger_key
     }

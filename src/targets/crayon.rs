@@ -14,6 +14,7 @@
 //! `PUT {base}/api/v1/users/{Id}/changepassword/` with `{UserId, NewPassword}`.
 //! No published rate limit: 5 requests/s by default.
 
+use super::lifecycle::{Action, Bodies, Change, unsupported};
 use super::{
     Account, AccountPart, Api, FollowUp, PasswordUse, Schema, TargetDef, TargetInfo, TargetRules,
     TargetSpec, username_or_email,
@@ -180,6 +181,53 @@ impl Schema for CrayonSchema {
 }
 
 impl Api for CrayonApi {
+    fn user_url(&self, remote_id: &str) -> Option<String> {
+        Some(format!(
+            "{}{}",
+            self.endpoint,
+            super::path_segment(remote_id)
+        ))
+    }
+
+    /// `PUT /api/v1/users/{id}` with the documented UserName, FirstName, LastName and
+    /// TenantAdmin, as the file says now; `DELETE /api/v1/users/{id}` (answers `true`).
+    /// Crayon documents no disabled state.
+    fn change(
+        &self,
+        action: Action,
+        remote_id: &str,
+        bodies: Bodies<'_>,
+    ) -> Result<Change, String> {
+        let url = self.user_url(remote_id).unwrap_or_default();
+        match action {
+            Action::Update => {
+                let after = bodies.after;
+                let mut body = serde_json::Map::new();
+                body.insert("Id".into(), serde_json::Value::String(remote_id.into()));
+                for key in ["UserName", "FirstName", "LastName"] {
+                    if let Some(value) = after.get(key) {
+                        body.insert(key.into(), value.clone());
+                    }
+                }
+                let admin = after
+                    .get("TenantAdmin")
+                    .and_then(|v| v.as_bool())
+                    .unwrap_or(false);
+                body.insert("TenantAdmin".into(), serde_json::Value::Bool(admin));
+                Ok(Change::json(
+                    http::Method::PUT,
+                    url,
+                    serde_json::Value::Object(body),
+                ))
+            }
+            Action::Delete => Ok(Change::delete(url)),
+            Action::Deactivate | Action::Reactivate => Err(unsupported(
+                action,
+                "Crayon documents no disabled state for users",
+            )),
+        }
+    }
+
     fn ledger_key(&self) -> &str {
         &self.ledger_key
     }

@@ -7,6 +7,7 @@
 //! response-format guide); a duplicate email is a 409 or a message saying it exists.
 //! Rate limit: bursts of 50 per 5 s per IP, so the default is 9.5 requests/s evenly spaced.
 
+use super::lifecycle::{Action, Bodies, Change, changed_keys, unsupported};
 use super::{
     Account, AccountPart, Api, PasswordUse, Schema, TargetDef, TargetInfo, TargetRules, TargetSpec,
 };
@@ -126,6 +127,36 @@ impl Schema for CryptlexSchema {
 }
 
 impl Api for CryptlexApi {
+    fn user_url(&self, remote_id: &str) -> Option<String> {
+        Some(format!(
+            "{}/{}",
+            self.endpoint,
+            super::path_segment(remote_id)
+        ))
+    }
+
+    /// `PATCH /v3/users/{id}` with the changed fields; `DELETE /v3/users/{id}`. Cryptlex has
+    /// no deactivation of a user (the closest, `allowCustomerPortalAccess`, is not one).
+    fn change(
+        &self,
+        action: Action,
+        remote_id: &str,
+        bodies: Bodies<'_>,
+    ) -> Result<Change, String> {
+        let url = self.user_url(remote_id).unwrap_or_default();
+        match action {
+            Action::Update => Ok(Change::patch(
+                url,
+                changed_keys(bodies.before, bodies.after),
+            )),
+            Action::Delete => Ok(Change::delete(url)),
+            Action::Deactivate | Action::Reactivate => Err(unsupported(
+                action,
+                "Cryptlex documents no disabled state for users (closest: allowCustomerPortalAccess)",
+            )),
+        }
+    }
+
     fn ledger_key(&self) -> &str {
         &self.ledger_key
     }

@@ -12,6 +12,7 @@ pub mod cradl;
 pub mod crayon;
 pub mod cryptlex;
 pub mod generic;
+pub mod lifecycle;
 pub mod nexway;
 
 pub mod sandbox;
@@ -272,6 +273,31 @@ pub trait Api: Send + Sync {
     fn dry_run_warning(&self, _would_send: u64) -> Option<String> {
         None
     }
+
+    /// Where the user with `remote_id` is read (`GET`), when the target documents it.
+    fn user_url(&self, _remote_id: &str) -> Option<String> {
+        None
+    }
+
+    /// Whether a change must read the user first (an update that replaces the whole
+    /// resource: what roster does not manage, such as status and roles, is sent back).
+    fn reads_before_change(&self) -> bool {
+        false
+    }
+
+    /// The request that does `action` to the user with `remote_id`, or why the target
+    /// cannot (its documentation has no such endpoint).
+    fn change(
+        &self,
+        action: lifecycle::Action,
+        _remote_id: &str,
+        _bodies: lifecycle::Bodies<'_>,
+    ) -> Result<lifecycle::Change, String> {
+        Err(lifecycle::unsupported(
+            action,
+            "its API documents no such endpoint",
+        ))
+    }
 }
 
 /// A target ready for a run: its facts, the rows' half, and the API's half when the run
@@ -460,6 +486,22 @@ pub fn find_listed(body: &[u8], identity: &str) -> Option<String> {
         [(id, emails)] if emails.is_empty() => id.clone(),
         _ => None,
     }
+}
+
+/// A remote id as one segment of a URL's path: what RFC 3986 allows in a segment is kept
+/// (Cradl's `cradl:user:…` ids keep their colons), anything else (`/`, `?`, spaces) is
+/// percent-encoded, so an id is always one segment.
+pub fn path_segment(id: &str) -> String {
+    let mut out = String::with_capacity(id.len());
+    for byte in id.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' => out.push(byte as char),
+            b'-' | b'.' | b'_' | b'~' | b':' | b'@' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')'
+            | b'*' | b'+' | b',' | b';' | b'=' => out.push(byte as char),
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
 }
 
 /// `endpoint?key=value`, the value encoded for a URL's query (lookups by email or filter).

@@ -17,6 +17,8 @@
 //! generically (Keycloak's 409 `{"errorMessage": "User exists with same email"}` = exists).
 //! Rate limit: 10 requests/s.
 
+use super::lifecycle::status;
+use super::lifecycle::{Action, Bodies, Change, changed_keys, overlay};
 use super::{
     Account, AccountPart, Api, PasswordUse, Schema, TargetDef, TargetInfo, TargetRules, TargetSpec,
     username_or_email,
@@ -302,6 +304,50 @@ impl Schema for NexwaySchema {
 }
 
 impl Api for NexwayApi {
+    fn user_url(&self, remote_id: &str) -> Option<String> {
+        Some(format!(
+            "{}/{}",
+            self.endpoint,
+            super::path_segment(remote_id)
+        ))
+    }
+
+    /// Nexway's `PUT /iam/users/{id}` takes a complete user: it is read first, and only
+    /// what changed is written over it, so `status` and roles are never lost.
+    fn reads_before_change(&self) -> bool {
+        true
+    }
+
+    /// `PUT /iam/users/{id}`: the user as read, with the changed fields, or `status`
+    /// `DISABLED`/`ENABLED`; `DELETE /iam/users/{id}`.
+    fn change(
+        &self,
+        action: Action,
+        remote_id: &str,
+        bodies: Bodies<'_>,
+    ) -> Result<Change, String> {
+        let url = self.user_url(remote_id).unwrap_or_default();
+        let put = |changes| {
+            let mut resource = overlay(bodies.current, changes);
+            if let Some(map) = resource.as_object_mut() {
+                map.remove("id");
+                map.remove("password");
+            }
+            Change::json(http::Method::PUT, url.clone(), resource)
+        };
+        Ok(match action {
+            Action::Update => {
+                let mut changes = changed_keys(bodies.before, bodies.after);
+                // The status is the account's, not the file's (a deactivation sets it).
+                changes.remove("status");
+                put(changes)
+            }
+            Action::Deactivate => put(status("DISABLED")),
+            Action::Reactivate => put(status("ENABLED")),
+            Action::Delete => Change::delete(url),
+        })
+    }
+
     fn ledger_key(&self) -> &str {
         &self.ledger_key
     }

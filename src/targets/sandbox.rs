@@ -5,6 +5,8 @@
 //! Auth: `Authorization: Bearer $ROSTER_TOKEN` when the variable is set (the sandbox checks it
 //! only when started with a token).
 
+use super::lifecycle::status;
+use super::lifecycle::{Action, Bodies, Change, changed_keys};
 use super::{Api, PasswordUse, Schema, TargetDef, TargetInfo, TargetRules, TargetSpec};
 use crate::auth::Authenticator;
 use crate::model::{Field, UserFields};
@@ -117,6 +119,31 @@ impl Schema for SandboxSchema {
 }
 
 impl Api for SandboxApi {
+    fn user_url(&self, remote_id: &str) -> Option<String> {
+        Some(format!(
+            "{}/{}",
+            self.endpoint,
+            super::path_segment(remote_id)
+        ))
+    }
+
+    /// `PATCH /users/{id}` with the changed fields, or `status` `DISABLED`/`ENABLED`;
+    /// `DELETE /users/{id}`.
+    fn change(
+        &self,
+        action: Action,
+        remote_id: &str,
+        bodies: Bodies<'_>,
+    ) -> Result<Change, String> {
+        let url = self.user_url(remote_id).unwrap_or_default();
+        Ok(match action {
+            Action::Update => Change::patch(url, changed_keys(bodies.before, bodies.after)),
+            Action::Deactivate => Change::patch(url, status("DISABLED")),
+            Action::Reactivate => Change::patch(url, status("ENABLED")),
+            Action::Delete => Change::delete(url),
+        })
+    }
+
     fn ledger_key(&self) -> &str {
         &self.ledger_key
     }

@@ -9,6 +9,7 @@
 //! `id`. Errors are SCIM error messages `{schemas, scimType, detail, status}`; a 409
 //! `uniqueness` means the user exists.
 
+use super::lifecycle::{Action, Bodies, Change, changed_keys};
 use super::{
     Account, AccountPart, Api, PasswordUse, Schema, TargetDef, TargetInfo, TargetRules, TargetSpec,
     display_name, username_or_email,
@@ -19,6 +20,7 @@ use crate::model::{Field, UserFields};
 use serde::Serialize;
 
 const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 const ENTERPRISE_SCHEMA: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 
 /// SCIM 2.0 in the registry.
@@ -129,6 +131,40 @@ struct Body<'a> {
 }
 
 impl Api for ScimApi {
+    fn user_url(&self, remote_id: &str) -> Option<String> {
+        Some(format!(
+            "{}/{}",
+            self.endpoint,
+            super::path_segment(remote_id)
+        ))
+    }
+
+    /// `PATCH /Users/{id}` (RFC 7644 section 3.5.2): a `replace` per changed attribute, or of
+    /// `active`; `DELETE /Users/{id}`.
+    fn change(
+        &self,
+        action: Action,
+        remote_id: &str,
+        bodies: Bodies<'_>,
+    ) -> Result<Change, String> {
+        let url = self.user_url(remote_id).unwrap_or_default();
+        let ops: Vec<serde_json::Value> = match action {
+            Action::Update => changed_keys(bodies.before, bodies.after)
+                .into_iter()
+                .filter(|(k, _)| k != "schemas" && k != "active")
+                .map(|(path, value)| serde_json::json!({"op": "replace", "path": path, "value": value}))
+                .collect(),
+            Action::Deactivate => vec![serde_json::json!({"op": "replace", "path": "active", "value": false})],
+            Action::Reactivate => vec![serde_json::json!({"op": "replace", "path": "active", "value": true})],
+            Action::Delete => return Ok(Change::delete(url)),
+        };
+        Ok(Change::json(
+            http::Method::PATCH,
+            url,
+            serde_json::json!({"schemas": [PATCH_OP], "Operations": ops}),
+        ))
+    }
+
     fn ledger_key(&self) -> &str {
         &self.ledger_key
     }

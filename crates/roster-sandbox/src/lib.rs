@@ -16,6 +16,7 @@
 //! `/crayon/api/v1/connect/token/`…, see [`profiles`]), with that API's shapes and
 //! authentication against [`SandboxCredentials`]; `profile` also serves one at the root.
 
+mod lifecycle;
 pub mod profiles;
 mod rules;
 
@@ -213,6 +214,10 @@ pub struct StoredUser {
     /// Status as sent (`ENABLED`, `DISABLED`), when the API has one.
     #[serde(skip)]
     pub status: Option<String>,
+    /// The resource as last sent, the password left out (what the store does not model:
+    /// title, roles, metadata), in the profile's own shape.
+    #[serde(skip)]
+    pub resource: serde_json::Value,
 }
 
 /// The sandbox's counters.
@@ -244,6 +249,10 @@ pub struct SandboxStats {
     pub replayed: u64,
     /// Of the faults, 500s answered after the user was created (over `capacity`).
     pub failed_after_commit: u64,
+    /// Changes to users that changed something (`PATCH`/`PUT` by id).
+    pub updated: u64,
+    /// Users deleted.
+    pub deleted: u64,
 }
 
 /// One request to a create endpoint, as the sandbox saw it.
@@ -271,6 +280,8 @@ struct Counters {
     dropped: AtomicU64,
     replayed: AtomicU64,
     failed_after_commit: AtomicU64,
+    updated: AtomicU64,
+    deleted: AtomicU64,
 }
 
 /// Unwound out of a handler to close its connection without an answer. `resume_unwind` skips
@@ -291,6 +302,8 @@ struct Shared {
     attempts: Mutex<HashMap<String, u32>>,
     /// Creations per email (more than one only with `allow_duplicates`).
     creations: Mutex<HashMap<String, u32>>,
+    /// Changes that changed something, and deletions, per email.
+    changes: Mutex<HashMap<String, u32>>,
     /// `Idempotency-Key` → (body hash, email created under it).
     idempotency: Mutex<HashMap<String, (u64, String)>>,
     log: Mutex<Vec<LoggedRequest>>,
@@ -330,6 +343,7 @@ impl Sandbox {
             revoked: Default::default(),
             attempts: Mutex::default(),
             creations: Mutex::default(),
+            changes: Mutex::default(),
             idempotency: Mutex::default(),
             log: Mutex::default(),
             started: std::time::Instant::now(),
@@ -339,12 +353,13 @@ impl Sandbox {
         });
         let mut app = Router::new();
         for profile in Profile::ALL {
-            app = app.nest(&format!("/{}", profile.name()), profile_routes(profile));
+            let routes = profile_routes(profile).merge(lifecycle::user_routes(profile));
+            app = app.nest(&format!("/{}", profile.name()), routes);
         }
+        let root = shared.config.profile.unwrap_or(Profile::Sandbox);
         let app = app
-            .merge(profile_routes(
-                shared.config.profile.unwrap_or(Profile::Sandbox),
-            ))
+            .merge(profile_routes(root))
+            .merge(lifecycle::user_routes(root))
             .route("/_sandbox/stats", get(stats))
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
@@ -403,6 +418,7 @@ impl Sandbox {
             has_password: false,
             password_hash: None,
             status: None,
+            resource: serde_json::json!({"email": email, "firstName": "Seeded", "lastName": "User"}),
         };
         let mut users = self.shared.users.lock().unwrap_or_else(|p| p.into_inner());
         users.insert((profile, email), user);
@@ -438,6 +454,13 @@ impl Sandbox {
         let mut log = lock(&self.shared.log).clone();
         log.sort_by_key(|r| r.at_ms);
         log
+    }
+
+    /// Changes by id that changed something (updates, deactivations, reactivations) and
+    /// deletions, per email (lower-cased): a repeated change that finds the user as asked is
+    /// not counted.
+    pub fn changes(&self) -> HashMap<String, u32> {
+        lock(&self.shared.changes).clone()
     }
 
     /// Requests received per email (lower-cased).
@@ -489,6 +512,8 @@ fn snapshot(c: &Counters) -> SandboxStats {
         passwords_set: get(&c.passwords_set),
         dropped: get(&c.dropped),
         failed_after_commit: get(&c.failed_after_commit),
+        updated: get(&c.updated),
+        deleted: get(&c.deleted),
         replayed: get(&c.replayed),
     }
 }
@@ -964,6 +989,7 @@ async fn create_or_refuse(
         has_password: input.password.is_some(),
         password_hash: input.password.as_deref().map(password_hash),
         status: input.status,
+        resource: lifecycle::kept_resource(&body),
     };
     *lock(&shared.creations)
         .entry(user.email.clone())
