@@ -11,7 +11,7 @@ use crate::error::{
 use crate::ledger::LedgerLocation;
 use crate::ledger::export::{self, ExportFilter};
 use crate::model::{Stop, StopReason};
-use crate::pipeline::{self, RunMode};
+use crate::pipeline::{self, ImportSettings, RunMode};
 use crate::prepare::PasswordKey;
 use crate::report::{Outcome, RunContext};
 use crate::targets::{self, TargetSpec};
@@ -45,6 +45,8 @@ pub fn run(cli: Cli) -> i32 {
     let (json, command) = match &cli.command {
         Command::Import(args) if args.dry_run => (args.common.json, "import --dry-run"),
         Command::Import(args) => (args.common.json, "import"),
+        Command::Sync(args) if args.import.dry_run => (args.import.common.json, "sync --dry-run"),
+        Command::Sync(args) => (args.import.common.json, "sync"),
         Command::Validate(args) => (args.common.json, "validate"),
         _ => (false, ""),
     };
@@ -66,6 +68,7 @@ pub fn run(cli: Cli) -> i32 {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Import(args) => import(args, &mut context).await,
+            Command::Sync(args) => sync(args, &mut context).await,
             Command::Validate(args) => validate(args, &mut context).await,
             Command::Sandbox(args) => sandbox(args).await,
             Command::Ledger(command) => ledger(command),
@@ -279,10 +282,19 @@ async fn wait_for_signal() {
     }
 }
 
-async fn import(
+/// An import or sync, ready to run: its settings, its target and the in-process sandbox
+/// it may have started (kept alive as long as this is).
+struct Prepared {
+    settings: ImportSettings,
+    target: Arc<targets::Target>,
+    json: bool,
+    _sandbox: Option<Sandbox>,
+}
+
+async fn prepare_import(
     args: crate::cli::args::ImportArgs,
     context: &mut RunContext,
-) -> Result<i32, RunError> {
+) -> Result<Prepared, RunError> {
     let ImportPlan {
         spec,
         mut settings,
@@ -296,7 +308,7 @@ async fn import(
         "" => "sandbox".to_string(),
         name => name.to_string(),
     });
-    let (spec, _sandbox) = resolve_target(spec, quiet).await?;
+    let (spec, sandbox) = resolve_target(spec, quiet).await?;
     context.base_url = spec
         .base_url
         .as_deref()
@@ -315,15 +327,40 @@ async fn import(
         settings.submit.concurrency = n;
         settings.submit.start_concurrency = n;
     }
+    Ok(Prepared {
+        settings,
+        target,
+        json,
+        _sandbox: sandbox,
+    })
+}
+
+async fn import(
+    args: crate::cli::args::ImportArgs,
+    context: &mut RunContext,
+) -> Result<i32, RunError> {
+    let prepared = prepare_import(args, context).await?;
+    let (settings, target) = (&prepared.settings, prepared.target.clone());
+    let api = target.api()?.clone();
     let stop = Arc::new(Stop::default());
     watch_signals(stop.clone());
-    let result = pipeline::run(&settings, target.clone(), stop).await?;
+    let result = pipeline::run(settings, target.clone(), stop).await?;
     if settings.mode == RunMode::DryRun
         && let Some(warning) = api.dry_run_warning(result.summary.would_send.unwrap_or(0))
     {
         eprintln!("roster: warning: {warning}");
     }
-    finish(result, context, json)
+    finish(result, context, prepared.json, None)
+}
+
+async fn sync(args: crate::cli::args::SyncArgs, context: &mut RunContext) -> Result<i32, RunError> {
+    let options = plan::sync(&args)?;
+    let prepared = prepare_import(args.import, context).await?;
+    let stop = Arc::new(Stop::default());
+    watch_signals(stop.clone());
+    let (result, summary) =
+        crate::sync::run(&prepared.settings, prepared.target.clone(), &options, stop).await?;
+    finish(result, context, prepared.json, Some(&summary))
 }
 
 async fn validate(
@@ -345,15 +382,21 @@ async fn validate(
         }
     }
     let result = pipeline::run(&settings, target.clone(), Arc::new(Stop::default())).await?;
-    finish(result, context, json)
+    finish(result, context, json, None)
 }
 
 /// Prints the summary and turns the result into an exit code: a stop's own code first
 /// (aborted 3, try again 5, internal 70, interrupted 130), then rows refused in this run (1:
 /// fix the file), then rows left failed (5: a re-run retries them), else 0.
-fn finish(result: pipeline::RunResult, context: &RunContext, json: bool) -> Result<i32, RunError> {
+fn finish(
+    result: pipeline::RunResult,
+    context: &RunContext,
+    json: bool,
+    sync: Option<&crate::sync::SyncSummary>,
+) -> Result<i32, RunError> {
     let summary = &result.summary;
-    if summary.requests == 0
+    if sync.is_none()
+        && summary.requests == 0
         && summary.skipped > 0
         && summary.skipped + summary.duplicates_of_done + summary.still_refused
             == summary.rows - summary.invalid - (summary.duplicates - summary.duplicates_of_done)
@@ -364,6 +407,9 @@ fn finish(result: pipeline::RunResult, context: &RunContext, json: bool) -> Resu
         );
     }
     eprint!("{}", summary.render(&context.headline()));
+    if let Some(sync) = sync {
+        eprint!("{}", sync.render());
+    }
     let (outcome, stopped) = match result.stopped {
         Some(reason) => {
             let word = reason.label();
@@ -377,9 +423,24 @@ fn finish(result: pipeline::RunResult, context: &RunContext, json: bool) -> Resu
             (outcome, Some(error))
         }
         None => {
-            let code = exit_code(summary);
+            let mut code = exit_code(summary);
+            // A held leaver step comes first: it is what cron must not miss.
+            if let Some(sync) = sync {
+                if !sync.held.is_empty() {
+                    code = crate::sync::EXIT_LEAVERS_HELD;
+                } else if code == EXIT_OK && sync.change_failures > 0 {
+                    code = EXIT_RETRY_LATER;
+                }
+            }
             let (word, reason) = match code {
                 EXIT_OK => ("done", None),
+                crate::sync::EXIT_LEAVERS_HELD => (
+                    "held",
+                    Some(format!(
+                        "leaver step held back: {}",
+                        sync.map(|s| s.held.join("; ")).unwrap_or_default()
+                    )),
+                ),
                 EXIT_ROWS_REFUSED => ("refused", None),
                 _ => (
                     "incomplete",
@@ -395,7 +456,17 @@ fn finish(result: pipeline::RunResult, context: &RunContext, json: bool) -> Resu
         }
     };
     if json {
-        print_stdout(&format!("{}\n", context.json(&outcome, Some(summary))))?;
+        let mut record = context.json(&outcome, Some(summary));
+        if let Some(sync) = sync
+            && let Ok(serde_json::Value::Object(mut map)) = serde_json::from_str(&record)
+        {
+            map.insert(
+                "sync".into(),
+                serde_json::to_value(sync).unwrap_or_default(),
+            );
+            record = serde_json::Value::Object(map).to_string();
+        }
+        print_stdout(&format!("{record}\n"))?;
     }
     if let Some(error) = stopped {
         eprintln!("roster: {error}");

@@ -17,6 +17,7 @@ pub mod pipeline;
 pub mod prepare;
 pub mod report;
 pub mod submit;
+pub mod sync;
 pub mod targets;
 pub mod template;
 pub mod values;

@@ -61,6 +61,11 @@ pub enum Command {
         after_help = concat!("Examples:\n  roster import samples/people.csv            # in-process sandbox, nothing leaves the machine\n  roster import people.csv --target sandbox --base-url http://127.0.0.1:8080 --rate 50\n  roster import people.csv --map email=\"Work Mail\" --set role=user --json\n\n", exit_codes!())
     )]
     Import(ImportArgs),
+    /// Make the target match FILE: create joiners, update movers, handle leavers.
+    #[command(
+        after_help = concat!("FILE is the whole truth for the target: people the ledger knows who are absent from it are\nleavers. Nobody is touched without --leavers deactivate|delete, and never when a safeguard\nholds the leaver step back (too many leavers, an input that looks damaged, fewer absences\nthan --leaver-after); creates and updates still run.\n\nExamples:\n  roster sync hr-export.csv --target scim --base-url https://idp.example.com/scim/v2 --dry-run --plan plan.html\n  roster sync hr-export.csv --target scim --base-url … --dry-run --plan plan.json\n  roster sync hr-export.csv --target scim --base-url … --apply plan.json --leavers deactivate\n\n", exit_codes!(), "\n  6    sync: the leaver step was held back by a safeguard (see the message)")
+    )]
+    Sync(SyncArgs),
     /// Map, normalise and validate FILE without any network or ledger.
     #[command(
         after_help = "Example:\n  roster validate samples/people.csv --errors /tmp/refused.csv"
@@ -236,6 +241,34 @@ pub struct ImportArgs {
     /// Do everything but send: report what would be created, skipped and refused.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+/// `roster sync`.
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// Everything `import` takes.
+    #[command(flatten)]
+    pub import: ImportArgs,
+    /// What to do with leavers: list them in `<input>.leavers.csv` and touch nobody, disable
+    /// them (where the target can; else report), or delete them (where it documents a DELETE).
+    #[arg(long, value_enum, default_value_t = crate::sync::plan::LeaverMode::Report)]
+    pub leavers: crate::sync::plan::LeaverMode,
+    /// Most leavers acted on, as a count `N` or a share `P%` of the people known; more holds
+    /// the leaver step back (exit 6) [default: 5% of the people known, at least 1, at most 50].
+    #[arg(long, value_name = "N|P%")]
+    pub max_leavers: Option<String>,
+    /// Syncs in a row a person must be absent from before they are a leaver (until then,
+    /// a pending leaver) [default: 1].
+    #[arg(long, value_name = "RUNS", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub leaver_after: Option<u32>,
+    /// Write the plan (every create, update with before → after, leaver, safeguard) here:
+    /// `.json` (for --apply), `.csv` or `.html`.
+    #[arg(long, value_name = "FILE")]
+    pub plan: Option<PathBuf>,
+    /// Run exactly this plan (from `--dry-run --plan FILE.json`); refused if the input, the
+    /// target or the ledger changed since it was made.
+    #[arg(long, value_name = "PLAN.json", conflicts_with = "dry_run")]
+    pub apply: Option<PathBuf>,
 }
 
 /// `roster validate`.

@@ -56,6 +56,42 @@ pub struct ValidatePlan {
     pub json: bool,
 }
 
+/// Plans what `roster sync` adds to an import: leaver rules, the plan file, the plan to apply.
+pub fn sync(args: &super::args::SyncArgs) -> Result<crate::sync::SyncOptions, RunError> {
+    use crate::sync::plan::{LeaverLimit, LeaverRules};
+    let limit = match &args.max_leavers {
+        Some(text) => {
+            LeaverLimit::parse(text).map_err(|e| RunError::Usage(format!("--max-leavers: {e}")))?
+        }
+        None => LeaverLimit::Default,
+    };
+    if let Some(plan) = &args.plan {
+        if !args.import.dry_run {
+            return Err(RunError::Usage(
+                "--plan writes what a sync would do: give it with --dry-run (then --apply the .json)".into(),
+            ));
+        }
+        let ext = plan
+            .extension()
+            .map(|e| e.to_string_lossy().to_ascii_lowercase());
+        if !matches!(ext.as_deref(), Some("json" | "csv" | "html" | "htm")) {
+            return Err(RunError::Usage(format!(
+                "--plan {}: the plan is written as .json, .csv or .html",
+                plan.display()
+            )));
+        }
+    }
+    Ok(crate::sync::SyncOptions {
+        rules: LeaverRules {
+            mode: args.leavers,
+            limit,
+            after: args.leaver_after.unwrap_or(1),
+        },
+        plan: args.plan.clone(),
+        apply: args.apply.clone(),
+    })
+}
+
 /// Plans `roster import`.
 pub fn import(args: ImportArgs) -> Result<ImportPlan, RunError> {
     let config = load_config(&args.common)?;

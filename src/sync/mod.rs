@@ -1,0 +1,514 @@
+//! `roster sync`: the input is the whole truth for a target. New people are created (the
+//! import pipeline, unchanged), people whose values changed since roster last sent them are
+//! updated, people the ledger knows who are absent are leavers — reported, deactivated or
+//! deleted per `--leavers`, behind safeguards that hold the leaver step back when the input
+//! looks damaged or too many would go.
+//!
+//! A sync is computed first as a [`plan::Plan`] from the input and the ledger alone, so that
+//! `--dry-run --plan` shows exactly what a run would do and `--apply` runs exactly that.
+
+mod execute;
+pub mod plan;
+pub mod scan;
+pub mod state;
+
+use crate::error::RunError;
+use crate::model::Stop;
+use crate::pipeline::{self, ImportSettings, RunMode, RunResult};
+use crate::targets::Target;
+use crate::targets::lifecycle::Action;
+use execute::{Executor, Job};
+use plan::{LeaverMode, LeaverRules, Plan, Planned};
+use serde::Serialize;
+use state::{ChangeEnd, Known, SyncState, fields_of, kept_values};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The exit code of a sync whose leaver step a safeguard held back (creates and updates
+/// ran): look at the message, then re-run, or raise `--max-leavers` if the leavers are real.
+pub const EXIT_LEAVERS_HELD: i32 = 6;
+
+/// What `roster sync` adds to an import's settings.
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    /// Leavers: what, how many, after how many absences.
+    pub rules: LeaverRules,
+    /// `--plan FILE`: write the plan here.
+    pub plan: Option<PathBuf>,
+    /// `--apply FILE.json`: run exactly this plan.
+    pub apply: Option<PathBuf>,
+}
+
+/// A sync's own totals, beside the import summary's.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SyncSummary {
+    /// People updated (or, in a dry run, to update).
+    pub updated: u64,
+    /// People found with nothing to change.
+    pub unchanged: u64,
+    /// People absent long enough to be leavers.
+    pub leavers: u64,
+    /// People absent, not yet long enough.
+    pub pending_leavers: u64,
+    /// Leavers disabled.
+    pub deactivated: u64,
+    /// People back after a deactivation, enabled again.
+    pub reactivated: u64,
+    /// Leavers deleted.
+    pub deleted: u64,
+    /// Changes that failed or were refused (see the leavers file and the ledger's history).
+    pub change_failures: u64,
+    /// Why the leaver step was held back, if it was.
+    pub held: Vec<String>,
+    /// A note on what the target could not do (no deactivation: reported instead).
+    pub notes: Vec<String>,
+    /// Where the leavers were listed.
+    pub leavers_file: Option<String>,
+}
+
+impl SyncSummary {
+    /// The summary's lines for people.
+    pub fn render(&self) -> String {
+        let mut out = format!(
+            "  sync: {} updated, {} unchanged, {} leavers ({} deactivated, {} deleted), {} pending leavers, {} reactivated",
+            self.updated,
+            self.unchanged,
+            self.leavers,
+            self.deactivated,
+            self.deleted,
+            self.pending_leavers,
+            self.reactivated
+        );
+        if self.change_failures > 0 {
+            out.push_str(&format!(", {} changes failed", self.change_failures));
+        }
+        out.push('\n');
+        for note in &self.notes {
+            out.push_str(&format!("  note: {note}\n"));
+        }
+        if let Some(file) = &self.leavers_file {
+            out.push_str(&format!("  leavers listed in {file}\n"));
+        }
+        for why in &self.held {
+            out.push_str(&format!("  leaver step held back: {why}\n"));
+        }
+        out
+    }
+}
+
+/// The leavers report beside the input: `people.csv` → `people.leavers.csv`.
+pub fn leavers_path(input: &Path) -> PathBuf {
+    let stem = input
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "input".into());
+    input.with_file_name(format!("{stem}.leavers.csv"))
+}
+
+/// Runs one sync (or its dry run) to the end.
+pub async fn run(
+    settings: &ImportSettings,
+    target: Arc<Target>,
+    options: &SyncOptions,
+    stop: Arc<Stop>,
+) -> Result<(RunResult, SyncSummary), RunError> {
+    let Some(ledger) = settings.ledger.sqlite_path().map(Path::to_path_buf) else {
+        return Err(RunError::Usage(
+            "roster sync keeps what it sent in a SQLite ledger: --ledger postgres://… is not \
+             supported by sync yet"
+                .into(),
+        ));
+    };
+    if settings.stdin.is_some() {
+        return Err(RunError::Usage(
+            "roster sync reads its input twice (once to plan, once to create): give a file, not `-`"
+                .into(),
+        ));
+    }
+    let dry_run = settings.mode == RunMode::DryRun;
+    let key = target.ledger_key().to_string();
+    let scan = scan::scan(settings, &target)?;
+    // A dry run reads a copy: planning writes nothing to the ledger.
+    let scratch = tempfile::tempdir().map_err(|e| RunError::Startup(e.to_string()))?;
+    let planning_ledger = match (ledger.exists(), dry_run) {
+        (false, _) => None,
+        (true, false) => Some(ledger.clone()),
+        (true, true) => Some(crate::ledger::snapshot(&ledger, scratch.path())?),
+    };
+    let (known, baseline, fingerprint) = match &planning_ledger {
+        None => (Vec::new(), None, "empty".to_string()),
+        Some(path) => {
+            let state = SyncState::open(path, &key)?;
+            if !dry_run {
+                state.close_unsettled()?;
+            }
+            (state.known()?, state.baseline()?, state.fingerprint()?)
+        }
+    };
+    let (actions, held, unchanged, limit) =
+        plan::compute(&scan, &known, baseline.as_ref(), &target, options.rules);
+    let plan = Plan {
+        version: env!("CARGO_PKG_VERSION").into(),
+        target: key.clone(),
+        input: settings.input.display().to_string(),
+        input_sha256: scan.sha256.clone(),
+        ledger_fingerprint: fingerprint,
+        leavers_mode: options.rules.mode,
+        leaver_limit: limit,
+        known: known.len() as u64,
+        rows: scan.rows,
+        held,
+        actions,
+        unchanged,
+    };
+    if let Some(path) = &options.apply {
+        check_applicable(path, &plan)?;
+    }
+    if let Some(path) = &options.plan {
+        plan::write(&plan, path)?;
+    }
+    let (_, updates, reactivations, leavers, pending) = plan.counts();
+    let mut summary = SyncSummary {
+        updated: updates,
+        unchanged: plan.unchanged,
+        leavers,
+        pending_leavers: pending,
+        reactivated: reactivations,
+        held: plan.held.clone(),
+        ..SyncSummary::default()
+    };
+    if dry_run {
+        let result = pipeline::run(settings, target.clone(), stop).await?;
+        return Ok((result, summary));
+    }
+    // People deleted at the target and back in the input are created again.
+    if let Some(path) = &planning_ledger {
+        let state = SyncState::open(path, &key)?;
+        let known_by: BTreeMap<&str, &Known> =
+            known.iter().map(|k| (k.identity.as_str(), k)).collect();
+        for action in &plan.actions {
+            if let Planned::Create { identity, .. } = action
+                && known_by
+                    .get(identity.as_str())
+                    .is_some_and(|k| k.status == "deleted")
+            {
+                state.release_for_create(identity)?;
+            }
+        }
+    }
+    let result = pipeline::run(settings, target.clone(), stop).await?;
+    if result.stopped.is_some() {
+        return Ok((result, summary));
+    }
+    let mut state = SyncState::open(&ledger, &key)?;
+    let run = state.start_run(&plan.input, scan.rows, &sorted(&scan.headers))?;
+    // What the creates just sent is the first baseline of each new person.
+    let after_create: BTreeMap<String, Known> = state
+        .known()?
+        .into_iter()
+        .map(|k| (k.identity.clone(), k))
+        .collect();
+    for action in &plan.actions {
+        if let Planned::Create {
+            identity, fields, ..
+        } = action
+            && after_create
+                .get(identity)
+                .is_some_and(|k| k.state == "created")
+        {
+            state.record_sent(identity, fields)?;
+        }
+    }
+    state.count_absences(&scan.present, &known)?;
+    let api = target.api()?.clone();
+    let executor = Executor {
+        api: api.as_ref(),
+        auth: api.auth(),
+        submit: settings.submit,
+        state: &state,
+        run,
+        client: crate::http::Client::new(settings.submit.timeout)
+            .map_err(|e| RunError::Startup(e.to_string()))?,
+    };
+    let mut jobs = Vec::new();
+    for action in &plan.actions {
+        let remote = |identity: &str, planned: &Option<String>| {
+            after_create
+                .get(identity)
+                .and_then(|k| k.remote_id.clone())
+                .or_else(|| planned.clone())
+        };
+        match action {
+            Planned::Update {
+                identity,
+                remote_id,
+                changes,
+                ..
+            } => {
+                let Some(person) = scan.people.get(identity) else {
+                    continue;
+                };
+                let before = known
+                    .iter()
+                    .find(|k| &k.identity == identity)
+                    .and_then(|k| k.sent.as_ref())
+                    .map(fields_of)
+                    .unwrap_or_default();
+                let detail: BTreeMap<&str, [Option<&str>; 2]> = changes
+                    .iter()
+                    .map(|c| (c.field.as_str(), [c.before.as_deref(), c.after.as_deref()]))
+                    .collect();
+                jobs.push(Job {
+                    identity: identity.clone(),
+                    remote_id: remote(identity, remote_id),
+                    action: Action::Update,
+                    before: body_json(&target, &before),
+                    after: body_json(&target, &person.fields),
+                    fields: person.fields.clone(),
+                    detail: serde_json::to_string(&detail).unwrap_or_default(),
+                });
+            }
+            Planned::Reactivate {
+                identity,
+                remote_id,
+            } => jobs.push(status_job(
+                identity,
+                remote(identity, remote_id),
+                Action::Reactivate,
+                &scan,
+            )),
+            _ => {}
+        }
+    }
+    let sent_before: BTreeMap<&str, BTreeMap<String, String>> = known
+        .iter()
+        .filter_map(|k| Some((k.identity.as_str(), k.sent.clone()?)))
+        .collect();
+    // Reactivations first: an update of a disabled user may be refused.
+    jobs.sort_by_key(|j| j.action != Action::Reactivate);
+    let (done, fatal) = executor.run(jobs).await;
+    for d in &done {
+        match (d.job.action, d.end) {
+            (Action::Update, ChangeEnd::Done) => {
+                // What was sent over what had been: an emptied cell cleared nothing.
+                let mut values = sent_before
+                    .get(d.job.identity.as_str())
+                    .cloned()
+                    .unwrap_or_default();
+                values.extend(kept_values(&d.job.fields));
+                state.record_sent(&d.job.identity, &values)?
+            }
+            (Action::Reactivate, ChangeEnd::Done) => state.set_status(&d.job.identity, "active")?,
+            _ => {}
+        }
+    }
+    let failures = |done: &[execute::Done], action: Action| {
+        done.iter()
+            .filter(|d| d.job.action == action && d.end != ChangeEnd::Done)
+            .count() as u64
+    };
+    summary.updated -= failures(&done, Action::Update);
+    summary.reactivated -= failures(&done, Action::Reactivate);
+    summary.change_failures = done.iter().filter(|d| d.end != ChangeEnd::Done).count() as u64;
+    if let Some(execute::Fatal(message)) = fatal {
+        state.finish_run(run, Some("stopped before the leaver step"))?;
+        return Err(RunError::Aborted(message));
+    }
+    // The leavers.
+    let mut outcomes: BTreeMap<String, String> = BTreeMap::new();
+    let leaver_action = match options.rules.mode {
+        LeaverMode::Report => None,
+        LeaverMode::Deactivate => Some(Action::Deactivate),
+        LeaverMode::Delete => Some(Action::Delete),
+    };
+    if let (Some(action), true) = (leaver_action, plan.held.is_empty()) {
+        let probe = serde_json::Value::Null;
+        let bodies = crate::targets::lifecycle::Bodies {
+            before: &probe,
+            after: &probe,
+            current: None,
+        };
+        match api.change(action, "probe", bodies) {
+            Err(why) => {
+                summary.notes.push(format!(
+                    "target `{}`: {why}; the leavers are reported instead",
+                    target.name()
+                ));
+            }
+            Ok(_) => {
+                let jobs: Vec<Job> = plan
+                    .actions
+                    .iter()
+                    .filter_map(|a| match a {
+                        Planned::Leaver {
+                            identity,
+                            remote_id,
+                            ..
+                        } => Some(status_job(identity, remote_id.clone(), action, &scan)),
+                        _ => None,
+                    })
+                    .collect();
+                let (done, fatal) = executor.run(jobs).await;
+                for d in &done {
+                    let word = match (action, d.end) {
+                        (Action::Deactivate, ChangeEnd::Done) => {
+                            state.set_status(&d.job.identity, "deactivated")?;
+                            summary.deactivated += 1;
+                            "deactivated".to_string()
+                        }
+                        (Action::Delete, ChangeEnd::Done | ChangeEnd::Gone) => {
+                            state.set_status(&d.job.identity, "deleted")?;
+                            summary.deleted += 1;
+                            "deleted".to_string()
+                        }
+                        _ => {
+                            summary.change_failures += 1;
+                            format!(
+                                "{} failed: {}",
+                                action.word(),
+                                d.message.as_deref().unwrap_or("no answer")
+                            )
+                        }
+                    };
+                    outcomes.insert(d.job.identity.clone(), word);
+                }
+                if let Some(execute::Fatal(message)) = fatal {
+                    state.finish_run(run, Some("stopped during the leaver step"))?;
+                    return Err(RunError::Aborted(message));
+                }
+            }
+        }
+    }
+    let path = leavers_path(&settings.input);
+    write_leavers(&path, &plan, &outcomes)?;
+    summary.leavers_file = Some(path.display().to_string());
+    let held = (!plan.held.is_empty()).then(|| plan.held.join("; "));
+    state.finish_run(run, held.as_deref())?;
+    Ok((result, summary))
+}
+
+/// The create body of `user` (no password) as JSON: what an update compares.
+fn body_json(target: &Target, user: &crate::model::UserFields) -> serde_json::Value {
+    let mut user = user.clone();
+    user.set(crate::model::Field::Password, None);
+    serde_json::from_slice(&target.schema.body(&user)).unwrap_or(serde_json::Value::Null)
+}
+
+fn status_job(identity: &str, remote_id: Option<String>, action: Action, scan: &scan::Scan) -> Job {
+    let fields = scan
+        .people
+        .get(identity)
+        .map(|p| p.fields.clone())
+        .unwrap_or_else(|| {
+            let mut f = crate::model::UserFields::default();
+            f.set(crate::model::Field::Email, Some(identity.to_string()));
+            f
+        });
+    Job {
+        identity: identity.to_string(),
+        remote_id,
+        action,
+        before: serde_json::Value::Null,
+        after: serde_json::Value::Null,
+        fields,
+        detail: "{}".into(),
+    }
+}
+
+fn sorted(headers: &[String]) -> Vec<String> {
+    let mut h = headers.to_vec();
+    h.sort();
+    h
+}
+
+/// `--apply`: the saved plan must be this very plan — same input bytes, target and ledger.
+fn check_applicable(path: &Path, now: &Plan) -> Result<(), RunError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| RunError::Usage(format!("cannot read the plan {}: {e}", path.display())))?;
+    let saved: Plan = serde_json::from_str(&text).map_err(|e| {
+        RunError::Usage(format!(
+            "{} is not a plan written by `roster sync --dry-run --plan FILE.json`: {e}",
+            path.display()
+        ))
+    })?;
+    let refuse = |what: &str| {
+        Err(RunError::Usage(format!(
+            "refusing to apply {}: {what} changed since the plan was made; make a new plan",
+            path.display()
+        )))
+    };
+    if saved.input_sha256 != now.input_sha256 {
+        return refuse("the input file");
+    }
+    if saved.target != now.target {
+        return refuse("the target");
+    }
+    if saved.ledger_fingerprint != now.ledger_fingerprint {
+        return refuse("the ledger");
+    }
+    if saved.leavers_mode != now.leavers_mode
+        || saved.actions != now.actions
+        || saved.held != now.held
+    {
+        return refuse("the sync's options");
+    }
+    Ok(())
+}
+
+/// `<input>.leavers.csv`: every leaver and pending leaver, with what was done.
+fn write_leavers(
+    path: &Path,
+    plan: &Plan,
+    outcomes: &BTreeMap<String, String>,
+) -> Result<(), RunError> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let _ = w.write_record([
+        "identity",
+        "remote_id",
+        "last_seen",
+        "absent_syncs",
+        "outcome",
+    ]);
+    for action in &plan.actions {
+        let row = match action {
+            Planned::Leaver {
+                identity,
+                remote_id,
+                absent_runs,
+                last_seen,
+            } => {
+                let outcome = match (&plan.held.is_empty(), outcomes.get(identity)) {
+                    (false, _) => format!("held back: {}", plan.held.join("; ")),
+                    (true, Some(o)) => o.clone(),
+                    (true, None) => "reported (nobody touched)".into(),
+                };
+                [
+                    identity.clone(),
+                    remote_id.clone().unwrap_or_default(),
+                    last_seen.clone().unwrap_or_default(),
+                    absent_runs.to_string(),
+                    outcome,
+                ]
+            }
+            Planned::Pending {
+                identity,
+                absent_runs,
+            } => [
+                identity.clone(),
+                String::new(),
+                String::new(),
+                absent_runs.to_string(),
+                "pending: absent fewer syncs in a row than --leaver-after".into(),
+            ],
+            _ => continue,
+        };
+        let row: Vec<String> = row
+            .iter()
+            .map(|c| crate::model::cells::neutralise(c).into_owned())
+            .collect();
+        let _ = w.write_record(&row);
+    }
+    let bytes = w.into_inner().unwrap_or_default();
+    plan::write_file(path, &bytes)
+}

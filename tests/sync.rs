@@ -1,0 +1,504 @@
+//! `roster sync` end to end over HTTP against the sandbox: joiners created, movers updated
+//! field by field under their remote ids, leavers reported, deactivated or deleted, returners
+//! reactivated; every safeguard holding the leaver step back; plan then apply.
+
+#[macro_use]
+mod support;
+
+use roster_sandbox::{Profile, SandboxConfig, SandboxCredentials};
+use std::collections::HashMap;
+use support::{Run, TestSandbox, WorkDir};
+
+/// `n` people: email, names, phone, role.
+fn people(n: usize) -> Vec<[String; 5]> {
+    (0..n)
+        .map(|i| {
+            [
+                format!("p{i}@example.com"),
+                format!("First{i}"),
+                format!("Last{i}"),
+                format!("+1415555{i:04}"),
+                "user".to_string(),
+            ]
+        })
+        .collect()
+}
+
+fn csv(rows: &[[String; 5]]) -> String {
+    let mut text = String::from("Email,First Name,Last Name,Phone,Role\n");
+    for r in rows {
+        text.push_str(&r.join(","));
+        text.push('\n');
+    }
+    text
+}
+
+/// The sandbox's credentials for `profile` (targets that fetch a token get no fixed one).
+fn credentials(profile: Profile) -> Vec<(&'static str, String)> {
+    let all = SandboxCredentials::default().env();
+    match profile {
+        Profile::Crayon | Profile::Nexway | Profile::Cradl => all
+            .into_iter()
+            .filter(|(k, _)| *k != "ROSTER_TOKEN")
+            .collect(),
+        _ => all,
+    }
+}
+
+struct Setup {
+    server: TestSandbox,
+    work: WorkDir,
+    profile: Profile,
+}
+
+impl Setup {
+    fn new(profile: Profile) -> Setup {
+        Setup {
+            server: TestSandbox::start(SandboxConfig::default()),
+            work: WorkDir::new(),
+            profile,
+        }
+    }
+
+    /// `roster sync people.csv` (written from `text`) with `extra`, `--json --quiet`.
+    fn sync(&self, text: &str, extra: &[&str]) -> Run {
+        self.work.write("people.csv", text);
+        self.sync_file("people.csv", extra)
+    }
+
+    fn sync_file(&self, file: &str, extra: &[&str]) -> Run {
+        let base = format!("{}/{}", self.server.url(), self.profile.name());
+        let mut args = vec![
+            "sync",
+            file,
+            "--target",
+            self.profile.name(),
+            "--base-url",
+            &base,
+            "--rate",
+            "0",
+            "--json",
+            "--quiet",
+        ];
+        args.extend_from_slice(extra);
+        let env = credentials(self.profile);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        self.work.roster_with_env(&args, &env)
+    }
+
+    /// Remote id and status per email.
+    fn users(&self) -> HashMap<String, (String, Option<String>)> {
+        self.server
+            .sandbox
+            .users_of(self.profile)
+            .into_iter()
+            .map(|u| (u.email.clone(), (u.id.clone(), u.status.clone())))
+            .collect()
+    }
+}
+
+fn sync_field(run: &Run, key: &str) -> u64 {
+    run.json()["sync"][key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no sync.{key}{}", run.context()))
+}
+
+#[test]
+fn movers_are_updated_under_their_ids_leavers_deactivated_and_returners_reactivated() {
+    let s = Setup::new(Profile::Sandbox);
+    let mut rows = people(300);
+    s.sync(&csv(&rows), &["--leavers", "deactivate"])
+        .expect_code(0);
+    let first = s.users();
+    assert_eq!(first.len(), 300);
+    // 20 movers: surname, given name, phone and role changes.
+    for (i, row) in rows.iter_mut().enumerate().take(20) {
+        match i % 4 {
+            0 => row[2] = format!("Married{i}"),
+            1 => row[1] = format!("Renamed{i}"),
+            2 => row[3] = format!("+1415666{i:04}"),
+            _ => row[4] = "admin".into(),
+        }
+    }
+    // 10 leavers.
+    let stayed: Vec<[String; 5]> = rows[..290].to_vec();
+    let run = s.sync(&csv(&stayed), &["--leavers", "deactivate"]);
+    run.expect_code(0);
+    assert_eq!(sync_field(&run, "updated"), 20, "{}", run.context());
+    assert_eq!(sync_field(&run, "deactivated"), 10, "{}", run.context());
+    assert_eq!(sync_field(&run, "unchanged"), 270, "{}", run.context());
+    let changes = s.server.sandbox.changes();
+    assert_eq!(
+        changes.len(),
+        30,
+        "exactly the movers and leavers: {changes:?}"
+    );
+    assert!(changes.values().all(|&n| n == 1), "{changes:?}");
+    let after = s.users();
+    for (email, (id, _)) in &first {
+        assert_eq!(&after[email].0, id, "{email} keeps its remote id");
+    }
+    let user = |email: &str| {
+        s.server
+            .sandbox
+            .users_of(Profile::Sandbox)
+            .into_iter()
+            .find(|u| u.email == email)
+            .unwrap()
+    };
+    assert_eq!(user("p0@example.com").last_name, "Married0");
+    assert_eq!(
+        user("p0@example.com").first_name,
+        "First0",
+        "other fields untouched"
+    );
+    assert_eq!(user("p1@example.com").first_name, "Renamed1");
+    assert_eq!(
+        user("p2@example.com").phone.as_deref(),
+        Some("+14156660002")
+    );
+    assert_eq!(user("p3@example.com").role, "organization-admin");
+    for i in 290..300 {
+        assert_eq!(
+            after[&format!("p{i}@example.com")].1.as_deref(),
+            Some("DISABLED")
+        );
+    }
+    assert_eq!(after["p0@example.com"].1, None, "stayers are not disabled");
+
+    // The same export again sends nothing.
+    let before = s.server.sandbox.stats();
+    let run = s.sync(&csv(&stayed), &["--leavers", "deactivate"]);
+    run.expect_code(0);
+    let again = s.server.sandbox.stats();
+    assert_eq!(
+        (again.requests, again.updated, again.deleted),
+        (before.requests, before.updated, before.deleted),
+        "{}",
+        run.context()
+    );
+    assert_eq!(sync_field(&run, "updated"), 0);
+    assert_eq!(
+        sync_field(&run, "leavers"),
+        0,
+        "deactivated leavers are not leavers again"
+    );
+
+    // Five leavers come back: reactivated under their old ids.
+    let returned: Vec<[String; 5]> = rows[..295].to_vec();
+    let run = s.sync(&csv(&returned), &["--leavers", "deactivate"]);
+    run.expect_code(0);
+    assert_eq!(sync_field(&run, "reactivated"), 5, "{}", run.context());
+    let back = s.users();
+    for i in 290..295 {
+        let email = format!("p{i}@example.com");
+        assert_eq!(back[&email].0, first[&email].0, "same id for {email}");
+        assert_eq!(back[&email].1.as_deref(), Some("ENABLED"));
+    }
+    assert_eq!(back.len(), 300, "nobody created twice");
+}
+
+#[test]
+fn leavers_are_only_reported_by_default_and_deleted_only_when_asked() {
+    let s = Setup::new(Profile::Sandbox);
+    let rows = people(40);
+    s.sync(&csv(&rows), &[]).expect_code(0);
+    let run = s.sync(&csv(&rows[..38]), &[]);
+    run.expect_code(0);
+    assert_eq!(sync_field(&run, "leavers"), 2);
+    assert_eq!(sync_field(&run, "deactivated"), 0);
+    assert!(
+        s.server.sandbox.changes().is_empty(),
+        "report touches nobody"
+    );
+    let report = s.work.read("people.leavers.csv");
+    assert!(
+        report.contains("p38@example.com") && report.contains("p39@example.com"),
+        "{report}"
+    );
+    assert!(report.contains("reported"), "{report}");
+    let run = s.sync(&csv(&rows[..38]), &["--leavers", "delete"]);
+    run.expect_code(0);
+    assert_eq!(sync_field(&run, "deleted"), 2, "{}", run.context());
+    assert_eq!(s.users().len(), 38);
+}
+
+#[test]
+fn a_damaged_export_deactivates_nobody_and_says_why() {
+    let s = Setup::new(Profile::Sandbox);
+    let rows = people(300);
+    s.sync(&csv(&rows), &["--leavers", "deactivate"])
+        .expect_code(0);
+    let full = csv(&rows);
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "a third of the rows",
+            csv(&rows[..100]),
+            "fewer than the last sync",
+        ),
+        (
+            "header only",
+            "Email,First Name,Last Name,Phone,Role\n".into(),
+            "no data rows",
+        ),
+        (
+            "another header set",
+            full.replacen("Role", "Job Role", 1),
+            "header set changed",
+        ),
+        (
+            "cut mid-record",
+            {
+                let cut = full.len() - 20;
+                full[..cut].to_string()
+            },
+            "cut short",
+        ),
+    ];
+    for (what, text, says) in cases {
+        // Each safeguard on its own: the leaver limit itself allows everyone, but for the
+        // truncated export, whose row count is judged against the default limit.
+        let limit = if what == "a third of the rows" {
+            "15"
+        } else {
+            "100%"
+        };
+        let run = s.sync(&text, &["--leavers", "deactivate", "--max-leavers", limit]);
+        assert_eq!(run.code(), 6, "{what}{}", run.context());
+        assert!(run.stderr().contains(says), "{what}: {}", run.context());
+        assert!(
+            run.json()["sync"]["held"]
+                .as_array()
+                .is_some_and(|h| !h.is_empty()),
+            "{what}{}",
+            run.context()
+        );
+        assert!(
+            s.server.sandbox.changes().is_empty(),
+            "{what}: nobody deactivated"
+        );
+    }
+    // An empty file is refused as input: nobody is touched either.
+    let run = s.sync("", &["--leavers", "deactivate"]);
+    assert_ne!(run.code(), 0, "{}", run.context());
+    assert!(s.server.sandbox.changes().is_empty());
+    // More leavers than the limit.
+    let run = s.sync(&csv(&rows[..280]), &["--leavers", "deactivate"]);
+    assert_eq!(run.code(), 6, "{}", run.context());
+    assert!(
+        run.stderr().contains("more than the limit of 15"),
+        "{}",
+        run.context()
+    );
+    assert!(s.server.sandbox.changes().is_empty());
+}
+
+#[test]
+fn a_person_absent_once_is_pending_and_absent_twice_a_leaver() {
+    let s = Setup::new(Profile::Sandbox);
+    let rows = people(30);
+    s.sync(&csv(&rows), &[]).expect_code(0);
+    let args = ["--leavers", "deactivate", "--leaver-after", "2"];
+    let run = s.sync(&csv(&rows[..29]), &args);
+    run.expect_code(0);
+    assert_eq!(sync_field(&run, "pending_leavers"), 1, "{}", run.context());
+    assert_eq!(sync_field(&run, "deactivated"), 0);
+    assert!(s.server.sandbox.changes().is_empty());
+    let run = s.sync(&csv(&rows[..29]), &args);
+    run.expect_code(0);
+    assert_eq!(sync_field(&run, "deactivated"), 1, "{}", run.context());
+    assert_eq!(s.users()["p29@example.com"].1.as_deref(), Some("DISABLED"));
+}
+
+#[test]
+fn an_applied_plan_does_what_it_said_and_a_changed_file_is_refused() {
+    let s = Setup::new(Profile::Sandbox);
+    let mut rows = people(50);
+    s.sync(&csv(&rows), &[]).expect_code(0);
+    rows[0][2] = "Newname".into();
+    rows.push([
+        "new@example.com".into(),
+        "New".into(),
+        "Person".into(),
+        "+14155559999".into(),
+        "user".into(),
+    ]);
+    let text = csv(&rows[1..]);
+    let plan_args = [
+        "--dry-run",
+        "--plan",
+        "plan.json",
+        "--leavers",
+        "deactivate",
+    ];
+    let mut changed_text = csv(&rows);
+    changed_text = changed_text.replacen("p1@example.com,First1", "p1@example.com,Other", 1);
+    // Plan: p0 is a leaver now (absent), p1.. unchanged, new@ created.
+    s.sync(&text, &plan_args).expect_code(0);
+    let plan: serde_json::Value = serde_json::from_str(&s.work.read("plan.json")).unwrap();
+    let actions = plan["actions"].as_array().unwrap();
+    let kinds: Vec<(&str, &str)> = actions
+        .iter()
+        .map(|a| {
+            (
+                a["action"].as_str().unwrap(),
+                a["identity"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [("create", "new@example.com"), ("leaver", "p0@example.com")],
+        "{plan:#}"
+    );
+    assert!(
+        s.server.sandbox.changes().is_empty(),
+        "a dry run sends nothing"
+    );
+    assert_eq!(s.users().len(), 50);
+    // The file changes: the plan is refused.
+    s.work.write("people.csv", &changed_text);
+    let run = s.sync_file(
+        "people.csv",
+        &["--apply", "plan.json", "--leavers", "deactivate"],
+    );
+    run.expect_code(2);
+    assert!(
+        run.stderr().contains("the input file changed"),
+        "{}",
+        run.context()
+    );
+    assert!(s.server.sandbox.changes().is_empty());
+    // Back as planned: applied exactly.
+    let run = s.sync(&text, &["--apply", "plan.json", "--leavers", "deactivate"]);
+    run.expect_code(0);
+    assert_eq!(run.json()["created"], 1, "{}", run.context());
+    assert_eq!(sync_field(&run, "deactivated"), 1);
+    assert_eq!(sync_field(&run, "updated"), 0);
+    let changes = s.server.sandbox.changes();
+    assert_eq!(changes.keys().collect::<Vec<_>>(), ["p0@example.com"]);
+    // Applied once: the ledger moved on, so the same plan is refused now.
+    let run = s.sync(&text, &["--apply", "plan.json", "--leavers", "deactivate"]);
+    run.expect_code(2);
+    assert!(
+        run.stderr().contains("the ledger changed"),
+        "{}",
+        run.context()
+    );
+}
+
+#[test]
+fn plans_are_readable_as_csv_and_html_with_each_change_before_and_after() {
+    let s = Setup::new(Profile::Sandbox);
+    let mut rows = people(5);
+    s.sync(&csv(&rows), &[]).expect_code(0);
+    rows[2][2] = "Wed".into();
+    for plan in ["plan.csv", "plan.html"] {
+        s.sync(&csv(&rows), &["--dry-run", "--plan", plan])
+            .expect_code(0);
+        let text = s.work.read(plan);
+        assert!(text.contains("p2@example.com"), "{text}");
+        assert!(text.contains("Last2") && text.contains("Wed"), "{text}");
+        assert!(text.contains("last_name"), "{text}");
+    }
+}
+
+#[test]
+fn nexway_updates_keep_status_and_roles_and_a_deactivation_keeps_the_rest() {
+    let s = Setup::new(Profile::Nexway);
+    let mut rows = people(30);
+    let roles = [
+        "--target-option",
+        "roles=buyer",
+        "--generate-passwords",
+        "pw.txt",
+    ];
+    s.sync(&csv(&rows), &roles).expect_code(0);
+    rows[0][2] = "Changed".into();
+    let mut args = roles.to_vec();
+    args.extend(["--leavers", "deactivate"]);
+    let run = s.sync(&csv(&rows[..29]), &args);
+    run.expect_code(0);
+    assert_eq!(sync_field(&run, "updated"), 1, "{}", run.context());
+    assert_eq!(sync_field(&run, "deactivated"), 1, "{}", run.context());
+    let users = s.server.sandbox.users_of(Profile::Nexway);
+    let user = |email: &str| users.iter().find(|u| u.email == email).unwrap();
+    let moved = user("p0@example.com");
+    assert_eq!(moved.last_name, "Changed");
+    assert_eq!(moved.status.as_deref(), Some("ENABLED"), "status kept");
+    assert_eq!(
+        moved.resource["roles"],
+        serde_json::json!([{"name": "buyer"}]),
+        "roles kept"
+    );
+    let left = user("p29@example.com");
+    assert_eq!(left.status.as_deref(), Some("DISABLED"));
+    assert_eq!(
+        left.resource["roles"],
+        serde_json::json!([{"name": "buyer"}])
+    );
+    assert_eq!(
+        left.last_name, "Last29",
+        "a deactivation changes nothing else"
+    );
+}
+
+#[test]
+fn scim_updates_with_patch_operations_and_deactivates_with_active_false() {
+    let s = Setup::new(Profile::Scim);
+    let mut rows = people(20);
+    s.sync(&csv(&rows), &[]).expect_code(0);
+    rows[3][1] = "Patched".into();
+    let run = s.sync(&csv(&rows[..19]), &["--leavers", "deactivate"]);
+    run.expect_code(0);
+    assert_eq!(sync_field(&run, "updated"), 1, "{}", run.context());
+    let users = s.server.sandbox.users_of(Profile::Scim);
+    let user = |email: &str| users.iter().find(|u| u.email == email).unwrap();
+    assert_eq!(user("p3@example.com").first_name, "Patched");
+    assert_eq!(user("p3@example.com").resource["active"], true);
+    assert_eq!(user("p19@example.com").resource["active"], false);
+    assert_eq!(user("p19@example.com").status.as_deref(), Some("DISABLED"));
+}
+
+#[test]
+fn a_target_without_deactivation_reports_its_leavers_instead() {
+    let s = Setup::new(Profile::Cryptlex);
+    let rows = people(20);
+    let pw = ["--generate-passwords", "pw.txt"];
+    s.sync(&csv(&rows), &pw).expect_code(0);
+    let mut args = pw.to_vec();
+    args.extend(["--leavers", "deactivate"]);
+    let run = s.sync(&csv(&rows[..19]), &args);
+    run.expect_code(0);
+    assert!(
+        run.stderr().contains("cannot deactivate") && run.stderr().contains("reported instead"),
+        "{}",
+        run.context()
+    );
+    assert_eq!(sync_field(&run, "deactivated"), 0);
+    assert!(s.server.sandbox.changes().is_empty());
+    assert!(
+        s.work
+            .read("people.leavers.csv")
+            .contains("p19@example.com")
+    );
+}
+
+#[test]
+fn sync_refuses_bad_leaver_flags_with_usage_errors() {
+    let s = Setup::new(Profile::Sandbox);
+    let text = csv(&people(2));
+    for (args, says) in [
+        (vec!["--max-leavers", "lots"], "--max-leavers"),
+        (vec!["--max-leavers", "120%"], "--max-leavers"),
+        (vec!["--plan", "plan.json"], "--dry-run"),
+        (
+            vec!["--dry-run", "--plan", "plan.txt"],
+            ".json, .csv or .html",
+        ),
+    ] {
+        let run = s.sync(&text, &args);
+        run.expect_code(2);
+        assert!(run.stderr().contains(says), "{}", run.context());
+    }
+}
