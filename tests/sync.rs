@@ -53,11 +53,33 @@ struct Setup {
 
 impl Setup {
     fn new(profile: Profile) -> Setup {
+        Setup::with(profile, SandboxConfig::default())
+    }
+
+    fn with(profile: Profile, config: SandboxConfig) -> Setup {
         Setup {
-            server: TestSandbox::start(SandboxConfig::default()),
+            server: TestSandbox::start(config),
             work: WorkDir::new(),
             profile,
         }
+    }
+
+    /// The arguments of `roster sync FILE` against this sandbox.
+    fn args<'a>(&'a self, base: &'a str, file: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+        let mut args = vec![
+            "sync",
+            file,
+            "--target",
+            self.profile.name(),
+            "--base-url",
+            base,
+            "--rate",
+            "0",
+            "--json",
+            "--quiet",
+        ];
+        args.extend_from_slice(extra);
+        args
     }
 
     /// `roster sync people.csv` (written from `text`) with `extra`, `--json --quiet`.
@@ -68,19 +90,7 @@ impl Setup {
 
     fn sync_file(&self, file: &str, extra: &[&str]) -> Run {
         let base = format!("{}/{}", self.server.url(), self.profile.name());
-        let mut args = vec![
-            "sync",
-            file,
-            "--target",
-            self.profile.name(),
-            "--base-url",
-            &base,
-            "--rate",
-            "0",
-            "--json",
-            "--quiet",
-        ];
-        args.extend_from_slice(extra);
+        let args = self.args(&base, file, extra);
         let env = credentials(self.profile);
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         self.work.roster_with_env(&args, &env)
@@ -196,6 +206,39 @@ fn movers_are_updated_under_their_ids_leavers_deactivated_and_returners_reactiva
         assert_eq!(back[&email].1.as_deref(), Some("ENABLED"));
     }
     assert_eq!(back.len(), 300, "nobody created twice");
+
+    // The ledger export shows the values last sent and each person's history.
+    let run = s.work.roster(&["ledger", "export", "--format", "jsonl"]);
+    run.expect_code(0);
+    let lines: Vec<serde_json::Value> = run
+        .stdout()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let p0 = lines
+        .iter()
+        .find(|l| l["identity"] == "p0@example.com")
+        .unwrap();
+    assert_eq!(p0["last_sent"]["last_name"], "Married0", "{p0:#}");
+    assert_eq!(p0["sync_status"], "active");
+    assert_eq!(p0["history"][0]["action"], "update", "{p0:#}");
+    assert_eq!(
+        p0["history"][0]["changes"]["last_name"],
+        serde_json::json!(["Last0", "Married0"]),
+        "{p0:#}"
+    );
+    assert_eq!(p0["history"][0]["state"], "done");
+    let p290 = lines
+        .iter()
+        .find(|l| l["identity"] == "p290@example.com")
+        .unwrap();
+    let actions: Vec<&str> = p290["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["deactivate", "reactivate"], "{p290:#}");
 }
 
 #[test]
@@ -501,4 +544,74 @@ fn sync_refuses_bad_leaver_flags_with_usage_errors() {
         run.expect_code(2);
         assert!(run.stderr().contains(says), "{}", run.context());
     }
+}
+
+#[test]
+fn killed_mid_sync_then_resumed_every_change_is_made_exactly_once() {
+    let s = Setup::with(
+        Profile::Sandbox,
+        SandboxConfig {
+            delay: std::time::Duration::from_millis(40),
+            ..SandboxConfig::default()
+        },
+    );
+    let mut rows = people(300);
+    s.sync(&csv(&rows), &[]).expect_code(0);
+    for row in rows.iter_mut().take(100) {
+        row[2] = format!("{}-moved", row[2]);
+    }
+    s.work.write("people.csv", &csv(&rows[..290]));
+    let extra = ["--leavers", "deactivate", "--max-leavers", "10"];
+    let base = format!("{}/sandbox", s.server.url());
+    let mut child = s
+        .work
+        .command(&s.args(&base, "people.csv", &extra), &[])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    support::wait_for("20 people changed before the kill", || {
+        s.server.sandbox.changes().len() >= 20
+    });
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the sync ended before its kill"
+    );
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let changed = s.server.sandbox.changes().len();
+    assert!(
+        changed < 110,
+        "the kill interrupted the changes ({changed})"
+    );
+    let run = s.sync_file("people.csv", &extra);
+    run.expect_code(0);
+    let changes = s.server.sandbox.changes();
+    assert_eq!(changes.len(), 110, "{changes:?}{}", run.context());
+    assert!(
+        changes.values().all(|&n| n == 1),
+        "each exactly once: {changes:?}"
+    );
+    // The ledger is complete: one more sync finds nothing to do, and no claim is left open.
+    let run = s.sync_file("people.csv", &extra);
+    run.expect_code(0);
+    assert_eq!(sync_field(&run, "updated"), 0, "{}", run.context());
+    assert_eq!(sync_field(&run, "leavers"), 0, "{}", run.context());
+    let conn = rusqlite::Connection::open(s.work.path("roster-ledger.sqlite")).unwrap();
+    let open: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sync_changes WHERE state = 'claimed'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(open, 0);
+    let done: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sync_changes WHERE state = 'done'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(done >= 110, "every change's outcome is recorded ({done})");
 }

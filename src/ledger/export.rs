@@ -54,6 +54,15 @@ pub struct ExportRow {
     pub source_row: Option<u64>,
     /// Per-field errors.
     pub errors: Vec<FieldError>,
+    /// `roster sync`: `active`, `deactivated` or `deleted` at the target.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync_status: Option<String>,
+    /// `roster sync`: the normalised values last sent (never a password).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_sent: Option<serde_json::Value>,
+    /// `roster sync`: every change made, in order (run, action, what changed, outcome, when).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<serde_json::Value>,
 }
 
 enum Sink<'a> {
@@ -101,9 +110,30 @@ pub fn export(
 ) -> Result<u64, ExportError> {
     let conn = open_read_only(path)?;
     let err = |e: rusqlite::Error| ExportError::from(LedgerError::sqlite(path, e));
-    let mut sql = String::from(
+    // A ledger a sync has used also has the values last sent and each person's changes.
+    let synced: bool = conn
+        .query_row(
+            "SELECT count(*) = 2 FROM sqlite_master WHERE name IN ('sync_people', 'sync_changes')",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(err)?;
+    let sync_columns = match synced {
+        true => {
+            "(SELECT status FROM sync_people s WHERE s.target = e.target AND s.identity = e.identity),
+             (SELECT sent FROM sync_people s WHERE s.target = e.target AND s.identity = e.identity),
+             (SELECT json_group_array(json_object('run', c.sync_run, 'action', c.action,
+                     'changes', json(c.detail), 'state', c.state, 'message', c.message,
+                     'at_ms', COALESCE(c.done_ms, c.claimed_ms)))
+              FROM (SELECT * FROM sync_changes c WHERE c.target = e.target AND c.identity = e.identity
+                    ORDER BY c.id) c)"
+        }
+        false => "NULL, NULL, NULL",
+    };
+    let mut sql = format!(
         "SELECT target, identity, state, remote_id, http_status, attempts, first_attempt_ms,
-                last_attempt_ms, source_file, source_row, errors FROM entries WHERE 1 = 1",
+                last_attempt_ms, source_file, source_row, errors, {sync_columns}
+         FROM entries e WHERE 1 = 1",
     );
     let mut args: Vec<String> = Vec::new();
     if let Some(state) = &filter.state {
@@ -133,6 +163,9 @@ pub fn export(
                 "source_file",
                 "source_row",
                 "errors",
+                "sync_status",
+                "last_sent",
+                "history",
             ])
             .map_err(write_error)?;
             Sink::Csv(Box::new(w))
@@ -158,12 +191,31 @@ pub fn export(
             source_file: r.get(8).map_err(err)?,
             source_row: r.get::<_, Option<i64>>(9).map_err(err)?.map(|v| v as u64),
             errors,
+            sync_status: r.get(11).map_err(err)?,
+            last_sent: r
+                .get::<_, Option<String>>(12)
+                .map_err(err)?
+                .and_then(|t| serde_json::from_str(&t).ok()),
+            history: r
+                .get::<_, Option<String>>(13)
+                .map_err(err)?
+                .and_then(|t| serde_json::from_str(&t).ok())
+                .unwrap_or_default(),
         };
         let written = match &mut sink {
             Sink::Csv(w) => {
                 let status = row.http_status.map(|s| s.to_string()).unwrap_or_default();
                 let source_row = row.source_row.map(|s| s.to_string()).unwrap_or_default();
                 let errors = join_errors(&row.errors);
+                let last_sent = row
+                    .last_sent
+                    .as_ref()
+                    .map(|v| v.to_string())
+                    .unwrap_or_default();
+                let history = match row.history.is_empty() {
+                    true => String::new(),
+                    false => serde_json::Value::Array(row.history.clone()).to_string(),
+                };
                 let cells = [
                     row.target.as_str(),
                     &row.identity,
@@ -176,6 +228,9 @@ pub fn export(
                     row.source_file.as_deref().unwrap_or(""),
                     &source_row,
                     &errors,
+                    row.sync_status.as_deref().unwrap_or(""),
+                    &last_sent,
+                    &history,
                 ];
                 w.write_record(cells.iter().map(|c| neutralise(c).into_owned()))
                     .map_err(std::io::Error::from)

@@ -38,6 +38,8 @@ pub struct Job {
     pub fields: crate::model::UserFields,
     /// What is recorded in the history (`{field: [before, after]}`).
     pub detail: String,
+    /// The values recorded as sent once an update is done.
+    pub record: std::collections::BTreeMap<String, String>,
 }
 
 /// How one change ended.
@@ -130,6 +132,20 @@ impl Executor<'_> {
         self.state
             .settle(claim, end, status, message.as_deref())
             .map_err(|e| Fatal(e.to_string()))?;
+        // The person's record moves on with each answer, not at the end: a run killed half
+        // way through resumes with what is left.
+        let recorded = match (job.action, end) {
+            (Action::Update, ChangeEnd::Done) => self.state.record_sent(&job.identity, &job.record),
+            (Action::Reactivate, ChangeEnd::Done) => self.state.set_status(&job.identity, "active"),
+            (Action::Deactivate, ChangeEnd::Done) => {
+                self.state.set_status(&job.identity, "deactivated")
+            }
+            (Action::Delete, ChangeEnd::Done | ChangeEnd::Gone) => {
+                self.state.set_status(&job.identity, "deleted")
+            }
+            _ => Ok(()),
+        };
+        recorded.map_err(|e| Fatal(e.to_string()))?;
         Ok(Done { job, end, message })
     }
 

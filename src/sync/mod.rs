@@ -231,6 +231,10 @@ pub async fn run(
         client: crate::http::Client::new(settings.submit.timeout)
             .map_err(|e| RunError::Startup(e.to_string()))?,
     };
+    let sent_before: BTreeMap<&str, BTreeMap<String, String>> = known
+        .iter()
+        .filter_map(|k| Some((k.identity.as_str(), k.sent.clone()?)))
+        .collect();
     let mut jobs = Vec::new();
     for action in &plan.actions {
         let remote = |identity: &str, planned: &Option<String>| {
@@ -259,7 +263,14 @@ pub async fn run(
                     .iter()
                     .map(|c| (c.field.as_str(), [c.before.as_deref(), c.after.as_deref()]))
                     .collect();
+                // What was sent over what had been: an emptied cell cleared nothing.
+                let mut record = sent_before
+                    .get(identity.as_str())
+                    .cloned()
+                    .unwrap_or_default();
+                record.extend(kept_values(&person.fields));
                 jobs.push(Job {
+                    record,
                     identity: identity.clone(),
                     remote_id: remote(identity, remote_id),
                     action: Action::Update,
@@ -281,28 +292,9 @@ pub async fn run(
             _ => {}
         }
     }
-    let sent_before: BTreeMap<&str, BTreeMap<String, String>> = known
-        .iter()
-        .filter_map(|k| Some((k.identity.as_str(), k.sent.clone()?)))
-        .collect();
     // Reactivations first: an update of a disabled user may be refused.
     jobs.sort_by_key(|j| j.action != Action::Reactivate);
     let (done, fatal) = executor.run(jobs).await;
-    for d in &done {
-        match (d.job.action, d.end) {
-            (Action::Update, ChangeEnd::Done) => {
-                // What was sent over what had been: an emptied cell cleared nothing.
-                let mut values = sent_before
-                    .get(d.job.identity.as_str())
-                    .cloned()
-                    .unwrap_or_default();
-                values.extend(kept_values(&d.job.fields));
-                state.record_sent(&d.job.identity, &values)?
-            }
-            (Action::Reactivate, ChangeEnd::Done) => state.set_status(&d.job.identity, "active")?,
-            _ => {}
-        }
-    }
     let failures = |done: &[execute::Done], action: Action| {
         done.iter()
             .filter(|d| d.job.action == action && d.end != ChangeEnd::Done)
@@ -353,12 +345,10 @@ pub async fn run(
                 for d in &done {
                     let word = match (action, d.end) {
                         (Action::Deactivate, ChangeEnd::Done) => {
-                            state.set_status(&d.job.identity, "deactivated")?;
                             summary.deactivated += 1;
                             "deactivated".to_string()
                         }
                         (Action::Delete, ChangeEnd::Done | ChangeEnd::Gone) => {
-                            state.set_status(&d.job.identity, "deleted")?;
                             summary.deleted += 1;
                             "deleted".to_string()
                         }
@@ -413,6 +403,7 @@ fn status_job(identity: &str, remote_id: Option<String>, action: Action, scan: &
         after: serde_json::Value::Null,
         fields,
         detail: "{}".into(),
+        record: BTreeMap::new(),
     }
 }
 

@@ -81,6 +81,7 @@ pub(crate) fn user_routes(profile: Profile) -> Router<Arc<Shared>> {
               headers: HeaderMap,
               Path(id): Path<String>,
               body: Bytes| async move {
+            pause(&shared).await;
             change(&shared, profile, &headers, &id, Method::Patch, &body)
         },
     )
@@ -89,16 +90,25 @@ pub(crate) fn user_routes(profile: Profile) -> Router<Arc<Shared>> {
               headers: HeaderMap,
               Path(id): Path<String>,
               body: Bytes| async move {
+            pause(&shared).await;
             change(&shared, profile, &headers, &id, Method::Put, &body)
         },
     )
     .delete(
         move |State(shared): State<Arc<Shared>>, headers: HeaderMap, Path(id): Path<String>| async move {
+            pause(&shared).await;
             remove(&shared, profile, &headers, &id)
         },
     );
     router = router.route(&path, handler);
     router
+}
+
+/// The configured `delay`, as the create endpoint waits it.
+async fn pause(shared: &Shared) {
+    if !shared.config.delay.is_zero() {
+        tokio::time::sleep(shared.config.delay).await;
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
