@@ -339,6 +339,25 @@ async fn import(
     args: crate::cli::args::ImportArgs,
     context: &mut RunContext,
 ) -> Result<i32, RunError> {
+    if args.update {
+        // `import --update` is a sync without its leaver step.
+        let options = crate::sync::SyncOptions {
+            leaver_step: false,
+            rules: crate::sync::plan::LeaverRules {
+                mode: crate::sync::plan::LeaverMode::Report,
+                limit: crate::sync::plan::LeaverLimit::Default,
+                after: 1,
+            },
+            plan: None,
+            apply: None,
+        };
+        let prepared = prepare_import(args, context).await?;
+        let stop = Arc::new(Stop::default());
+        watch_signals(stop.clone());
+        let (result, summary) =
+            crate::sync::run(&prepared.settings, prepared.target.clone(), &options, stop).await?;
+        return finish(result, context, prepared.json, Some(&summary));
+    }
     let prepared = prepare_import(args, context).await?;
     let (settings, target) = (&prepared.settings, prepared.target.clone());
     let api = target.api()?.clone();

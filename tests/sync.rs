@@ -615,3 +615,79 @@ fn killed_mid_sync_then_resumed_every_change_is_made_exactly_once() {
         .unwrap();
     assert!(done >= 110, "every change's outcome is recorded ({done})");
 }
+
+#[test]
+fn crayon_and_cradl_updates_go_to_their_documented_endpoints() {
+    for profile in [Profile::Crayon, Profile::Cradl] {
+        let s = Setup::new(profile);
+        let mut rows = people(10);
+        s.sync(&csv(&rows), &[]).expect_code(0);
+        let ids: HashMap<String, String> = s
+            .server
+            .sandbox
+            .users_of(profile)
+            .into_iter()
+            .map(|u| (u.email, u.id))
+            .collect();
+        rows[4][2] = "Moved".into();
+        let run = s.sync(&csv(&rows), &[]);
+        run.expect_code(0);
+        assert_eq!(sync_field(&run, "updated"), 1, "{profile:?}{}", run.context());
+        let users = s.server.sandbox.users_of(profile);
+        let moved = users.iter().find(|u| u.email == "p4@example.com").unwrap();
+        assert_eq!(moved.last_name, "Moved", "{profile:?}");
+        assert_eq!(moved.first_name, "First4", "{profile:?}");
+        assert_eq!(moved.id, ids["p4@example.com"], "{profile:?}");
+        assert_eq!(s.server.sandbox.changes().len(), 1, "{profile:?}");
+    }
+}
+
+#[test]
+fn a_person_found_existing_is_brought_in_line_with_the_file_under_the_id_looked_up() {
+    let s = Setup::new(Profile::Sandbox);
+    s.server.sandbox.seed_user(Profile::Sandbox, "p1@example.com");
+    let rows = people(3);
+    let run = s.sync(&csv(&rows), &[]);
+    run.expect_code(0);
+    assert_eq!(run.json()["exists"], 1, "{}", run.context());
+    // Its values as the target holds them are unknown: the next sync sends every field.
+    let run = s.sync(&csv(&rows), &[]);
+    run.expect_code(0);
+    assert_eq!(sync_field(&run, "updated"), 1, "{}", run.context());
+    let users = s.server.sandbox.users_of(Profile::Sandbox);
+    let p1 = users.iter().find(|u| u.email == "p1@example.com").unwrap();
+    assert_eq!((p1.first_name.as_str(), p1.last_name.as_str()), ("First1", "Last1"));
+    let run = s.sync(&csv(&rows), &[]);
+    assert_eq!(sync_field(&run, "updated"), 0, "then it is known{}", run.context());
+}
+
+#[test]
+fn import_update_sends_changes_of_a_delta_file_and_makes_nobody_a_leaver() {
+    let s = Setup::new(Profile::Sandbox);
+    let mut rows = people(10);
+    s.sync(&csv(&rows), &[]).expect_code(0);
+    rows[7][1] = "Seven".into();
+    s.work.write("delta.csv", &csv(&rows[7..8]));
+    let base = format!("{}/sandbox", s.server.url());
+    let run = s.work.roster(&[
+        "import", "delta.csv", "--target", "sandbox", "--base-url", &base, "--update", "--json",
+    ]);
+    run.expect_code(0);
+    assert_eq!(sync_field(&run, "updated"), 1, "{}", run.context());
+    assert_eq!(sync_field(&run, "leavers"), 0, "{}", run.context());
+    assert_eq!(s.server.sandbox.changes().len(), 1);
+    assert!(!s.work.path("delta.leavers.csv").exists());
+    // Plain import stays create-only: a change is not sent.
+    rows[8][1] = "Eight".into();
+    s.work.write("delta.csv", &csv(&rows[8..9]));
+    let run = s.work.roster(&[
+        "import", "delta.csv", "--target", "sandbox", "--base-url", &base, "--json",
+    ]);
+    run.expect_code(0);
+    assert_eq!(s.server.sandbox.changes().len(), 1, "{}", run.context());
+    // And the delta file did not become the next sync's baseline: the full export syncs
+    // without its row count looking damaged.
+    let run = s.sync(&csv(&rows), &["--leavers", "deactivate"]);
+    run.expect_code(0);
+    assert_eq!(sync_field(&run, "updated"), 1, "{}", run.context());
+}

@@ -241,6 +241,10 @@ pub struct ImportArgs {
     /// Do everything but send: report what would be created, skipped and refused.
     #[arg(long)]
     pub dry_run: bool,
+    /// Also update people whose values changed since roster last sent them (as `sync`
+    /// does, without its leaver step: the file may be a delta).
+    #[arg(long)]
+    pub update: bool,
 }
 
 /// `roster sync`.

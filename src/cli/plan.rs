@@ -81,7 +81,13 @@ pub fn sync(args: &super::args::SyncArgs) -> Result<crate::sync::SyncOptions, Ru
             )));
         }
     }
+    if args.import.update {
+        return Err(RunError::Usage(
+            "--update is `import`'s: `sync` always updates".into(),
+        ));
+    }
     Ok(crate::sync::SyncOptions {
+        leaver_step: true,
         rules: LeaverRules {
             mode: args.leavers,
             limit,

@@ -32,6 +32,9 @@ pub const EXIT_LEAVERS_HELD: i32 = 6;
 /// What `roster sync` adds to an import's settings.
 #[derive(Debug, Clone)]
 pub struct SyncOptions {
+    /// Whether absent people are leavers (`sync`), or the file may be a delta and only
+    /// creates and updates run (`import --update`).
+    pub leaver_step: bool,
     /// Leavers: what, how many, after how many absences.
     pub rules: LeaverRules,
     /// `--plan FILE`: write the plan here.
@@ -146,8 +149,12 @@ pub async fn run(
             (state.known()?, state.baseline()?, state.fingerprint()?)
         }
     };
-    let (actions, held, unchanged, limit) =
+    let (mut actions, mut held, unchanged, limit) =
         plan::compute(&scan, &known, baseline.as_ref(), &target, options.rules);
+    if !options.leaver_step {
+        actions.retain(|a| !matches!(a, Planned::Leaver { .. } | Planned::Pending { .. }));
+        held.clear();
+    }
     let plan = Plan {
         version: env!("CARGO_PKG_VERSION").into(),
         target: key.clone(),
@@ -220,7 +227,9 @@ pub async fn run(
             state.record_sent(identity, fields)?;
         }
     }
-    state.count_absences(&scan.present, &known)?;
+    if options.leaver_step {
+        state.count_absences(&scan.present, &known)?;
+    }
     let api = target.api()?.clone();
     let executor = Executor {
         api: api.as_ref(),
@@ -314,6 +323,11 @@ pub async fn run(
         LeaverMode::Deactivate => Some(Action::Deactivate),
         LeaverMode::Delete => Some(Action::Delete),
     };
+    if !options.leaver_step {
+        // A delta file is no baseline for the next sync's damage checks.
+        state.finish_run(run, Some("import --update: no leaver step"))?;
+        return Ok((result, summary));
+    }
     if let (Some(action), true) = (leaver_action, plan.held.is_empty()) {
         let probe = serde_json::Value::Null;
         let bodies = crate::targets::lifecycle::Bodies {
