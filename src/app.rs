@@ -535,6 +535,7 @@ async fn sandbox(args: SandboxArgs) -> Result<i32, RunError> {
         drop_after_commit_rate: args.drop_after_commit_rate,
         allow_duplicates: args.allow_duplicates,
         drop_first_answers: args.drop_first_answers,
+        no_patch: false,
     };
     let sandbox = Sandbox::start(config, args.port)
         .await

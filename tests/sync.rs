@@ -632,7 +632,12 @@ fn crayon_and_cradl_updates_go_to_their_documented_endpoints() {
         rows[4][2] = "Moved".into();
         let run = s.sync(&csv(&rows), &[]);
         run.expect_code(0);
-        assert_eq!(sync_field(&run, "updated"), 1, "{profile:?}{}", run.context());
+        assert_eq!(
+            sync_field(&run, "updated"),
+            1,
+            "{profile:?}{}",
+            run.context()
+        );
         let users = s.server.sandbox.users_of(profile);
         let moved = users.iter().find(|u| u.email == "p4@example.com").unwrap();
         assert_eq!(moved.last_name, "Moved", "{profile:?}");
@@ -645,7 +650,9 @@ fn crayon_and_cradl_updates_go_to_their_documented_endpoints() {
 #[test]
 fn a_person_found_existing_is_brought_in_line_with_the_file_under_the_id_looked_up() {
     let s = Setup::new(Profile::Sandbox);
-    s.server.sandbox.seed_user(Profile::Sandbox, "p1@example.com");
+    s.server
+        .sandbox
+        .seed_user(Profile::Sandbox, "p1@example.com");
     let rows = people(3);
     let run = s.sync(&csv(&rows), &[]);
     run.expect_code(0);
@@ -656,9 +663,17 @@ fn a_person_found_existing_is_brought_in_line_with_the_file_under_the_id_looked_
     assert_eq!(sync_field(&run, "updated"), 1, "{}", run.context());
     let users = s.server.sandbox.users_of(Profile::Sandbox);
     let p1 = users.iter().find(|u| u.email == "p1@example.com").unwrap();
-    assert_eq!((p1.first_name.as_str(), p1.last_name.as_str()), ("First1", "Last1"));
+    assert_eq!(
+        (p1.first_name.as_str(), p1.last_name.as_str()),
+        ("First1", "Last1")
+    );
     let run = s.sync(&csv(&rows), &[]);
-    assert_eq!(sync_field(&run, "updated"), 0, "then it is known{}", run.context());
+    assert_eq!(
+        sync_field(&run, "updated"),
+        0,
+        "then it is known{}",
+        run.context()
+    );
 }
 
 #[test]
@@ -670,7 +685,14 @@ fn import_update_sends_changes_of_a_delta_file_and_makes_nobody_a_leaver() {
     s.work.write("delta.csv", &csv(&rows[7..8]));
     let base = format!("{}/sandbox", s.server.url());
     let run = s.work.roster(&[
-        "import", "delta.csv", "--target", "sandbox", "--base-url", &base, "--update", "--json",
+        "import",
+        "delta.csv",
+        "--target",
+        "sandbox",
+        "--base-url",
+        &base,
+        "--update",
+        "--json",
     ]);
     run.expect_code(0);
     assert_eq!(sync_field(&run, "updated"), 1, "{}", run.context());
@@ -681,7 +703,13 @@ fn import_update_sends_changes_of_a_delta_file_and_makes_nobody_a_leaver() {
     rows[8][1] = "Eight".into();
     s.work.write("delta.csv", &csv(&rows[8..9]));
     let run = s.work.roster(&[
-        "import", "delta.csv", "--target", "sandbox", "--base-url", &base, "--json",
+        "import",
+        "delta.csv",
+        "--target",
+        "sandbox",
+        "--base-url",
+        &base,
+        "--json",
     ]);
     run.expect_code(0);
     assert_eq!(s.server.sandbox.changes().len(), 1, "{}", run.context());
@@ -690,4 +718,36 @@ fn import_update_sends_changes_of_a_delta_file_and_makes_nobody_a_leaver() {
     let run = s.sync(&csv(&rows), &["--leavers", "deactivate"]);
     run.expect_code(0);
     assert_eq!(sync_field(&run, "updated"), 1, "{}", run.context());
+}
+
+#[test]
+fn a_scim_server_without_patch_gets_a_put_that_keeps_active() {
+    let s = Setup::with(
+        Profile::Scim,
+        SandboxConfig {
+            no_patch: true,
+            ..SandboxConfig::default()
+        },
+    );
+    let mut rows = people(20);
+    s.sync(&csv(&rows), &[]).expect_code(0);
+    rows[3][1] = "Put".into();
+    let run = s.sync(&csv(&rows[..19]), &["--leavers", "deactivate"]);
+    run.expect_code(0);
+    assert_eq!(sync_field(&run, "updated"), 1, "{}", run.context());
+    assert_eq!(sync_field(&run, "deactivated"), 1, "{}", run.context());
+    let users = s.server.sandbox.users_of(Profile::Scim);
+    let user = |email: &str| users.iter().find(|u| u.email == email).unwrap();
+    assert_eq!(user("p3@example.com").first_name, "Put");
+    assert_eq!(
+        user("p3@example.com").resource["active"],
+        true,
+        "active kept"
+    );
+    assert_eq!(
+        user("p3@example.com").resource["name"]["familyName"],
+        "Last3"
+    );
+    assert_eq!(user("p19@example.com").resource["active"], false);
+    assert_eq!(user("p19@example.com").last_name, "Last19");
 }

@@ -203,10 +203,40 @@ impl Executor<'_> {
             Ok(change) => change,
             Err(why) => return Ok((ChangeEnd::Refused, None, Some(why))),
         };
-        match self
+        let mut answer = self
             .send(sender, limiter, change.method, &change.url, change.body)
-            .await?
-        {
+            .await?;
+        if let Answer::Verdict(ChangeVerdict::Rejected { .. }, 405 | 501, _) = answer {
+            // The server does not take this method (SCIM's PATCH is optional): read the user
+            // and send the target's fallback, when it has one.
+            let url = self.api.user_url(&remote_id).unwrap_or_default();
+            let read = match &current {
+                Some(current) => Some(current.clone()),
+                None => match self.send(sender, limiter, Method::GET, &url, None).await? {
+                    Answer::Verdict(ChangeVerdict::Done, _, body) => {
+                        serde_json::from_slice(&body).ok()
+                    }
+                    _ => None,
+                },
+            };
+            let bodies = Bodies {
+                before: &job.before,
+                after: &job.after,
+                current: read.as_ref(),
+            };
+            if let Some(fallback) = self.api.fallback(job.action, &remote_id, bodies) {
+                answer = self
+                    .send(
+                        sender,
+                        limiter,
+                        fallback.method,
+                        &fallback.url,
+                        fallback.body,
+                    )
+                    .await?;
+            }
+        }
+        match answer {
             Answer::Verdict(ChangeVerdict::Done, status, _) => {
                 Ok((ChangeEnd::Done, Some(status), None))
             }

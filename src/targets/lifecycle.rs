@@ -146,13 +146,17 @@ pub enum ChangeVerdict {
     },
 }
 
-/// The usual reading of an answer to a change: 2xx done, 404/410 gone, 408/425/429/5xx
-/// transient, 401/403 fatal, a redirect refused (never followed: the request carries
+/// The usual reading of an answer to a change: 2xx done, 404/410 gone, 405/501 refused (the
+/// method is not supported), 408/425/429/other 5xx transient, 401/403 fatal, a redirect refused (never followed: the request carries
 /// credentials and a person), any other status a refusal with the API's message.
 pub fn classify_change(status: u16, headers: &HeaderMap, body: &[u8]) -> ChangeVerdict {
     match status {
         200..=299 => ChangeVerdict::Done,
         404 | 410 => ChangeVerdict::Gone,
+        // The server does not take this method: no retry cures that (a fallback may).
+        405 | 501 => ChangeVerdict::Rejected {
+            message: format!("HTTP {status}: {}", problem::summary(body)),
+        },
         401 | 403 => ChangeVerdict::Fatal {
             message: format!(
                 "credentials refused (HTTP {status}): {}",

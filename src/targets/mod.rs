@@ -285,6 +285,17 @@ pub trait Api: Send + Sync {
         false
     }
 
+    /// The request to make instead of [`Api::change`]'s when the server answered it 405 or
+    /// 501 (a SCIM server without PATCH support): `bodies.current` holds the user as read.
+    fn fallback(
+        &self,
+        _action: lifecycle::Action,
+        _remote_id: &str,
+        _bodies: lifecycle::Bodies<'_>,
+    ) -> Option<lifecycle::Change> {
+        None
+    }
+
     /// The request that does `action` to the user with `remote_id`, or why the target
     /// cannot (its documentation has no such endpoint).
     fn change(

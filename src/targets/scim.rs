@@ -9,7 +9,7 @@
 //! `id`. Errors are SCIM error messages `{schemas, scimType, detail, status}`; a 409
 //! `uniqueness` means the user exists.
 
-use super::lifecycle::{Action, Bodies, Change, changed_keys};
+use super::lifecycle::{Action, Bodies, Change, changed_keys, overlay};
 use super::{
     Account, AccountPart, Api, PasswordUse, Schema, TargetDef, TargetInfo, TargetRules, TargetSpec,
     display_name, username_or_email,
@@ -136,6 +136,39 @@ impl Api for ScimApi {
             "{}/{}",
             self.endpoint,
             super::path_segment(remote_id)
+        ))
+    }
+
+    /// A server without PATCH (RFC 7644 makes it optional) gets `PUT /Users/{id}`: the user
+    /// as read with the changes written over it, and `active` as it was — never left out, so
+    /// a replace never disables anyone by omission — or as the action sets it.
+    fn fallback(&self, action: Action, remote_id: &str, bodies: Bodies<'_>) -> Option<Change> {
+        if action == Action::Delete {
+            return None;
+        }
+        let current = bodies.current?;
+        let mut changes = match action {
+            Action::Update => changed_keys(bodies.before, bodies.after),
+            _ => serde_json::Map::new(),
+        };
+        changes.remove("active");
+        let mut resource = overlay(Some(current), changes);
+        let map = resource.as_object_mut()?;
+        map.remove("meta");
+        map.insert("id".into(), serde_json::Value::String(remote_id.into()));
+        let active = match action {
+            Action::Deactivate => false,
+            Action::Reactivate => true,
+            _ => current
+                .get("active")
+                .and_then(|a| a.as_bool())
+                .unwrap_or(true),
+        };
+        map.insert("active".into(), serde_json::Value::Bool(active));
+        Some(Change::json(
+            http::Method::PUT,
+            self.user_url(remote_id)?,
+            resource,
         ))
     }
 

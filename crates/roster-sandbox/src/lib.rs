@@ -84,6 +84,9 @@ pub struct SandboxConfig {
     /// them, their user created, answer 500 (`database is locked`), with the probability
     /// (in flight − K) / in flight.
     pub capacity: u32,
+    /// `PATCH` of a user by id answers 501 Not Implemented, as a SCIM server without PATCH
+    /// support does (its `ServiceProviderConfig` says `patch.supported: false`).
+    pub no_patch: bool,
 }
 
 /// The credentials the vendor profiles accept (defaults: `sandbox-…`).
@@ -178,6 +181,7 @@ impl Default for SandboxConfig {
             capacity: 0,
             allow_duplicates: false,
             drop_first_answers: 0,
+            no_patch: false,
         }
     }
 }

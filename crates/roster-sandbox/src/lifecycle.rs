@@ -275,6 +275,16 @@ fn change(
             None,
         );
     };
+    if method == Method::Patch && shared.config.no_patch {
+        return (
+            StatusCode::NOT_IMPLEMENTED,
+            axum::Json(
+                json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"],
+                              "status": "501", "detail": "PATCH is not supported"}),
+            ),
+        )
+            .into_response();
+    }
     if let Some(why) = refusal(profile, method, &body) {
         return problem(StatusCode::BAD_REQUEST, "Bad Request", &why, None);
     }
