@@ -179,7 +179,10 @@ fn ledger_export_and_stats_describe_every_identity() {
             "last_attempt",
             "source_file",
             "source_row",
-            "errors"
+            "errors",
+            "sync_status",
+            "last_sent",
+            "history"
         ]
     );
     let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();

@@ -751,3 +751,54 @@ fn a_scim_server_without_patch_gets_a_put_that_keeps_active() {
     assert_eq!(user("p19@example.com").resource["active"], false);
     assert_eq!(user("p19@example.com").last_name, "Last19");
 }
+
+#[test]
+fn a_generic_profile_syncs_through_its_update_deactivate_and_delete_sections() {
+    let s = Setup::new(Profile::Sandbox);
+    let profile = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/http-profile.toml"),
+    )
+    .unwrap();
+    s.work.write("profile.toml", &profile);
+    let base = format!("{}/sandbox", s.server.url());
+    let token = [("ROSTER_TOKEN", "unused")];
+    let run = |file: &str, extra: &[&str]| {
+        let mut args = vec![
+            "sync",
+            file,
+            "--target",
+            "http",
+            "--profile",
+            "profile.toml",
+            "--base-url",
+            &base,
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        s.work.roster_with_env(&args, &token)
+    };
+    let mut rows = people(20);
+    s.work.write("people.csv", &csv(&rows));
+    run("people.csv", &[]).expect_code(0);
+    rows[0][2] = "Generic".into();
+    s.work.write("people.csv", &csv(&rows[..19]));
+    let out = run("people.csv", &["--leavers", "deactivate"]);
+    out.expect_code(0);
+    assert_eq!(sync_field(&out, "updated"), 1, "{}", out.context());
+    assert_eq!(sync_field(&out, "deactivated"), 1, "{}", out.context());
+    let users = s.users();
+    assert_eq!(users["p19@example.com"].1.as_deref(), Some("DISABLED"));
+    let p0 = s
+        .server
+        .sandbox
+        .users_of(Profile::Sandbox)
+        .into_iter()
+        .find(|u| u.email == "p0@example.com")
+        .unwrap();
+    assert_eq!(p0.last_name, "Generic");
+    s.work.write("people.csv", &csv(&rows[..18]));
+    let out = run("people.csv", &["--leavers", "delete"]);
+    out.expect_code(0);
+    assert_eq!(sync_field(&out, "deleted"), 1, "{}", out.context());
+    assert!(!s.users().contains_key("p18@example.com"));
+}

@@ -198,6 +198,7 @@ impl Executor<'_> {
             before: &job.before,
             after: &job.after,
             current: current.as_ref(),
+            user: &job.fields,
         };
         let change = match self.api.change(job.action, &remote_id, bodies) {
             Ok(change) => change,
@@ -223,6 +224,7 @@ impl Executor<'_> {
                 before: &job.before,
                 after: &job.after,
                 current: read.as_ref(),
+                user: &job.fields,
             };
             if let Some(fallback) = self.api.fallback(job.action, &remote_id, bodies) {
                 answer = self

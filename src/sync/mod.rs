@@ -330,10 +330,12 @@ pub async fn run(
     }
     if let (Some(action), true) = (leaver_action, plan.held.is_empty()) {
         let probe = serde_json::Value::Null;
+        let nobody = crate::model::UserFields::default();
         let bodies = crate::targets::lifecycle::Bodies {
             before: &probe,
             after: &probe,
             current: None,
+            user: &nobody,
         };
         match api.change(action, "probe", bodies) {
             Err(why) => {

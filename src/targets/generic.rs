@@ -4,13 +4,16 @@
 //! canonical fields (`"{first_name} {last_name}"`) and literals, success statuses, the JSON
 //! pointer of the remote id, the duplicate rule, and an optional `[lookup]` (a GET `path`
 //! or `url` with `{email}` / `{username}`, and the `id_pointer` of the person found) that
-//! gives the id of a person the API says exists and settles whose a conflict is. See
+//! gives the id of a person the API says exists and settles whose a conflict is; for
+//! `roster sync`, optional `[update]`, `[deactivate]`, `[reactivate]` and `[delete]` tables
+//! (a `path` or `url` holding `{id}`, a `method`, a `body` template). See
 //! `samples/http-profile.toml`.
 //!
 //! In the template a string that is exactly one placeholder of an empty field is left out of
 //! its object (or `null` in an array); a placeholder inside a longer string becomes "".
 //! `{{` and `}}` are literal braces.
 
+use super::lifecycle::{Action, Bodies, Change, changed_keys, unsupported};
 use super::{Api, PasswordUse, Schema, TargetDef, TargetInfo, TargetRules, TargetSpec, Verdict};
 use crate::auth::Authenticator;
 use crate::error::RunError;
@@ -49,6 +52,37 @@ struct Profile {
     idempotency_key: bool,
     /// How to find a person by email: `GET` of `path` (after `--base-url`) or `url`.
     lookup: Option<LookupProfile>,
+    /// `roster sync`: how a person's changes are sent (default `PATCH` of the changed body
+    /// keys to `path`/`url` with `{id}`).
+    update: Option<ChangeProfile>,
+    /// `roster sync --leavers deactivate`: how a leaver is disabled (a `body` is required).
+    deactivate: Option<ChangeProfile>,
+    /// How a returning leaver is enabled again (a `body` is required).
+    reactivate: Option<ChangeProfile>,
+    /// `roster sync --leavers delete`: how a leaver is removed (default `DELETE`).
+    delete: Option<ChangeProfile>,
+}
+
+/// A `[update]`, `[deactivate]`, `[reactivate]` or `[delete]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangeProfile {
+    method: Option<String>,
+    /// After `--base-url`, with `{id}` for the remote id.
+    path: Option<String>,
+    /// Or a full URL with `{id}`.
+    url: Option<String>,
+    /// A body template as the create's; for `[update]` without one, the create body's
+    /// changed keys are sent.
+    body: Option<toml::Value>,
+}
+
+/// A compiled change section.
+#[derive(Debug, Clone)]
+struct ChangeRoute {
+    method: http::Method,
+    url: String,
+    body: Option<Node>,
 }
 
 /// The profile's `[lookup]` table.
@@ -126,6 +160,7 @@ pub struct GenericApi {
     concurrency: Option<usize>,
     idempotency_key: bool,
     lookup: Option<Lookup>,
+    changes: Vec<(Action, ChangeRoute)>,
 }
 
 /// The profile file `spec` names, read and parsed, with its name for messages.
@@ -246,6 +281,50 @@ impl GenericApi {
                 })
             }
         };
+        let mut changes = Vec::new();
+        for (action, section, default_method, needs_body) in [
+            (Action::Update, &profile.update, "PATCH", false),
+            (Action::Deactivate, &profile.deactivate, "PATCH", true),
+            (Action::Reactivate, &profile.reactivate, "PATCH", true),
+            (Action::Delete, &profile.delete, "DELETE", false),
+        ] {
+            let Some(section) = section else { continue };
+            let table = action.word();
+            let url = match (&section.url, &section.path, &spec.base_url) {
+                (Some(url), _, _) => url.clone(),
+                (None, Some(path), Some(base)) => format!("{}{path}", base.trim_end_matches('/')),
+                (None, Some(_), None) => {
+                    return Err(bad(format!(
+                        "`[{table}] path` needs --base-url (or give `url`)"
+                    )));
+                }
+                (None, None, _) => return Err(bad(format!("`[{table}]` needs `path` or `url`"))),
+            };
+            if !url.contains("{id}") {
+                return Err(bad(format!(
+                    "`[{table}]`: the URL must hold `{{id}}`, the person's remote id"
+                )));
+            }
+            let method = section
+                .method
+                .as_deref()
+                .unwrap_or(default_method)
+                .to_uppercase()
+                .parse::<http::Method>()
+                .map_err(|_| bad(format!("`[{table}] method` is not an HTTP method")))?;
+            let body = section
+                .body
+                .as_ref()
+                .map(compile)
+                .transpose()
+                .map_err(bad)?;
+            if needs_body && body.is_none() {
+                return Err(bad(format!(
+                    "`[{table}]` needs a `body` (e.g. `body = {{ active = false }}`)"
+                )));
+            }
+            changes.push((action, ChangeRoute { method, url, body }));
+        }
         let name = profile.name.unwrap_or_else(|| "http".into());
         Ok(GenericApi {
             ledger_key: format!("http:{name}@{endpoint}"),
@@ -261,6 +340,7 @@ impl GenericApi {
             concurrency: profile.concurrency,
             idempotency_key: profile.idempotency_key,
             lookup,
+            changes,
         })
     }
 }
@@ -501,6 +581,42 @@ impl Api for GenericApi {
             true => (200..300).contains(&status),
             false => self.success.contains(&status),
         }
+    }
+
+    fn user_url(&self, remote_id: &str) -> Option<String> {
+        let (_, route) = self.changes.first()?;
+        Some(route.url.replace("{id}", &super::path_segment(remote_id)))
+    }
+
+    /// The profile's `[update]`, `[deactivate]`, `[reactivate]` or `[delete]` section.
+    fn change(
+        &self,
+        action: Action,
+        remote_id: &str,
+        bodies: Bodies<'_>,
+    ) -> Result<Change, String> {
+        let Some((_, route)) = self.changes.iter().find(|(a, _)| *a == action) else {
+            return Err(unsupported(
+                action,
+                &format!("its profile has no `[{}]` section", action.word()),
+            ));
+        };
+        let url = route.url.replace("{id}", &super::path_segment(remote_id));
+        let body = match (&route.body, action) {
+            (Some(node), _) => Some(render(node, bodies.user).unwrap_or(Value::Null)),
+            (None, Action::Update) => {
+                Some(Value::Object(changed_keys(bodies.before, bodies.after)))
+            }
+            (None, _) => None,
+        };
+        Ok(match body {
+            Some(body) => Change::json(route.method.clone(), url, body),
+            None => Change {
+                method: route.method.clone(),
+                url,
+                body: None,
+            },
+        })
     }
 
     fn lookup_url(&self, identity: &str, user: &UserFields) -> Option<String> {

@@ -82,6 +82,8 @@ pub struct Bodies<'a> {
     pub after: &'a Value,
     /// As the target holds it, when [`super::Api::reads_before_change`].
     pub current: Option<&'a Value>,
+    /// The person's normalised values now (a generic profile's body templates read them).
+    pub user: &'a crate::model::UserFields,
 }
 
 /// The top-level attributes of `after` whose values differ from `before`'s, with their new
