@@ -132,8 +132,18 @@ fn movers_are_updated_under_their_ids_leavers_deactivated_and_returners_reactiva
     }
     // 10 leavers.
     let stayed: Vec<[String; 5]> = rows[..290].to_vec();
-    let run = s.sync(&csv(&stayed), &["--leavers", "deactivate"]);
+    let run = s.sync(
+        &csv(&stayed),
+        &["--leavers", "deactivate", "--report", "report.html"],
+    );
     run.expect_code(0);
+    let report = s.work.read("report.html");
+    assert!(
+        report.contains("<h2>Sync</h2>")
+            && report.contains("<tr><th>updated</th><td class=\"n\">20</td></tr>")
+            && report.contains("<tr><th>deactivated</th><td class=\"n\">10</td></tr>"),
+        "{report}"
+    );
     assert_eq!(sync_field(&run, "updated"), 20, "{}", run.context());
     assert_eq!(sync_field(&run, "deactivated"), 10, "{}", run.context());
     assert_eq!(sync_field(&run, "unchanged"), 270, "{}", run.context());
@@ -801,4 +811,34 @@ fn a_generic_profile_syncs_through_its_update_deactivate_and_delete_sections() {
     out.expect_code(0);
     assert_eq!(sync_field(&out, "deleted"), 1, "{}", out.context());
     assert!(!s.users().contains_key("p18@example.com"));
+}
+
+#[test]
+fn cl2c_says_it_cannot_update_others_and_skips_their_changes_without_failing() {
+    let s = Setup::new(Profile::Cl2c);
+    let text = |surname: &str| {
+        let mut t = String::from("Email,First Name,Last Name,Username,Phone\n");
+        for i in 0..5 {
+            let last = if i == 1 {
+                surname.to_string()
+            } else {
+                format!("Last{i}")
+            };
+            t.push_str(&format!(
+                "p{i}@example.com,First{i},{last},user{i},+1415555{i:04}\n"
+            ));
+        }
+        t
+    };
+    s.sync(&text("Last1"), &[]).expect_code(0);
+    let run = s.sync(&text("Changed"), &[]);
+    run.expect_code(0);
+    assert_eq!(sync_field(&run, "updated"), 0, "{}", run.context());
+    assert!(
+        run.stderr()
+            .contains("only the signed-in user's own profile"),
+        "{}",
+        run.context()
+    );
+    assert!(s.server.sandbox.changes().is_empty());
 }

@@ -62,19 +62,41 @@ pub struct SyncSummary {
     pub deleted: u64,
     /// Changes that failed or were refused (see the leavers file and the ledger's history).
     pub change_failures: u64,
+    /// Changes sent (updates, reactivations, deactivations, deletions), lookups and reads
+    /// before a change not counted.
+    pub changes_sent: u64,
     /// Why the leaver step was held back, if it was.
     pub held: Vec<String>,
     /// A note on what the target could not do (no deactivation: reported instead).
     pub notes: Vec<String>,
     /// Where the leavers were listed.
     pub leavers_file: Option<String>,
+    /// A dry run: the counts are what a sync would do.
+    #[serde(skip)]
+    pub dry_run: bool,
 }
 
 impl SyncSummary {
     /// The summary's lines for people.
     pub fn render(&self) -> String {
+        if self.dry_run {
+            return format!(
+                "  sync (dry run, nothing sent): would update {}, {} unchanged, {} leavers, {} pending leavers, would reactivate {}\n{}",
+                self.updated,
+                self.unchanged,
+                self.leavers,
+                self.pending_leavers,
+                self.reactivated,
+                self.held
+                    .iter()
+                    .map(|why| format!("  leaver step would be held back: {why}\n"))
+                    .chain(self.notes.iter().map(|n| format!("  note: {n}\n")))
+                    .collect::<String>()
+            );
+        }
         let mut out = format!(
-            "  sync: {} updated, {} unchanged, {} leavers ({} deactivated, {} deleted), {} pending leavers, {} reactivated",
+            "  sync: {} changes sent: {} updated, {} unchanged, {} leavers ({} deactivated, {} deleted), {} pending leavers, {} reactivated",
+            self.changes_sent,
             self.updated,
             self.unchanged,
             self.leavers,
@@ -155,7 +177,23 @@ pub async fn run(
         actions.retain(|a| !matches!(a, Planned::Leaver { .. } | Planned::Pending { .. }));
         held.clear();
     }
+    // A target that cannot update others (cl2c) skips its changes, and says so: they are
+    // not failures to retry every night.
+    let mut notes = Vec::new();
+    let api = target.api()?.clone();
+    if let Err(why) = probe(api.as_ref(), Action::Update) {
+        let skipped = actions
+            .iter()
+            .filter(|a| matches!(a, Planned::Update { .. }))
+            .count();
+        actions.retain(|a| !matches!(a, Planned::Update { .. }));
+        notes.push(format!(
+            "target `{}`: {why}; {skipped} changed people are not updated",
+            target.name()
+        ));
+    }
     let plan = Plan {
+        notes,
         version: env!("CARGO_PKG_VERSION").into(),
         target: key.clone(),
         input: settings.input.display().to_string(),
@@ -183,9 +221,11 @@ pub async fn run(
         pending_leavers: pending,
         reactivated: reactivations,
         held: plan.held.clone(),
+        notes: plan.notes.clone(),
         ..SyncSummary::default()
     };
     if dry_run {
+        summary.dry_run = true;
         let result = pipeline::run(settings, target.clone(), stop).await?;
         return Ok((result, summary));
     }
@@ -230,7 +270,6 @@ pub async fn run(
     if options.leaver_step {
         state.count_absences(&scan.present, &known)?;
     }
-    let api = target.api()?.clone();
     let executor = Executor {
         api: api.as_ref(),
         auth: api.auth(),
@@ -312,6 +351,7 @@ pub async fn run(
     summary.updated -= failures(&done, Action::Update);
     summary.reactivated -= failures(&done, Action::Reactivate);
     summary.change_failures = done.iter().filter(|d| d.end != ChangeEnd::Done).count() as u64;
+    summary.changes_sent = done.len() as u64;
     if let Some(execute::Fatal(message)) = fatal {
         state.finish_run(run, Some("stopped before the leaver step"))?;
         return Err(RunError::Aborted(message));
@@ -329,15 +369,7 @@ pub async fn run(
         return Ok((result, summary));
     }
     if let (Some(action), true) = (leaver_action, plan.held.is_empty()) {
-        let probe = serde_json::Value::Null;
-        let nobody = crate::model::UserFields::default();
-        let bodies = crate::targets::lifecycle::Bodies {
-            before: &probe,
-            after: &probe,
-            current: None,
-            user: &nobody,
-        };
-        match api.change(action, "probe", bodies) {
+        match probe(api.as_ref(), action) {
             Err(why) => {
                 summary.notes.push(format!(
                     "target `{}`: {why}; the leavers are reported instead",
@@ -358,6 +390,7 @@ pub async fn run(
                     })
                     .collect();
                 let (done, fatal) = executor.run(jobs).await;
+                summary.changes_sent += done.len() as u64;
                 for d in &done {
                     let word = match (action, d.end) {
                         (Action::Deactivate, ChangeEnd::Done) => {
@@ -391,7 +424,66 @@ pub async fn run(
     summary.leavers_file = Some(path.display().to_string());
     let held = (!plan.held.is_empty()).then(|| plan.held.join("; "));
     state.finish_run(run, held.as_deref())?;
+    if let Some(report) = &settings.report {
+        add_to_report(report, &summary)?;
+    }
     Ok((result, summary))
+}
+
+/// Adds the sync's totals to the HTML report the create step wrote (`--report`).
+fn add_to_report(path: &Path, summary: &SyncSummary) -> Result<(), RunError> {
+    let Ok(html) = std::fs::read_to_string(path) else {
+        return Ok(()); // not written (a stop before the end): nothing to add to
+    };
+    let esc = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+    };
+    let mut section = String::from("<h2>Sync</h2>\n<table id=\"sync\">\n<tbody>\n");
+    for (label, n) in [
+        ("updated", summary.updated),
+        ("unchanged", summary.unchanged),
+        ("leavers", summary.leavers),
+        ("pending leavers", summary.pending_leavers),
+        ("deactivated", summary.deactivated),
+        ("reactivated", summary.reactivated),
+        ("deleted", summary.deleted),
+        ("changes failed", summary.change_failures),
+    ] {
+        section.push_str(&format!(
+            "<tr><th>{label}</th><td class=\"n\">{n}</td></tr>\n"
+        ));
+    }
+    section.push_str("</tbody>\n</table>\n");
+    for why in &summary.held {
+        section.push_str(&format!(
+            "<p class=\"warn\">Leaver step held back: {}</p>\n",
+            esc(why)
+        ));
+    }
+    for note in &summary.notes {
+        section.push_str(&format!("<p>Note: {}</p>\n", esc(note)));
+    }
+    let html = match html.rfind("</body>") {
+        Some(at) => format!("{}{section}{}", &html[..at], &html[at..]),
+        None => format!("{html}{section}"),
+    };
+    plan::write_file(path, html.as_bytes())
+}
+
+/// Whether the target can do `action` at all (its answer for a placeholder user).
+fn probe(api: &dyn crate::targets::Api, action: Action) -> Result<(), String> {
+    let nothing = serde_json::Value::Null;
+    let nobody = crate::model::UserFields::default();
+    let bodies = crate::targets::lifecycle::Bodies {
+        before: &nothing,
+        after: &nothing,
+        current: None,
+        user: &nobody,
+    };
+    api.change(action, "probe", bodies).map(|_| ())
 }
 
 /// The create body of `user` (no password) as JSON: what an update compares.

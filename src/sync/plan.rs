@@ -174,6 +174,9 @@ pub struct Plan {
     pub actions: Vec<Planned>,
     /// People found and unchanged.
     pub unchanged: u64,
+    /// What the target cannot do, and what is done instead.
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 impl Plan {
@@ -520,6 +523,9 @@ fn html_text(plan: &Plan) -> String {
         },
         plan.unchanged
     );
+    for note in &plan.notes {
+        out.push_str(&format!("<p>Note: {}</p>", e(note)));
+    }
     if !plan.held.is_empty() {
         out.push_str("<h2>Leaver step held back</h2><ul>");
         for h in &plan.held {

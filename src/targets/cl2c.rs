@@ -126,6 +126,20 @@ impl Schema for Cl2cSchema {
 }
 
 impl Api for Cl2cApi {
+    /// cl2c's `PUT /v1/cl2c/user` changes only the authenticated user's own profile, and it
+    /// documents no deactivation or deletion of others (docs.taliware.com user/update).
+    fn change(
+        &self,
+        action: super::lifecycle::Action,
+        _remote_id: &str,
+        _bodies: super::lifecycle::Bodies<'_>,
+    ) -> Result<super::lifecycle::Change, String> {
+        Err(super::lifecycle::unsupported(
+            action,
+            "cl2c's API changes only the signed-in user's own profile (PUT /v1/cl2c/user)",
+        ))
+    }
+
     fn ledger_key(&self) -> &str {
         &self.ledger_key
     }
