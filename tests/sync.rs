@@ -659,31 +659,33 @@ fn crayon_and_cradl_updates_go_to_their_documented_endpoints() {
 
 #[test]
 fn a_person_found_existing_is_brought_in_line_with_the_file_under_the_id_looked_up() {
-    let s = Setup::new(Profile::Sandbox);
-    s.server
-        .sandbox
-        .seed_user(Profile::Sandbox, "p1@example.com");
-    let rows = people(3);
-    let run = s.sync(&csv(&rows), &[]);
-    run.expect_code(0);
-    assert_eq!(run.json()["exists"], 1, "{}", run.context());
-    // Its values as the target holds them are unknown: the next sync sends every field.
-    let run = s.sync(&csv(&rows), &[]);
-    run.expect_code(0);
-    assert_eq!(sync_field(&run, "updated"), 1, "{}", run.context());
-    let users = s.server.sandbox.users_of(Profile::Sandbox);
-    let p1 = users.iter().find(|u| u.email == "p1@example.com").unwrap();
-    assert_eq!(
-        (p1.first_name.as_str(), p1.last_name.as_str()),
-        ("First1", "Last1")
-    );
-    let run = s.sync(&csv(&rows), &[]);
-    assert_eq!(
-        sync_field(&run, "updated"),
-        0,
-        "then it is known{}",
-        run.context()
-    );
+    for profile in [Profile::Sandbox, Profile::Nexway] {
+        let s = Setup::new(profile);
+        s.server.sandbox.seed_user(profile, "p1@example.com");
+        let rows = people(3);
+        let pw = ["--generate-passwords", "pw.txt"];
+        let run = s.sync(&csv(&rows), &pw);
+        run.expect_code(0);
+        assert_eq!(run.json()["exists"], 1, "{profile:?}{}", run.context());
+        // Its values as the target holds them are unknown: the next sync sends every field.
+        let run = s.sync(&csv(&rows), &pw);
+        run.expect_code(0);
+        assert_eq!(sync_field(&run, "updated"), 1, "{profile:?}{}", run.context());
+        let users = s.server.sandbox.users_of(profile);
+        let p1 = users.iter().find(|u| u.email == "p1@example.com").unwrap();
+        assert_eq!(
+            (p1.first_name.as_str(), p1.last_name.as_str()),
+            ("First1", "Last1"),
+            "{profile:?}"
+        );
+        let run = s.sync(&csv(&rows), &pw);
+        assert_eq!(
+            sync_field(&run, "updated"),
+            0,
+            "{profile:?}: then it is known{}",
+            run.context()
+        );
+    }
 }
 
 #[test]

@@ -312,6 +312,12 @@ impl Api for NexwayApi {
         ))
     }
 
+    /// `GET /iam/users?email=…` (Nexway's filter matches by "contains": only the listed user
+    /// with exactly this email counts).
+    fn lookup_url(&self, identity: &str, _user: &UserFields) -> Option<String> {
+        Some(super::with_query(&self.endpoint, "email", identity))
+    }
+
     /// Nexway's `PUT /iam/users/{id}` takes a complete user: it is read first, and only
     /// what changed is written over it, so `status` and roles are never lost.
     fn reads_before_change(&self) -> bool {
