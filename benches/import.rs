@@ -65,6 +65,7 @@ fn bench(c: &mut Criterion) {
                     stop_rules: Default::default(),
                     drop_invalid: Vec::new(),
                     stdin: None,
+                    ledger_lock: None,
                     results: None,
                     pace: String::new(),
                 };

@@ -84,6 +84,9 @@ pub struct ImportSettings {
     pub pace: String,
     /// `--results FILE`: every row with its outcome, remote id and message, in this format.
     pub results: Option<(PathBuf, ErrorFormat)>,
+    /// The ledger's lock, when the caller already holds it for longer than this run
+    /// (`roster sync` holds it from its plan to its last change).
+    pub ledger_lock: Option<Arc<LedgerLock>>,
     /// The input is `-`: standard input, copied to `input` (removed when the last clone of
     /// the settings goes).
     pub stdin: Option<Arc<input::stdin::SpooledStdin>>,
@@ -343,7 +346,10 @@ pub async fn run(
         (RunMode::Send, LedgerLocation::Sqlite(path)) => {
             // One run per ledger file; the lock is held by the ledger and released after its
             // connection closes.
-            let lock = LedgerLock::acquire(path)?;
+            let lock = match &settings.ledger_lock {
+                Some(held) => held.clone(),
+                None => Arc::new(LedgerLock::acquire(path)?),
+            };
             Box::new(
                 SqliteLedger::open(path, key, &source_name)?
                     .holding(lock)

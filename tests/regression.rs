@@ -1260,6 +1260,7 @@ sandbox_test!(
             stop_rules: Default::default(),
             drop_invalid: Vec::new(),
             stdin: None,
+            ledger_lock: None,
             results: None,
             pace: String::new(),
         };

@@ -670,7 +670,12 @@ fn a_person_found_existing_is_brought_in_line_with_the_file_under_the_id_looked_
         // Its values as the target holds them are unknown: the next sync sends every field.
         let run = s.sync(&csv(&rows), &pw);
         run.expect_code(0);
-        assert_eq!(sync_field(&run, "updated"), 1, "{profile:?}{}", run.context());
+        assert_eq!(
+            sync_field(&run, "updated"),
+            1,
+            "{profile:?}{}",
+            run.context()
+        );
         let users = s.server.sandbox.users_of(profile);
         let p1 = users.iter().find(|u| u.email == "p1@example.com").unwrap();
         assert_eq!(
@@ -843,4 +848,30 @@ fn cl2c_says_it_cannot_update_others_and_skips_their_changes_without_failing() {
         run.context()
     );
     assert!(s.server.sandbox.changes().is_empty());
+}
+
+#[test]
+fn a_second_sync_on_the_same_ledger_waits_its_turn_with_exit_4() {
+    let s = Setup::with(
+        Profile::Sandbox,
+        SandboxConfig {
+            delay: std::time::Duration::from_millis(40),
+            ..SandboxConfig::default()
+        },
+    );
+    s.work.write("people.csv", &csv(&people(300)));
+    let base = format!("{}/sandbox", s.server.url());
+    let mut first = s
+        .work
+        .command(&s.args(&base, "people.csv", &[]), &[])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    support::wait_for("the first sync creating", || {
+        s.server.sandbox.stats().created >= 10
+    });
+    let second = s.sync_file("people.csv", &[]);
+    assert_eq!(second.code(), 4, "{}", second.context());
+    assert!(first.wait().unwrap().success());
 }

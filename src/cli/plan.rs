@@ -379,6 +379,7 @@ fn import_settings(
     Ok(ImportSettings {
         input,
         stdin,
+        ledger_lock: None,
         read: InputOptions {
             format,
             encoding: common.encoding,

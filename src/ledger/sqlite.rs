@@ -76,7 +76,7 @@ pub struct SqliteLedger {
     /// The run's lock on the ledger file; declared last so it is released only after the
     /// connection is closed (closing another descriptor of the file first would drop
     /// SQLite's own POSIX locks on it).
-    lock: Option<lock::LedgerLock>,
+    lock: Option<std::sync::Arc<lock::LedgerLock>>,
 }
 
 impl SqliteLedger {
@@ -113,7 +113,7 @@ impl SqliteLedger {
     }
 
     /// Keeps the run's lock with the connection, released after it closes.
-    pub fn holding(mut self, lock: lock::LedgerLock) -> SqliteLedger {
+    pub fn holding(mut self, lock: std::sync::Arc<lock::LedgerLock>) -> SqliteLedger {
         self.lock = Some(lock);
         self
     }

@@ -153,6 +153,13 @@ pub async fn run(
     }
     let dry_run = settings.mode == RunMode::DryRun;
     let key = target.ledger_key().to_string();
+    // One sync per ledger from its plan to its last change: the create step runs under the
+    // same lock, so no other run can change the ledger between the plan and its changes.
+    let mut settings = settings.clone();
+    if !dry_run {
+        settings.ledger_lock = Some(Arc::new(crate::ledger::lock::LedgerLock::acquire(&ledger)?));
+    }
+    let settings = &settings;
     let scan = scan::scan(settings, &target)?;
     // A dry run reads a copy: planning writes nothing to the ledger.
     let scratch = tempfile::tempdir().map_err(|e| RunError::Startup(e.to_string()))?;

@@ -152,6 +152,18 @@ impl SyncState {
     /// Everyone the ledger holds as created or existing for this target, with what a sync
     /// kept of them.
     pub fn known(&self) -> Result<Vec<Known>, LedgerError> {
+        // A ledger no import has written yet (just created by its lock) holds nobody.
+        let has_entries: bool = self
+            .conn
+            .query_row(
+                "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'entries'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.e(e))?;
+        if !has_entries {
+            return Ok(Vec::new());
+        }
         let mut stmt = self
             .conn
             .prepare(
