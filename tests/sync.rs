@@ -875,3 +875,40 @@ fn a_second_sync_on_the_same_ledger_waits_its_turn_with_exit_4() {
     assert_eq!(second.code(), 4, "{}", second.context());
     assert!(first.wait().unwrap().success());
 }
+
+/// `DELETE {base}/sandbox/users/{id}` straight to the sandbox: someone deletes a user there.
+fn delete_at_target(server: &TestSandbox, id: &str) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(server.sandbox.addr()).unwrap();
+    write!(
+        stream,
+        "DELETE /sandbox/users/{id} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 204"), "{answer}");
+}
+
+#[test]
+fn a_person_deleted_at_the_target_by_someone_else_is_created_again() {
+    let s = Setup::new(Profile::Sandbox);
+    let mut rows = people(5);
+    s.sync(&csv(&rows), &[]).expect_code(0);
+    let id = s.users()["p2@example.com"].0.clone();
+    delete_at_target(&s.server, &id);
+    rows[2][1] = "Again".into();
+    let run = s.sync(&csv(&rows), &[]);
+    assert!(
+        run.stderr().contains("no longer at the target"),
+        "{}",
+        run.context()
+    );
+    let run = s.sync(&csv(&rows), &[]);
+    run.expect_code(0);
+    assert_eq!(run.json()["created"], 1, "{}", run.context());
+    let users = s.server.sandbox.users_of(Profile::Sandbox);
+    let p2 = users.iter().find(|u| u.email == "p2@example.com").unwrap();
+    assert_eq!(p2.first_name, "Again");
+    assert_ne!(p2.id, id);
+}

@@ -140,7 +140,9 @@ impl Executor<'_> {
             (Action::Deactivate, ChangeEnd::Done) => {
                 self.state.set_status(&job.identity, "deactivated")
             }
-            (Action::Delete, ChangeEnd::Done | ChangeEnd::Gone) => {
+            // Deleted at the target, by roster or by someone else: a person still in the
+            // input is created again by the next sync.
+            (_, ChangeEnd::Gone) | (Action::Delete, ChangeEnd::Done) => {
                 self.state.set_status(&job.identity, "deleted")
             }
             _ => Ok(()),

@@ -359,6 +359,12 @@ pub async fn run(
     summary.reactivated -= failures(&done, Action::Reactivate);
     summary.change_failures = done.iter().filter(|d| d.end != ChangeEnd::Done).count() as u64;
     summary.changes_sent = done.len() as u64;
+    let gone = done.iter().filter(|d| d.end == ChangeEnd::Gone).count();
+    if gone > 0 {
+        summary.notes.push(format!(
+            "{gone} people the ledger holds are no longer at the target (deleted there): the next sync creates them again"
+        ));
+    }
     if let Some(execute::Fatal(message)) = fatal {
         state.finish_run(run, Some("stopped before the leaver step"))?;
         return Err(RunError::Aborted(message));
