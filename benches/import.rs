@@ -66,6 +66,7 @@ fn bench(c: &mut Criterion) {
                     drop_invalid: Vec::new(),
                     stdin: None,
                     ledger_lock: None,
+                    pg_lock_held: false,
                     results: None,
                     pace: String::new(),
                 };

@@ -76,7 +76,7 @@ fn bench(c: &mut Criterion) {
                     // A target of its own per iteration: every identity is new to it.
                     run += 1;
                     let target = format!("bench-{}-{run}", std::process::id());
-                    PostgresLedger::open(&location, &target, "bench.csv").unwrap()
+                    PostgresLedger::open(&location, &target, "bench.csv", true).unwrap()
                 },
                 |mut ledger| {
                     let mut reports = Vec::new();

@@ -87,6 +87,9 @@ pub struct ImportSettings {
     /// The ledger's lock, when the caller already holds it for longer than this run
     /// (`roster sync` holds it from its plan to its last change).
     pub ledger_lock: Option<Arc<LedgerLock>>,
+    /// The PostgreSQL ledger's lock for this target is held by the caller's own session
+    /// (`roster sync`): the run's session does not take it.
+    pub pg_lock_held: bool,
     /// The input is `-`: standard input, copied to `input` (removed when the last clone of
     /// the settings goes).
     pub stdin: Option<Arc<input::stdin::SpooledStdin>>,
@@ -360,7 +363,7 @@ pub async fn run(
         (RunMode::Send, LedgerLocation::Postgres(location)) => {
             // One run per target: the lock is the connection's advisory lock.
             Box::new(
-                PostgresLedger::open(location, key, &source_name)?
+                PostgresLedger::open(location, key, &source_name, !settings.pg_lock_held)?
                     .retrying_rejected(retry_rejected)?
                     .reporting_remote_ids(remote_ids)?,
             )

@@ -420,3 +420,73 @@ fn tls_to_the_ledger_is_verified_as_sslmode_says() {
     run(&format!("{base}?sslmode=require"), &[]).expect_code(0);
     run(&base, &[]).expect_code(0);
 }
+
+sandbox_test!(
+    a_sync_on_postgres_updates_deactivates_and_applies_its_plan_as_on_sqlite,
+    SandboxConfig::default(),
+    |server, work| {
+        let pg = pg_or_skip!();
+        let ledger = pg.database("sync");
+        let url = server.url();
+        let sync = |extra: &[&str]| {
+            let mut args = vec![
+                "sync",
+                "people.csv",
+                "--target",
+                "sandbox",
+                "--base-url",
+                &url,
+                "--ledger",
+                &ledger,
+                "--json",
+                "--quiet",
+            ];
+            args.extend_from_slice(extra);
+            work.roster_with_env(&args, &PG_ENV)
+        };
+        let full = people_csv(50);
+        work.write("people.csv", &full);
+        sync(&[]).expect_code(0);
+        // Three movers, two leavers.
+        let mut lines: Vec<String> = full.lines().map(str::to_string).collect();
+        for line in lines.iter_mut().skip(1).take(3) {
+            *line = line.replacen("Last", "Moved", 1);
+        }
+        lines.truncate(49);
+        work.write("people.csv", &(lines.join("\n") + "\n"));
+        // Plan, then apply exactly that.
+        sync(&[
+            "--dry-run",
+            "--plan",
+            "plan.json",
+            "--leavers",
+            "deactivate",
+        ])
+        .expect_code(0);
+        let run = sync(&["--apply", "plan.json", "--leavers", "deactivate"]);
+        run.expect_code(0);
+        let summary = run.json();
+        assert_eq!(summary["sync"]["updated"], 3, "{}", run.context());
+        assert_eq!(summary["sync"]["deactivated"], 2, "{}", run.context());
+        let changes = server.sandbox.changes();
+        assert_eq!(changes.len(), 5, "{changes:?}");
+        let users = server.sandbox.users();
+        let person0 = users
+            .iter()
+            .find(|u| u.email == "person0@example.com")
+            .unwrap();
+        assert_eq!(person0.last_name, "Moved0");
+        // The same export again sends nothing; the plan is spent.
+        let run = sync(&["--leavers", "deactivate"]);
+        run.expect_code(0);
+        assert_eq!(run.json()["sync"]["changes_sent"], 0, "{}", run.context());
+        assert_eq!(server.sandbox.changes().len(), 5);
+        let run = sync(&["--apply", "plan.json", "--leavers", "deactivate"]);
+        run.expect_code(2);
+        assert!(
+            run.stderr().contains("the ledger changed"),
+            "{}",
+            run.context()
+        );
+    }
+);

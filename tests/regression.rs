@@ -1261,6 +1261,7 @@ sandbox_test!(
             drop_invalid: Vec::new(),
             stdin: None,
             ledger_lock: None,
+            pg_lock_held: false,
             results: None,
             pace: String::new(),
         };

@@ -380,6 +380,7 @@ fn import_settings(
         input,
         stdin,
         ledger_lock: None,
+        pg_lock_held: false,
         read: InputOptions {
             format,
             encoding: common.encoding,

@@ -3,7 +3,7 @@
 //! the run's rate limit, transient failures retried with backoff (at least the server's
 //! `Retry-After`), no redirect followed.
 
-use super::state::{ChangeEnd, SyncState};
+use super::state::{ChangeEnd, SyncStore};
 use crate::auth::Authenticator;
 use crate::http::{Client, Sender};
 use crate::submit::SubmitSettings;
@@ -66,7 +66,7 @@ pub struct Executor<'a> {
     /// Timeouts, rate and retries.
     pub submit: SubmitSettings,
     /// Where claims and ends are recorded.
-    pub state: &'a SyncState,
+    pub state: &'a dyn SyncStore,
     /// The sync run's id.
     pub run: i64,
     /// The HTTP client.

@@ -8,11 +8,13 @@
 //! `--dry-run --plan` shows exactly what a run would do and `--apply` runs exactly that.
 
 mod execute;
+pub mod pg_state;
 pub mod plan;
 pub mod scan;
 pub mod state;
 
 use crate::error::RunError;
+use crate::ledger::LedgerLocation;
 use crate::model::Stop;
 use crate::pipeline::{self, ImportSettings, RunMode, RunResult};
 use crate::targets::Target;
@@ -20,7 +22,7 @@ use crate::targets::lifecycle::Action;
 use execute::{Executor, Job};
 use plan::{LeaverMode, LeaverRules, Plan, Planned};
 use serde::Serialize;
-use state::{ChangeEnd, Known, SyncState, fields_of, kept_values};
+use state::{ChangeEnd, Known, SyncState, SyncStore, fields_of, kept_values};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -138,13 +140,6 @@ pub async fn run(
     options: &SyncOptions,
     stop: Arc<Stop>,
 ) -> Result<(RunResult, SyncSummary), RunError> {
-    let Some(ledger) = settings.ledger.sqlite_path().map(Path::to_path_buf) else {
-        return Err(RunError::Usage(
-            "roster sync keeps what it sent in a SQLite ledger: --ledger postgres://… is not \
-             supported by sync yet"
-                .into(),
-        ));
-    };
     if settings.stdin.is_some() {
         return Err(RunError::Usage(
             "roster sync reads its input twice (once to plan, once to create): give a file, not `-`"
@@ -156,22 +151,33 @@ pub async fn run(
     // One sync per ledger from its plan to its last change: the create step runs under the
     // same lock, so no other run can change the ledger between the plan and its changes.
     let mut settings = settings.clone();
-    if !dry_run {
-        settings.ledger_lock = Some(Arc::new(crate::ledger::lock::LedgerLock::acquire(&ledger)?));
+    let location = settings.ledger.clone();
+    if let (false, LedgerLocation::Sqlite(path)) = (dry_run, &location) {
+        settings.ledger_lock = Some(Arc::new(crate::ledger::lock::LedgerLock::acquire(path)?));
     }
-    let settings = &settings;
-    let scan = scan::scan(settings, &target)?;
-    // A dry run reads a copy: planning writes nothing to the ledger.
+    let scan = scan::scan(&settings, &target)?;
+    // A dry run plans from a copy of a SQLite ledger (and only reads a PostgreSQL one);
+    // a sync keeps its store, and on PostgreSQL the target's lock in it, to the end.
     let scratch = tempfile::tempdir().map_err(|e| RunError::Startup(e.to_string()))?;
-    let planning_ledger = match (ledger.exists(), dry_run) {
-        (false, _) => None,
-        (true, false) => Some(ledger.clone()),
-        (true, true) => Some(crate::ledger::snapshot(&ledger, scratch.path())?),
+    let store: Option<Box<dyn SyncStore>> = match &location {
+        LedgerLocation::Sqlite(path) => match (path.exists(), dry_run) {
+            (false, _) => None,
+            (true, false) => Some(Box::new(SyncState::open(path, &key)?)),
+            (true, true) => {
+                let copy = crate::ledger::snapshot(path, scratch.path())?;
+                Some(Box::new(SyncState::open(&copy, &key)?))
+            }
+        },
+        LedgerLocation::Postgres(pg) => {
+            // The create step runs in a session of its own under this session's lock.
+            settings.pg_lock_held = !dry_run;
+            Some(Box::new(pg_state::PgSyncState::open(pg, &key, !dry_run)?))
+        }
     };
-    let (known, baseline, fingerprint) = match &planning_ledger {
+    let settings = &settings;
+    let (known, baseline, fingerprint) = match &store {
         None => (Vec::new(), None, "empty".to_string()),
-        Some(path) => {
-            let state = SyncState::open(path, &key)?;
+        Some(state) => {
             if !dry_run {
                 state.close_unsettled()?;
             }
@@ -237,8 +243,7 @@ pub async fn run(
         return Ok((result, summary));
     }
     // People deleted at the target and back in the input are created again.
-    if let Some(path) = &planning_ledger {
-        let state = SyncState::open(path, &key)?;
+    if let Some(state) = &store {
         let known_by: BTreeMap<&str, &Known> =
             known.iter().map(|k| (k.identity.as_str(), k)).collect();
         for action in &plan.actions {
@@ -255,7 +260,15 @@ pub async fn run(
     if result.stopped.is_some() {
         return Ok((result, summary));
     }
-    let mut state = SyncState::open(&ledger, &key)?;
+    let state: Box<dyn SyncStore> = match (store, &location) {
+        (Some(store), _) => store,
+        (None, LedgerLocation::Sqlite(path)) => Box::new(SyncState::open(path, &key)?),
+        (None, LedgerLocation::Postgres(_)) => {
+            return Err(RunError::Internal(
+                "the sync's PostgreSQL store was not opened".into(),
+            ));
+        }
+    };
     let run = state.start_run(&plan.input, scan.rows, &sorted(&scan.headers))?;
     // What the creates just sent is the first baseline of each new person.
     let after_create: BTreeMap<String, Known> = state
@@ -281,7 +294,7 @@ pub async fn run(
         api: api.as_ref(),
         auth: api.auth(),
         submit: settings.submit,
-        state: &state,
+        state: state.as_ref(),
         run,
         client: crate::http::Client::new(settings.submit.timeout)
             .map_err(|e| RunError::Startup(e.to_string()))?,

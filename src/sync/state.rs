@@ -7,7 +7,7 @@
 use crate::ledger::{LedgerError, now_ms};
 use crate::model::{Field, UserFields};
 use rusqlite::{Connection, OptionalExtension, params};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 const SCHEMA: &str = "
@@ -94,13 +94,76 @@ pub enum ChangeEnd {
 }
 
 impl ChangeEnd {
-    fn word(self) -> &'static str {
+    /// Its word in the ledger.
+    pub fn word(self) -> &'static str {
         match self {
             ChangeEnd::Done => "done",
             ChangeEnd::Gone => "gone",
             ChangeEnd::Refused => "refused",
             ChangeEnd::Failed => "failed",
         }
+    }
+}
+
+/// Where a sync keeps its records for one target: the ledger's own database (SQLite here,
+/// PostgreSQL in [`super::pg_state`]). Every call that writes commits before it returns.
+pub trait SyncStore {
+    /// Everyone the ledger holds as created or existing for this target, with what a sync
+    /// kept of them.
+    fn known(&self) -> Result<Vec<Known>, LedgerError>;
+    /// The last sync of this target whose leaver step was not held back.
+    fn baseline(&self) -> Result<Option<Baseline>, LedgerError>;
+    /// Starts a sync run: its id.
+    fn start_run(&self, source: &str, rows: u64, headers: &[String]) -> Result<i64, LedgerError>;
+    /// Ends a sync run, with why its leaver step was held back if it was.
+    fn finish_run(&self, run: i64, held: Option<&str>) -> Result<(), LedgerError>;
+    /// Records the values sent to `identity` (active, seen now).
+    fn record_sent(
+        &self,
+        identity: &str,
+        values: &BTreeMap<String, String>,
+    ) -> Result<(), LedgerError>;
+    /// Sets a person's status at the target.
+    fn set_status(&self, identity: &str, status: &str) -> Result<(), LedgerError>;
+    /// Counts this sync's sightings: everyone in `present` was seen now, everyone else
+    /// known was missed once more. One transaction.
+    fn count_absences(&self, present: &HashSet<String>, known: &[Known])
+    -> Result<(), LedgerError>;
+    /// Claims a change before its request leaves: its id.
+    fn claim(
+        &self,
+        run: i64,
+        identity: &str,
+        action: &str,
+        detail: &str,
+    ) -> Result<i64, LedgerError>;
+    /// Records a change's end.
+    fn settle(
+        &self,
+        change: i64,
+        end: ChangeEnd,
+        status: Option<u16>,
+        message: Option<&str>,
+    ) -> Result<(), LedgerError>;
+    /// Marks claims left by a killed run as failed (this sync redoes what is still due:
+    /// changes carry absolute values, so a repeat is harmless).
+    fn close_unsettled(&self) -> Result<(), LedgerError>;
+    /// A person deleted at the target who is back in the input: their ledger entry is
+    /// released (`unsent`), so the create step makes them again.
+    fn release_for_create(&self, identity: &str) -> Result<(), LedgerError>;
+
+    /// A digest of everything a plan was computed from in the ledger (entries and sync
+    /// records of this target), so that `--apply` can tell the ledger changed since.
+    fn fingerprint(&self) -> Result<String, LedgerError> {
+        let mut text = String::new();
+        for k in self.known()? {
+            text.push_str(&format!(
+                "{}\u{1f}{}\u{1f}{:?}\u{1f}{:?}\u{1f}{}\u{1f}{}\n",
+                k.identity, k.state, k.remote_id, k.sent, k.status, k.absent_runs
+            ));
+        }
+        let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+        Ok(hex(digest.as_ref()))
     }
 }
 
@@ -149,9 +212,24 @@ impl SyncState {
         err(&self.path, e)
     }
 
+    /// Changes claimed by a sync that never recorded their end (a killed run): the next
+    /// sync sends them again (their values are absolute, so a repeat is harmless).
+    pub fn unsettled(&self) -> Result<u64, LedgerError> {
+        self.conn
+            .query_row(
+                "SELECT count(*) FROM sync_changes WHERE target = ?1 AND state = 'claimed'",
+                [&self.target],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(|e| self.e(e))
+    }
+}
+
+impl SyncStore for SyncState {
     /// Everyone the ledger holds as created or existing for this target, with what a sync
     /// kept of them.
-    pub fn known(&self) -> Result<Vec<Known>, LedgerError> {
+    fn known(&self) -> Result<Vec<Known>, LedgerError> {
         // A ledger no import has written yet (just created by its lock) holds nobody.
         let has_entries: bool = self
             .conn
@@ -192,22 +270,8 @@ impl SyncState {
         rows.collect::<Result<_, _>>().map_err(|e| self.e(e))
     }
 
-    /// A digest of everything a plan was computed from in the ledger (entries and sync
-    /// records of this target), so that `--apply` can tell the ledger changed since.
-    pub fn fingerprint(&self) -> Result<String, LedgerError> {
-        let mut text = String::new();
-        for k in self.known()? {
-            text.push_str(&format!(
-                "{}\u{1f}{}\u{1f}{:?}\u{1f}{:?}\u{1f}{}\u{1f}{}\n",
-                k.identity, k.state, k.remote_id, k.sent, k.status, k.absent_runs
-            ));
-        }
-        let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
-        Ok(hex(digest.as_ref()))
-    }
-
     /// The last sync of this target whose leaver step was not held back.
-    pub fn baseline(&self) -> Result<Option<Baseline>, LedgerError> {
+    fn baseline(&self) -> Result<Option<Baseline>, LedgerError> {
         self.conn
             .query_row(
                 "SELECT rows, headers FROM sync_runs
@@ -227,12 +291,7 @@ impl SyncState {
     }
 
     /// Starts a sync run: its id.
-    pub fn start_run(
-        &self,
-        source: &str,
-        rows: u64,
-        headers: &[String],
-    ) -> Result<i64, LedgerError> {
+    fn start_run(&self, source: &str, rows: u64, headers: &[String]) -> Result<i64, LedgerError> {
         self.conn
             .execute(
                 "INSERT INTO sync_runs (target, source_file, rows, headers, started_ms)
@@ -250,7 +309,7 @@ impl SyncState {
     }
 
     /// Ends a sync run, with why its leaver step was held back if it was.
-    pub fn finish_run(&self, run: i64, held: Option<&str>) -> Result<(), LedgerError> {
+    fn finish_run(&self, run: i64, held: Option<&str>) -> Result<(), LedgerError> {
         self.conn
             .execute(
                 "UPDATE sync_runs SET finished_ms = ?2, held = ?3 WHERE id = ?1",
@@ -261,7 +320,7 @@ impl SyncState {
     }
 
     /// Records the values sent to `identity` (active, seen now).
-    pub fn record_sent(
+    fn record_sent(
         &self,
         identity: &str,
         values: &BTreeMap<String, String>,
@@ -285,7 +344,7 @@ impl SyncState {
     }
 
     /// Sets a person's status at the target.
-    pub fn set_status(&self, identity: &str, status: &str) -> Result<(), LedgerError> {
+    fn set_status(&self, identity: &str, status: &str) -> Result<(), LedgerError> {
         self.conn
             .execute(
                 "INSERT INTO sync_people (target, identity, status, updated_ms)
@@ -299,15 +358,18 @@ impl SyncState {
 
     /// Counts this sync's sightings: everyone in `present` was seen now, everyone else
     /// known was missed once more. One transaction.
-    pub fn count_absences(
-        &mut self,
-        present: &std::collections::HashSet<String>,
+    fn count_absences(
+        &self,
+        present: &HashSet<String>,
         known: &[Known],
     ) -> Result<(), LedgerError> {
         let now = now_ms();
         let target = self.target.clone();
         let path = self.path.clone();
-        let tx = self.conn.transaction().map_err(|e| err(&path, e))?;
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(|e| err(&path, e))?;
         {
             let mut seen = tx
                 .prepare(
@@ -336,7 +398,7 @@ impl SyncState {
     }
 
     /// Claims a change before its request leaves: its id.
-    pub fn claim(
+    fn claim(
         &self,
         run: i64,
         identity: &str,
@@ -354,7 +416,7 @@ impl SyncState {
     }
 
     /// Records a change's end.
-    pub fn settle(
+    fn settle(
         &self,
         change: i64,
         end: ChangeEnd,
@@ -371,21 +433,8 @@ impl SyncState {
         Ok(())
     }
 
-    /// Changes claimed by a sync that never recorded their end (a killed run): the next
-    /// sync sends them again (their values are absolute, so a repeat is harmless).
-    pub fn unsettled(&self) -> Result<u64, LedgerError> {
-        self.conn
-            .query_row(
-                "SELECT count(*) FROM sync_changes WHERE target = ?1 AND state = 'claimed'",
-                [&self.target],
-                |r| r.get::<_, i64>(0),
-            )
-            .map(|n| n as u64)
-            .map_err(|e| self.e(e))
-    }
-
     /// Marks claims left by a killed run as failed (this sync redoes what is still due).
-    pub fn close_unsettled(&self) -> Result<(), LedgerError> {
+    fn close_unsettled(&self) -> Result<(), LedgerError> {
         self.conn
             .execute(
                 "UPDATE sync_changes SET state = 'failed', message = 'the run that claimed it ended before its answer', done_ms = ?2
@@ -398,7 +447,7 @@ impl SyncState {
 
     /// A person deleted at the target who is back in the input: their ledger entry is
     /// released (`unsent`), so the create step makes them again.
-    pub fn release_for_create(&self, identity: &str) -> Result<(), LedgerError> {
+    fn release_for_create(&self, identity: &str) -> Result<(), LedgerError> {
         self.conn
             .execute(
                 "UPDATE entries SET state = 'unsent', remote_id = NULL WHERE target = ?1 AND identity = ?2",
@@ -413,52 +462,6 @@ impl SyncState {
             .map_err(|e| self.e(e))?;
         Ok(())
     }
-
-    /// The history of changes per person: (identity, sync run, action, detail, state, when).
-    pub fn history(&self) -> Result<HashMap<String, Vec<HistoryLine>>, LedgerError> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT identity, sync_run, action, detail, state, COALESCE(done_ms, claimed_ms)
-                 FROM sync_changes WHERE target = ?1 ORDER BY id",
-            )
-            .map_err(|e| self.e(e))?;
-        let rows = stmt
-            .query_map([&self.target], |r| {
-                Ok(HistoryLine {
-                    identity: r.get(0)?,
-                    run: r.get(1)?,
-                    action: r.get(2)?,
-                    detail: r.get(3)?,
-                    state: r.get(4)?,
-                    at_ms: r.get(5)?,
-                })
-            })
-            .map_err(|e| self.e(e))?;
-        let mut out: HashMap<String, Vec<HistoryLine>> = HashMap::new();
-        for line in rows {
-            let line = line.map_err(|e| self.e(e))?;
-            out.entry(line.identity.clone()).or_default().push(line);
-        }
-        Ok(out)
-    }
-}
-
-/// One change in a person's history.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct HistoryLine {
-    /// Who.
-    pub identity: String,
-    /// The sync run that made it.
-    pub run: i64,
-    /// `update`, `deactivate`, `reactivate` or `delete`.
-    pub action: String,
-    /// What changed (JSON).
-    pub detail: String,
-    /// How it ended.
-    pub state: String,
-    /// When (ms since the epoch).
-    pub at_ms: i64,
 }
 
 fn err(path: &Path, e: rusqlite::Error) -> LedgerError {

@@ -282,6 +282,7 @@ impl PostgresLedger {
         location: &PgLocation,
         target: &str,
         source_file: &str,
+        take_lock: bool,
     ) -> Result<PostgresLedger, LedgerError> {
         let (jobs, queue) = mpsc::channel::<Job>();
         let (ready, started) = mpsc::sync_channel(1);
@@ -291,7 +292,7 @@ impl PostgresLedger {
         let thread = std::thread::Builder::new()
             .name("roster-ledger-pg".into())
             .spawn(move || {
-                let mut session = match Session::start(&location, target, source_file) {
+                let mut session = match Session::start(&location, target, source_file, take_lock) {
                     Ok(session) => {
                         let _ = ready.send(Ok(()));
                         session
@@ -374,15 +375,18 @@ impl Session {
         location: &PgLocation,
         target: String,
         source_file: String,
+        take_lock: bool,
     ) -> Result<Session, LedgerError> {
         let shown = location.shown().to_string();
         let err = |e: postgres::Error| pg_error(&shown, &e);
         let mut client = connect(location)?;
         let key = lock_key(&target);
-        let locked: bool = client
-            .query_one("SELECT pg_try_advisory_lock($1, $2)", &[&LOCK_CLASS, &key])
-            .map_err(err)?
-            .get(0);
+        // Taken here, unless the caller's own session holds it for longer (a sync).
+        let locked: bool = !take_lock
+            || client
+                .query_one("SELECT pg_try_advisory_lock($1, $2)", &[&LOCK_CLASS, &key])
+                .map_err(err)?
+                .get(0);
         if !locked {
             let holder = client
                 .query_opt(
