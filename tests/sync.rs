@@ -912,3 +912,23 @@ fn a_person_deleted_at_the_target_by_someone_else_is_created_again() {
     assert_eq!(p2.first_name, "Again");
     assert_ne!(p2.id, id);
 }
+
+#[test]
+fn a_ledger_copy_refuses_to_drop_a_targets_sync_records() {
+    let s = Setup::new(Profile::Sandbox);
+    s.sync(&csv(&people(3)), &[]).expect_code(0);
+    let run = s.work.roster(&[
+        "ledger",
+        "copy",
+        "--from",
+        "roster-ledger.sqlite",
+        "--to",
+        "copy.sqlite",
+    ]);
+    run.expect_code(2);
+    assert!(
+        run.stderr().contains("`roster sync` records for 3 people"),
+        "{}",
+        run.context()
+    );
+}

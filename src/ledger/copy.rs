@@ -84,13 +84,14 @@ pub fn copy(
     to: &LedgerLocation,
     target: Option<&str>,
 ) -> Result<Copied, LedgerError> {
-    pg::off_runtime(|| copy_here(from, to, target))
+    pg::off_runtime(|| copy_here(from, to, target, true))
 }
 
 fn copy_here(
     from: &LedgerLocation,
     to: &LedgerLocation,
     target: Option<&str>,
+    refuse_sync_records: bool,
 ) -> Result<Copied, LedgerError> {
     if let (LedgerLocation::Sqlite(a), LedgerLocation::Sqlite(b)) = (from, to)
         && lock::canonical(a) == lock::canonical(b)
@@ -103,6 +104,18 @@ fn copy_here(
     }
     let mut source = Source::open(from)?;
     let targets = source.targets(target)?;
+    if refuse_sync_records {
+        for t in &targets {
+            let people = source.sync_people(t)?;
+            if people > 0 {
+                return Err(LedgerError::SyncRecords {
+                    ledger: from.shown(),
+                    target: t.clone(),
+                    people,
+                });
+            }
+        }
+    }
     let runs = source.runs()?;
     let outputs = source.outputs()?;
     let mut sink = Sink::open(to, &targets)?;
@@ -128,7 +141,9 @@ pub fn snapshot_to_sqlite(
     copy: &Path,
 ) -> Result<(), LedgerError> {
     let from = LedgerLocation::Postgres(Box::new(location.clone()));
-    self::copy(&from, &LedgerLocation::Sqlite(copy.to_path_buf()), target)?;
+    // A snapshot for reading (an export, a dry run) carries the entries; it is not a move.
+    let to = LedgerLocation::Sqlite(copy.to_path_buf());
+    pg::off_runtime(|| copy_here(&from, &to, target, false))?;
     Ok(())
 }
 
@@ -195,6 +210,48 @@ impl Source {
                 .into_iter()
                 .map(|r| r.get(0))
                 .collect()),
+        }
+    }
+
+    /// People `roster sync` keeps records for in `target` (none where no sync ran).
+    fn sync_people(&mut self, target: &str) -> Result<i64, LedgerError> {
+        match self {
+            Source::Sqlite { conn, path } => {
+                let err = |e| LedgerError::sqlite(path, e);
+                let exists: bool = conn
+                    .query_row(
+                        "SELECT count(*) > 0 FROM sqlite_master WHERE name = 'sync_people'",
+                        [],
+                        |r| r.get(0),
+                    )
+                    .map_err(err)?;
+                if !exists {
+                    return Ok(0);
+                }
+                conn.query_row(
+                    "SELECT count(*) FROM sync_people WHERE target = ?1",
+                    [target],
+                    |r| r.get(0),
+                )
+                .map_err(err)
+            }
+            Source::Postgres { client, shown } => {
+                let err = |e: postgres::Error| pg::pg_error(shown, &e);
+                let exists: bool = client
+                    .query_one("SELECT to_regclass('sync_people') IS NOT NULL", &[])
+                    .map_err(err)?
+                    .get(0);
+                if !exists {
+                    return Ok(0);
+                }
+                Ok(client
+                    .query_one(
+                        "SELECT count(*) FROM sync_people WHERE target = $1",
+                        &[&target],
+                    )
+                    .map_err(err)?
+                    .get(0))
+            }
         }
     }
 

@@ -100,6 +100,18 @@ pub enum LedgerError {
         /// How many it holds.
         people: i64,
     },
+    /// `ledger copy` of a target `roster sync` keeps records for, which the copy would lose.
+    #[error(
+        "`{ledger}` holds `roster sync` records for {people} people of `{target}` (values last sent, who is deactivated), which `ledger copy` does not carry yet: copying would make the next sync re-send every field and never reactivate a returning leaver"
+    )]
+    SyncRecords {
+        /// The source, as shown.
+        ledger: String,
+        /// The target key.
+        target: String,
+        /// How many people it keeps records for.
+        people: i64,
+    },
     /// The ledger's writer thread cannot start (exit 5).
     #[error("cannot start the ledger's writer thread: {0}")]
     WriterStart(#[source] std::io::Error),
@@ -139,7 +151,8 @@ impl LedgerError {
             LedgerError::Damaged { .. }
             | LedgerError::Newer { .. }
             | LedgerError::Missing { .. }
-            | LedgerError::Occupied { .. } => EXIT_USAGE,
+            | LedgerError::Occupied { .. }
+            | LedgerError::SyncRecords { .. } => EXIT_USAGE,
             LedgerError::DiskFull { .. }
             | LedgerError::Sqlite { .. }
             | LedgerError::Io { .. }
