@@ -932,3 +932,32 @@ fn a_ledger_copy_refuses_to_drop_a_targets_sync_records() {
         run.context()
     );
 }
+
+#[test]
+fn a_plan_or_leavers_file_never_overwrites_the_ledger_or_another_output() {
+    let s = Setup::new(Profile::Sandbox);
+    let text = csv(&people(3));
+    s.sync(&text, &[]).expect_code(0);
+    let ledger = std::fs::read(s.work.path("roster-ledger.sqlite")).unwrap();
+    let run = s.sync(&text, &["--dry-run", "--plan", "roster-ledger.sqlite"]);
+    run.expect_code(2);
+    assert_eq!(
+        std::fs::read(s.work.path("roster-ledger.sqlite")).unwrap(),
+        ledger
+    );
+    // The plan's extension is checked first; a JSON plan onto the error file is refused too.
+    let run = s.sync(
+        &text,
+        &["--dry-run", "--plan", "out.json", "--errors", "out.json"],
+    );
+    run.expect_code(2);
+    assert!(run.stderr().contains("same file"), "{}", run.context());
+    // A ledger named like the leavers file is not overwritten by it.
+    let run = s.sync(&text, &["--ledger", "people.leavers.csv"]);
+    run.expect_code(2);
+    assert!(
+        run.stderr().contains("the leavers file"),
+        "{}",
+        run.context()
+    );
+}

@@ -147,6 +147,26 @@ pub async fn run(
         ));
     }
     let dry_run = settings.mode == RunMode::DryRun;
+    // Nothing is written before every output, the plan and the leavers file included, is
+    // known not to be the input, a file of the ledger or another output.
+    let leavers_file = leavers_path(&settings.input);
+    let mut named: Vec<(&str, &Path)> = vec![("--errors", settings.errors.as_path())];
+    if let Some(report) = &settings.report {
+        named.push(("--report", report));
+    }
+    if let Some(passwords) = &settings.generate_passwords {
+        named.push(("--generate-passwords", passwords));
+    }
+    if let Some((results, _)) = &settings.results {
+        named.push(("--results", results));
+    }
+    if let Some(plan) = &options.plan {
+        named.push(("--plan", plan));
+    }
+    if options.leaver_step && !dry_run {
+        named.push(("the leavers file", &leavers_file));
+    }
+    crate::report::outputs::check(&settings.input, settings.ledger.sqlite_path(), &named)?;
     let key = target.ledger_key().to_string();
     // One sync per ledger from its plan to its last change: the create step runs under the
     // same lock, so no other run can change the ledger between the plan and its changes.
@@ -445,9 +465,8 @@ pub async fn run(
             }
         }
     }
-    let path = leavers_path(&settings.input);
-    write_leavers(&path, &plan, &outcomes)?;
-    summary.leavers_file = Some(path.display().to_string());
+    write_leavers(&leavers_file, &plan, &outcomes)?;
+    summary.leavers_file = Some(leavers_file.display().to_string());
     let held = (!plan.held.is_empty()).then(|| plan.held.join("; "));
     state.finish_run(run, held.as_deref())?;
     if let Some(report) = &settings.report {

@@ -326,11 +326,7 @@ impl Schema for CradlSchema {
 
 impl Api for CradlApi {
     fn user_url(&self, remote_id: &str) -> Option<String> {
-        Some(format!(
-            "{}/{}",
-            self.endpoint,
-            super::path_segment(remote_id)
-        ))
+        Some(super::lifecycle::by_id(&self.endpoint, remote_id))
     }
 
     /// `PATCH /users/{userId}` with what changed of metadata, roleIds, name and description

@@ -182,11 +182,7 @@ impl Schema for CrayonSchema {
 
 impl Api for CrayonApi {
     fn user_url(&self, remote_id: &str) -> Option<String> {
-        Some(format!(
-            "{}{}",
-            self.endpoint,
-            super::path_segment(remote_id)
-        ))
+        Some(super::lifecycle::by_id(&self.endpoint, remote_id))
     }
 
     /// `PUT /api/v1/users/{id}` with the documented UserName, FirstName, LastName and

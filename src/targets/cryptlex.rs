@@ -128,11 +128,7 @@ impl Schema for CryptlexSchema {
 
 impl Api for CryptlexApi {
     fn user_url(&self, remote_id: &str) -> Option<String> {
-        Some(format!(
-            "{}/{}",
-            self.endpoint,
-            super::path_segment(remote_id)
-        ))
+        Some(super::lifecycle::by_id(&self.endpoint, remote_id))
     }
 
     /// `PATCH /v3/users/{id}` with the changed fields; `DELETE /v3/users/{id}`. Cryptlex has

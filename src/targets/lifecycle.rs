@@ -101,6 +101,15 @@ pub fn changed_keys(before: &Value, after: &Value) -> Map<String, Value> {
     changed
 }
 
+/// `{endpoint}/{id}`: where most APIs keep the user with that id.
+pub fn by_id(endpoint: &str, remote_id: &str) -> String {
+    format!(
+        "{}/{}",
+        endpoint.trim_end_matches('/'),
+        super::path_segment(remote_id)
+    )
+}
+
 /// `current` with `changes` written over it: a complete resource for a `PUT` that replaces
 /// it, so that what roster does not manage (status, roles) is sent back as it was.
 pub fn overlay(current: Option<&Value>, changes: Map<String, Value>) -> Value {

@@ -305,11 +305,7 @@ impl Schema for NexwaySchema {
 
 impl Api for NexwayApi {
     fn user_url(&self, remote_id: &str) -> Option<String> {
-        Some(format!(
-            "{}/{}",
-            self.endpoint,
-            super::path_segment(remote_id)
-        ))
+        Some(super::lifecycle::by_id(&self.endpoint, remote_id))
     }
 
     /// `GET /iam/users?email=…` (Nexway's filter matches by "contains": only the listed user

@@ -120,11 +120,7 @@ impl Schema for SandboxSchema {
 
 impl Api for SandboxApi {
     fn user_url(&self, remote_id: &str) -> Option<String> {
-        Some(format!(
-            "{}/{}",
-            self.endpoint,
-            super::path_segment(remote_id)
-        ))
+        Some(super::lifecycle::by_id(&self.endpoint, remote_id))
     }
 
     /// `PATCH /users/{id}` with the changed fields, or `status` `DISABLED`/`ENABLED`;

@@ -132,11 +132,7 @@ struct Body<'a> {
 
 impl Api for ScimApi {
     fn user_url(&self, remote_id: &str) -> Option<String> {
-        Some(format!(
-            "{}/{}",
-            self.endpoint,
-            super::path_segment(remote_id)
-        ))
+        Some(super::lifecycle::by_id(&self.endpoint, remote_id))
     }
 
     /// A server without PATCH (RFC 7644 makes it optional) gets `PUT /Users/{id}`: the user
