@@ -961,3 +961,49 @@ fn a_plan_or_leavers_file_never_overwrites_the_ledger_or_another_output() {
         run.context()
     );
 }
+
+#[test]
+fn credentials_refused_mid_sync_stop_it_with_exit_3_and_no_change_is_counted_as_made() {
+    let s = Setup::with(
+        Profile::Sandbox,
+        SandboxConfig {
+            token: Some("right".into()),
+            ..SandboxConfig::default()
+        },
+    );
+    let base = format!("{}/sandbox", s.server.url());
+    let run = |text: &str| {
+        s.work.write("people.csv", text);
+        let args = s.args(&base, "people.csv", &[]);
+        s.work.roster_with_env(&args, &[("ROSTER_TOKEN", "right")])
+    };
+    let mut rows = people(5);
+    run(&csv(&rows)).expect_code(0);
+    s.server.sandbox.revoke_credentials();
+    // A mover only: the change itself meets the refusal.
+    rows[0][2] = "Moved".into();
+    let out = run(&csv(&rows));
+    out.expect_code(3);
+    assert!(s.server.sandbox.changes().is_empty());
+    // A mover and a joiner: the create step stops first, and the summary says nothing changed.
+    rows.push([
+        "new@example.com".into(),
+        "New".into(),
+        "Person".into(),
+        "+14155559999".into(),
+        "user".into(),
+    ]);
+    let out = run(&csv(&rows));
+    out.expect_code(3);
+    let summary = out.json();
+    assert_eq!(summary["sync"]["updated"], 0, "{}", out.context());
+    assert!(
+        summary["sync"]["notes"][0]
+            .as_str()
+            .unwrap_or("")
+            .contains("stopped early"),
+        "{}",
+        out.context()
+    );
+    assert!(s.server.sandbox.changes().is_empty());
+}

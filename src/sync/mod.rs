@@ -278,6 +278,13 @@ pub async fn run(
     }
     let result = pipeline::run(settings, target.clone(), stop).await?;
     if result.stopped.is_some() {
+        // Nothing of the plan's changes was sent: the summary says so, not what was planned.
+        let summary = SyncSummary {
+            notes: vec![
+                "the create step stopped early: no update or leaver change was sent".into(),
+            ],
+            ..SyncSummary::default()
+        };
         return Ok((result, summary));
     }
     let state: Box<dyn SyncStore> = match (store, &location) {
