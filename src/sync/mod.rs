@@ -487,12 +487,7 @@ fn add_to_report(path: &Path, summary: &SyncSummary) -> Result<(), RunError> {
     let Ok(html) = std::fs::read_to_string(path) else {
         return Ok(()); // not written (a stop before the end): nothing to add to
     };
-    let esc = |s: &str| {
-        s.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-            .replace('"', "&quot;")
-    };
+    let esc = crate::report::html::esc;
     let mut section = String::from("<h2>Sync</h2>\n<table id=\"sync\">\n<tbody>\n");
     for (label, n) in [
         ("updated", summary.updated),

@@ -202,11 +202,18 @@ impl Plan {
 /// a field at the target (a column dropped from an export would otherwise empty everyone's).
 /// The password is never compared.
 pub fn changed_fields(target: &Target, before: &UserFields, after: &UserFields) -> Vec<Field> {
-    let body = target.schema.body(after);
-    Field::ALL
+    let differ: Vec<Field> = Field::ALL
         .iter()
         .copied()
         .filter(|f| !f.is_secret() && after.get(*f).is_some() && before.get(*f) != after.get(*f))
+        .collect();
+    // An unchanged person (most of a nightly export) costs no body at all.
+    if differ.is_empty() {
+        return differ;
+    }
+    let body = target.schema.body(after);
+    differ
+        .into_iter()
         .filter(|&f| {
             let mut reverted = after.clone();
             reverted.set(f, before.get(f).map(str::to_string));
@@ -500,12 +507,7 @@ fn csv_text(plan: &Plan) -> String {
 }
 
 fn html_text(plan: &Plan) -> String {
-    let e = |s: &str| {
-        s.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-            .replace('"', "&quot;")
-    };
+    let e = crate::report::html::esc;
     let (c, u, r, l, p) = plan.counts();
     let mut out = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>roster sync plan</title>\
