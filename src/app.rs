@@ -341,22 +341,7 @@ async fn import(
 ) -> Result<i32, RunError> {
     if args.update {
         // `import --update` is a sync without its leaver step.
-        let options = crate::sync::SyncOptions {
-            leaver_step: false,
-            rules: crate::sync::plan::LeaverRules {
-                mode: crate::sync::plan::LeaverMode::Report,
-                limit: crate::sync::plan::LeaverLimit::Default,
-                after: 1,
-            },
-            plan: None,
-            apply: None,
-        };
-        let prepared = prepare_import(args, context).await?;
-        let stop = Arc::new(Stop::default());
-        watch_signals(stop.clone());
-        let (result, summary) =
-            crate::sync::run(&prepared.settings, prepared.target.clone(), &options, stop).await?;
-        return finish(result, context, prepared.json, Some(&summary));
+        return run_sync(args, &crate::sync::SyncOptions::updates_only(), context).await;
     }
     let prepared = prepare_import(args, context).await?;
     let (settings, target) = (&prepared.settings, prepared.target.clone());
@@ -374,11 +359,20 @@ async fn import(
 
 async fn sync(args: crate::cli::args::SyncArgs, context: &mut RunContext) -> Result<i32, RunError> {
     let options = plan::sync(&args)?;
-    let prepared = prepare_import(args.import, context).await?;
+    run_sync(args.import, &options, context).await
+}
+
+/// Runs a sync (or `import --update`) of what `args` names, and reports it.
+async fn run_sync(
+    args: crate::cli::args::ImportArgs,
+    options: &crate::sync::SyncOptions,
+    context: &mut RunContext,
+) -> Result<i32, RunError> {
+    let prepared = prepare_import(args, context).await?;
     let stop = Arc::new(Stop::default());
     watch_signals(stop.clone());
     let (result, summary) =
-        crate::sync::run(&prepared.settings, prepared.target.clone(), &options, stop).await?;
+        crate::sync::run(&prepared.settings, prepared.target.clone(), options, stop).await?;
     finish(result, context, prepared.json, Some(&summary))
 }
 

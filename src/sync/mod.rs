@@ -45,6 +45,23 @@ pub struct SyncOptions {
     pub apply: Option<PathBuf>,
 }
 
+impl SyncOptions {
+    /// `import --update`: creates and updates only (the file may be a delta, so nobody is
+    /// a leaver and the run is no baseline for the next sync's damage checks).
+    pub fn updates_only() -> SyncOptions {
+        SyncOptions {
+            leaver_step: false,
+            rules: LeaverRules {
+                mode: LeaverMode::Report,
+                limit: plan::LeaverLimit::Default,
+                after: 1,
+            },
+            plan: None,
+            apply: None,
+        }
+    }
+}
+
 /// A sync's own totals, beside the import summary's.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct SyncSummary {
@@ -348,21 +365,14 @@ pub async fn run(
                 let Some(person) = scan.people.get(identity) else {
                     continue;
                 };
-                let before = known
-                    .iter()
-                    .find(|k| &k.identity == identity)
-                    .and_then(|k| k.sent.as_ref())
-                    .map(fields_of)
-                    .unwrap_or_default();
+                let sent = sent_before.get(identity.as_str());
+                let before = sent.map(fields_of).unwrap_or_default();
                 let detail: BTreeMap<&str, [Option<&str>; 2]> = changes
                     .iter()
                     .map(|c| (c.field.as_str(), [c.before.as_deref(), c.after.as_deref()]))
                     .collect();
                 // What was sent over what had been: an emptied cell cleared nothing.
-                let mut record = sent_before
-                    .get(identity.as_str())
-                    .cloned()
-                    .unwrap_or_default();
+                let mut record = sent.cloned().unwrap_or_default();
                 record.extend(kept_values(&person.fields));
                 jobs.push(Job {
                     record,
