@@ -211,19 +211,6 @@ impl SyncState {
     fn e(&self, e: rusqlite::Error) -> LedgerError {
         err(&self.path, e)
     }
-
-    /// Changes claimed by a sync that never recorded their end (a killed run): the next
-    /// sync sends them again (their values are absolute, so a repeat is harmless).
-    pub fn unsettled(&self) -> Result<u64, LedgerError> {
-        self.conn
-            .query_row(
-                "SELECT count(*) FROM sync_changes WHERE target = ?1 AND state = 'claimed'",
-                [&self.target],
-                |r| r.get::<_, i64>(0),
-            )
-            .map(|n| n as u64)
-            .map_err(|e| self.e(e))
-    }
 }
 
 impl SyncStore for SyncState {
