@@ -107,7 +107,10 @@ impl Validator {
         if let Some(defect) = defect {
             errors.push(FieldError::local(None, "", ErrorCode::Malformed, defect));
         }
-        let mut fields = UserFields::default();
+        // Room for every cell's text: the values are the cells cleaned, so the fields' one
+        // buffer rarely grows.
+        let mut fields =
+            UserFields::with_capacity(cells.iter().map(String::len).sum::<usize>() + 16);
         for field in Field::ALL {
             let Some(raw) = self.mapping.raw(&cells, field) else {
                 continue;
@@ -116,7 +119,7 @@ impl Validator {
             // body carries it at all) as clean text.
             if field != Field::Email && !self.target.schema.checks(field) {
                 if values::damage(raw).is_none() {
-                    fields.set(field, Some(values::clean(raw)));
+                    fields.set_str(field, Some(&values::cleaned(raw)));
                 }
                 continue;
             }
@@ -136,8 +139,14 @@ impl Validator {
                     .normalize_role(self.conventions.role(raw)),
                 Field::Status => values::status(raw),
                 // Passwords are taken exactly as given: spaces may be part of them.
-                Field::Password => Ok(raw.to_string()),
-                _ => Ok(values::clean(raw)),
+                Field::Password => {
+                    fields.set_str(field, Some(raw));
+                    continue;
+                }
+                _ => {
+                    fields.set_str(field, Some(&values::cleaned(raw)));
+                    continue;
+                }
             };
             match normalised {
                 Ok(value) => fields.set(field, Some(value)),

@@ -9,7 +9,7 @@ mod text;
 
 pub use email::email;
 pub use role::{Conventions, role, role_key};
-pub use text::{clean, damage, is_direction_control, status};
+pub use text::{clean, cleaned, damage, is_direction_control, status};
 
 #[cfg(test)]
 mod tests {

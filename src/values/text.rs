@@ -1,25 +1,31 @@
 //! Text as a cell holds it: trimmed of all Unicode whitespace, in NFC, line breaks folded;
 //! damaged text (a byte that was not text, a control character) refused; account statuses.
 
+use std::borrow::Cow;
 use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfc_quick};
 
 /// Trims all Unicode whitespace (including NBSP) and puts the text in Unicode NFC.
 /// Nothing inside the value is changed otherwise.
 pub fn clean(raw: &str) -> String {
+    cleaned(raw).into_owned()
+}
+
+/// [`clean`], borrowing `raw` where cleaning changes nothing but the ends (most cells).
+pub fn cleaned(raw: &str) -> Cow<'_, str> {
     let trimmed = trim(raw);
     // A quoted cell may span lines ("Sales\nEMEA"): one space for each run of line breaks
     // and tabs, as the cell reads on one line.
-    let folded;
-    let trimmed = if trimmed.bytes().any(|b| matches!(b, b'\t' | b'\r' | b'\n')) {
-        folded = fold_breaks(trimmed);
-        folded.as_str()
+    if trimmed.bytes().any(|b| matches!(b, b'\t' | b'\r' | b'\n')) {
+        return Cow::Owned(in_nfc(&fold_breaks(trimmed)).into_owned());
+    }
+    in_nfc(trimmed)
+}
+
+fn in_nfc(text: &str) -> Cow<'_, str> {
+    if text.is_ascii() || is_nfc_quick(text.chars()) == IsNormalized::Yes {
+        Cow::Borrowed(text)
     } else {
-        trimmed
-    };
-    if trimmed.is_ascii() || is_nfc_quick(trimmed.chars()) == IsNormalized::Yes {
-        trimmed.to_string()
-    } else {
-        trimmed.nfc().collect()
+        Cow::Owned(text.nfc().collect())
     }
 }
 
