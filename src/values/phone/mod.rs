@@ -12,6 +12,7 @@
 mod rules;
 
 use rules::Region;
+use std::borrow::Cow;
 
 /// The most digits an E.164 number (country code included) may have.
 const MAX_DIGITS: usize = 15;
@@ -115,19 +116,20 @@ fn international(digits: &str, written: &str) -> Result<String, String> {
 fn valid_in_code(
     regions: impl Iterator<Item = &'static Region> + Clone,
     national: &str,
-) -> Option<String> {
+) -> Option<Cow<'_, str>> {
     let belongs = |candidate: &str| {
         regions
             .clone()
             .any(|r| r.claims(candidate) != Some(false) && r.is_valid(candidate))
     };
     if belongs(national) {
-        return Some(national.to_string());
+        return Some(Cow::Borrowed(national));
     }
     let main = regions.clone().next()?;
     main.strip_national_prefix(national)
         .into_iter()
         .find(|stripped| belongs(stripped))
+        .map(Cow::Owned)
 }
 
 /// A number without `+` or `00`, read in its region `home`.
@@ -180,12 +182,43 @@ fn national(digits: &str, home: &Region, written: &str) -> Result<String, String
 }
 
 fn e164(code: u16, national: &str) -> String {
-    format!("+{code}{national}")
+    // Built by hand rather than with `format!`: this runs for every phone of a file.
+    let mut number = String::with_capacity(4 + national.len());
+    number.push('+');
+    let mut digits = [0u8; 5];
+    let mut at = digits.len();
+    let mut rest = code;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    number.extend(digits[at..].iter().map(|&d| char::from(d)));
+    number.push_str(national);
+    number
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn calling_codes_of_one_two_and_three_digits_are_written_whole() {
+        assert_eq!(e164(1, "4155552671"), "+14155552671");
+        assert_eq!(e164(44, "2079460958"), "+442079460958");
+        assert_eq!(e164(353, "12345678"), "+35312345678");
+        // Read through the lookups by calling code and by region id.
+        assert_eq!(to_e164("+353 1 234 5678", None).unwrap(), "+35312345678");
+        assert_eq!(to_e164("01 234 5678", Some("IE")).unwrap(), "+35312345678");
+        assert!(to_e164("01 234 5678", Some("ZZ")).is_err());
+        assert!(
+            to_e164("01 234 5678", Some("ie")).is_err(),
+            "ids are upper case"
+        );
+    }
 
     #[test]
     fn international_numbers_in_every_common_spelling() {

@@ -173,9 +173,32 @@ fn compile(pattern: &str) -> Regex {
 struct Table {
     metas: Vec<&'static Metadata>,
     compiled: Vec<OnceLock<Region>>,
-    by_id: HashMap<&'static str, usize>,
-    /// Regions per calling code, the code's main country first.
-    by_code: HashMap<u16, Vec<usize>>,
+    /// Two-letter ids ("GB") by their letters, for a lookup per row without hashing.
+    by_alpha2: Vec<Option<usize>>,
+    /// The other ids ("001", the non-geographic numbers).
+    by_other_id: HashMap<&'static str, usize>,
+    /// Regions per calling code (index: the code, at most 999), the code's main country
+    /// first.
+    by_code: Vec<Vec<usize>>,
+}
+
+/// The slot of a two-letter upper-case id in [`Table::by_alpha2`].
+fn alpha2_slot(id: &str) -> Option<usize> {
+    match *id.as_bytes() {
+        [a @ b'A'..=b'Z', b @ b'A'..=b'Z'] => {
+            Some(usize::from(a - b'A') * 26 + usize::from(b - b'A'))
+        }
+        _ => None,
+    }
+}
+
+impl Table {
+    fn index_of(&self, id: &str) -> Option<usize> {
+        match alpha2_slot(id) {
+            Some(slot) => self.by_alpha2[slot],
+            None => self.by_other_id.get(id).copied(),
+        }
+    }
 }
 
 fn table() -> &'static Table {
@@ -183,17 +206,26 @@ fn table() -> &'static Table {
     TABLE.get_or_init(|| {
         let mut metas: Vec<&'static Metadata> = DATABASE.iter().collect();
         metas.sort_by_key(|m| (m.country_code(), !m.is_main_country_for_code(), m.id()));
-        let mut by_id = HashMap::new();
-        let mut by_code: HashMap<u16, Vec<usize>> = HashMap::new();
+        let mut by_alpha2 = vec![None; 26 * 26];
+        let mut by_other_id = HashMap::new();
+        let mut by_code: Vec<Vec<usize>> = vec![Vec::new(); 1000];
         for (i, m) in metas.iter().enumerate() {
-            by_id.insert(m.id(), i);
-            by_code.entry(m.country_code()).or_default().push(i);
+            match alpha2_slot(m.id()) {
+                Some(slot) => by_alpha2[slot] = Some(i),
+                None => {
+                    by_other_id.insert(m.id(), i);
+                }
+            }
+            if let Some(regions) = by_code.get_mut(usize::from(m.country_code())) {
+                regions.push(i);
+            }
         }
         let compiled = metas.iter().map(|_| OnceLock::new()).collect();
         Table {
             metas,
             compiled,
-            by_id,
+            by_alpha2,
+            by_other_id,
             by_code,
         }
     })
@@ -206,16 +238,16 @@ fn region_at(index: usize) -> &'static Region {
 
 /// The region with ISO code `id` ("GB"), if the metadata has it.
 pub(crate) fn region(id: &str) -> Option<&'static Region> {
-    table().by_id.get(id).map(|&i| region_at(i))
+    table().index_of(id).map(region_at)
 }
 
 /// The regions sharing calling code `code`, the main country first.
 pub(crate) fn regions_for_code(code: u16) -> Option<impl Iterator<Item = &'static Region> + Clone> {
-    let indexes = table().by_code.get(&code)?;
-    Some(indexes.iter().map(|&i| region_at(i)))
+    let indexes = table().by_code.get(usize::from(code))?;
+    (!indexes.is_empty()).then(|| indexes.iter().map(|&i| region_at(i)))
 }
 
 /// Whether `id` is a region the metadata knows (cheap: nothing is compiled).
 pub(crate) fn is_known_region(id: &str) -> bool {
-    table().by_id.contains_key(id)
+    table().index_of(id).is_some()
 }
