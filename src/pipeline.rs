@@ -110,6 +110,11 @@ impl ImportSettings {
 /// SQLite scratch ledger keeps memory flat.
 const SCRATCH_IN_MEMORY_UP_TO: u64 = 128 << 20;
 
+/// What the in-memory ledger of a validation is sized for: a row per this many bytes of
+/// input (an HR export's rows are 60–200 bytes; a file of bare addresses, ~25, grows the
+/// table past it). At 128 MiB that is room for 2 M identities, ~35 MB.
+const BYTES_PER_ROW_AT_LEAST: u64 = 64;
+
 /// The default error file for an input, beside it: `people.csv` → `people.errors.csv`,
 /// `people.tsv` → `people.errors.tsv`, `people.xlsx` → `people.errors.xlsx` (and
 /// `people.errors.jsonl` in JSONL format). An input of another kind than its error file keeps
@@ -345,7 +350,9 @@ pub async fn run(
         _ => None,
     };
     let mut ledger: Box<dyn Ledger> = match (settings.mode, &settings.ledger) {
-        _ if in_memory => Box::new(crate::ledger::scratch::ScratchLedger::default()),
+        _ if in_memory => Box::new(crate::ledger::scratch::ScratchLedger::with_capacity(
+            (input_size / BYTES_PER_ROW_AT_LEAST) as usize,
+        )),
         (RunMode::Send, LedgerLocation::Sqlite(path)) => {
             // One run per ledger file; the lock is held by the ledger and released after its
             // connection closes.

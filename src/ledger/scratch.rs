@@ -33,6 +33,16 @@ pub struct ScratchLedger {
     seen: SeenMap<Seen>,
 }
 
+impl ScratchLedger {
+    /// A ledger with room for `identities` before its table grows (an estimate is enough:
+    /// past it the table grows as it must).
+    pub fn with_capacity(identities: usize) -> ScratchLedger {
+        ScratchLedger {
+            seen: SeenMap::with_capacity(identities),
+        }
+    }
+}
+
 fn identity_hash(identity: &str) -> u64 {
     xxhash_rust::xxh3::xxh3_64(identity.as_bytes())
 }

@@ -28,6 +28,20 @@ impl<V> Default for SeenMap<V> {
     }
 }
 
+impl<V> SeenMap<V> {
+    /// A map with room for about `entries` before any shard grows. Growing one of a million
+    /// entries allocates each shard's table anew several times over, each on fresh pages the
+    /// kernel zeroes: a tenth of a validation's time when the map started empty.
+    pub fn with_capacity(entries: usize) -> Self {
+        let per_shard = entries.div_ceil(SHARDS);
+        SeenMap {
+            shards: (0..SHARDS)
+                .map(|_| HashMap::with_capacity_and_hasher(per_shard, Default::default()))
+                .collect(),
+        }
+    }
+}
+
 impl<V: Copy> SeenMap<V> {
     /// The value recorded for `hash`.
     pub fn get(&self, hash: u64) -> Option<V> {
