@@ -3,7 +3,7 @@
 //! A validation needs of a ledger only what it says about the file itself: which identity a
 //! later row repeats. The SQLite ledger answered that from a scratch file (a third of a
 //! validation's time went to it); this answers it from a compact table of identity hashes
-//! (16 bytes an identity, in [`SeenMap`]'s shards), with the SQLite ledger's own answers:
+//! (12 bytes an identity, in [`SeenMap`]'s shards), with the SQLite ledger's own answers:
 //!
 //! - a valid row whose identity an earlier valid row claimed is `duplicate of row N`;
 //! - a valid row after a refused row of the same identity is claimed (the fix comes later in
@@ -18,13 +18,29 @@ use super::seen::SeenMap;
 use super::{Claimed, Ledger, LedgerError, RowWork};
 use crate::model::{FirstRow, Outcome, RowReport, Submission};
 
-/// What the table holds for an identity.
+/// What the table holds for an identity, in 32 bits so an entry is 12 bytes: the row that
+/// claimed it, or (top bit set) the low 31 bits of the content it was refused with.
 #[derive(Debug, Clone, Copy)]
-enum Seen {
-    /// Claimed by this row (it would be sent).
-    Claimed { row: u32 },
-    /// Refused with this content (its hash's low half).
-    Refused { content: u32 },
+struct Seen(u32);
+
+const REFUSED: u32 = 1 << 31;
+
+impl Seen {
+    /// Claimed by this row (it would be sent). Rows past 2^31 (never held in memory: the
+    /// in-memory ledger is for files of up to 128 MiB) share the last number.
+    fn claimed(row: u64) -> Seen {
+        Seen(u32::try_from(row).unwrap_or(u32::MAX).min(REFUSED - 1))
+    }
+
+    /// Refused with this content.
+    fn refused(content_hash: u64) -> Seen {
+        Seen(REFUSED | (content_hash as u32 & !REFUSED))
+    }
+
+    /// The row that claimed the identity, unless it was refused.
+    fn claimed_row(self) -> Option<u32> {
+        (self.0 & REFUSED == 0).then_some(self.0)
+    }
 }
 
 /// An in-memory ledger for `validate`.
@@ -64,7 +80,7 @@ impl Ledger for ScratchLedger {
                             break;
                         };
                         let hash = identity_hash(&user.identity);
-                        if let Some(Seen::Claimed { row }) = self.seen.get(hash) {
+                        if let Some(row) = self.seen.get(hash).and_then(Seen::claimed_row) {
                             reports.push(RowReport::duplicate(
                                 user.row,
                                 user.cells,
@@ -73,8 +89,7 @@ impl Ledger for ScratchLedger {
                             ));
                             continue;
                         }
-                        let row = u32::try_from(user.row).unwrap_or(u32::MAX);
-                        self.seen.set(hash, Seen::Claimed { row });
+                        self.seen.set(hash, Seen::claimed(user.row));
                         claimed.push(user);
                     }
                     answers.push((claimed, users.collect()));
@@ -84,13 +99,13 @@ impl Ledger for ScratchLedger {
                         let mut outcome = Outcome::Invalid;
                         if let Some(identity) = &row.identity {
                             let hash = identity_hash(identity);
-                            let content = row.content_hash as u32;
+                            let refused = Seen::refused(row.content_hash);
                             match self.seen.get(hash) {
-                                Some(Seen::Claimed { .. }) => {}
-                                Some(Seen::Refused { content: before }) if before == content => {
+                                Some(seen) if seen.claimed_row().is_some() => {}
+                                Some(seen) if seen.0 == refused.0 => {
                                     outcome = Outcome::StillRefused { status: None };
                                 }
-                                _ => self.seen.set(hash, Seen::Refused { content }),
+                                _ => self.seen.set(hash, refused),
                             }
                         }
                         reports.push(RowReport::local(row.row, outcome, row.errors, row.cells));
