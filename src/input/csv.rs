@@ -471,6 +471,9 @@ impl RecordSource for CsvSource {
             while fields > width && self.buffer.get(fields - 1).is_some_and(|c| c.is_empty()) {
                 fields -= 1;
             }
+            // One allocation for the row's cells, not growth from empty (the record was
+            // handed on with its vector last time).
+            record.cells.reserve_exact(fields);
             for (i, cell) in self.buffer.iter().take(fields).enumerate() {
                 match std::str::from_utf8(cell) {
                     Ok(text) if self.own_output => record

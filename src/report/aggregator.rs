@@ -102,7 +102,9 @@ fn aggregate(
                     {
                         *awaiting.entry(of).or_insert(0) += 1;
                     }
-                    if let Some(repeats) = awaiting.remove(&report.row)
+                    // (Nearly always empty: no hashing of every row's number for nothing.)
+                    if !awaiting.is_empty()
+                        && let Some(repeats) = awaiting.remove(&report.row)
                         && report.outcome.is_done()
                     {
                         summary.duplicates_of_done += repeats;
