@@ -1,4 +1,5 @@
-//! End to end: an import against the in-process sandbox with the rate limit off.
+//! End to end: an import against the in-process sandbox with the rate limit off, and an
+//! import's local stages (read, map, validate, claim) with the network left out.
 
 mod data;
 
@@ -13,6 +14,95 @@ use roster_sandbox::{Sandbox, SandboxConfig};
 use std::sync::Arc;
 
 const ROWS: usize = 5_000;
+
+/// Rows of the local-stages run: enough that the run's fixed start (the phone metadata,
+/// the threads) is a small part of it.
+const LOCAL_ROWS: usize = 200_000;
+
+/// The allocator the `roster` binary uses, so the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Settings for a run of `input` into the sandbox at `base_url`, in `mode`, with `ledger`.
+fn settings(
+    input: &std::path::Path,
+    ledger: &std::path::Path,
+    errors: std::path::PathBuf,
+    mode: RunMode,
+) -> ImportSettings {
+    ImportSettings {
+        input: input.to_path_buf(),
+        read: Default::default(),
+        mapping: MappingOptions::default(),
+        conventions: Default::default(),
+        ledger: roster::ledger::LedgerLocation::Sqlite(ledger.to_path_buf()),
+        retry_rejected: false,
+        errors,
+        errors_format: Default::default(),
+        keep_secrets: false,
+        show_requests: 0,
+        report: None,
+        submit: SubmitSettings {
+            concurrency: 64,
+            start_concurrency: 64,
+            ..SubmitSettings::default()
+        },
+        mode,
+        progress: ProgressMode::Quiet,
+        generate_passwords: None,
+        stop_rules: Default::default(),
+        drop_invalid: Vec::new(),
+        stdin: None,
+        ledger_lock: None,
+        pg_lock_held: false,
+        results: None,
+        pace: String::new(),
+    }
+}
+
+/// Read, map, validate and claim, end to end through `pipeline::run`, with nothing sent:
+/// a dry run, which claims every valid row in the ledger as an import would and stops
+/// short of the network. Once with no ledger file yet (the claims go to the in-memory
+/// ledger), once against an existing SQLite ledger (a copy of it takes the claims).
+fn local_stages(c: &mut Criterion, runtime: &tokio::runtime::Runtime) {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("people.csv");
+    std::fs::write(&input, data::people_csv(LOCAL_ROWS, 5)).unwrap();
+    let target = Arc::new(
+        targets::build(&TargetSpec {
+            name: "sandbox".into(),
+            base_url: Some("http://127.0.0.1:9".into()),
+            ..TargetSpec::default()
+        })
+        .unwrap(),
+    );
+    let existing = dir.path().join("existing.sqlite");
+    drop(roster::ledger::SqliteLedger::open(&existing, target.ledger_key(), "people.csv").unwrap());
+
+    let mut group = c.benchmark_group("local_stages");
+    group.throughput(Throughput::Elements(LOCAL_ROWS as u64));
+    group.sample_size(10);
+    for (name, ledger) in [
+        ("dry_run_no_ledger_yet", dir.path().join("none.sqlite")),
+        ("dry_run_sqlite_ledger", existing),
+    ] {
+        let errors = dir.path().join(format!("{name}.errors.csv"));
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let settings = settings(&input, &ledger, errors.clone(), RunMode::DryRun);
+                let result = runtime
+                    .block_on(pipeline::run(
+                        &settings,
+                        target.clone(),
+                        Arc::new(Stop::default()),
+                    ))
+                    .unwrap();
+                assert_eq!(result.summary.would_send, Some(LOCAL_ROWS as u64));
+            })
+        });
+    }
+    group.finish();
+}
 
 fn bench(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -42,34 +132,12 @@ fn bench(c: &mut Criterion) {
                     ..TargetSpec::default()
                 };
                 let target = Arc::new(targets::build(&spec).unwrap());
-                let settings = ImportSettings {
-                    input: input.clone(),
-                    read: Default::default(),
-                    mapping: MappingOptions::default(),
-                    conventions: Default::default(),
-                    ledger: roster::ledger::LedgerLocation::Sqlite(ledger.to_path_buf()),
-                    retry_rejected: false,
-                    errors: dir.path().join("errors.csv"),
-                    errors_format: Default::default(),
-                    keep_secrets: false,
-                    show_requests: 0,
-                    report: None,
-                    submit: SubmitSettings {
-                        concurrency: 64,
-                        start_concurrency: 64,
-                        ..SubmitSettings::default()
-                    },
-                    mode: RunMode::Send,
-                    progress: ProgressMode::Quiet,
-                    generate_passwords: None,
-                    stop_rules: Default::default(),
-                    drop_invalid: Vec::new(),
-                    stdin: None,
-                    ledger_lock: None,
-                    pg_lock_held: false,
-                    results: None,
-                    pace: String::new(),
-                };
+                let settings = settings(
+                    &input,
+                    &ledger,
+                    dir.path().join("errors.csv"),
+                    RunMode::Send,
+                );
                 let result = runtime
                     .block_on(pipeline::run(&settings, target, Arc::new(Stop::default())))
                     .unwrap();
@@ -80,6 +148,7 @@ fn bench(c: &mut Criterion) {
         )
     });
     group.finish();
+    local_stages(c, &runtime);
 }
 
 criterion_group!(benches, bench);
