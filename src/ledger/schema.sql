@@ -1,13 +1,18 @@
--- The results ledger (SQLite). PRAGMA user_version holds the schema's version: 2.
+-- The results ledger (SQLite). PRAGMA user_version holds the schema's version: 3.
 -- STRICT tables: a value of the wrong type is refused, not stored.
+-- The CHECKs compare rather than use `IN (...)`: SQLite evaluates an IN list of three or
+-- more through a temporary b-tree opened and closed for every row written (version 2's
+-- checks were most of a claim's cost).
 
 CREATE TABLE IF NOT EXISTS entries (
     target           TEXT    NOT NULL,
     identity         TEXT    NOT NULL,
     -- sending: claimed by a run that has not recorded its end; unsent: claimed, then
     -- released unsent when the run stopped.
-    state            TEXT    NOT NULL CHECK (state IN ('sending', 'created', 'exists',
-                                                      'rejected', 'failed', 'invalid', 'unsent')),
+    state            TEXT    NOT NULL CHECK (state = 'sending' OR state = 'created'
+                                             OR state = 'exists' OR state = 'rejected'
+                                             OR state = 'failed' OR state = 'invalid'
+                                             OR state = 'unsent'),
     remote_id        TEXT,
     http_status      INTEGER,
     attempts         INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
@@ -21,11 +26,11 @@ CREATE TABLE IF NOT EXISTS entries (
     errors           TEXT,
     response_body    TEXT,
     -- A create may have reached the target without roster learning its outcome.
-    uncertain        INTEGER NOT NULL DEFAULT 0 CHECK (uncertain IN (0, 1)),
+    uncertain        INTEGER NOT NULL DEFAULT 0 CHECK (uncertain = 0 OR uncertain = 1),
     -- Recorded created after the target said it exists: probably roster's, not certainly.
-    unconfirmed      INTEGER NOT NULL DEFAULT 0 CHECK (unconfirmed IN (0, 1)),
+    unconfirmed      INTEGER NOT NULL DEFAULT 0 CHECK (unconfirmed = 0 OR unconfirmed = 1),
     -- The generated password's line could not be written: the next run writes it.
-    password_owed    INTEGER NOT NULL DEFAULT 0 CHECK (password_owed IN (0, 1)),
+    password_owed    INTEGER NOT NULL DEFAULT 0 CHECK (password_owed = 0 OR password_owed = 1),
     PRIMARY KEY (target, identity)
 ) STRICT, WITHOUT ROWID;
 

@@ -10,6 +10,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
+// The CHECKs compare rather than use `IN (...)`, which SQLite evaluates through a temporary
+// b-tree per row written (see the ledger's schema.sql).
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS sync_people (
     target       TEXT    NOT NULL,
@@ -17,7 +19,7 @@ CREATE TABLE IF NOT EXISTS sync_people (
     -- The normalised values last sent, as a JSON object of field names (no password).
     sent         TEXT,
     status       TEXT    NOT NULL DEFAULT 'active'
-                         CHECK (status IN ('active', 'deactivated', 'deleted')),
+                         CHECK (status = 'active' OR status = 'deactivated' OR status = 'deleted'),
     absent_runs  INTEGER NOT NULL DEFAULT 0 CHECK (absent_runs >= 0),
     last_seen_ms INTEGER,
     updated_ms   INTEGER NOT NULL,
@@ -29,10 +31,12 @@ CREATE TABLE IF NOT EXISTS sync_changes (
     target      TEXT    NOT NULL,
     identity    TEXT    NOT NULL,
     sync_run    INTEGER NOT NULL,
-    action      TEXT    NOT NULL CHECK (action IN ('update', 'deactivate', 'reactivate', 'delete')),
+    action      TEXT    NOT NULL CHECK (action = 'update' OR action = 'deactivate'
+                                OR action = 'reactivate' OR action = 'delete'),
     -- What changed: {field: [before, after]} for an update.
     detail      TEXT    NOT NULL,
-    state       TEXT    NOT NULL CHECK (state IN ('claimed', 'done', 'gone', 'refused', 'failed')),
+    state       TEXT    NOT NULL CHECK (state = 'claimed' OR state = 'done' OR state = 'gone'
+                                OR state = 'refused' OR state = 'failed'),
     http_status INTEGER,
     message     TEXT,
     claimed_ms  INTEGER NOT NULL,
