@@ -43,10 +43,95 @@ impl Seen {
     }
 }
 
-/// An in-memory ledger for `validate`.
+/// The ledger of a validation: its table of identities in memory, or for a file too large
+/// for that, in a scratch SQLite file.
 #[derive(Default)]
 pub struct ScratchLedger {
-    seen: SeenMap<Seen>,
+    seen: Table,
+}
+
+/// Where a validation's identities are kept.
+enum Table {
+    Memory(SeenMap<Seen>),
+    Disk(DiskTable),
+}
+
+impl Default for Table {
+    fn default() -> Table {
+        Table::Memory(SeenMap::default())
+    }
+}
+
+/// Identity hash → [`Seen`] in a scratch SQLite file: 10 M identities in flat memory.
+///
+/// A table of two integers keyed by the hash (a rowid table: no separate index) with no
+/// journal and no syncing, written in one transaction that is never committed: the file is
+/// thrown away with the run, and a crash loses nothing a validation keeps. (A commit per
+/// batch wrote every page the batch touched: with hashes for keys, a page a row.) Its page
+/// cache is bounded, so memory stays flat however many rows; pages past it spill to the file.
+struct DiskTable {
+    conn: rusqlite::Connection,
+    path: std::path::PathBuf,
+}
+
+/// The disk table's page cache: enough for the b-tree's inner pages of ten million
+/// identities and a share of its leaves.
+const DISK_CACHE_KIB: i64 = 16 * 1024;
+
+impl DiskTable {
+    fn open(path: &std::path::Path) -> Result<DiskTable, LedgerError> {
+        let err = |e| LedgerError::sqlite(path, e);
+        let conn = rusqlite::Connection::open(path).map_err(err)?;
+        conn.execute_batch(&format!(
+            "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;
+             PRAGMA locking_mode = EXCLUSIVE; PRAGMA cache_size = -{DISK_CACHE_KIB};
+             CREATE TABLE IF NOT EXISTS seen (hash INTEGER PRIMARY KEY, value INTEGER NOT NULL);
+             BEGIN;"
+        ))
+        .map_err(err)?;
+        Ok(DiskTable {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn get(&self, hash: u64) -> rusqlite::Result<Option<Seen>> {
+        use rusqlite::OptionalExtension;
+        self.conn
+            .prepare_cached("SELECT value FROM seen WHERE hash = ?1")?
+            .query_row([hash as i64], |r| r.get::<_, i64>(0))
+            .optional()
+            .map(|value| value.map(|v| Seen(v as u32)))
+    }
+
+    fn set(&self, hash: u64, seen: Seen) -> rusqlite::Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO seen (hash, value) VALUES (?1, ?2)
+                 ON CONFLICT (hash) DO UPDATE SET value = excluded.value",
+            )?
+            .execute([hash as i64, i64::from(seen.0)])
+            .map(drop)
+    }
+}
+
+impl Table {
+    fn get(&self, hash: u64) -> rusqlite::Result<Option<Seen>> {
+        match self {
+            Table::Memory(map) => Ok(map.get(hash)),
+            Table::Disk(disk) => disk.get(hash),
+        }
+    }
+
+    fn set(&mut self, hash: u64, seen: Seen) -> rusqlite::Result<()> {
+        match self {
+            Table::Memory(map) => {
+                map.set(hash, seen);
+                Ok(())
+            }
+            Table::Disk(disk) => disk.set(hash, seen),
+        }
+    }
 }
 
 impl ScratchLedger {
@@ -54,8 +139,69 @@ impl ScratchLedger {
     /// past it the table grows as it must).
     pub fn with_capacity(identities: usize) -> ScratchLedger {
         ScratchLedger {
-            seen: SeenMap::with_capacity(identities),
+            seen: Table::Memory(SeenMap::with_capacity(identities)),
         }
+    }
+
+    /// A ledger whose table is the scratch SQLite file at `path` (created), for files too
+    /// large to keep every identity in memory.
+    pub fn on_disk(path: &std::path::Path) -> Result<ScratchLedger, LedgerError> {
+        Ok(ScratchLedger {
+            seen: Table::Disk(DiskTable::open(path)?),
+        })
+    }
+
+    fn claim_and_report(
+        &mut self,
+        rows: Vec<RowWork>,
+        reports: &mut Vec<RowReport>,
+    ) -> rusqlite::Result<Vec<Claimed>> {
+        let mut answers = Vec::new();
+        for work in rows {
+            match work {
+                RowWork::Claim { users, limit } => {
+                    let mut claimed = Vec::with_capacity(users.len().min(limit));
+                    let mut users = users.into_iter();
+                    while claimed.len() < limit {
+                        let Some(user) = users.next() else {
+                            break;
+                        };
+                        let hash = identity_hash(&user.identity);
+                        if let Some(row) = self.seen.get(hash)?.and_then(Seen::claimed_row) {
+                            reports.push(RowReport::duplicate(
+                                user.row,
+                                user.cells,
+                                u64::from(row),
+                                FirstRow::Pending,
+                            ));
+                            continue;
+                        }
+                        self.seen.set(hash, Seen::claimed(user.row))?;
+                        claimed.push(user);
+                    }
+                    answers.push((claimed, users.collect()));
+                }
+                RowWork::Invalid(refused) => {
+                    for row in refused {
+                        let mut outcome = Outcome::Invalid;
+                        if let Some(identity) = &row.identity {
+                            let hash = identity_hash(identity);
+                            let refused = Seen::refused(row.content_hash);
+                            match self.seen.get(hash)? {
+                                Some(seen) if seen.claimed_row().is_some() => {}
+                                Some(seen) if seen.0 == refused.0 => {
+                                    outcome = Outcome::StillRefused { status: None };
+                                }
+                                _ => self.seen.set(hash, refused)?,
+                            }
+                        }
+                        reports.push(RowReport::local(row.row, outcome, row.errors, row.cells));
+                    }
+                }
+                RowWork::Report(mut passed) => reports.append(&mut passed),
+            }
+        }
+        Ok(answers)
     }
 }
 
@@ -69,52 +215,12 @@ impl Ledger for ScratchLedger {
         rows: Vec<RowWork>,
         reports: &mut Vec<RowReport>,
     ) -> Result<Vec<Claimed>, LedgerError> {
-        let mut answers = Vec::new();
-        for work in rows {
-            match work {
-                RowWork::Claim { users, limit } => {
-                    let mut claimed = Vec::with_capacity(users.len().min(limit));
-                    let mut users = users.into_iter();
-                    while claimed.len() < limit {
-                        let Some(user) = users.next() else {
-                            break;
-                        };
-                        let hash = identity_hash(&user.identity);
-                        if let Some(row) = self.seen.get(hash).and_then(Seen::claimed_row) {
-                            reports.push(RowReport::duplicate(
-                                user.row,
-                                user.cells,
-                                u64::from(row),
-                                FirstRow::Pending,
-                            ));
-                            continue;
-                        }
-                        self.seen.set(hash, Seen::claimed(user.row));
-                        claimed.push(user);
-                    }
-                    answers.push((claimed, users.collect()));
-                }
-                RowWork::Invalid(refused) => {
-                    for row in refused {
-                        let mut outcome = Outcome::Invalid;
-                        if let Some(identity) = &row.identity {
-                            let hash = identity_hash(identity);
-                            let refused = Seen::refused(row.content_hash);
-                            match self.seen.get(hash) {
-                                Some(seen) if seen.claimed_row().is_some() => {}
-                                Some(seen) if seen.0 == refused.0 => {
-                                    outcome = Outcome::StillRefused { status: None };
-                                }
-                                _ => self.seen.set(hash, refused),
-                            }
-                        }
-                        reports.push(RowReport::local(row.row, outcome, row.errors, row.cells));
-                    }
-                }
-                RowWork::Report(mut passed) => reports.append(&mut passed),
-            }
-        }
-        Ok(answers)
+        let path = match &self.seen {
+            Table::Memory(_) => std::path::Path::new("(memory)").to_path_buf(),
+            Table::Disk(disk) => disk.path.clone(),
+        };
+        self.claim_and_report(rows, reports)
+            .map_err(|e| LedgerError::sqlite(&path, e))
     }
 
     /// A validation sends nothing; a submission ended unsent is reported as it is.
@@ -232,6 +338,12 @@ mod tests {
             let expected = outcomes(&mut sqlite, seed);
             let got = outcomes(&mut ScratchLedger::default(), seed);
             assert_eq!(got, expected, "seed {seed}");
+            let mut on_disk = ScratchLedger::on_disk(&dir.path().join("seen.sqlite")).unwrap();
+            assert_eq!(
+                outcomes(&mut on_disk, seed),
+                expected,
+                "seed {seed}, on disk"
+            );
         }
     }
 }
