@@ -202,7 +202,8 @@ startup() {
 
 memory() {
     echo "== memory: peak RSS validating 10,000,000 rows and importing 1,000,000 =="
-    people 10000000 > "$work/big.csv"
+    # Half of them refused (every other address has no `@`), as the issue measures it.
+    people 10000000 | awk -F, 'NR > 1 && NR % 2 { sub("@", "-at-", $3) } 1' OFS=, > "$work/big.csv"
     (cd "$work" && /usr/bin/time -v timeout 300 "$roster" validate big.csv --region US \
         --quiet --json > validate.json 2> validate.time) || true
     echo "validate: $(cat "$work/validate.json")"

@@ -6,8 +6,6 @@ mod data;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use roster::model::Stop;
 use roster::pipeline::{self, ImportSettings, RunMode};
-use roster::prepare::mapping::MappingOptions;
-use roster::report::ProgressMode;
 use roster::submit::SubmitSettings;
 use roster::targets::{self, TargetSpec};
 use roster_sandbox::{Sandbox, SandboxConfig};
@@ -23,41 +21,21 @@ const LOCAL_ROWS: usize = 200_000;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Settings for a run of `input` into the sandbox at `base_url`, in `mode`, with `ledger`.
+/// Settings for a run of `input` with `ledger` in `mode`, 64 requests at a time.
 fn settings(
     input: &std::path::Path,
     ledger: &std::path::Path,
     errors: std::path::PathBuf,
     mode: RunMode,
 ) -> ImportSettings {
-    ImportSettings {
-        input: input.to_path_buf(),
-        read: Default::default(),
-        mapping: MappingOptions::default(),
-        conventions: Default::default(),
-        ledger: roster::ledger::LedgerLocation::Sqlite(ledger.to_path_buf()),
-        retry_rejected: false,
-        errors,
-        errors_format: Default::default(),
-        keep_secrets: false,
-        show_requests: 0,
-        report: None,
-        submit: SubmitSettings {
-            concurrency: 64,
-            start_concurrency: 64,
-            ..SubmitSettings::default()
-        },
-        mode,
-        progress: ProgressMode::Quiet,
-        generate_passwords: None,
-        stop_rules: Default::default(),
-        drop_invalid: Vec::new(),
-        stdin: None,
-        ledger_lock: None,
-        pg_lock_held: false,
-        results: None,
-        pace: String::new(),
-    }
+    let ledger = roster::ledger::LedgerLocation::Sqlite(ledger.to_path_buf());
+    let mut settings = ImportSettings::new(input.to_path_buf(), ledger, errors, mode);
+    settings.submit = SubmitSettings {
+        concurrency: 64,
+        start_concurrency: 64,
+        ..SubmitSettings::default()
+    };
+    settings
 }
 
 /// Read, map, validate and claim, end to end through `pipeline::run`, with nothing sent:

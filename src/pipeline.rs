@@ -96,6 +96,36 @@ pub struct ImportSettings {
 }
 
 impl ImportSettings {
+    /// Settings for a run of `input` in `mode` with its ledger at `ledger` and its error file
+    /// at `errors`, everything else as the command line's defaults leave it (but quiet: no
+    /// progress line), for callers of the library (tests, benches).
+    pub fn new(input: PathBuf, ledger: LedgerLocation, errors: PathBuf, mode: RunMode) -> Self {
+        ImportSettings {
+            input,
+            read: InputOptions::default(),
+            mapping: MappingOptions::default(),
+            conventions: Conventions::default(),
+            ledger,
+            retry_rejected: false,
+            errors,
+            errors_format: ErrorFormat::default(),
+            keep_secrets: false,
+            show_requests: 0,
+            report: None,
+            submit: SubmitSettings::default(),
+            mode,
+            progress: ProgressMode::Quiet,
+            generate_passwords: None,
+            stop_rules: StopRules::default(),
+            drop_invalid: Vec::new(),
+            pace: String::new(),
+            results: None,
+            ledger_lock: None,
+            pg_lock_held: false,
+            stdin: None,
+        }
+    }
+
     /// The input as the user named it: its path, or `-` for standard input.
     pub fn input_name(&self) -> String {
         match self.stdin {

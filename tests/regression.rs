@@ -1238,32 +1238,15 @@ sandbox_test!(
                 roster::targets::sandbox::SandboxApi::new(&spec),
             ))),
         });
-        let settings = roster::pipeline::ImportSettings {
+        let mut settings = roster::pipeline::ImportSettings::new(
             input,
-            read: Default::default(),
-            mapping: Default::default(),
-            conventions: Default::default(),
-            ledger: roster::ledger::LedgerLocation::Sqlite(work.path("roster-ledger.sqlite")),
-            retry_rejected: false,
-            errors: work.path("errors.csv"),
-            errors_format: Default::default(),
-            keep_secrets: false,
-            show_requests: 0,
-            report: None,
-            submit: roster::submit::SubmitSettings {
-                concurrency: 1,
-                ..Default::default()
-            },
-            mode: roster::pipeline::RunMode::Send,
-            progress: roster::report::ProgressMode::Quiet,
-            generate_passwords: None,
-            stop_rules: Default::default(),
-            drop_invalid: Vec::new(),
-            stdin: None,
-            ledger_lock: None,
-            pg_lock_held: false,
-            results: None,
-            pace: String::new(),
+            roster::ledger::LedgerLocation::Sqlite(work.path("roster-ledger.sqlite")),
+            work.path("errors.csv"),
+            roster::pipeline::RunMode::Send,
+        );
+        settings.submit = roster::submit::SubmitSettings {
+            concurrency: 1,
+            ..Default::default()
         };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
