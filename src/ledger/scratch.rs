@@ -1,9 +1,11 @@
-//! The ledger of a validation: in memory, for one run that sends nothing and keeps nothing.
+//! The ledger of a validation, for one run that sends nothing and keeps nothing: a table of
+//! identities in memory, or in a scratch file for an input too large for memory.
 //!
 //! A validation needs of a ledger only what it says about the file itself: which identity a
 //! later row repeats. The SQLite ledger answered that from a scratch file (a third of a
 //! validation's time went to it); this answers it from a compact table of identity hashes
-//! (12 bytes an identity, in [`SeenMap`]'s shards), with the SQLite ledger's own answers:
+//! (12 bytes an identity, in [`SeenMap`]'s shards, or a two-integer SQLite table on disk),
+//! with the SQLite ledger's own answers:
 //!
 //! - a valid row whose identity an earlier valid row claimed is `duplicate of row N`;
 //! - a valid row after a refused row of the same identity is claimed (the fix comes later in
