@@ -560,7 +560,13 @@ pub async fn run(
         (None, None)
     };
 
-    let claim_batch = (concurrency * 4).clamp(16, 1024);
+    // Claims go a few senders' worth at a time, so a crash leaves few claimed rows unsent; a
+    // run that sends nothing claims a whole chunk a call (a quarter of the round trips to
+    // the ledger's thread).
+    let claim_batch = match sending {
+        true => (concurrency * 4).clamp(16, 1024),
+        false => CHUNK,
+    };
     let mut preview = RequestPreview {
         left: settings.show_requests,
         endpoint: crate::http::redact_query(&endpoint),
