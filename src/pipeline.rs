@@ -263,7 +263,8 @@ pub async fn run(
     let started = Instant::now();
     let started_at = std::time::SystemTime::now();
     let sending = settings.mode == RunMode::Send;
-    warm_up_phones(settings, &target);
+    let input_size = std::fs::metadata(&settings.input).map_or(u64::MAX, |m| m.len());
+    warm_up_phones(input_size, &target);
     // Nothing is written before every output is known not to destroy another file.
     let mut named: Vec<(&str, &Path)> = vec![("--errors", settings.errors.as_path())];
     if let Some(report) = &settings.report {
@@ -353,11 +354,11 @@ pub async fn run(
         .map_err(|e| RunError::Startup(format!("cannot create a temporary directory: {e}")))?;
     let source_name = settings.input_name();
     // A validation of a file of up to ~1.8 M rows keeps its ledger in memory; a larger one
-    // keeps its table of identities in a scratch SQLite file, whose memory stays flat. A dry run works on a SQLite copy
-    // of the ledger (of a PostgreSQL ledger, this target's people), so it needs no lock;
+    // keeps its table of identities in a scratch SQLite file, whose memory stays flat. A
+    // dry run works on a SQLite copy of the ledger (of a PostgreSQL ledger, this target's
+    // people), so it needs no lock;
     // with no ledger file yet (the dry run before a first import) the copy would be empty,
     // and the in-memory ledger answers exactly as an empty one does, 4x faster.
-    let input_size = std::fs::metadata(&settings.input).map_or(u64::MAX, |m| m.len());
     let no_ledger_yet = settings.mode == RunMode::DryRun
         && settings
             .ledger
@@ -792,9 +793,9 @@ const WARM_UP_PHONES_FROM: u64 = 1 << 20;
 /// Loads the phone-number metadata on a thread of its own while the run opens its files and
 /// ledger: ~0.1 s that otherwise holds up the first chunk's check (and every checker with
 /// it). Only for a target that checks phones and an input large enough to be worth a core.
-fn warm_up_phones(settings: &ImportSettings, target: &Target) {
-    let size = std::fs::metadata(&settings.input).map_or(0, |m| m.len());
-    if size >= WARM_UP_PHONES_FROM && target.schema.checks(Field::Phone) {
+fn warm_up_phones(input_size: u64, target: &Target) {
+    // (u64::MAX is an input whose size could not be read: no warm-up for it.)
+    if (WARM_UP_PHONES_FROM..u64::MAX).contains(&input_size) && target.schema.checks(Field::Phone) {
         // Nothing waits for it: a check that needs the metadata first loads it itself.
         let _ = std::thread::Builder::new()
             .name("roster-phones".into())

@@ -118,6 +118,14 @@ impl DiskTable {
 }
 
 impl Table {
+    /// Where the table is, for an error's message (only the disk table can fail).
+    fn location(&self) -> &std::path::Path {
+        match self {
+            Table::Memory(_) => std::path::Path::new("(in memory)"),
+            Table::Disk(disk) => &disk.path,
+        }
+    }
+
     fn get(&self, hash: u64) -> rusqlite::Result<Option<Seen>> {
         match self {
             Table::Memory(map) => Ok(map.get(hash)),
@@ -217,12 +225,8 @@ impl Ledger for ScratchLedger {
         rows: Vec<RowWork>,
         reports: &mut Vec<RowReport>,
     ) -> Result<Vec<Claimed>, LedgerError> {
-        let path = match &self.seen {
-            Table::Memory(_) => std::path::Path::new("(memory)").to_path_buf(),
-            Table::Disk(disk) => disk.path.clone(),
-        };
-        self.claim_and_report(rows, reports)
-            .map_err(|e| LedgerError::sqlite(&path, e))
+        let result = self.claim_and_report(rows, reports);
+        result.map_err(|e| LedgerError::sqlite(self.seen.location(), e))
     }
 
     /// A validation sends nothing; a submission ended unsent is reported as it is.
