@@ -133,6 +133,26 @@ impl Table {
         }
     }
 
+    /// Claims `hash` for `row` unless a row claimed it already, whose number it returns.
+    fn claim(&mut self, hash: u64, row: u64) -> rusqlite::Result<Option<u32>> {
+        match self {
+            // One look-up: this runs for every row of a validation.
+            Table::Memory(map) => Ok(map
+                .update(hash, |before| match before {
+                    Some(seen) if seen.claimed_row().is_some() => seen,
+                    _ => Seen::claimed(row),
+                })
+                .and_then(Seen::claimed_row)),
+            Table::Disk(_) => {
+                let first = self.get(hash)?.and_then(Seen::claimed_row);
+                if first.is_none() {
+                    self.set(hash, Seen::claimed(row))?;
+                }
+                Ok(first)
+            }
+        }
+    }
+
     fn set(&mut self, hash: u64, seen: Seen) -> rusqlite::Result<()> {
         match self {
             Table::Memory(map) => {
@@ -177,7 +197,7 @@ impl ScratchLedger {
                             break;
                         };
                         let hash = identity_hash(&user.identity);
-                        if let Some(row) = self.seen.get(hash)?.and_then(Seen::claimed_row) {
+                        if let Some(row) = self.seen.claim(hash, user.row)? {
                             reports.push(RowReport::duplicate(
                                 user.row,
                                 user.cells,
@@ -186,7 +206,6 @@ impl ScratchLedger {
                             ));
                             continue;
                         }
-                        self.seen.set(hash, Seen::claimed(user.row))?;
                         claimed.push(user);
                     }
                     answers.push((claimed, users.collect()));
