@@ -296,9 +296,7 @@ pub async fn run(
     };
     check_drop_invalid(&settings.drop_invalid, target.as_ref())?;
     let (source, mapping) = prepare(settings, target.as_ref())?;
-    if mapping.column(Field::Phone).is_some() {
-        warm_up_phones(input_size, &target);
-    }
+    warm_up_phones(input_size, &target, &mapping);
     let unchecked = unchecked_columns(&mapping, target.as_ref());
     if !unchecked.is_empty() && !matches!(settings.progress, ProgressMode::Quiet) {
         eprintln!(
@@ -796,9 +794,12 @@ const WARM_UP_PHONES_FROM: u64 = 1 << 20;
 /// ledger: ~0.1 s that otherwise holds up the first chunk's check (and every checker with
 /// it). Only for a target that checks phones, a file with a phone column (the metadata is
 /// ~25 MB resident) and an input large enough to be worth a core.
-fn warm_up_phones(input_size: u64, target: &Target) {
+fn warm_up_phones(input_size: u64, target: &Target, mapping: &Mapping) {
     // (u64::MAX is an input whose size could not be read: no warm-up for it.)
-    if (WARM_UP_PHONES_FROM..u64::MAX).contains(&input_size) && target.schema.checks(Field::Phone) {
+    if (WARM_UP_PHONES_FROM..u64::MAX).contains(&input_size)
+        && target.schema.checks(Field::Phone)
+        && mapping.column(Field::Phone).is_some()
+    {
         // Nothing waits for it: a check that needs the metadata first loads it itself.
         let _ = std::thread::Builder::new()
             .name("roster-phones".into())

@@ -41,6 +41,7 @@ impl<V> SeenMap<V> {
         }
     }
 
+    /// The shard `hash` goes to, given its room if this is its first entry.
     fn shard_for_insert(
         &mut self,
         hash: u64,
