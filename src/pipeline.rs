@@ -375,6 +375,19 @@ pub async fn run(
                 .reporting_remote_ids(remote_ids),
         ))
     };
+    // A dry run reads a copy of the ledger and keeps what it would write in memory, as a
+    // validation does; a file too large for that claims in the copy itself.
+    let dry_run = |copy: &Path| -> Result<Box<dyn Ledger>, RunError> {
+        if input_size > SCRATCH_IN_MEMORY_UP_TO {
+            return sqlite(copy);
+        }
+        let rows = (input_size / BYTES_PER_ROW_AT_LEAST) as usize;
+        Ok(Box::new(
+            crate::ledger::overlay::DryRunLedger::open(copy, key, rows)?
+                .retrying_rejected(retry_rejected)
+                .reporting_remote_ids(remote_ids),
+        ))
+    };
     // What a run that sends nothing reads of the ledger: a copy, or nothing.
     // (A validation reads what the ledger file recorded of the error file, and no more.)
     let mut read_copy: Option<PathBuf> = match settings.mode {
@@ -410,13 +423,13 @@ pub async fn run(
         (RunMode::DryRun, LedgerLocation::Sqlite(path)) => {
             let copy = crate::ledger::snapshot(path, scratch.path())?;
             read_copy = Some(copy.clone());
-            sqlite(&copy)?
+            dry_run(&copy)?
         }
         (RunMode::DryRun, LedgerLocation::Postgres(location)) => {
             let copy = scratch.path().join("ledger-copy.sqlite");
             crate::ledger::copy::snapshot_to_sqlite(location, Some(key), &copy)?;
             read_copy = Some(copy.clone());
-            sqlite(&copy)?
+            dry_run(&copy)?
         }
         (RunMode::ValidateOnly, _) => Box::new(crate::ledger::scratch::ScratchLedger::on_disk(
             &scratch.path().join("seen.sqlite"),
@@ -525,7 +538,17 @@ pub async fn run(
         .dropping_invalid(&settings.drop_invalid)
         .generating_passwords(password_key)
         .with_conventions(settings.conventions.clone());
-    if settings.mode == RunMode::ValidateOnly && settings.show_requests == 0 {
+    // A run that sends nothing builds no request bodies (most of a row's cost after its
+    // checks) unless it shows them, or a dry run needs their hashes against refusals.
+    let bodies = match settings.mode {
+        RunMode::Send => true,
+        RunMode::ValidateOnly => false,
+        RunMode::DryRun => match &read_copy {
+            Some(copy) => !retry_rejected && crate::ledger::overlay::holds_api_refusals(copy, key)?,
+            None => false,
+        },
+    };
+    if !bodies && settings.show_requests == 0 {
         validator = validator.without_bodies();
     }
     let validator = Arc::new(validator);

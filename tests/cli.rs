@@ -91,6 +91,29 @@ fn dry_run_consults_the_ledger_without_changing_it() {
     );
 }
 
+/// A dry run tells a row the API refused, unchanged since, from the same person fixed: it
+/// compares what it would send with what was refused, as the import will.
+#[test]
+fn a_dry_run_knows_an_unchanged_api_refusal_from_a_fixed_row() {
+    let work = WorkDir::new();
+    work.sample("people.csv");
+    work.roster(&["import", "people.csv"]).expect_code(1);
+    let refused_by_api = |summary: &serde_json::Value| {
+        let count = |key: &str| summary[key].as_u64().unwrap_or(0);
+        (count("would_send"), count("still_refused"))
+    };
+    let run = work.roster(&["import", "people.csv", "--dry-run", "--json"]);
+    // The three rows refused locally and the one the API refused (its first name too long).
+    assert_eq!(refused_by_api(&run.json()), (0, 4), "{}", run.context());
+
+    let fixed = work
+        .read("people.csv")
+        .replace(&"A".repeat(70), "Alexandra");
+    work.write("people.csv", &fixed);
+    let run = work.roster(&["import", "people.csv", "--dry-run", "--json"]);
+    assert_eq!(refused_by_api(&run.json()), (1, 3), "{}", run.context());
+}
+
 /// A dry run before the first import keeps its (empty) ledger in memory: it answers exactly
 /// as the dry run on a SQLite copy of a ledger that holds none of these people.
 #[test]

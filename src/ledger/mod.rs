@@ -18,6 +18,7 @@ mod error;
 pub mod export;
 pub mod location;
 pub mod lock;
+pub mod overlay;
 pub mod postgres;
 pub mod scratch;
 pub mod seen;

@@ -32,7 +32,7 @@ enum Claim {
 
 /// An entry's `state` column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
+pub(crate) enum State {
     Sending,
     Created,
     Exists,
@@ -42,7 +42,7 @@ enum State {
 }
 
 impl State {
-    fn parse(text: &str) -> State {
+    pub(crate) fn parse(text: &str) -> State {
         match text {
             "sending" => State::Sending,
             "created" => State::Created,
