@@ -9,6 +9,8 @@ use roster::model::{Outcome, Person, Submission, UserFields};
 
 const ROWS: usize = 20_000;
 const BATCH: usize = 512;
+/// Users claimed a call by an import at the default concurrency (16 x 4).
+const CLAIM_BATCH: usize = 64;
 
 fn user(i: usize) -> Person {
     Person {
@@ -63,6 +65,36 @@ fn bench(c: &mut Criterion) {
                         .unwrap();
                 }
                 assert_eq!(reports.len(), ROWS);
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    // The claims alone, as an import of new people makes them: a send-ahead's worth (4 x
+    // the default 16 workers) a call, one transaction each.
+    group.bench_function("claim_new", |b| {
+        b.iter_batched(
+            || {
+                let dir = tempfile::tempdir().unwrap();
+                let ledger =
+                    SqliteLedger::open(&dir.path().join("l.sqlite"), "bench", "bench.csv").unwrap();
+                let users: Vec<Person> = (0..ROWS).map(user).collect();
+                (dir, ledger, users)
+            },
+            |(_dir, mut ledger, users)| {
+                let mut reports = Vec::new();
+                let mut users = users.into_iter();
+                let mut claimed = 0;
+                loop {
+                    let batch: Vec<Person> = users.by_ref().take(CLAIM_BATCH).collect();
+                    if batch.is_empty() {
+                        break;
+                    }
+                    claimed += ledger
+                        .transaction(|l| l.claim(batch, &mut reports))
+                        .unwrap()
+                        .len();
+                }
+                assert_eq!(claimed, ROWS);
             },
             BatchSize::PerIteration,
         )

@@ -114,6 +114,32 @@ fn a_dry_run_knows_an_unchanged_api_refusal_from_a_fixed_row() {
     assert_eq!(refused_by_api(&run.json()), (1, 3), "{}", run.context());
 }
 
+/// A dry run reads the ledger and leaves nothing beside it: no `-wal` or `-shm` file that
+/// the import before it had cleaned away.
+#[test]
+fn a_dry_run_leaves_no_file_beside_the_ledger() {
+    let work = WorkDir::new();
+    work.sample("people.csv");
+    work.roster(&["import", "people.csv"]).expect_code(1);
+    let files = || {
+        let mut names: Vec<String> = std::fs::read_dir(work.path("."))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with("roster-ledger"))
+            .collect();
+        names.sort();
+        names
+    };
+    let before = files();
+    let ledger = std::fs::read(work.path("roster-ledger.sqlite")).unwrap();
+    let run = work.roster(&["import", "people.csv", "--dry-run"]);
+    assert_eq!(files(), before, "{}", run.context());
+    assert_eq!(
+        std::fs::read(work.path("roster-ledger.sqlite")).unwrap(),
+        ledger
+    );
+}
+
 /// A dry run before the first import keeps its (empty) ledger in memory: it answers exactly
 /// as the dry run on a SQLite copy of a ledger that holds none of these people.
 #[test]

@@ -4,7 +4,7 @@
 use super::LedgerError;
 use crate::model::cells::neutralise;
 use crate::model::{FieldError, join_errors};
-use rusqlite::{Connection, OpenFlags, params_from_iter};
+use rusqlite::{Connection, params_from_iter};
 use serde::Serialize;
 use std::io::Write;
 use std::path::Path;
@@ -87,8 +87,7 @@ fn open_read_only(path: &Path) -> Result<Connection, LedgerError> {
             path: path.to_path_buf(),
         });
     }
-    Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(|e| LedgerError::sqlite(path, e))
+    super::sqlite::open_for_reading(path).map_err(|e| LedgerError::sqlite(path, e))
 }
 
 /// A write to the export's destination failed: a closed pipe is how `| head` ends.

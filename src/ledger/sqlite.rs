@@ -594,8 +594,7 @@ pub fn snapshot(ledger: &Path, dir: &Path) -> Result<PathBuf, LedgerError> {
     let copy = dir.join("ledger-copy.sqlite");
     if ledger.exists() {
         let err = |e: rusqlite::Error| ledger_error(ledger, e);
-        let conn = Connection::open_with_flags(ledger, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .map_err(err)?;
+        let conn = open_for_reading(ledger).map_err(err)?;
         let mut to = Connection::open(&copy).map_err(|e| ledger_error(&copy, e))?;
         // The pages as they are, in one step, so under one read lock: consistent with any
         // run writing meanwhile. (VACUUM INTO rebuilt every b-tree: 270 ms for a ledger of
@@ -630,14 +629,31 @@ fn output_record(conn: &Connection, path: &str) -> rusqlite::Result<Option<(u64,
     }
 }
 
+/// Opens the existing ledger at `path` to read it, and only to read it (`query_only`).
+/// Not with `SQLITE_OPEN_READ_ONLY`: a read-only connection to a WAL database creates its
+/// `-wal` and `-shm` files but cannot remove them, so every dry run or validation left two
+/// files beside a ledger the import had tidied. Opened read-write, the last connection to
+/// close removes them, as an import's does. A write-protected ledger is opened read-only.
+pub(crate) fn open_for_reading(path: &Path) -> rusqlite::Result<Connection> {
+    use rusqlite::OpenFlags;
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    let conn = match Connection::open_with_flags(path, flags) {
+        Ok(conn) => conn,
+        Err(_) => Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?,
+    };
+    conn.pragma_update(None, "query_only", true)?;
+    Ok(conn)
+}
+
 /// What the ledger at `path` (if there is one) recorded of the output at `output`
 /// (canonical), read without a lock or a write: for validation and dry runs.
 pub fn recorded_output(path: &Path, output: &str) -> Option<(u64, u64)> {
     if !path.is_file() {
         return None;
     }
-    let conn =
-        Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
+    let conn = open_for_reading(path).ok()?;
     output_record(&conn, output).ok().flatten()
 }
 
