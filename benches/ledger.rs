@@ -40,18 +40,20 @@ fn created(u: Person) -> Submission {
     }
 }
 
+/// An empty SQLite ledger in a directory of its own (removed when the directory is dropped).
+fn fresh_ledger() -> (tempfile::TempDir, SqliteLedger) {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = SqliteLedger::open(&dir.path().join("l.sqlite"), "bench", "bench.csv").unwrap();
+    (dir, ledger)
+}
+
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("ledger");
     group.throughput(Throughput::Elements(ROWS as u64));
     group.sample_size(10);
     group.bench_function("claim_and_record", |b| {
         b.iter_batched(
-            || {
-                let dir = tempfile::tempdir().unwrap();
-                let ledger =
-                    SqliteLedger::open(&dir.path().join("l.sqlite"), "bench", "bench.csv").unwrap();
-                (dir, ledger)
-            },
+            fresh_ledger,
             |(_dir, mut ledger)| {
                 let mut reports = Vec::new();
                 for start in (0..ROWS).step_by(BATCH) {
@@ -73,14 +75,8 @@ fn bench(c: &mut Criterion) {
     // the default 16 workers) a call, one transaction each.
     group.bench_function("claim_new", |b| {
         b.iter_batched(
-            || {
-                let dir = tempfile::tempdir().unwrap();
-                let ledger =
-                    SqliteLedger::open(&dir.path().join("l.sqlite"), "bench", "bench.csv").unwrap();
-                let users: Vec<Person> = (0..ROWS).map(user).collect();
-                (dir, ledger, users)
-            },
-            |(_dir, mut ledger, users)| {
+            || (fresh_ledger(), (0..ROWS).map(user).collect::<Vec<Person>>()),
+            |((_dir, mut ledger), users)| {
                 let mut reports = Vec::new();
                 let mut users = users.into_iter();
                 let mut claimed = 0;

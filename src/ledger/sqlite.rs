@@ -636,9 +636,8 @@ fn output_record(conn: &Connection, path: &str) -> rusqlite::Result<Option<(u64,
 /// close removes them, as an import's does. A write-protected ledger is opened read-only.
 pub(crate) fn open_for_reading(path: &Path) -> rusqlite::Result<Connection> {
     use rusqlite::OpenFlags;
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-        | OpenFlags::SQLITE_OPEN_NO_MUTEX
-        | OpenFlags::SQLITE_OPEN_URI;
+    // No CREATE, and no URI (a path is a path, as the read-only open read it).
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = match Connection::open_with_flags(path, flags) {
         Ok(conn) => conn,
         Err(_) => Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?,
