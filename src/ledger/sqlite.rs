@@ -11,6 +11,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// The schema this roster writes (`PRAGMA user_version`); older ledgers are migrated on open.
 const SCHEMA_VERSION: i64 = 3;
 
+/// WAL pages between automatic checkpoints (SQLite's default is 1,000).
+const WAL_CHECKPOINT_PAGES: i64 = 8192;
+
 /// The tables, as `schema.sql` defines them.
 const SCHEMA: &str = include_str!("schema.sql");
 
@@ -260,6 +263,14 @@ impl SqliteLedger {
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(err)?;
+        // A file in no particular order (most exports) claims and records identities all
+        // over the b-tree, so each commit dirties pages of its own and SQLite's default
+        // checkpoint every 1,000 WAL pages wrote (and fsynced) ~4 MB of scattered pages each
+        // time. Every 8,192 pages (a WAL of at most 32 MiB at 4 KiB pages, truncated when the
+        // run ends) a page rewritten meanwhile is copied once: 200,000 shuffled rows into
+        // loopback nginx went from ~10.9 k to ~16 k rows/s; a file in key order is unchanged.
+        conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES)
             .map_err(err)?;
         migrate(&conn, path)?;
         conn.execute(
