@@ -90,7 +90,7 @@ LUA
     echo "$wrk_out"
     wrk_rps=$(echo "$wrk_out" | awk '/Requests\/sec/ {printf "%d", $2}')
     echo "RESULT throughput: roster ${roster_rps} rows/s, wrk ${wrk_rps} requests/s, ratio $(python3 -c "print(round($roster_rps/$wrk_rps, 2))")"
-    # The same people in no particular order, as most exports come (the file above is in the
+    # The same people in no particular order, as most exports come (the file above is close to the
     # ledger's key order, so each commit touches few pages): its own ledger, after wrk.
     mkdir -p "$work/shuffled"
     (head -1 "$work/people.csv"; tail -n +2 "$work/people.csv" | shuf --random-source=<(yes)) \
