@@ -7,6 +7,8 @@
 //! old and the new copy of one big table (a plain `HashMap<u64, u32>` peaked at ~48 MB for
 //! a million rows; this stays under 30 MB).
 
+use super::sqlite::State;
+use crate::model::FirstRow;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 
@@ -25,6 +27,31 @@ pub struct SeenMap<V> {
 impl<V> Default for SeenMap<V> {
     fn default() -> Self {
         SeenMap::with_capacity(0)
+    }
+}
+
+impl SeenRows {
+    /// The earlier row of this run that an identity (by hash) repeats, if any, and how that
+    /// row went: the row that claimed it in this run (`claimed_here`: its source row and the
+    /// entry's state now), else a row of this run that found it already done.
+    pub(crate) fn repeat_of(
+        &self,
+        claimed_here: Option<(u64, State)>,
+        identity_hash: u64,
+    ) -> Option<(u64, FirstRow)> {
+        match claimed_here {
+            Some((row, state)) => Some((
+                row,
+                match state {
+                    State::Created | State::Exists => FirstRow::Done,
+                    State::Sending => FirstRow::Pending,
+                    _ => FirstRow::Refused,
+                },
+            )),
+            None => self
+                .get(identity_hash)
+                .map(|row| (u64::from(row), FirstRow::Done)),
+        }
     }
 }
 

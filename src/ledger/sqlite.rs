@@ -3,7 +3,7 @@
 
 use super::LedgerError;
 use super::{Claimed, Entry, Ledger, RowWork, lock, seen};
-use crate::model::{FieldError, FirstRow, Outcome, Person, Refused, RowReport, Submission};
+use crate::model::{FieldError, Outcome, Person, Refused, RowReport, Submission};
 use rusqlite::{CachedStatement, Connection, params};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -114,21 +114,12 @@ impl RunMemory {
         let state = State::parse(r.get_ref(0)?.as_str().unwrap_or(""));
         let run_id = r.get::<_, Option<i64>>(1)?;
         let identity_hash = xxhash_rust::xxh3::xxh3_64(user.identity.as_bytes());
-        let first_this_run = match run_id == Some(self.run_id) {
-            // Claimed in this run: its state now says how it went, or that it is in flight.
-            true => Some((
-                r.get::<_, Option<i64>>(2)?.unwrap_or(0) as u64,
-                match state {
-                    State::Created | State::Exists => FirstRow::Done,
-                    State::Sending => FirstRow::Pending,
-                    _ => FirstRow::Refused,
-                },
-            )),
-            false => self
-                .done_this_run
-                .get(identity_hash)
-                .map(|row| (u64::from(row), FirstRow::Done)),
+        // Claimed in this run: its state now says how it went, or that it is in flight.
+        let claimed_here = match run_id == Some(self.run_id) {
+            true => Some((r.get::<_, Option<i64>>(2)?.unwrap_or(0) as u64, state)),
+            false => None,
         };
+        let first_this_run = self.done_this_run.repeat_of(claimed_here, identity_hash);
         if let Some((first, first_state)) = first_this_run {
             reports.push(RowReport::duplicate(
                 user.row,
@@ -864,7 +855,7 @@ pub(crate) fn ledger_error(path: &Path, e: rusqlite::Error) -> LedgerError {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::model::UserFields;
+    use crate::model::{FirstRow, UserFields};
 
     pub(crate) fn user(row: u64, identity: &str, hash: u64) -> Person {
         Person {

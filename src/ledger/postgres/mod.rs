@@ -16,8 +16,9 @@ mod tls;
 
 pub use connect::{PgLocation, SslMode, is_postgres_url};
 
+use super::sqlite::State;
 use super::{Claimed, Entry, Ledger, LedgerError, RowWork, lock, now_ms, seen};
-use crate::model::{FieldError, FirstRow, Outcome, Person, Refused, RowReport, Submission};
+use crate::model::{FieldError, Outcome, Person, Refused, RowReport, Submission};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::mpsc;
@@ -617,20 +618,13 @@ impl RunView<'_> {
                 continue;
             };
             let identity_hash = xxhash_rust::xxh3::xxh3_64(user.identity.as_bytes());
-            let first_this_run = match before.run_id == Some(self.run_id) {
-                true => Some((
+            let claimed_here = (before.run_id == Some(self.run_id)).then(|| {
+                (
                     before.source_row.unwrap_or(0) as u64,
-                    match before.state.as_str() {
-                        "created" | "exists" => FirstRow::Done,
-                        "sending" => FirstRow::Pending,
-                        _ => FirstRow::Refused,
-                    },
-                )),
-                false => self
-                    .done_this_run
-                    .get(identity_hash)
-                    .map(|row| (u64::from(row), FirstRow::Done)),
-            };
+                    State::parse(&before.state),
+                )
+            });
+            let first_this_run = self.done_this_run.repeat_of(claimed_here, identity_hash);
             if let Some((first, first_state)) = first_this_run {
                 reports.push(RowReport::duplicate(
                     user.row,
