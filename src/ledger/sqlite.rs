@@ -63,7 +63,6 @@ pub struct SqliteLedger {
     path: PathBuf,
     target: String,
     source_file: String,
-    run_id: i64,
     /// What the run has learnt while claiming (kept apart from `conn`, so that a batch's
     /// prepared statements can borrow the connection while it changes).
     memory: RunMemory,
@@ -276,7 +275,6 @@ impl SqliteLedger {
             path: path.to_path_buf(),
             target: target.to_string(),
             source_file: source_file.to_string(),
-            run_id,
             memory: RunMemory {
                 run_id,
                 done_this_run: seen::SeenRows::default(),
@@ -436,7 +434,7 @@ impl SqliteLedger {
                             self.source_file,
                             row.row,
                             errors,
-                            self.run_id,
+                            self.memory.run_id,
                             row.content_hash as i64,
                         ])?;
                 }
@@ -587,7 +585,7 @@ impl SqliteLedger {
         self.conn
             .execute(
                 "UPDATE runs SET finished_ms = ?2, summary = ?3 WHERE id = ?1",
-                params![self.run_id, now_ms(), summary],
+                params![self.memory.run_id, now_ms(), summary],
             )
             .map_err(|e| ledger_error(&self.path, e))?;
         // Fold the WAL back so the ledger is one self-contained file between runs.
