@@ -8,7 +8,7 @@
 //! a million rows; this stays under 30 MB).
 
 use super::sqlite::State;
-use crate::model::FirstRow;
+use crate::model::{FirstRow, Person, RowReport};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 
@@ -31,15 +31,18 @@ impl<V> Default for SeenMap<V> {
 }
 
 impl SeenRows {
-    /// The earlier row of this run that an identity (by hash) repeats, if any, and how that
-    /// row went: the row that claimed it in this run (`claimed_here`: its source row and the
+    /// `user` back with its identity's hash if it repeats no earlier row of this run; else
+    /// its duplicate report is pushed into `reports` and `None` returned. The earlier row is
+    /// the one that claimed the identity in this run (`claimed_here`: its source row and the
     /// entry's state now), else a row of this run that found it already done.
-    pub(crate) fn repeat_of(
+    pub(crate) fn unless_repeat(
         &self,
+        user: Person,
         claimed_here: Option<(u64, State)>,
-        identity_hash: u64,
-    ) -> Option<(u64, FirstRow)> {
-        match claimed_here {
+        reports: &mut Vec<RowReport>,
+    ) -> Option<(Person, u64)> {
+        let identity_hash = xxhash_rust::xxh3::xxh3_64(user.identity.as_bytes());
+        let first_this_run = match claimed_here {
             Some((row, state)) => Some((
                 row,
                 match state {
@@ -51,6 +54,18 @@ impl SeenRows {
             None => self
                 .get(identity_hash)
                 .map(|row| (u64::from(row), FirstRow::Done)),
+        };
+        match first_this_run {
+            Some((first, first_state)) => {
+                reports.push(RowReport::duplicate(
+                    user.row,
+                    user.cells,
+                    first,
+                    first_state,
+                ));
+                None
+            }
+            None => Some((user, identity_hash)),
         }
     }
 }

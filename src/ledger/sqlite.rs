@@ -99,7 +99,7 @@ impl RunMemory {
     fn unsettled(
         &mut self,
         lookup: &mut CachedStatement<'_>,
-        mut user: Person,
+        user: Person,
         reports: &mut Vec<RowReport>,
     ) -> rusqlite::Result<Option<Person>> {
         lookup.raw_bind_parameter(2, &user.identity)?;
@@ -112,22 +112,17 @@ impl RunMemory {
         // Read as borrowed text: most rows of a re-run are done, and need nothing else.
         let state = State::parse(r.get_ref(0)?.as_str().unwrap_or(""));
         let run_id = r.get::<_, Option<i64>>(1)?;
-        let identity_hash = xxhash_rust::xxh3::xxh3_64(user.identity.as_bytes());
         // Claimed in this run: its state now says how it went, or that it is in flight.
         let claimed_here = match run_id == Some(self.run_id) {
             true => Some((r.get::<_, Option<i64>>(2)?.unwrap_or(0) as u64, state)),
             false => None,
         };
-        let first_this_run = self.done_this_run.repeat_of(claimed_here, identity_hash);
-        if let Some((first, first_state)) = first_this_run {
-            reports.push(RowReport::duplicate(
-                user.row,
-                user.cells,
-                first,
-                first_state,
-            ));
+        let Some((mut user, identity_hash)) =
+            self.done_this_run
+                .unless_repeat(user, claimed_here, reports)
+        else {
             return Ok(None);
-        }
+        };
         let unchanged_refusal = state == State::Rejected
             && !self.retry_rejected
             && r.get::<_, Option<i64>>(3)? == Some(user.content_hash as i64);

@@ -598,7 +598,7 @@ impl RunView<'_> {
         let mut to_send: Vec<Person> = Vec::with_capacity(users.len().min(limit));
         let mut users = users.into_iter();
         while to_send.len() < limit {
-            let Some(mut user) = users.next() else {
+            let Some(user) = users.next() else {
                 break;
             };
             let key = text(&user.identity);
@@ -617,23 +617,18 @@ impl RunView<'_> {
                 to_send.push(user);
                 continue;
             };
-            let identity_hash = xxhash_rust::xxh3::xxh3_64(user.identity.as_bytes());
             let claimed_here = (before.run_id == Some(self.run_id)).then(|| {
                 (
                     before.source_row.unwrap_or(0) as u64,
                     State::parse(&before.state),
                 )
             });
-            let first_this_run = self.done_this_run.repeat_of(claimed_here, identity_hash);
-            if let Some((first, first_state)) = first_this_run {
-                reports.push(RowReport::duplicate(
-                    user.row,
-                    user.cells,
-                    first,
-                    first_state,
-                ));
+            let Some((mut user, identity_hash)) =
+                self.done_this_run
+                    .unless_repeat(user, claimed_here, reports)
+            else {
                 continue;
-            }
+            };
             let unchanged_refusal = before.state == "rejected"
                 && !self.retry_rejected
                 && before.content_hash == Some(user.content_hash as i64);
