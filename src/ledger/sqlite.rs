@@ -255,7 +255,8 @@ impl SqliteLedger {
         // checkpoint every 1,000 WAL pages wrote (and fsynced) ~4 MB of scattered pages each
         // time. Every 8,192 pages (a WAL of at most 32 MiB at 4 KiB pages, truncated when the
         // run ends) a page rewritten meanwhile is copied once: 200,000 shuffled rows into
-        // loopback nginx went from ~10.9 k to ~16 k rows/s; a file in key order is unchanged.
+        // loopback nginx went from ~9.6 k to ~13.4–13.9 k rows/s (`benches/e2e.sh
+        // throughput`); a file in key order is unchanged.
         conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES)
             .map_err(err)?;
         migrate(&conn, path)?;
