@@ -112,8 +112,8 @@ def main():
         elapsed = time.time() - started
         (kept,) = conn.execute("SELECT count(*) FROM entries WHERE state = 'created'").fetchone()
         assert kept == ROWS, f"{kept} of {ROWS} entries created"
-        fold = f" every {fold_every:,} rows (longest fold {longest_fold * 1000:.0f} ms)"
-        print(f"{layout} {order}{fold if layout == 'journal' else ''}: {ROWS / elapsed:,.0f} rows/s")
+        folding = f" every {fold_every:,} rows (longest fold {longest_fold * 1000:.0f} ms)"
+        print(f"{layout} {order}{folding if layout == 'journal' else ''}: {ROWS / elapsed:,.0f} rows/s")
 
 
 if __name__ == "__main__":
