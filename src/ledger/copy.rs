@@ -170,8 +170,10 @@ impl Source {
                     .map_err(err)?;
                 conn.busy_timeout(std::time::Duration::from_secs(5))
                     .map_err(err)?;
-                // An older ledger is brought to this schema first (as any run would).
+                // An older ledger is brought to this schema first (as any run would), and a
+                // crashed run's claims become their entries.
                 super::sqlite::migrate(&conn, path)?;
+                super::claims::fold(&conn).map_err(err)?;
                 conn.execute_batch("BEGIN").map_err(err)?;
                 Ok(Source::Sqlite {
                     conn,
@@ -460,6 +462,7 @@ impl Sink {
                 let err = |e| LedgerError::sqlite(path, e);
                 let conn = Connection::open(path).map_err(err)?;
                 super::sqlite::migrate(&conn, path)?;
+                super::claims::fold(&conn).map_err(err)?;
                 for target in targets {
                     let people: i64 = conn
                         .query_row(

@@ -87,7 +87,7 @@ fn open_read_only(path: &Path) -> Result<Connection, LedgerError> {
             path: path.to_path_buf(),
         });
     }
-    super::sqlite::open_for_reading(path).map_err(|e| LedgerError::sqlite(path, e))
+    super::sqlite::open_folded(path).map_err(|e| LedgerError::sqlite(path, e))
 }
 
 /// A write to the export's destination failed: a closed pipe is how `| head` ends.

@@ -13,6 +13,7 @@
 //! [`postgres`] the shared one (`--ledger postgres://…`), and [`scratch`] the in-memory one a
 //! validation uses; the pipeline does not know which it has.
 
+mod claims;
 pub mod copy;
 mod error;
 pub mod export;

@@ -1,4 +1,4 @@
--- The results ledger (SQLite). PRAGMA user_version holds the schema's version: 3.
+-- The results ledger (SQLite). PRAGMA user_version holds the schema's version: 4.
 -- STRICT tables: a value of the wrong type is refused, not stored.
 -- The CHECKs compare rather than use `IN (...)`: SQLite evaluates an IN list of three or
 -- more through a temporary b-tree opened and closed for every row written (version 2's
@@ -50,4 +50,17 @@ CREATE TABLE IF NOT EXISTS outputs (
     length      INTEGER NOT NULL,
     hash        INTEGER NOT NULL,
     written_ms  INTEGER NOT NULL
+) STRICT;
+
+-- Claims of identities new to the ledger, a row per claim batch (src/ledger/claims.rs): the
+-- batch's people in one BLOB, committed before any of them is sent. A person's entry is
+-- written when its result comes; a batch is deleted with the last of its people's results,
+-- and one left by a run that crashed is folded into `entries` as `sending` before any read.
+CREATE TABLE IF NOT EXISTS claims (
+    id          INTEGER PRIMARY KEY,
+    target      TEXT    NOT NULL,
+    run_id      INTEGER NOT NULL,
+    source_file TEXT    NOT NULL,
+    claimed_ms  INTEGER NOT NULL,
+    people      BLOB    NOT NULL
 ) STRICT;

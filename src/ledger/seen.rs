@@ -17,6 +17,14 @@ const SHARDS: usize = 256;
 /// Identity hash → the first row (of this run) that carried it.
 pub type SeenRows = SeenMap<u32>;
 
+/// A plain map keyed by identity hashes, which are not hashed again.
+pub(crate) type HashKeyed<V> = HashMap<u64, V, BuildHasherDefault<KeyHasher>>;
+
+/// The hash an identity is known by in this run's memory.
+pub(crate) fn identity_hash(identity: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(identity.as_bytes())
+}
+
 /// Identity hash → a small value, kept compact (see the module's notes).
 pub struct SeenMap<V> {
     shards: Vec<HashMap<Key, V, BuildHasherDefault<KeyHasher>>>,
@@ -41,7 +49,7 @@ impl SeenRows {
         claimed_here: Option<(u64, State)>,
         reports: &mut Vec<RowReport>,
     ) -> Option<(Person, u64)> {
-        let identity_hash = xxhash_rust::xxh3::xxh3_64(user.identity.as_bytes());
+        let identity_hash = identity_hash(&user.identity);
         let first_this_run = match claimed_here {
             Some((row, state)) => Some((
                 row,
@@ -155,7 +163,7 @@ impl Hash for Key {
 /// rotated so the top 8 bits, which chose the shard and so are the same for a whole shard,
 /// are not the ones the table takes its tags or bucket from.
 #[derive(Default)]
-struct KeyHasher(u64);
+pub(crate) struct KeyHasher(u64);
 
 impl Hasher for KeyHasher {
     fn finish(&self) -> u64 {

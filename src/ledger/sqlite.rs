@@ -2,14 +2,14 @@
 //! row per run and one per output written. Older ledgers are migrated on open.
 
 use super::LedgerError;
-use super::{Claimed, Entry, Ledger, RowWork, lock, seen};
+use super::{Claimed, Entry, Ledger, RowWork, claims, lock, seen};
 use crate::model::{FieldError, Outcome, Person, Refused, RowReport, Submission};
 use rusqlite::{CachedStatement, Connection, params};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The schema this roster writes (`PRAGMA user_version`); older ledgers are migrated on open.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 /// WAL pages between automatic checkpoints (SQLite's default is 1,000).
 const WAL_CHECKPOINT_PAGES: i64 = 8192;
@@ -22,15 +22,6 @@ pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
-}
-
-/// How a claim is written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Claim {
-    /// Only for an identity the ledger has never seen.
-    IfNew,
-    /// Whatever the ledger holds for the identity.
-    Always,
 }
 
 /// An entry's `state` column.
@@ -80,9 +71,13 @@ struct RunMemory {
     /// back (an idle re-run of a million done rows would otherwise rewrite the whole ledger),
     /// so a repeat of one within the file is caught here.
     done_this_run: seen::SeenRows,
-    /// Whether the last claimed identity was new to the ledger: a first import (or a file of
-    /// new people) then claims with one insert per row instead of a lookup and an insert.
-    expect_new: bool,
+    /// Identities new to the ledger claimed in this run (in a [`claims`] batch) whose result
+    /// is not recorded yet: identity hash → (source row, batch id). They have no entry, so a
+    /// repeat or a refused row of the same identity is caught here. (By hash, as
+    /// `done_this_run`: a string key's copy and SipHash were a fifth of a claim.)
+    in_flight: seen::HashKeyed<(u64, i64)>,
+    /// Batch id → its people whose result is not recorded yet.
+    open_batches: std::collections::HashMap<i64, usize>,
     /// `--retry-rejected`: rows the API refused before are sent again even if unchanged.
     retry_rejected: bool,
     /// `--results`: a row already done is reported with its remote id (read only then: an
@@ -90,25 +85,41 @@ struct RunMemory {
     remote_ids: bool,
 }
 
+/// What the ledger says of a user about to be claimed.
+enum Found {
+    /// An identity the ledger has no entry for and this run has not claimed, with its hash.
+    New(Person, u64),
+    /// An entry that is not settled: the user is sent again.
+    Unsettled(Person),
+    /// Nothing to send: its report is pushed.
+    Settled,
+}
+
 impl RunMemory {
     /// Looks `user`'s identity up: `user` back (with what the ledger knows) if it is to be
     /// sent — never seen, or seen but not settled (refused with other content, failed, in
-    /// flight when a run died, created without its follow-up step) — else `None`, its report
-    /// pushed (done, refused unchanged, or a repeat within this run). Also notes whether to
-    /// expect the next identity to be new.
+    /// flight when a run died, created without its follow-up step) — else its report is
+    /// pushed (done, refused unchanged, or a repeat within this run).
     fn unsettled(
         &mut self,
         lookup: &mut CachedStatement<'_>,
         user: Person,
         reports: &mut Vec<RowReport>,
-    ) -> rusqlite::Result<Option<Person>> {
+    ) -> rusqlite::Result<Found> {
         lookup.raw_bind_parameter(2, &user.identity)?;
         let mut rows = lookup.raw_query();
         let Some(r) = rows.next()? else {
-            self.expect_new = true;
-            return Ok(Some(user));
+            // Claimed earlier in this run and still in flight: a repeat.
+            let hash = seen::identity_hash(&user.identity);
+            if let Some(&(first, _)) = self.in_flight.get(&hash) {
+                let repeat =
+                    self.done_this_run
+                        .unless_repeat(user, Some((first, State::Sending)), reports);
+                debug_assert!(repeat.is_none(), "an in-flight claim is a repeat");
+                return Ok(Found::Settled);
+            }
+            return Ok(Found::New(user, hash));
         };
-        self.expect_new = false;
         // Read as borrowed text: most rows of a re-run are done, and need nothing else.
         let state = State::parse(r.get_ref(0)?.as_str().unwrap_or(""));
         let run_id = r.get::<_, Option<i64>>(1)?;
@@ -121,7 +132,7 @@ impl RunMemory {
             self.done_this_run
                 .unless_repeat(user, claimed_here, reports)
         else {
-            return Ok(None);
+            return Ok(Found::Settled);
         };
         let unchanged_refusal = state == State::Rejected
             && !self.retry_rejected
@@ -147,7 +158,7 @@ impl RunMemory {
                     .with_remote_id(remote_id)
             };
             reports.push(report);
-            return Ok(None);
+            return Ok(Found::Settled);
         }
         // Created in an earlier run, but a later step (setting the password) did not finish:
         // resume at that step.
@@ -155,7 +166,20 @@ impl RunMemory {
         // Claimed by a run that never recorded its end (killed), or ended after an attempt
         // whose outcome is unknown: its request may have created the user.
         user.uncertain = state == State::Sending || r.get::<_, bool>(7)?;
-        Ok(Some(user))
+        Ok(Found::Unsettled(user))
+    }
+
+    /// Notes that the result of the user claimed in a batch has been recorded: returns the
+    /// batch's id once all its people's are (the batch is then deleted).
+    fn settle(&mut self, identity_hash: u64) -> Option<i64> {
+        let (_, batch) = self.in_flight.remove(&identity_hash)?;
+        let open = self.open_batches.get_mut(&batch)?;
+        *open -= 1;
+        if *open > 0 {
+            return None;
+        }
+        self.open_batches.remove(&batch);
+        Some(batch)
     }
 }
 
@@ -169,50 +193,28 @@ struct ClaimStatements<'c> {
     source_file: &'c str,
     run_id: i64,
     now: i64,
-    if_new: Option<CachedStatement<'c>>,
-    always: Option<CachedStatement<'c>>,
+    again: Option<CachedStatement<'c>>,
     lookup: Option<CachedStatement<'c>>,
 }
 
-/// An insert of a `sending` entry; ?1 target, ?2 identity, ?3 content hash, ?4 now,
-/// ?5 source file, ?6 source row, ?7 run, ?8 uncertain.
-macro_rules! insert_sending {
-    () => {
-        "INSERT INTO entries (target, identity, state, content_hash, updated_ms,
-                              source_file, source_row, run_id, uncertain)
-         VALUES (?1, ?2, 'sending', ?3, ?4, ?5, ?6, ?7, ?8)
-         ON CONFLICT (target, identity) "
-    };
-}
-
 impl<'c> ClaimStatements<'c> {
-    /// Marks `user` `sending`; true if it did (with [`Claim::IfNew`], false means the ledger
-    /// already knew the identity and nothing was written). An uncertain user stays uncertain
-    /// in the ledger, so a run stopped before sending it again does not forget it.
-    fn write_claim(&mut self, user: &Person, how: Claim) -> rusqlite::Result<bool> {
-        let (slot, sql) = match how {
-            Claim::IfNew => (&mut self.if_new, concat!(insert_sending!(), "DO NOTHING")),
-            Claim::Always => (
-                &mut self.always,
-                concat!(
-                    insert_sending!(),
-                    "DO UPDATE SET
-                        state = 'sending', content_hash = excluded.content_hash,
-                        updated_ms = excluded.updated_ms, source_file = excluded.source_file,
-                        source_row = excluded.source_row, run_id = excluded.run_id,
-                        uncertain = max(entries.uncertain, excluded.uncertain)"
-                ),
-            ),
-        };
-        let statement = match slot {
+    /// Marks `user`, whose entry is not settled, `sending` again. An uncertain user stays
+    /// uncertain in the ledger, so a run stopped before sending it again does not forget it.
+    fn claim_again(&mut self, user: &Person) -> rusqlite::Result<()> {
+        let statement = match &mut self.again {
             Some(statement) => statement,
             None => {
-                let mut statement = self.conn.prepare_cached(sql)?;
+                let mut statement = self.conn.prepare_cached(
+                    "UPDATE entries SET
+                        state = 'sending', content_hash = ?3, updated_ms = ?4, source_file = ?5,
+                        source_row = ?6, run_id = ?7, uncertain = max(uncertain, ?8)
+                     WHERE target = ?1 AND identity = ?2",
+                )?;
                 statement.raw_bind_parameter(1, self.target)?;
                 statement.raw_bind_parameter(4, self.now)?;
                 statement.raw_bind_parameter(5, self.source_file)?;
                 statement.raw_bind_parameter(7, self.run_id)?;
-                slot.insert(statement)
+                self.again.insert(statement)
             }
         };
         // Every per-row parameter is bound for every row: none is left from the last one.
@@ -220,7 +222,8 @@ impl<'c> ClaimStatements<'c> {
         statement.raw_bind_parameter(3, user.content_hash as i64)?;
         statement.raw_bind_parameter(6, user.row)?;
         statement.raw_bind_parameter(8, user.uncertain)?;
-        Ok(statement.raw_execute()? == 1)
+        statement.raw_execute()?;
+        Ok(())
     }
 
     /// The look-up of an identity's entry, its target bound (?2 is the identity).
@@ -260,6 +263,8 @@ impl SqliteLedger {
         conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES)
             .map_err(err)?;
         migrate(&conn, path)?;
+        // Claims a run left behind (it crashed) become the `sending` entries they stand for.
+        claims::fold(&conn).map_err(err)?;
         conn.execute(
             "INSERT INTO runs (target, source_file, pid, started_ms) VALUES (?1, ?2, ?3, ?4)",
             params![target, source_file, std::process::id(), now_ms()],
@@ -274,7 +279,8 @@ impl SqliteLedger {
             memory: RunMemory {
                 run_id,
                 done_this_run: seen::SeenRows::default(),
-                expect_new: true,
+                in_flight: Default::default(),
+                open_batches: Default::default(),
                 retry_rejected: false,
                 remote_ids: false,
             },
@@ -354,23 +360,45 @@ impl SqliteLedger {
             source_file: &self.source_file,
             run_id: memory.run_id,
             now: now_ms(),
-            if_new: None,
-            always: None,
+            again: None,
             lookup: None,
         };
         let mut to_send = Vec::with_capacity(users.len().min(limit));
+        let mut batch = claims::Batch::default();
+        let mut batched = Vec::new();
         let mut users = users.into_iter();
         while to_send.len() < limit {
             let Some(user) = users.next() else {
                 break;
             };
-            if memory.expect_new && statements.write_claim(&user, Claim::IfNew)? {
-                to_send.push(user);
-                continue;
+            match memory.unsettled(statements.lookup()?, user, reports)? {
+                Found::New(user, hash) => {
+                    batch.push(&user.identity, user.row, user.content_hash, user.uncertain);
+                    // The batch's id is known once it is written, below.
+                    memory.in_flight.insert(hash, (user.row, 0));
+                    batched.push(hash);
+                    to_send.push(user);
+                }
+                Found::Unsettled(user) => {
+                    statements.claim_again(&user)?;
+                    to_send.push(user);
+                }
+                Found::Settled => {}
             }
-            if let Some(user) = memory.unsettled(statements.lookup()?, user, reports)? {
-                statements.write_claim(&user, Claim::Always)?;
-                to_send.push(user);
+        }
+        if batch.len() > 0 {
+            let id = batch.write(
+                &self.conn,
+                &self.target,
+                memory.run_id,
+                &self.source_file,
+                statements.now,
+            )?;
+            memory.open_batches.insert(id, batch.len());
+            for hash in batched {
+                if let Some(slot) = memory.in_flight.get_mut(&hash) {
+                    slot.1 = id;
+                }
             }
         }
         Ok((to_send, users.collect()))
@@ -388,7 +416,13 @@ impl SqliteLedger {
         let now = now_ms();
         for row in rows {
             let mut outcome = Outcome::Invalid;
-            if let Some(identity) = &row.identity {
+            // Claimed earlier in this run and in flight: a later repeat must not undo it (the
+            // claim has no entry yet for the insert's condition below to see).
+            if let Some(identity) = row
+                .identity
+                .as_ref()
+                .filter(|i| !self.memory.in_flight.contains_key(&seen::identity_hash(i)))
+            {
                 let before: Option<(String, Option<i64>)> = self
                     .conn
                     .prepare_cached(
@@ -455,6 +489,25 @@ impl SqliteLedger {
                 unconfirmed = ?13, password_owed = ?14
              WHERE target = ?1 AND identity = ?2",
         )?;
+        // A user claimed in a batch has no entry yet: its result is its first (the same
+        // columns the claim and the update would have left). A reader may have folded the
+        // batch meanwhile, writing the claim's `sending` entry: then it is updated as above.
+        let mut insert = self.conn.prepare_cached(
+            "INSERT INTO entries (target, identity, state, remote_id, http_status, attempts,
+                                  first_attempt_ms, last_attempt_ms, updated_ms, errors,
+                                  response_body, uncertain, unconfirmed, password_owed,
+                                  content_hash, source_file, source_row, run_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
+             ON CONFLICT (target, identity) DO UPDATE SET state = excluded.state,
+                remote_id = COALESCE(excluded.remote_id, entries.remote_id),
+                http_status = COALESCE(excluded.http_status, entries.http_status),
+                attempts = entries.attempts + excluded.attempts,
+                first_attempt_ms = COALESCE(entries.first_attempt_ms, excluded.first_attempt_ms),
+                last_attempt_ms = COALESCE(excluded.last_attempt_ms, entries.last_attempt_ms),
+                updated_ms = excluded.updated_ms, errors = excluded.errors,
+                response_body = excluded.response_body, uncertain = excluded.uncertain,
+                unconfirmed = excluded.unconfirmed, password_owed = excluded.password_owed",
+        )?;
         let now = now_ms();
         for done in submissions {
             let errors = if done.errors.is_empty() {
@@ -465,7 +518,7 @@ impl SqliteLedger {
             // Unknown still: only an answer (or a row never sent) settles it.
             let uncertain = done.user.uncertain
                 && matches!(done.outcome, Outcome::Failed { .. } | Outcome::NotProcessed);
-            update.execute(params![
+            let result = params![
                 self.target,
                 done.user.identity,
                 done.outcome.state(),
@@ -480,7 +533,26 @@ impl SqliteLedger {
                 uncertain,
                 done.outcome == Outcome::CreatedUnconfirmed,
                 done.password_owed,
-            ])?;
+            ];
+            let hash = seen::identity_hash(&done.user.identity);
+            if self.memory.in_flight.contains_key(&hash) {
+                let claim = params![
+                    done.user.content_hash as i64,
+                    self.source_file,
+                    done.user.row,
+                    self.memory.run_id,
+                ];
+                let all: Vec<&dyn rusqlite::ToSql> =
+                    result.iter().chain(claim.iter()).copied().collect();
+                insert.execute(all.as_slice())?;
+                if let Some(batch) = self.memory.settle(hash) {
+                    self.conn
+                        .prepare_cached("DELETE FROM claims WHERE id = ?1")?
+                        .execute([batch])?;
+                }
+            } else {
+                update.execute(result)?;
+            }
             reports.push(RowReport::of_submission(done));
         }
         Ok(())
@@ -578,6 +650,11 @@ impl SqliteLedger {
 
     /// Marks the run finished with its summary (JSON).
     pub fn finish_run(&mut self, summary: &str) -> Result<(), LedgerError> {
+        // Users claimed and never reported (none, unless a stage failed): their claims become
+        // `sending` entries, as a crash would leave them.
+        claims::fold(&self.conn).map_err(|e| ledger_error(&self.path, e))?;
+        self.memory.in_flight.clear();
+        self.memory.open_batches.clear();
         self.conn
             .execute(
                 "UPDATE runs SET finished_ms = ?2, summary = ?3 WHERE id = ?1",
@@ -672,6 +749,9 @@ pub fn snapshot(ledger: &Path, dir: &Path) -> Result<PathBuf, LedgerError> {
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
+        drop(backup);
+        // Claims of a run in progress, or of one that crashed, read as their entries.
+        claims::fold(&to).map_err(|e| ledger_error(&copy, e))?;
     }
     Ok(copy)
 }
@@ -706,6 +786,21 @@ pub(crate) fn open_for_reading(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
+/// [`open_for_reading`], after folding any claim batches into `entries` (writing only the
+/// `sending` entries the claims stand for, as the claiming run would have), so that what
+/// is read includes people in flight or left in flight by a crashed run. A write-protected
+/// ledger, or one busy for 5 s, is read as it is.
+pub(crate) fn open_folded(path: &Path) -> rusqlite::Result<Connection> {
+    if let Ok(conn) = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)
+    {
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        if let Err(e) = claims::fold(&conn) {
+            tracing::debug!(error = %e, "claims left unfolded; reading the entries as they are");
+        }
+    }
+    open_for_reading(path)
+}
+
 /// What the ledger at `path` (if there is one) recorded of the output at `output`
 /// (canonical), read without a lock or a write: for validation and dry runs.
 pub fn recorded_output(path: &Path, output: &str) -> Option<(u64, u64)> {
@@ -719,7 +814,8 @@ pub fn recorded_output(path: &Path, output: &str) -> Option<(u64, u64)> {
 /// Creates the tables of a new ledger, rebuilds an older one into them (the schema before
 /// version 2 had neither STRICT tables nor the `uncertain`, `unconfirmed` and `password_owed`
 /// columns; version 2's CHECKs used `IN` lists, which cost a temporary b-tree per row
-/// written), and refuses a ledger written by a newer roster.
+/// written; version 3 lacks only the `claims` table, which is added), and refuses a ledger
+/// written by a newer roster (a roster before version 4 would not see claims in `claims`).
 pub(crate) fn migrate(conn: &Connection, path: &Path) -> Result<(), LedgerError> {
     let err = |e: rusqlite::Error| ledger_error(path, e);
     let version: i64 = conn
@@ -734,6 +830,17 @@ pub(crate) fn migrate(conn: &Connection, path: &Path) -> Result<(), LedgerError>
     }
     if version == SCHEMA_VERSION {
         return Ok(());
+    }
+    if version == 3 {
+        // Version 4 only adds the `claims` table: nothing to rebuild.
+        return conn
+            .execute_batch(&format!(
+                "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            ))
+            .map_err(|e| {
+                let _ = conn.execute_batch("ROLLBACK");
+                err(e)
+            });
     }
     let old_tables: Vec<String> = {
         let mut statement = conn
@@ -789,7 +896,7 @@ pub(crate) fn migrate(conn: &Connection, path: &Path) -> Result<(), LedgerError>
 /// The target keys the ledger at `path` holds entries for, in order.
 pub fn target_keys(path: &Path) -> Result<Vec<String>, LedgerError> {
     let err = |e: rusqlite::Error| ledger_error(path, e);
-    let conn = Connection::open(path).map_err(err)?;
+    let conn = open_folded(path).map_err(err)?;
     let mut stmt = conn
         .prepare("SELECT DISTINCT target FROM entries ORDER BY target")
         .map_err(err)?;
@@ -800,7 +907,7 @@ pub fn target_keys(path: &Path) -> Result<Vec<String>, LedgerError> {
 /// Reads every entry of `target` from the ledger at `path`, ordered by identity.
 pub fn entries(path: &Path, target: &str) -> Result<Vec<Entry>, LedgerError> {
     let err = |e: rusqlite::Error| ledger_error(path, e);
-    let conn = Connection::open(path).map_err(err)?;
+    let conn = open_folded(path).map_err(err)?;
     // A ledger from before a column existed reads it as 0 (nothing is migrated by reading).
     let has = |column: &str| -> rusqlite::Result<bool> {
         conn.query_row(
@@ -1175,5 +1282,156 @@ pub(crate) mod tests {
             .unwrap();
         assert_eq!(reports[0].outcome, Outcome::Invalid);
         assert_eq!(entries(&path, "t").unwrap()[0].state, "created");
+    }
+
+    /// Claim batches still in the ledger file (a raw read: no fold).
+    fn batches(path: &Path) -> i64 {
+        Connection::open(path)
+            .unwrap()
+            .query_row("SELECT count(*) FROM claims", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    /// A run that dies after claiming (its claim batch committed, no result recorded) leaves
+    /// people the next run must treat as possibly created: their claims become `sending`
+    /// entries of the dead run, and claimed again they are uncertain.
+    #[test]
+    fn a_claim_without_its_result_is_in_flight_after_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.sqlite");
+        let mut first = SqliteLedger::open(&path, "t", "f.csv").unwrap();
+        let dead_run = first.memory.run_id;
+        let sent = first
+            .transaction(|l| l.claim(vec![user(2, "a@x.io", 9)], &mut Vec::new()))
+            .unwrap();
+        assert_eq!(sent.len(), 1);
+        assert!(!sent[0].uncertain);
+        drop(first); // killed: no result, no finish
+        assert_eq!(batches(&path), 1);
+
+        let mut next = SqliteLedger::open(&path, "t", "g.csv").unwrap();
+        assert_eq!(batches(&path), 0);
+        let (state, run, row, hash, file): (String, i64, i64, i64, String) = next
+            .conn
+            .query_row(
+                "SELECT state, run_id, source_row, content_hash, source_file FROM entries
+                 WHERE target = 't' AND identity = 'a@x.io'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            (state.as_str(), run, row, hash),
+            ("sending", dead_run, 2, 9)
+        );
+        assert_eq!(file, "f.csv");
+        let again = next
+            .transaction(|l| l.claim(vec![user(4, "a@x.io", 9)], &mut Vec::new()))
+            .unwrap();
+        assert_eq!(again.len(), 1);
+        assert!(again[0].uncertain, "its first request may have created it");
+    }
+
+    /// What is read of a ledger while a run is sending (an export, a dry run's copy) shows
+    /// the people in flight as `sending`, and each result replaces its claim; once every
+    /// person of a batch has a result, the batch is gone.
+    #[test]
+    fn readers_see_people_in_flight_and_results_replace_their_claims() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.sqlite");
+        let mut ledger = SqliteLedger::open(&path, "t", "f.csv").unwrap();
+        let sent = ledger
+            .transaction(|l| {
+                l.claim(
+                    vec![user(2, "a@x.io", 1), user(3, "b@x.io", 1)],
+                    &mut Vec::new(),
+                )
+            })
+            .unwrap();
+        let mut sent = sent.into_iter();
+        let (a, b) = (sent.next().unwrap(), sent.next().unwrap());
+        record(&mut ledger, submission(a, Outcome::Created));
+        assert_eq!(batches(&path), 1, "b@x.io has no result yet");
+
+        let copy = snapshot(&path, dir.path()).unwrap();
+        let states = |p: &Path| -> Vec<(String, String)> {
+            entries(p, "t")
+                .unwrap()
+                .into_iter()
+                .map(|e| (e.identity, e.state))
+                .collect()
+        };
+        let in_flight = vec![
+            ("a@x.io".to_string(), "created".to_string()),
+            ("b@x.io".to_string(), "sending".to_string()),
+        ];
+        assert_eq!(states(&copy), in_flight);
+        assert_eq!(states(&path), in_flight);
+
+        // The reader folded b@x.io's claim into an entry: its result still lands.
+        record(&mut ledger, submission(b, Outcome::Created));
+        let e = &entries(&path, "t").unwrap()[1];
+        assert_eq!(
+            (e.state.as_str(), e.attempts, e.source_row),
+            ("created", 1, Some(3))
+        );
+        assert_eq!(batches(&path), 0);
+    }
+
+    /// A later row refused locally for the identity of a person in flight must not replace
+    /// the claim: killed then, the next run would take the person for never sent.
+    #[test]
+    fn a_refused_repeat_of_a_person_in_flight_does_not_undo_its_claim() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.sqlite");
+        let mut ledger = SqliteLedger::open(&path, "t", "f.csv").unwrap();
+        ledger
+            .transaction(|l| l.claim(vec![user(2, "a@x.io", 1)], &mut Vec::new()))
+            .unwrap();
+        let bad = Refused {
+            row: 5,
+            identity: Some("a@x.io".into()),
+            errors: Vec::new(),
+            cells: Vec::new(),
+            content_hash: 7,
+        };
+        ledger
+            .transaction(|l| l.record_invalid(vec![bad], &mut Vec::new()))
+            .unwrap();
+        drop(ledger); // killed with the request in flight
+        let e = &entries(&path, "t").unwrap()[0];
+        assert_eq!((e.state.as_str(), e.source_row), ("sending", Some(2)));
+    }
+
+    /// A ledger of schema 3 gains the `claims` table in place, its entries untouched.
+    #[test]
+    fn a_ledger_of_schema_3_gains_the_claims_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v3.sqlite");
+        {
+            let conn = Connection::open(&path).unwrap();
+            let v3 = SCHEMA
+                .split("CREATE TABLE IF NOT EXISTS claims")
+                .next()
+                .unwrap();
+            conn.execute_batch(v3).unwrap();
+            conn.execute_batch(
+                "INSERT INTO entries (target, identity, state, remote_id, updated_ms)
+                    VALUES ('t', 'a@x.io', 'created', 'r9', 1);
+                 PRAGMA user_version = 3;",
+            )
+            .unwrap();
+        }
+        let ledger = SqliteLedger::open(&path, "t", "f.csv").unwrap();
+        let version: i64 = ledger
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, 4);
+        assert_eq!(batches(&path), 0);
+        assert_eq!(
+            entries(&path, "t").unwrap()[0].remote_id.as_deref(),
+            Some("r9")
+        );
     }
 }
