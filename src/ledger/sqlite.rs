@@ -14,6 +14,12 @@ const SCHEMA_VERSION: i64 = 4;
 /// WAL pages between automatic checkpoints (SQLite's default is 1,000).
 const WAL_CHECKPOINT_PAGES: i64 = 8192;
 
+/// Most people claimed in batches whose results the run has not recorded before the batches
+/// are folded into `entries` (as a crash would leave them) and forgotten: an import has a
+/// few thousand in flight, but a dry run over a copy records no results, and 10,000,000
+/// people remembered would take ~280 MB.
+const MAX_IN_FLIGHT: usize = 65_536;
+
 /// The tables, as `schema.sql` defines them.
 const SCHEMA: &str = include_str!("schema.sql");
 
@@ -78,6 +84,8 @@ struct RunMemory {
     in_flight: seen::HashKeyed<(u64, i64)>,
     /// Batch id → its people whose result is not recorded yet.
     open_batches: std::collections::HashMap<i64, usize>,
+    /// Past this many people in flight, the batches are folded ([`MAX_IN_FLIGHT`]).
+    max_in_flight: usize,
     /// `--retry-rejected`: rows the API refused before are sent again even if unchanged.
     retry_rejected: bool,
     /// `--results`: a row already done is reported with its remote id (read only then: an
@@ -281,6 +289,7 @@ impl SqliteLedger {
                 done_this_run: seen::SeenRows::default(),
                 in_flight: Default::default(),
                 open_batches: Default::default(),
+                max_in_flight: MAX_IN_FLIGHT,
                 retry_rejected: false,
                 remote_ids: false,
             },
@@ -399,6 +408,12 @@ impl SqliteLedger {
                 if let Some(slot) = memory.in_flight.get_mut(&hash) {
                     slot.1 = id;
                 }
+            }
+            if memory.in_flight.len() > memory.max_in_flight {
+                // Their entries now say what the claims did; results update them.
+                claims::fold_in_transaction(&self.conn)?;
+                memory.in_flight.clear();
+                memory.open_batches.clear();
             }
         }
         Ok((to_send, users.collect()))
@@ -1401,6 +1416,49 @@ pub(crate) mod tests {
         drop(ledger); // killed with the request in flight
         let e = &entries(&path, "t").unwrap()[0];
         assert_eq!((e.state.as_str(), e.source_row), ("sending", Some(2)));
+    }
+
+    /// A run that claims without recording results (a dry run over a copy) keeps at most
+    /// so many people in memory: past that, the claims become `sending` entries, and later
+    /// results and repeats still find them.
+    #[test]
+    fn people_in_flight_past_the_bound_are_folded_into_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.sqlite");
+        let mut ledger = SqliteLedger::open(&path, "t", "f.csv").unwrap();
+        ledger.memory.max_in_flight = 3;
+        let users = (0..5)
+            .map(|i| user(i + 2, &format!("p{i}@x.io"), 1))
+            .collect();
+        let sent = ledger
+            .transaction(|l| l.claim(users, &mut Vec::new()))
+            .unwrap();
+        assert_eq!(sent.len(), 5);
+        assert!(ledger.memory.in_flight.is_empty());
+        assert_eq!(batches(&path), 0);
+        let mut reports = Vec::new();
+        let again = ledger
+            .transaction(|l| l.claim(vec![user(9, "p1@x.io", 1)], &mut reports))
+            .unwrap();
+        assert!(again.is_empty());
+        assert_eq!(
+            reports[0].outcome,
+            Outcome::Duplicate {
+                of: 3,
+                first: FirstRow::Pending
+            }
+        );
+        let first = sent.into_iter().next().unwrap();
+        record(&mut ledger, submission(first, Outcome::Created));
+        let states: Vec<String> = entries(&path, "t")
+            .unwrap()
+            .into_iter()
+            .map(|e| e.state)
+            .collect();
+        assert_eq!(
+            states,
+            ["created", "sending", "sending", "sending", "sending"]
+        );
     }
 
     /// A ledger of schema 3 gains the `claims` table in place, its entries untouched.
