@@ -790,15 +790,20 @@ fn output_record(conn: &Connection, path: &str) -> rusqlite::Result<Option<(u64,
 /// files beside a ledger the import had tidied. Opened read-write, the last connection to
 /// close removes them, as an import's does. A write-protected ledger is opened read-only.
 pub(crate) fn open_for_reading(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = open_existing(path)?;
+    conn.pragma_update(None, "query_only", true)?;
+    Ok(conn)
+}
+
+/// The existing ledger at `path`, read-write unless it is write-protected.
+fn open_existing(path: &Path) -> rusqlite::Result<Connection> {
     use rusqlite::OpenFlags;
     // No CREATE, and no URI (a path is a path, as the read-only open read it).
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = match Connection::open_with_flags(path, flags) {
-        Ok(conn) => conn,
-        Err(_) => Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?,
-    };
-    conn.pragma_update(None, "query_only", true)?;
-    Ok(conn)
+    match Connection::open_with_flags(path, flags) {
+        Ok(conn) => Ok(conn),
+        Err(_) => Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY),
+    }
 }
 
 /// [`open_for_reading`], after folding any claim batches into `entries` (writing only the
@@ -806,14 +811,13 @@ pub(crate) fn open_for_reading(path: &Path) -> rusqlite::Result<Connection> {
 /// is read includes people in flight or left in flight by a crashed run. A write-protected
 /// ledger, or one busy for 5 s, is read as it is.
 pub(crate) fn open_folded(path: &Path) -> rusqlite::Result<Connection> {
-    if let Ok(conn) = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)
-    {
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        if let Err(e) = claims::fold(&conn) {
-            tracing::debug!(error = %e, "claims left unfolded; reading the entries as they are");
-        }
+    let conn = open_existing(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    if let Err(e) = claims::fold(&conn) {
+        tracing::debug!(error = %e, "claims left unfolded; reading the entries as they are");
     }
-    open_for_reading(path)
+    conn.pragma_update(None, "query_only", true)?;
+    Ok(conn)
 }
 
 /// What the ledger at `path` (if there is one) recorded of the output at `output`
