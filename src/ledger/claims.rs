@@ -40,21 +40,29 @@ impl Batch {
         self.people
     }
 
-    /// Writes the batch (in the caller's transaction) and returns its id.
+    /// Writes the batch as `id` (in the caller's transaction).
     pub(crate) fn write(
         &self,
         conn: &Connection,
+        id: i64,
         target: &str,
         run_id: i64,
         source_file: &str,
         claimed_ms: i64,
-    ) -> rusqlite::Result<i64> {
+    ) -> rusqlite::Result<()> {
         conn.prepare_cached(
-            "INSERT INTO claims (target, run_id, source_file, claimed_ms, people)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO claims (id, target, run_id, source_file, claimed_ms, people)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?
-        .execute(params![target, run_id, source_file, claimed_ms, self.bytes])?;
-        Ok(conn.last_insert_rowid())
+        .execute(params![
+            id,
+            target,
+            run_id,
+            source_file,
+            claimed_ms,
+            self.bytes
+        ])?;
+        Ok(())
     }
 }
 

@@ -84,6 +84,11 @@ struct RunMemory {
     in_flight: seen::HashKeyed<(u64, i64)>,
     /// Batch id → its people whose result is not recorded yet.
     open_batches: std::collections::HashMap<i64, usize>,
+    /// The id the run's next claim batch takes. The run holds the ledger's lock and found
+    /// `claims` empty once it folded what earlier runs left, so it numbers its own batches
+    /// and knows a person's batch as it adds them (an id taken after all would fail the
+    /// claim's transaction, not overwrite a batch).
+    next_batch: i64,
     /// Past this many people in flight, the batches are folded ([`MAX_IN_FLIGHT`]).
     max_in_flight: usize,
     /// `--retry-rejected`: rows the API refused before are sent again even if unchanged.
@@ -177,17 +182,18 @@ impl RunMemory {
         Ok(Found::Unsettled(user))
     }
 
-    /// Notes that the result of the user claimed in a batch has been recorded: returns the
-    /// batch's id once all its people's are (the batch is then deleted).
-    fn settle(&mut self, identity_hash: u64) -> Option<i64> {
-        let (_, batch) = self.in_flight.remove(&identity_hash)?;
-        let open = self.open_batches.get_mut(&batch)?;
+    /// Notes that the result of one person of `batch` has been recorded: true once all its
+    /// people's are (the batch is then deleted).
+    fn settle(&mut self, batch: i64) -> bool {
+        let Some(open) = self.open_batches.get_mut(&batch) else {
+            return false;
+        };
         *open -= 1;
         if *open > 0 {
-            return None;
+            return false;
         }
         self.open_batches.remove(&batch);
-        Some(batch)
+        true
     }
 }
 
@@ -289,6 +295,7 @@ impl SqliteLedger {
                 done_this_run: seen::SeenRows::default(),
                 in_flight: Default::default(),
                 open_batches: Default::default(),
+                next_batch: 1,
                 max_in_flight: MAX_IN_FLIGHT,
                 retry_rejected: false,
                 remote_ids: false,
@@ -374,7 +381,6 @@ impl SqliteLedger {
         };
         let mut to_send = Vec::with_capacity(users.len().min(limit));
         let mut batch = claims::Batch::default();
-        let mut batched = Vec::new();
         let mut users = users.into_iter();
         while to_send.len() < limit {
             let Some(user) = users.next() else {
@@ -383,9 +389,7 @@ impl SqliteLedger {
             match memory.unsettled(statements.lookup()?, user, reports)? {
                 Found::New(user, hash) => {
                     batch.push(&user.identity, user.row, user.content_hash, user.uncertain);
-                    // The batch's id is known once it is written, below.
-                    memory.in_flight.insert(hash, (user.row, 0));
-                    batched.push(hash);
+                    memory.in_flight.insert(hash, (user.row, memory.next_batch));
                     to_send.push(user);
                 }
                 Found::Unsettled(user) => {
@@ -396,19 +400,17 @@ impl SqliteLedger {
             }
         }
         if batch.len() > 0 {
-            let id = batch.write(
+            let id = memory.next_batch;
+            batch.write(
                 &self.conn,
+                id,
                 &self.target,
                 memory.run_id,
                 &self.source_file,
                 statements.now,
             )?;
+            memory.next_batch += 1;
             memory.open_batches.insert(id, batch.len());
-            for hash in batched {
-                if let Some(slot) = memory.in_flight.get_mut(&hash) {
-                    slot.1 = id;
-                }
-            }
             if memory.in_flight.len() > memory.max_in_flight {
                 // Their entries now say what the claims did; results update them.
                 claims::fold_in_transaction(&self.conn)?;
@@ -550,7 +552,7 @@ impl SqliteLedger {
                 done.password_owed,
             ];
             let hash = seen::identity_hash(&done.user.identity);
-            if self.memory.in_flight.contains_key(&hash) {
+            if let Some((_, batch)) = self.memory.in_flight.remove(&hash) {
                 let claim = params![
                     done.user.content_hash as i64,
                     self.source_file,
@@ -560,7 +562,7 @@ impl SqliteLedger {
                 let all: Vec<&dyn rusqlite::ToSql> =
                     result.iter().chain(claim.iter()).copied().collect();
                 insert.execute(all.as_slice())?;
-                if let Some(batch) = self.memory.settle(hash) {
+                if self.memory.settle(batch) {
                     self.conn
                         .prepare_cached("DELETE FROM claims WHERE id = ?1")?
                         .execute([batch])?;
