@@ -1006,6 +1006,15 @@ pub(crate) mod tests {
         }
     }
 
+    /// Claims `users` in their own transaction: those to send, and the reports of the rest.
+    fn claim(ledger: &mut SqliteLedger, users: Vec<Person>) -> (Vec<Person>, Vec<RowReport>) {
+        let mut reports = Vec::new();
+        let sent = ledger
+            .transaction(|l| l.claim(users, &mut reports))
+            .unwrap();
+        (sent, reports)
+    }
+
     /// Records `done` in its own transaction.
     fn record(ledger: &mut SqliteLedger, done: Submission) {
         ledger
@@ -1044,10 +1053,7 @@ pub(crate) mod tests {
         drop(ledger);
 
         let mut ledger = SqliteLedger::open(&path, "t", "f.csv").unwrap();
-        let mut reports = Vec::new();
-        let sent = ledger
-            .transaction(|l| l.claim(vec![user(2, "a@x.io", 9)], &mut reports))
-            .unwrap();
+        let (sent, reports) = claim(&mut ledger, vec![user(2, "a@x.io", 9)]);
         assert!(sent.is_empty());
         assert_eq!(reports[0].outcome, Outcome::Skipped);
         let e = entries(&path, "t").unwrap();
@@ -1113,9 +1119,7 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("l.sqlite");
         let mut ledger = SqliteLedger::open(&path, "t", "f.csv").unwrap();
-        let sent = ledger
-            .transaction(|l| l.claim(vec![user(2, "a@x.io", 1)], &mut Vec::new()))
-            .unwrap();
+        let (sent, _) = claim(&mut ledger, vec![user(2, "a@x.io", 1)]);
         let mut done = submission(
             sent.into_iter().next().unwrap(),
             Outcome::Rejected { status: 400 },
@@ -1126,10 +1130,7 @@ pub(crate) mod tests {
         drop(ledger);
 
         let mut ledger = SqliteLedger::open(&path, "t", "f.csv").unwrap();
-        let mut reports = Vec::new();
-        let sent = ledger
-            .transaction(|l| l.claim(vec![user(2, "a@x.io", 1)], &mut reports))
-            .unwrap();
+        let (sent, reports) = claim(&mut ledger, vec![user(2, "a@x.io", 1)]);
         assert!(sent.is_empty());
         assert_eq!(
             reports[0].outcome,
@@ -1140,9 +1141,7 @@ pub(crate) mod tests {
         drop(ledger);
 
         let mut ledger = SqliteLedger::open(&path, "t", "f.csv").unwrap();
-        let sent = ledger
-            .transaction(|l| l.claim(vec![user(2, "a@x.io", 2)], &mut Vec::new()))
-            .unwrap();
+        let (sent, _) = claim(&mut ledger, vec![user(2, "a@x.io", 2)]);
         assert_eq!(sent.len(), 1, "changed content is sent again");
     }
 
@@ -1171,10 +1170,7 @@ pub(crate) mod tests {
             .unwrap();
         }
         let mut ledger = SqliteLedger::open(&path, "t", "f.csv").unwrap();
-        let mut reports = Vec::new();
-        let sent = ledger
-            .transaction(|l| l.claim(vec![user(2, "a@x.io", 1)], &mut reports))
-            .unwrap();
+        let (sent, reports) = claim(&mut ledger, vec![user(2, "a@x.io", 1)]);
         assert!(sent.is_empty(), "its created identity is still done");
         assert_eq!(reports[0].outcome, Outcome::Skipped);
         let e = &entries(&path, "t").unwrap()[0];
@@ -1283,9 +1279,7 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("l.sqlite");
         let mut ledger = SqliteLedger::open(&path, "t", "f.csv").unwrap();
-        let sent = ledger
-            .transaction(|l| l.claim(vec![user(2, "a@x.io", 1)], &mut Vec::new()))
-            .unwrap();
+        let (sent, _) = claim(&mut ledger, vec![user(2, "a@x.io", 1)]);
         record(
             &mut ledger,
             submission(sent.into_iter().next().unwrap(), Outcome::Created),
@@ -1322,9 +1316,7 @@ pub(crate) mod tests {
         let path = dir.path().join("l.sqlite");
         let mut first = SqliteLedger::open(&path, "t", "f.csv").unwrap();
         let dead_run = first.memory.run_id;
-        let sent = first
-            .transaction(|l| l.claim(vec![user(2, "a@x.io", 9)], &mut Vec::new()))
-            .unwrap();
+        let (sent, _) = claim(&mut first, vec![user(2, "a@x.io", 9)]);
         assert_eq!(sent.len(), 1);
         assert!(!sent[0].uncertain);
         drop(first); // killed: no result, no finish
@@ -1346,9 +1338,7 @@ pub(crate) mod tests {
             ("sending", dead_run, 2, 9)
         );
         assert_eq!(file, "f.csv");
-        let again = next
-            .transaction(|l| l.claim(vec![user(4, "a@x.io", 9)], &mut Vec::new()))
-            .unwrap();
+        let (again, _) = claim(&mut next, vec![user(4, "a@x.io", 9)]);
         assert_eq!(again.len(), 1);
         assert!(again[0].uncertain, "its first request may have created it");
     }
@@ -1406,9 +1396,7 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("l.sqlite");
         let mut ledger = SqliteLedger::open(&path, "t", "f.csv").unwrap();
-        ledger
-            .transaction(|l| l.claim(vec![user(2, "a@x.io", 1)], &mut Vec::new()))
-            .unwrap();
+        claim(&mut ledger, vec![user(2, "a@x.io", 1)]);
         let bad = Refused {
             row: 5,
             identity: Some("a@x.io".into()),
@@ -1436,16 +1424,11 @@ pub(crate) mod tests {
         let users = (0..5)
             .map(|i| user(i + 2, &format!("p{i}@x.io"), 1))
             .collect();
-        let sent = ledger
-            .transaction(|l| l.claim(users, &mut Vec::new()))
-            .unwrap();
+        let (sent, _) = claim(&mut ledger, users);
         assert_eq!(sent.len(), 5);
         assert!(ledger.memory.in_flight.is_empty());
         assert_eq!(batches(&path), 0);
-        let mut reports = Vec::new();
-        let again = ledger
-            .transaction(|l| l.claim(vec![user(9, "p1@x.io", 1)], &mut reports))
-            .unwrap();
+        let (again, reports) = claim(&mut ledger, vec![user(9, "p1@x.io", 1)]);
         assert!(again.is_empty());
         assert_eq!(
             reports[0].outcome,
