@@ -1,11 +1,12 @@
 //! End to end: an import against the in-process sandbox with the rate limit off, and an
-//! import's local stages (read, map, validate, claim) with the network left out.
+//! import's local stages (read, map, validate, claim) with the network left out: dry runs,
+//! and an import into a real SQLite ledger whose every claimed person is answered in place.
 
 mod data;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use roster::model::Stop;
-use roster::pipeline::{self, ImportSettings, RunMode};
+use roster::model::{Outcome, Person, Stop, Submission};
+use roster::pipeline::{self, Delivery, ImportSettings, RunMode};
 use roster::submit::SubmitSettings;
 use roster::targets::{self, TargetSpec};
 use roster_sandbox::{Sandbox, SandboxConfig};
@@ -108,7 +109,44 @@ fn local_stages(c: &mut Criterion, runtime: &tokio::runtime::Runtime) {
             })
         });
     }
+    // A real import into a new SQLite ledger, every claim and result in it, with the
+    // network stubbed: each claimed person is answered 201 at once.
+    let mut run = 0;
+    group.bench_function("import_sqlite_network_stubbed", |b| {
+        b.iter_batched(
+            || {
+                run += 1;
+                dir.path().join(format!("stubbed-{run}.sqlite"))
+            },
+            |ledger| {
+                let errors = dir.path().join("stubbed.errors.csv");
+                let settings = settings(&input, &ledger, errors, RunMode::Send);
+                let result = runtime
+                    .block_on(pipeline::run_delivering(
+                        &settings,
+                        target.clone(),
+                        Arc::new(Stop::default()),
+                        Delivery::Answered(created),
+                    ))
+                    .unwrap();
+                assert_eq!(result.summary.created, LOCAL_ROWS as u64);
+                std::fs::remove_file(&ledger).unwrap();
+            },
+            BatchSize::PerIteration,
+        )
+    });
     group.finish();
+}
+
+/// The target's answer to every person in the stubbed import: 201, with an id.
+fn created(user: Person) -> Submission {
+    Submission {
+        outcome: Outcome::Created,
+        remote_id: Some(user.row.to_string()),
+        status: Some(201),
+        attempts: 1,
+        ..Submission::new(user)
+    }
 }
 
 fn bench(c: &mut Criterion) {

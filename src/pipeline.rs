@@ -254,11 +254,33 @@ fn check_drop_invalid(fields: &[Field], target: &Target) -> Result<(), RunError>
     Ok(())
 }
 
+/// What carries an import's claimed people to the target.
+#[derive(Debug, Clone, Copy)]
+pub enum Delivery {
+    /// The target's API over HTTP: every import roster runs.
+    Network,
+    /// No network: each claimed person is answered at once by this function, as if the
+    /// target had. Everything else is the import's own (reading, checking, the claims and
+    /// results in the real ledger, the reports), so a benchmark measures the local stages
+    /// end to end (`benches/import.rs`).
+    Answered(fn(Person) -> Submission),
+}
+
 /// Runs one import (or dry run, or validation) to the end.
 pub async fn run(
     settings: &ImportSettings,
     target: Arc<Target>,
     stop: Arc<Stop>,
+) -> Result<RunResult, RunError> {
+    run_delivering(settings, target, stop, Delivery::Network).await
+}
+
+/// [`run`], with the claimed people carried by `delivery`.
+pub async fn run_delivering(
+    settings: &ImportSettings,
+    target: Arc<Target>,
+    stop: Arc<Stop>,
+    delivery: Delivery,
 ) -> Result<RunResult, RunError> {
     let started = Instant::now();
     let started_at = std::time::SystemTime::now();
@@ -562,26 +584,33 @@ pub async fn run(
     };
 
     let concurrency = settings.submit.concurrency.max(1);
-    let (submit_tx, submitter) = if sending {
-        let submitter = Arc::new(
-            Submitter::new(
-                target.clone(),
-                mapping.clone(),
-                settings.submit,
-                limit.clone(),
-                stop.clone(),
-            )?
-            .with_password_file(passwords.clone()),
-        );
-        let (tx, rx) = mpsc::channel::<Vec<Person>>(4 * submitter.lanes());
-        let queue = SubmitQueue {
-            tx,
-            batch: submitter.lane_batch(),
-        };
-        let task = tokio::spawn(submitter.run(rx, writer.sender()));
-        (Some(queue), Some(task))
-    } else {
-        (None, None)
+    let (submit_tx, submitter) = match (sending, delivery) {
+        (false, _) => (None, None),
+        (true, Delivery::Answered(answer)) => {
+            let (tx, rx) = mpsc::channel::<Vec<Person>>(4);
+            let queue = SubmitQueue { tx, batch: CHUNK };
+            let task = tokio::spawn(answer_in_place(rx, answer, writer.sender()));
+            (Some(queue), Some(task))
+        }
+        (true, Delivery::Network) => {
+            let submitter = Arc::new(
+                Submitter::new(
+                    target.clone(),
+                    mapping.clone(),
+                    settings.submit,
+                    limit.clone(),
+                    stop.clone(),
+                )?
+                .with_password_file(passwords.clone()),
+            );
+            let (tx, rx) = mpsc::channel::<Vec<Person>>(4 * submitter.lanes());
+            let queue = SubmitQueue {
+                tx,
+                batch: submitter.lane_batch(),
+            };
+            let task = tokio::spawn(submitter.run(rx, writer.sender()));
+            (Some(queue), Some(task))
+        }
     };
 
     // Claims go a few senders' worth at a time, so a crash leaves few claimed rows unsent; a
@@ -962,6 +991,21 @@ fn not_processed(chunk: Vec<Checked>) -> Vec<RowReport> {
             RowReport::local(row, Outcome::NotProcessed, Vec::new(), cells)
         })
         .collect()
+}
+
+/// [`Delivery::Answered`]: records `answer`'s submission of every claimed person.
+async fn answer_in_place(
+    mut claimed: mpsc::Receiver<Vec<Person>>,
+    answer: fn(Person) -> Submission,
+    ledger: LedgerSender,
+) {
+    while let Some(people) = claimed.recv().await {
+        for person in people {
+            if ledger.done(answer(person)).await.is_err() {
+                return;
+            }
+        }
+    }
 }
 
 /// The submitter's intake: claimed users go to its lanes in pieces of at most `batch`.
