@@ -27,6 +27,8 @@ const GROUP_COMMIT_ROWS: usize = 256;
 /// How long results may wait to share a commit (a crash loses none: they are only reported
 /// as done after the commit, and unrecorded rows are resent as uncertain).
 const GROUP_COMMIT_WAIT: std::time::Duration = std::time::Duration::from_millis(2);
+/// How often the writer looks for a claim while results gather.
+const GROUP_COMMIT_POLL: std::time::Duration = std::time::Duration::from_micros(100);
 /// Rows the commands waiting for the writer may hold before senders wait.
 pub const ROW_BUDGET: usize = 16_384;
 /// Report batches (each at most about [`MAX_WAITING_ROWS`] rows) waiting for the aggregator
@@ -223,9 +225,14 @@ fn run(
         waiting.drain(&mut rx);
         // Group commit: results arrive one by one from many workers, and a commit per handful
         // would cost more than the rows. When only results are waiting (no claim, whose sender
-        // waits for the answer), give them a moment to gather.
-        if waiting.rows.is_empty() && waiting.results.len() < GROUP_COMMIT_ROWS {
-            std::thread::sleep(GROUP_COMMIT_WAIT);
+        // waits for the answer), give them a moment to gather, but no longer than it takes a
+        // claim to arrive: one slept through idled the senders it would feed.
+        let gathering = std::time::Instant::now();
+        while waiting.rows.is_empty()
+            && waiting.results.len() < GROUP_COMMIT_ROWS
+            && gathering.elapsed() < GROUP_COMMIT_WAIT
+        {
+            std::thread::sleep(GROUP_COMMIT_POLL);
             waiting.drain(&mut rx);
         }
         let mut reports = Vec::new();
