@@ -761,3 +761,63 @@ fn a_validation_report_says_it_was_one() {
         "a validation creates no one: {html}"
     );
 }
+
+/// The benchmarks' stubbed network (`Delivery::Answered`) is the import with nothing sent:
+/// every row is claimed and recorded in the real ledger as answered, and a later run of the
+/// same file against the server finds them all done.
+#[test]
+fn an_import_answered_in_place_records_every_row_and_sends_nothing() {
+    use std::sync::Arc;
+    use support::hostile::{Hostile, Reply};
+    fn created(user: roster::model::Person) -> roster::model::Submission {
+        roster::model::Submission {
+            outcome: roster::model::Outcome::Created,
+            remote_id: Some(format!("id-{}", user.row)),
+            status: Some(201),
+            attempts: 1,
+            ..roster::model::Submission::new(user)
+        }
+    }
+    let server = Hostile::start(|_| Reply::json(201, serde_json::json!({"id": "sent"})));
+    let work = WorkDir::new();
+    let input = work.write("people.csv", &people_csv(300));
+    let ledger = work.path("roster-ledger.sqlite");
+    let settings = roster::pipeline::ImportSettings::new(
+        input,
+        roster::ledger::LedgerLocation::Sqlite(ledger.clone()),
+        work.path("errors.csv"),
+        roster::pipeline::RunMode::Send,
+    );
+    let target = Arc::new(
+        roster::targets::build(&roster::targets::TargetSpec {
+            name: "sandbox".into(),
+            base_url: Some(server.url()),
+            ..Default::default()
+        })
+        .unwrap(),
+    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let result = runtime
+        .block_on(roster::pipeline::run_delivering(
+            &settings,
+            target,
+            Arc::new(roster::model::Stop::default()),
+            roster::pipeline::Delivery::Answered(created),
+        ))
+        .unwrap();
+    assert_eq!(result.summary.created, 300, "{:?}", result.summary);
+    assert_eq!(server.count("POST"), 0, "nothing went over the network");
+    let entries = roster::ledger::entries(&ledger, &format!("sandbox@{}", server.url())).unwrap();
+    assert_eq!(entries.len(), 300);
+    assert!(
+        entries.iter().all(|e| e.state == "created"
+            && e.remote_id
+                .as_deref()
+                .is_some_and(|id| id.starts_with("id-"))),
+        "every entry is the answer given in place"
+    );
+    let rerun = work.import_to(&server.url(), "people.csv", &["--json"]);
+    rerun.expect_code(0);
+    assert_eq!(rerun.json()["skipped"], 300, "{}", rerun.context());
+    assert_eq!(server.count("POST"), 0, "the re-run finds every row done");
+}
