@@ -538,23 +538,22 @@ impl SqliteLedger {
             .conn
             .prepare_cached("DELETE FROM claims WHERE id = ?1")?;
         for done in submissions {
-            let hash = seen::identity_hash(&done.user.identity);
-            let claimed = self.memory.in_flight.remove(&hash);
-            let statement = match claimed {
-                Some(_) => &mut insert,
-                None => &mut update,
-            };
             // Every per-row parameter is bound for every row: none is left from the last one.
-            bind_result(statement, &done)?;
-            if let Some((_, batch)) = claimed {
-                insert.raw_bind_parameter(15, done.user.content_hash as i64)?;
-                insert.raw_bind_parameter(17, done.user.row)?;
-                insert.raw_execute()?;
-                if self.memory.settle(batch) {
-                    delete_batch.execute([batch])?;
+            let hash = seen::identity_hash(&done.user.identity);
+            match self.memory.in_flight.remove(&hash) {
+                Some((_, batch)) => {
+                    bind_result(&mut insert, &done)?;
+                    insert.raw_bind_parameter(15, done.user.content_hash as i64)?;
+                    insert.raw_bind_parameter(17, done.user.row)?;
+                    insert.raw_execute()?;
+                    if self.memory.settle(batch) {
+                        delete_batch.execute([batch])?;
+                    }
                 }
-            } else {
-                update.raw_execute()?;
+                None => {
+                    bind_result(&mut update, &done)?;
+                    update.raw_execute()?;
+                }
             }
             reports.push(RowReport::of_submission(done));
         }
