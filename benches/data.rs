@@ -75,6 +75,15 @@ pub fn people_csv(n: usize, seed: u64) -> String {
     text
 }
 
+/// [`people_csv`] with its rows in an order of `seed`'s (the header first): an export
+/// sorted by anything but the identity, as most are.
+pub fn people_csv_shuffled(n: usize, seed: u64) -> String {
+    let text = people_csv(n, seed);
+    let mut lines: Vec<&str> = text.lines().collect();
+    fastrand::Rng::with_seed(seed).shuffle(&mut lines[1..]);
+    lines.join("\n") + "\n"
+}
+
 pub fn people_jsonl(n: usize, seed: u64) -> String {
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut text = String::new();
