@@ -10,7 +10,7 @@
 //! over (a run that crashed, or stopped with rows it never reported) is folded into
 //! `entries`: each of its people without an entry gets exactly the `sending` entry the claim
 //! stands for, so the next run treats them as it always treated an interrupted claim. Every
-//! reader of `entries` folds first ([`fold`]).
+//! reader of `entries` folds first ([`super::unfolded::fold`]).
 
 use rusqlite::{Connection, params};
 
@@ -95,42 +95,10 @@ fn decode(mut bytes: &[u8]) -> Result<Vec<Claimed<'_>>, &'static str> {
     Ok(people)
 }
 
-/// Whether `conn`'s ledger holds any claim batch (false for a ledger without the table).
-fn any(conn: &Connection) -> rusqlite::Result<bool> {
-    let has_table: bool = conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'claims')",
-        [],
-        |r| r.get(0),
-    )?;
-    if !has_table {
-        return Ok(false);
-    }
-    conn.query_row("SELECT EXISTS (SELECT 1 FROM claims)", [], |r| r.get(0))
-}
-
-/// Folds every claim batch into `entries`, in one transaction of its own: each person
-/// without an entry gets the `sending` entry its claim stands for (one with an entry already
-/// has its result), and the batches are deleted. Returns the entries written. Safe beside a
-/// run that is still claiming: it writes only what that run's claims stand for, and the
-/// run's results overwrite those entries as they would have its own.
-pub(crate) fn fold(conn: &Connection) -> rusqlite::Result<usize> {
-    if !any(conn)? {
-        return Ok(0);
-    }
-    conn.execute_batch("BEGIN IMMEDIATE")?;
-    match fold_in_transaction(conn) {
-        Ok(written) => {
-            conn.execute_batch("COMMIT")?;
-            Ok(written)
-        }
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            Err(e)
-        }
-    }
-}
-
-/// [`fold`], in the caller's transaction.
+/// Folds every claim batch into `entries`, in the caller's transaction: each person without
+/// an entry gets the `sending` entry its claim stands for (one with an entry already has its
+/// result), and the batches are deleted. Returns the entries written. Readers fold them with
+/// the results journal ([`super::unfolded::fold`]).
 pub(crate) fn fold_in_transaction(conn: &Connection) -> rusqlite::Result<usize> {
     let mut batches = conn.prepare(
         "SELECT target, run_id, source_file, claimed_ms, people FROM claims ORDER BY id",

@@ -171,9 +171,9 @@ impl Source {
                 conn.busy_timeout(std::time::Duration::from_secs(5))
                     .map_err(err)?;
                 // An older ledger is brought to this schema first (as any run would), and a
-                // crashed run's claims become their entries.
+                // crashed run's claims and results become their entries.
                 super::sqlite::migrate(&conn, path)?;
-                super::claims::fold(&conn).map_err(err)?;
+                super::unfolded::fold(&conn).map_err(err)?;
                 conn.execute_batch("BEGIN").map_err(err)?;
                 Ok(Source::Sqlite {
                     conn,
@@ -462,7 +462,7 @@ impl Sink {
                 let err = |e| LedgerError::sqlite(path, e);
                 let conn = Connection::open(path).map_err(err)?;
                 super::sqlite::migrate(&conn, path)?;
-                super::claims::fold(&conn).map_err(err)?;
+                super::unfolded::fold(&conn).map_err(err)?;
                 for target in targets {
                     let people: i64 = conn
                         .query_row(

@@ -21,9 +21,11 @@ pub mod location;
 pub mod lock;
 pub mod overlay;
 pub mod postgres;
+mod results;
 pub mod scratch;
 pub mod seen;
 pub mod sqlite;
+pub(crate) mod unfolded;
 pub mod writer;
 
 pub use error::LedgerError;

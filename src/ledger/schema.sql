@@ -1,4 +1,4 @@
--- The results ledger (SQLite). PRAGMA user_version holds the schema's version: 4.
+-- The results ledger (SQLite). PRAGMA user_version holds the schema's version: 5.
 -- STRICT tables: a value of the wrong type is refused, not stored.
 -- The CHECKs compare rather than use `IN (...)`: SQLite evaluates an IN list of three or
 -- more through a temporary b-tree opened and closed for every row written (version 2's
@@ -63,4 +63,16 @@ CREATE TABLE IF NOT EXISTS claims (
     source_file TEXT    NOT NULL,
     claimed_ms  INTEGER NOT NULL,
     people      BLOB    NOT NULL
+) STRICT;
+
+-- Results of submissions, a row per commit (src/ledger/results.rs): the commit's results in
+-- one BLOB, durable before any of them is reported, folded into `entries` in key order every
+-- 65,536 results, at the end of the run, and (one a crashed run left) before any read.
+CREATE TABLE IF NOT EXISTS results (
+    id          INTEGER PRIMARY KEY,
+    target      TEXT    NOT NULL,
+    run_id      INTEGER NOT NULL,
+    source_file TEXT    NOT NULL,
+    recorded_ms INTEGER NOT NULL,
+    results     BLOB    NOT NULL
 ) STRICT;

@@ -2,14 +2,14 @@
 //! row per run and one per output written. Older ledgers are migrated on open.
 
 use super::LedgerError;
-use super::{Claimed, Entry, Ledger, RowWork, claims, lock, seen};
+use super::{Claimed, Entry, Ledger, RowWork, claims, lock, results, seen, unfolded};
 use crate::model::{FieldError, Outcome, Person, Refused, RowReport, Submission};
 use rusqlite::{CachedStatement, Connection, params};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The schema this roster writes (`PRAGMA user_version`); older ledgers are migrated on open.
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 /// WAL pages between automatic checkpoints (SQLite's default is 1,000).
 const WAL_CHECKPOINT_PAGES: i64 = 8192;
@@ -82,6 +82,14 @@ struct RunMemory {
     /// repeat or a refused row of the same identity is caught here. (By hash, as
     /// `done_this_run`: a string key's copy and SipHash were a fifth of a claim.)
     in_flight: seen::HashKeyed<(u64, i64)>,
+    /// Identities whose result this run journaled and has not folded into `entries`:
+    /// identity hash → (source row, state recorded). A repeat of one, or a refused row of
+    /// the same identity, is caught here (their entries, if any, are the claim's).
+    journaled: seen::HashKeyed<(u64, State)>,
+    /// Results in the journal, folded into `entries` at `fold_rows`.
+    journal_rows: usize,
+    /// Results journaled before the run folds them ([`results::FOLD_ROWS`]).
+    fold_rows: usize,
     /// Batch id → its people whose result is not recorded yet.
     open_batches: std::collections::HashMap<i64, usize>,
     /// The id the run's next claim batch takes. The run holds the ledger's lock and found
@@ -119,11 +127,19 @@ impl RunMemory {
         user: Person,
         reports: &mut Vec<RowReport>,
     ) -> rusqlite::Result<Found> {
+        // Answered earlier in this run, its result not folded yet: a repeat.
+        let hash = seen::identity_hash(&user.identity);
+        if let Some(&(first, state)) = self.journaled.get(&hash) {
+            let repeat = self
+                .done_this_run
+                .unless_repeat(user, Some((first, state)), reports);
+            debug_assert!(repeat.is_none(), "a journaled result is a repeat");
+            return Ok(Found::Settled);
+        }
         lookup.raw_bind_parameter(2, &user.identity)?;
         let mut rows = lookup.raw_query();
         let Some(r) = rows.next()? else {
             // Claimed earlier in this run and still in flight: a repeat.
-            let hash = seen::identity_hash(&user.identity);
             if let Some(&(first, _)) = self.in_flight.get(&hash) {
                 let repeat =
                     self.done_this_run
@@ -277,8 +293,9 @@ impl SqliteLedger {
         conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES)
             .map_err(err)?;
         migrate(&conn, path)?;
-        // Claims a run left behind (it crashed) become the `sending` entries they stand for.
-        claims::fold(&conn).map_err(err)?;
+        // Claims a run left behind (it crashed) become the `sending` entries they stand for,
+        // and its journaled results their entries.
+        unfolded::fold(&conn).map_err(err)?;
         conn.execute(
             "INSERT INTO runs (target, source_file, pid, started_ms) VALUES (?1, ?2, ?3, ?4)",
             params![target, source_file, std::process::id(), now_ms()],
@@ -294,6 +311,9 @@ impl SqliteLedger {
                 run_id,
                 done_this_run: seen::SeenRows::default(),
                 in_flight: Default::default(),
+                journaled: Default::default(),
+                journal_rows: 0,
+                fold_rows: results::FOLD_ROWS,
                 open_batches: Default::default(),
                 next_batch: 1,
                 max_in_flight: MAX_IN_FLIGHT,
@@ -435,11 +455,12 @@ impl SqliteLedger {
             let mut outcome = Outcome::Invalid;
             // Claimed earlier in this run and in flight: a later repeat must not undo it (the
             // claim has no entry yet for the insert's condition below to see).
-            if let Some(identity) = row
-                .identity
-                .as_ref()
-                .filter(|i| !self.memory.in_flight.contains_key(&seen::identity_hash(i)))
-            {
+            // Answered in this run, its result not folded yet: likewise.
+            if let Some(identity) = row.identity.as_ref().filter(|i| {
+                let hash = seen::identity_hash(i);
+                !self.memory.in_flight.contains_key(&hash)
+                    && !self.memory.journaled.contains_key(&hash)
+            }) {
                 let before: Option<(String, Option<i64>)> = self
                     .conn
                     .prepare_cached(
@@ -491,79 +512,77 @@ impl SqliteLedger {
         Ok(())
     }
 
-    /// Records the end of each submission and reports it. Each statement is prepared, and
-    /// the call's run-wide parameters (target, time, file, run) bound, once for all of
-    /// them, as a claim batch does: binding all 18 per row, through a `Vec` of them, was an
-    /// eighth of the results' `perf` samples in the stubbed import (`benches/import.rs`).
+    /// Records the end of each submission and reports it: the results are journaled as one
+    /// row ([`results`]), and folded into `entries` once the journal holds
+    /// [`results::FOLD_ROWS`] of them (the end of the run folds the rest).
     pub fn record_submissions(
         &mut self,
         submissions: impl IntoIterator<Item = Submission>,
         reports: &mut Vec<RowReport>,
     ) -> rusqlite::Result<()> {
-        let now = now_ms();
-        let mut update = self.conn.prepare_cached(
-            "UPDATE entries SET state = ?3, remote_id = COALESCE(?4, remote_id),
-                http_status = COALESCE(?5, http_status), attempts = attempts + ?6,
-                first_attempt_ms = COALESCE(first_attempt_ms, ?7), last_attempt_ms = COALESCE(?8, last_attempt_ms),
-                updated_ms = ?9, errors = ?10, response_body = ?11, uncertain = ?12,
-                unconfirmed = ?13, password_owed = ?14
-             WHERE target = ?1 AND identity = ?2",
-        )?;
-        update.raw_bind_parameter(1, &self.target)?;
-        update.raw_bind_parameter(9, now)?;
-        // A user claimed in a batch has no entry yet: its result is its first (the same
-        // columns the claim and the update would have left). A reader may have folded the
-        // batch meanwhile, writing the claim's `sending` entry: then it is updated as above.
-        let mut insert = self.conn.prepare_cached(
-            "INSERT INTO entries (target, identity, state, remote_id, http_status, attempts,
-                                  first_attempt_ms, last_attempt_ms, updated_ms, errors,
-                                  response_body, uncertain, unconfirmed, password_owed,
-                                  content_hash, source_file, source_row, run_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
-             ON CONFLICT (target, identity) DO UPDATE SET state = excluded.state,
-                remote_id = COALESCE(excluded.remote_id, entries.remote_id),
-                http_status = COALESCE(excluded.http_status, entries.http_status),
-                attempts = entries.attempts + excluded.attempts,
-                first_attempt_ms = COALESCE(entries.first_attempt_ms, excluded.first_attempt_ms),
-                last_attempt_ms = COALESCE(excluded.last_attempt_ms, entries.last_attempt_ms),
-                updated_ms = excluded.updated_ms, errors = excluded.errors,
-                response_body = excluded.response_body, uncertain = excluded.uncertain,
-                unconfirmed = excluded.unconfirmed, password_owed = excluded.password_owed",
-        )?;
-        insert.raw_bind_parameter(1, &self.target)?;
-        insert.raw_bind_parameter(9, now)?;
-        insert.raw_bind_parameter(16, &self.source_file)?;
-        insert.raw_bind_parameter(18, self.memory.run_id)?;
-        let mut delete_batch = self
-            .conn
-            .prepare_cached("DELETE FROM claims WHERE id = ?1")?;
+        let mut batch = results::Batch::default();
+        let mut settled = Vec::new();
         for done in submissions {
-            // Every per-row parameter is bound for every row: none is left from the last one.
+            let state = batch.push(&done);
             let hash = seen::identity_hash(&done.user.identity);
-            match self.memory.in_flight.remove(&hash) {
-                Some((_, batch)) => {
-                    bind_result(&mut insert, &done)?;
-                    insert.raw_bind_parameter(15, done.user.content_hash as i64)?;
-                    insert.raw_bind_parameter(17, done.user.row)?;
-                    insert.raw_execute()?;
-                    if self.memory.settle(batch) {
-                        delete_batch.execute([batch])?;
-                    }
-                }
-                None => {
-                    bind_result(&mut update, &done)?;
-                    update.raw_execute()?;
-                }
+            // A user claimed in a batch: the batch is deleted with the last of its results.
+            if let Some((_, claim_batch)) = self.memory.in_flight.remove(&hash)
+                && self.memory.settle(claim_batch)
+            {
+                settled.push(claim_batch);
             }
+            self.memory
+                .journaled
+                .insert(hash, (done.user.row, State::parse(state)));
             reports.push(RowReport::of_submission(done));
         }
+        if batch.len() == 0 {
+            return Ok(());
+        }
+        let memory = &mut self.memory;
+        batch.write(
+            &self.conn,
+            &self.target,
+            memory.run_id,
+            &self.source_file,
+            now_ms(),
+        )?;
+        if !settled.is_empty() {
+            let mut delete_batch = self
+                .conn
+                .prepare_cached("DELETE FROM claims WHERE id = ?1")?;
+            for claim_batch in settled {
+                delete_batch.execute([claim_batch])?;
+            }
+        }
+        memory.journal_rows += batch.len();
+        if memory.journal_rows >= memory.fold_rows {
+            self.fold_journal_in_transaction()?;
+        }
         Ok(())
+    }
+
+    /// Folds the run's journaled results into `entries` (in the caller's transaction).
+    fn fold_journal_in_transaction(&mut self) -> rusqlite::Result<()> {
+        results::fold_in_transaction(&self.conn)?;
+        self.memory.journaled.clear();
+        self.memory.journal_rows = 0;
+        Ok(())
+    }
+
+    /// Folds the run's journaled results into `entries` before they are read or changed.
+    fn fold_journal(&mut self) -> Result<(), LedgerError> {
+        if self.memory.journal_rows == 0 {
+            return Ok(());
+        }
+        self.transaction(|l| l.fold_journal_in_transaction())
     }
 
     /// Identities created by an earlier run whose generated password line could not be
     /// written (a full disk), each with whether its creation is unconfirmed: this run writes
     /// their lines.
     pub fn owed_passwords(&mut self) -> Result<Vec<(String, bool)>, LedgerError> {
+        self.fold_journal()?;
         let err = |e| ledger_error(&self.path, e);
         let mut statement = self
             .conn
@@ -580,6 +599,8 @@ impl SqliteLedger {
 
     /// The password lines of `identities` are written now.
     pub fn passwords_written(&mut self, identities: &[String]) -> Result<(), LedgerError> {
+        // A journaled result would otherwise still owe the line when folded.
+        self.fold_journal()?;
         let target = self.target.clone();
         self.transaction(|l| {
             let mut update = l.conn.prepare_cached(
@@ -595,6 +616,7 @@ impl SqliteLedger {
     /// Other ledger keys of the same target and base URL (another tenant, realm or client):
     /// people recorded there are not this run's.
     pub fn other_accounts(&mut self) -> Result<Vec<(String, u64)>, LedgerError> {
+        self.fold_journal()?;
         let base = self
             .target
             .split('#')
@@ -653,8 +675,10 @@ impl SqliteLedger {
     /// Marks the run finished with its summary (JSON).
     pub fn finish_run(&mut self, summary: &str) -> Result<(), LedgerError> {
         // Users claimed and never reported (none, unless a stage failed): their claims become
-        // `sending` entries, as a crash would leave them.
-        claims::fold(&self.conn).map_err(|e| ledger_error(&self.path, e))?;
+        // `sending` entries, as a crash would leave them. The journal's results become theirs.
+        unfolded::fold(&self.conn).map_err(|e| ledger_error(&self.path, e))?;
+        self.memory.journaled.clear();
+        self.memory.journal_rows = 0;
         self.memory.in_flight.clear();
         self.memory.open_batches.clear();
         self.conn
@@ -727,31 +751,6 @@ impl Ledger for SqliteLedger {
     }
 }
 
-/// Binds what a result says of its person (?2 to ?8 and ?10 to ?14 of
-/// [`SqliteLedger::record_submissions`]'s statements).
-fn bind_result(statement: &mut CachedStatement<'_>, done: &Submission) -> rusqlite::Result<()> {
-    let errors = match done.errors.is_empty() {
-        true => None,
-        false => Some(serde_json::to_string(&done.errors).unwrap_or_default()),
-    };
-    // Unknown still: only an answer (or a row never sent) settles it.
-    let uncertain = done.user.uncertain
-        && matches!(done.outcome, Outcome::Failed { .. } | Outcome::NotProcessed);
-    statement.raw_bind_parameter(2, &done.user.identity)?;
-    statement.raw_bind_parameter(3, done.outcome.state())?;
-    statement.raw_bind_parameter(4, &done.remote_id)?;
-    statement.raw_bind_parameter(5, done.status)?;
-    statement.raw_bind_parameter(6, done.attempts)?;
-    statement.raw_bind_parameter(7, done.first_attempt_ms)?;
-    statement.raw_bind_parameter(8, done.last_attempt_ms)?;
-    statement.raw_bind_parameter(10, errors)?;
-    statement.raw_bind_parameter(11, &done.response_body)?;
-    statement.raw_bind_parameter(12, uncertain)?;
-    statement.raw_bind_parameter(13, done.outcome == Outcome::CreatedUnconfirmed)?;
-    statement.raw_bind_parameter(14, done.password_owed)?;
-    Ok(())
-}
-
 /// A consistent copy of the ledger at `ledger` in `dir`, for a dry run to work on (an empty
 /// one if there is no ledger yet).
 pub fn snapshot(ledger: &Path, dir: &Path) -> Result<PathBuf, LedgerError> {
@@ -777,8 +776,9 @@ pub fn snapshot(ledger: &Path, dir: &Path) -> Result<PathBuf, LedgerError> {
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
         drop(backup);
-        // Claims of a run in progress, or of one that crashed, read as their entries.
-        claims::fold(&to).map_err(|e| ledger_error(&copy, e))?;
+        // Claims and journaled results of a run in progress, or of one that crashed, read as
+        // their entries.
+        unfolded::fold(&to).map_err(|e| ledger_error(&copy, e))?;
     }
     Ok(copy)
 }
@@ -825,8 +825,8 @@ fn open_existing(path: &Path) -> rusqlite::Result<Connection> {
 pub(crate) fn open_folded(path: &Path) -> rusqlite::Result<Connection> {
     let conn = open_existing(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    if let Err(e) = claims::fold(&conn) {
-        tracing::debug!(error = %e, "claims left unfolded; reading the entries as they are");
+    if let Err(e) = unfolded::fold(&conn) {
+        tracing::debug!(error = %e, "claims and results left unfolded; reading the entries as they are");
     }
     conn.pragma_update(None, "query_only", true)?;
     Ok(conn)
@@ -845,8 +845,9 @@ pub fn recorded_output(path: &Path, output: &str) -> Option<(u64, u64)> {
 /// Creates the tables of a new ledger, rebuilds an older one into them (the schema before
 /// version 2 had neither STRICT tables nor the `uncertain`, `unconfirmed` and `password_owed`
 /// columns; version 2's CHECKs used `IN` lists, which cost a temporary b-tree per row
-/// written; version 3 lacks only the `claims` table, which is added), and refuses a ledger
-/// written by a newer roster (a roster before version 4 would not see claims in `claims`).
+/// written; version 3 lacks only the `claims` table and version 4 the `results` journal,
+/// which are added), and refuses a ledger written by a newer roster (a roster before
+/// version 5 would not see the results in the journal).
 pub(crate) fn migrate(conn: &Connection, path: &Path) -> Result<(), LedgerError> {
     let err = |e: rusqlite::Error| ledger_error(path, e);
     let version: i64 = conn
@@ -862,8 +863,9 @@ pub(crate) fn migrate(conn: &Connection, path: &Path) -> Result<(), LedgerError>
     if version == SCHEMA_VERSION {
         return Ok(());
     }
-    if version == 3 {
-        // Version 4 only adds the `claims` table: nothing to rebuild.
+    if version == 3 || version == 4 {
+        // Version 4 only adds the `claims` table and version 5 the `results` journal: nothing
+        // to rebuild.
         return conn
             .execute_batch(&format!(
                 "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
@@ -1306,7 +1308,13 @@ pub(crate) mod tests {
             .transaction(|l| l.record_invalid(vec![bad], &mut reports))
             .unwrap();
         assert_eq!(reports[0].outcome, Outcome::Invalid);
-        assert_eq!(entries(&path, "t").unwrap()[0].state, "created");
+        let entry = &entries(&path, "t").unwrap()[0];
+        assert_eq!(entry.state, "created");
+        assert_eq!(
+            entry.source_row,
+            Some(2),
+            "the created row's entry, untouched"
+        );
     }
 
     /// Claim batches still in the ledger file (a raw read: no fold).
@@ -1460,6 +1468,161 @@ pub(crate) mod tests {
         );
     }
 
+    /// Rows of a table in the ledger file (a raw read: no fold).
+    fn rows_of(path: &Path, table: &str) -> i64 {
+        Connection::open(path)
+            .unwrap()
+            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap()
+    }
+
+    /// A run that dies after its results are journaled, before they are folded, loses none
+    /// of them: the next run finds the people done, and their entries are what the results
+    /// said.
+    #[test]
+    fn results_journaled_by_a_run_that_died_are_its_entries_for_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.sqlite");
+        let mut first = SqliteLedger::open(&path, "t", "f.csv").unwrap();
+        let dead_run = first.memory.run_id;
+        let (sent, _) = claim(&mut first, vec![user(2, "a@x.io", 9), user(3, "b@x.io", 9)]);
+        let mut sent = sent.into_iter();
+        record(
+            &mut first,
+            submission(sent.next().unwrap(), Outcome::Created),
+        );
+        let refused = Submission {
+            errors: vec![FieldError::local(
+                None,
+                "Email",
+                crate::model::ErrorCode::Format,
+                "taken",
+            )],
+            status: Some(400),
+            ..submission(sent.next().unwrap(), Outcome::Rejected { status: 400 })
+        };
+        record(&mut first, refused);
+        drop(first); // killed: no finish, no fold
+        assert_eq!(rows_of(&path, "results"), 2, "journaled");
+        assert_eq!(rows_of(&path, "entries"), 0, "not folded");
+
+        let mut next = SqliteLedger::open(&path, "t", "f.csv").unwrap();
+        assert_eq!(rows_of(&path, "results"), 0, "folded on open");
+        let (sent, reports) = claim(&mut next, vec![user(2, "a@x.io", 9), user(3, "b@x.io", 9)]);
+        assert!(sent.is_empty(), "one done, one refused unchanged");
+        assert_eq!(reports[0].outcome, Outcome::Skipped);
+        assert_eq!(
+            reports[1].outcome,
+            Outcome::StillRefused { status: Some(400) }
+        );
+        assert_eq!(reports[1].errors[0].message, "taken");
+        let e = entries(&path, "t").unwrap();
+        assert_eq!(
+            (
+                e[0].state.as_str(),
+                e[0].remote_id.as_deref(),
+                e[0].attempts
+            ),
+            ("created", Some("r1"), 1)
+        );
+        assert_eq!((e[0].source_row, e[1].source_row), (Some(2), Some(3)));
+        assert_eq!(e[1].state, "rejected");
+        let run: Option<i64> = Connection::open(&path)
+            .unwrap()
+            .query_row(
+                "SELECT run_id FROM entries WHERE identity = 'a@x.io'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(run, Some(dead_run));
+    }
+
+    /// Past the journal's bound its results are folded into `entries` while the run goes
+    /// on, and a later repeat of a person answered before or after the fold is still a
+    /// duplicate of its first row, done.
+    #[test]
+    fn results_past_the_journal_bound_are_folded_and_repeats_still_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.sqlite");
+        let mut ledger = SqliteLedger::open(&path, "t", "f.csv").unwrap();
+        ledger.memory.fold_rows = 3;
+        // Not in key order: the fold sorts them.
+        let users = ["e", "b", "d", "a", "c"]
+            .iter()
+            .enumerate()
+            .map(|(i, name)| user(i as u64 + 2, &format!("{name}@x.io"), 1))
+            .collect();
+        let (sent, _) = claim(&mut ledger, users);
+        for (i, person) in sent.into_iter().enumerate() {
+            record(&mut ledger, submission(person, Outcome::Created));
+            // A row of the journal per commit; the third result folds all three.
+            assert_eq!(rows_of(&path, "results"), (i as i64 + 1) % 3);
+            assert_eq!(rows_of(&path, "entries"), if i < 2 { 0 } else { 3 });
+        }
+        let (again, reports) = claim(
+            &mut ledger,
+            vec![user(9, "b@x.io", 1), user(10, "c@x.io", 1)],
+        );
+        assert!(again.is_empty());
+        let outcomes: Vec<Outcome> = reports.iter().map(|r| r.outcome).collect();
+        assert_eq!(
+            outcomes,
+            [
+                Outcome::Duplicate {
+                    of: 3,
+                    first: FirstRow::Done
+                },
+                Outcome::Duplicate {
+                    of: 6,
+                    first: FirstRow::Done
+                }
+            ],
+            "b was folded, c is still journaled"
+        );
+        ledger.finish_run("{}").unwrap();
+        assert_eq!(rows_of(&path, "results"), 0);
+        let e = entries(&path, "t").unwrap();
+        let seen: Vec<(&str, Option<u64>)> = e
+            .iter()
+            .map(|e| (e.identity.as_str(), e.source_row))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("a@x.io", Some(5)),
+                ("b@x.io", Some(3)),
+                ("c@x.io", Some(6)),
+                ("d@x.io", Some(4)),
+                ("e@x.io", Some(2))
+            ]
+        );
+    }
+
+    /// A password line written after its result was journaled owing it is not owed again
+    /// once the journal is folded.
+    #[test]
+    fn a_password_line_written_after_its_result_is_journaled_is_not_owed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.sqlite");
+        let mut ledger = SqliteLedger::open(&path, "t", "f.csv").unwrap();
+        let (sent, _) = claim(&mut ledger, vec![user(2, "a@x.io", 1)]);
+        let owed = Submission {
+            password_owed: true,
+            ..submission(sent.into_iter().next().unwrap(), Outcome::Created)
+        };
+        record(&mut ledger, owed);
+        assert_eq!(
+            ledger.owed_passwords().unwrap(),
+            [("a@x.io".to_string(), false)]
+        );
+        ledger.passwords_written(&["a@x.io".to_string()]).unwrap();
+        ledger.finish_run("{}").unwrap();
+        drop(ledger);
+        let mut next = SqliteLedger::open(&path, "t", "f.csv").unwrap();
+        assert!(next.owed_passwords().unwrap().is_empty());
+    }
+
     /// A ledger of schema 3 gains the `claims` table in place, its entries untouched.
     #[test]
     fn a_ledger_of_schema_3_gains_the_claims_table() {
@@ -1484,7 +1647,7 @@ pub(crate) mod tests {
             .conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
-        assert_eq!(version, 4);
+        assert_eq!(version, SCHEMA_VERSION);
         assert_eq!(batches(&path), 0);
         assert_eq!(
             entries(&path, "t").unwrap()[0].remote_id.as_deref(),

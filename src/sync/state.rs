@@ -205,6 +205,9 @@ impl SyncState {
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(|e| err(path, e))?;
         conn.execute_batch(SCHEMA).map_err(|e| err(path, e))?;
+        // What a crashed run left beside the entries (claims, journaled results) is read as
+        // the entries it stands for, as every reader of them does.
+        crate::ledger::unfolded::fold(&conn).map_err(|e| err(path, e))?;
         Ok(SyncState {
             conn,
             path: path.to_path_buf(),
@@ -462,4 +465,43 @@ fn err(path: &Path, e: rusqlite::Error) -> LedgerError {
 /// Lower-case hex.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::SqliteLedger;
+    use crate::ledger::sqlite::tests::{submission, user};
+    use crate::model::Outcome;
+
+    /// A run killed after its results were committed (journaled, not yet folded into the
+    /// entries) created its people: a sync must know them, not plan to create them again.
+    #[test]
+    fn a_sync_knows_the_people_a_killed_run_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.sqlite");
+        let mut ledger = SqliteLedger::open(&path, "t", "f.csv").unwrap();
+        let mut reports = Vec::new();
+        let sent = ledger
+            .transaction(|l| l.claim(vec![user(2, "a@x.io", 1)], &mut reports))
+            .unwrap();
+        let done = submission(sent.into_iter().next().unwrap(), Outcome::Created);
+        ledger
+            .transaction(|l| l.record_submissions([done], &mut reports))
+            .unwrap();
+        drop(ledger); // killed: no finish, so nothing folded
+
+        let known = SyncState::open(&path, "t").unwrap().known().unwrap();
+        let seen: Vec<(&str, &str, Option<&str>)> = known
+            .iter()
+            .map(|k| {
+                (
+                    k.identity.as_str(),
+                    k.state.as_str(),
+                    k.remote_id.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(seen, [("a@x.io", "created", Some("r1"))]);
+    }
 }
