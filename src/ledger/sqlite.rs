@@ -90,6 +90,9 @@ struct RunMemory {
     journal_rows: usize,
     /// Results journaled before the run folds them ([`results::FOLD_ROWS`]).
     fold_rows: usize,
+    /// Whether the file comes in key order: its results are then written as they come,
+    /// not journaled.
+    key_order: results::KeyOrder,
     /// Batch id → its people whose result is not recorded yet.
     open_batches: std::collections::HashMap<i64, usize>,
     /// The id the run's next claim batch takes. The run holds the ledger's lock and found
@@ -314,6 +317,7 @@ impl SqliteLedger {
                 journaled: Default::default(),
                 journal_rows: 0,
                 fold_rows: results::FOLD_ROWS,
+                key_order: Default::default(),
                 open_batches: Default::default(),
                 next_batch: 1,
                 max_in_flight: MAX_IN_FLIGHT,
@@ -339,6 +343,14 @@ impl SqliteLedger {
     /// Reports rows already done with their remote id (for `--results`).
     pub fn reporting_remote_ids(mut self, on: bool) -> SqliteLedger {
         self.memory.remote_ids = on;
+        self
+    }
+
+    /// Journals every result, as for a file in no order (for tests of the journal with a
+    /// few people).
+    #[cfg(test)]
+    pub(crate) fn journaling(mut self) -> SqliteLedger {
+        self.memory.key_order = results::KeyOrder::judged_shuffled();
         self
     }
 
@@ -408,11 +420,13 @@ impl SqliteLedger {
             };
             match memory.unsettled(statements.lookup()?, user, reports)? {
                 Found::New(user, hash) => {
+                    memory.key_order.note(&user.identity);
                     batch.push(&user.identity, user.row, user.content_hash, user.uncertain);
                     memory.in_flight.insert(hash, (user.row, memory.next_batch));
                     to_send.push(user);
                 }
                 Found::Unsettled(user) => {
+                    memory.key_order.note(&user.identity);
                     statements.claim_again(&user)?;
                     to_send.push(user);
                 }
@@ -512,14 +526,16 @@ impl SqliteLedger {
         Ok(())
     }
 
-    /// Records the end of each submission and reports it: the results are journaled as one
-    /// row ([`results`]), and folded into `entries` once the journal holds
-    /// [`results::FOLD_ROWS`] of them (the end of the run folds the rest).
+    /// Records the end of each submission and reports it. The results of a file in no
+    /// particular order are journaled as one row ([`results`]), and folded into `entries`
+    /// once the journal holds [`results::FOLD_ROWS`] of them (the end of the run folds the
+    /// rest); those of a file in key order are written into `entries` at once.
     pub fn record_submissions(
         &mut self,
         submissions: impl IntoIterator<Item = Submission>,
         reports: &mut Vec<RowReport>,
     ) -> rusqlite::Result<()> {
+        let journal = !self.memory.key_order.in_key_order();
         let mut batch = results::Batch::default();
         let mut settled = Vec::new();
         for done in submissions {
@@ -531,22 +547,34 @@ impl SqliteLedger {
             {
                 settled.push(claim_batch);
             }
-            self.memory
-                .journaled
-                .insert(hash, (done.user.row, State::parse(state)));
+            if journal {
+                self.memory
+                    .journaled
+                    .insert(hash, (done.user.row, State::parse(state)));
+            }
             reports.push(RowReport::of_submission(done));
         }
         if batch.len() == 0 {
             return Ok(());
         }
         let memory = &mut self.memory;
-        batch.write(
-            &self.conn,
-            &self.target,
-            memory.run_id,
-            &self.source_file,
-            now_ms(),
-        )?;
+        let written = batch.len();
+        match journal {
+            true => batch.write(
+                &self.conn,
+                &self.target,
+                memory.run_id,
+                &self.source_file,
+                now_ms(),
+            )?,
+            false => batch.write_entries(
+                &self.conn,
+                &self.target,
+                memory.run_id,
+                &self.source_file,
+                now_ms(),
+            )?,
+        }
         if !settled.is_empty() {
             let mut delete_batch = self
                 .conn
@@ -555,7 +583,10 @@ impl SqliteLedger {
                 delete_batch.execute([claim_batch])?;
             }
         }
-        memory.journal_rows += batch.len();
+        if !journal {
+            return Ok(());
+        }
+        memory.journal_rows += written;
         if memory.journal_rows >= memory.fold_rows {
             self.fold_journal_in_transaction()?;
         }
@@ -1483,7 +1514,9 @@ pub(crate) mod tests {
     fn results_journaled_by_a_run_that_died_are_its_entries_for_the_next() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("l.sqlite");
-        let mut first = SqliteLedger::open(&path, "t", "f.csv").unwrap();
+        let mut first = SqliteLedger::open(&path, "t", "f.csv")
+            .unwrap()
+            .journaling();
         let dead_run = first.memory.run_id;
         let (sent, _) = claim(&mut first, vec![user(2, "a@x.io", 9), user(3, "b@x.io", 9)]);
         let mut sent = sent.into_iter();
@@ -1545,7 +1578,9 @@ pub(crate) mod tests {
     fn results_past_the_journal_bound_are_folded_and_repeats_still_found() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("l.sqlite");
-        let mut ledger = SqliteLedger::open(&path, "t", "f.csv").unwrap();
+        let mut ledger = SqliteLedger::open(&path, "t", "f.csv")
+            .unwrap()
+            .journaling();
         ledger.memory.fold_rows = 3;
         // Not in key order: the fold sorts them.
         let users = ["e", "b", "d", "a", "c"]
@@ -1605,7 +1640,9 @@ pub(crate) mod tests {
     fn a_password_line_written_after_its_result_is_journaled_is_not_owed_again() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("l.sqlite");
-        let mut ledger = SqliteLedger::open(&path, "t", "f.csv").unwrap();
+        let mut ledger = SqliteLedger::open(&path, "t", "f.csv")
+            .unwrap()
+            .journaling();
         let (sent, _) = claim(&mut ledger, vec![user(2, "a@x.io", 1)]);
         let owed = Submission {
             password_owed: true,

@@ -480,7 +480,9 @@ mod tests {
     fn a_sync_knows_the_people_a_killed_run_created() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("l.sqlite");
-        let mut ledger = SqliteLedger::open(&path, "t", "f.csv").unwrap();
+        let mut ledger = SqliteLedger::open(&path, "t", "f.csv")
+            .unwrap()
+            .journaling();
         let mut reports = Vec::new();
         let sent = ledger
             .transaction(|l| l.claim(vec![user(2, "a@x.io", 1)], &mut reports))
