@@ -7,7 +7,8 @@
 #   2. rate accuracy: --rate 200 against `roster sandbox --rate 200` for ~10 s;
 #   3. idle re-run: the 200,000 done rows imported again (nothing sent);
 #   4. start-up: `roster --help` (hyperfine);
-#   5. memory: peak RSS validating 10,000,000 rows and importing 1,000,000 (/usr/bin/time -v);
+#   5. memory: peak RSS validating 10,000,000 rows and importing 1,000,000, in order and
+#      shuffled (/usr/bin/time -v);
 #   6. adaptive: a sandbox of capacity 8 (20 ms a create; beyond 8 in flight requests queue
 #      and some answer 500 after the commit), 3,000 rows at fixed concurrency 1…64 and with
 #      none given (adaptive), each into a fresh server; then nginx, fixed 8…64 vs none given;
@@ -228,6 +229,15 @@ memory() {
         --ledger million.sqlite --quiet --json > import.json 2> import.time) || true
     echo "import: $(cat "$work/import.json")"
     echo "RESULT memory import 1M: $(awk -F': ' '/Maximum resident/ {print $2}' "$work/import.time") KB peak RSS"
+    # The same people shuffled (most exports): their results are journaled and folded.
+    (head -1 "$work/million.csv"; tail -n +2 "$work/million.csv" | shuf --random-source=<(yes)) \
+        > "$work/million-shuffled.csv"
+    (cd "$work" && /usr/bin/time -v timeout 300 "$roster" import million-shuffled.csv \
+        --target sandbox --base-url "http://127.0.0.1:$port" --region US --rate 0 \
+        --concurrency 64 --ledger million-shuffled.sqlite --quiet --json \
+        > import-shuffled.json 2> import-shuffled.time) || true
+    echo "import shuffled: $(cat "$work/import-shuffled.json")"
+    echo "RESULT memory import 1M shuffled: $(awk -F': ' '/Maximum resident/ {print $2}' "$work/import-shuffled.time") KB peak RSS, $(awk -F': ' '/Elapsed/ {print $2}' "$work/import-shuffled.time") wall"
     start=$(date +%s.%N)
     (cd "$work" && /usr/bin/time -v timeout 120 "$roster" import million.csv --target sandbox \
         --base-url "http://127.0.0.1:$port" --region US --ledger million.sqlite --quiet --json \
