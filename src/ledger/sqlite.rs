@@ -86,9 +86,7 @@ struct RunMemory {
     /// identity hash → (source row, state recorded). A repeat of one, or a refused row of
     /// the same identity, is caught here (their entries, if any, are the claim's).
     journaled: seen::HashKeyed<(u64, State)>,
-    /// Results in the journal, folded into `entries` at `fold_rows`.
-    journal_rows: usize,
-    /// Results journaled before the run folds them ([`results::FOLD_ROWS`]).
+    /// Results journaled (one an identity) before the run folds them ([`results::FOLD_ROWS`]).
     fold_rows: usize,
     /// Whether the file comes in key order: its results are then written as they come,
     /// not journaled.
@@ -315,7 +313,6 @@ impl SqliteLedger {
                 done_this_run: seen::SeenRows::default(),
                 in_flight: Default::default(),
                 journaled: Default::default(),
-                journal_rows: 0,
                 fold_rows: results::FOLD_ROWS,
                 key_order: Default::default(),
                 open_batches: Default::default(),
@@ -558,7 +555,6 @@ impl SqliteLedger {
             return Ok(());
         }
         let memory = &mut self.memory;
-        let written = batch.len();
         match journal {
             true => batch.write(
                 &self.conn,
@@ -586,8 +582,7 @@ impl SqliteLedger {
         if !journal {
             return Ok(());
         }
-        memory.journal_rows += written;
-        if memory.journal_rows >= memory.fold_rows {
+        if memory.journaled.len() >= memory.fold_rows {
             self.fold_journal_in_transaction()?;
         }
         Ok(())
@@ -597,13 +592,12 @@ impl SqliteLedger {
     fn fold_journal_in_transaction(&mut self) -> rusqlite::Result<()> {
         results::fold_in_transaction(&self.conn)?;
         self.memory.journaled.clear();
-        self.memory.journal_rows = 0;
         Ok(())
     }
 
     /// Folds the run's journaled results into `entries` before they are read or changed.
     fn fold_journal(&mut self) -> Result<(), LedgerError> {
-        if self.memory.journal_rows == 0 {
+        if self.memory.journaled.is_empty() {
             return Ok(());
         }
         self.transaction(|l| l.fold_journal_in_transaction())
@@ -709,7 +703,6 @@ impl SqliteLedger {
         // `sending` entries, as a crash would leave them. The journal's results become theirs.
         unfolded::fold(&self.conn).map_err(|e| ledger_error(&self.path, e))?;
         self.memory.journaled.clear();
-        self.memory.journal_rows = 0;
         self.memory.in_flight.clear();
         self.memory.open_batches.clear();
         self.conn
@@ -1050,7 +1043,10 @@ pub(crate) mod tests {
     }
 
     /// Claims `users` in their own transaction: those to send, and the reports of the rest.
-    fn claim(ledger: &mut SqliteLedger, users: Vec<Person>) -> (Vec<Person>, Vec<RowReport>) {
+    pub(crate) fn claim(
+        ledger: &mut SqliteLedger,
+        users: Vec<Person>,
+    ) -> (Vec<Person>, Vec<RowReport>) {
         let mut reports = Vec::new();
         let sent = ledger
             .transaction(|l| l.claim(users, &mut reports))
@@ -1059,7 +1055,7 @@ pub(crate) mod tests {
     }
 
     /// Records `done` in its own transaction.
-    fn record(ledger: &mut SqliteLedger, done: Submission) {
+    pub(crate) fn record(ledger: &mut SqliteLedger, done: Submission) {
         ledger
             .transaction(|l| l.record_submissions([done], &mut Vec::new()))
             .unwrap();
@@ -1348,14 +1344,6 @@ pub(crate) mod tests {
         );
     }
 
-    /// Claim batches still in the ledger file (a raw read: no fold).
-    fn batches(path: &Path) -> i64 {
-        Connection::open(path)
-            .unwrap()
-            .query_row("SELECT count(*) FROM claims", [], |r| r.get(0))
-            .unwrap()
-    }
-
     /// A run that dies after claiming (its claim batch committed, no result recorded) leaves
     /// people the next run must treat as possibly created: their claims become `sending`
     /// entries of the dead run, and claimed again they are uncertain.
@@ -1369,10 +1357,10 @@ pub(crate) mod tests {
         assert_eq!(sent.len(), 1);
         assert!(!sent[0].uncertain);
         drop(first); // killed: no result, no finish
-        assert_eq!(batches(&path), 1);
+        assert_eq!(rows_of(&path, "claims"), 1);
 
         let mut next = SqliteLedger::open(&path, "t", "g.csv").unwrap();
-        assert_eq!(batches(&path), 0);
+        assert_eq!(rows_of(&path, "claims"), 0);
         let (state, run, row, hash, file): (String, i64, i64, i64, String) = next
             .conn
             .query_row(
@@ -1411,7 +1399,7 @@ pub(crate) mod tests {
         let mut sent = sent.into_iter();
         let (a, b) = (sent.next().unwrap(), sent.next().unwrap());
         record(&mut ledger, submission(a, Outcome::Created));
-        assert_eq!(batches(&path), 1, "b@x.io has no result yet");
+        assert_eq!(rows_of(&path, "claims"), 1, "b@x.io has no result yet");
 
         let copy = snapshot(&path, dir.path()).unwrap();
         let states = |p: &Path| -> Vec<(String, String)> {
@@ -1435,7 +1423,7 @@ pub(crate) mod tests {
             (e.state.as_str(), e.attempts, e.source_row),
             ("created", 1, Some(3))
         );
-        assert_eq!(batches(&path), 0);
+        assert_eq!(rows_of(&path, "claims"), 0);
     }
 
     /// A later row refused locally for the identity of a person in flight must not replace
@@ -1476,7 +1464,7 @@ pub(crate) mod tests {
         let (sent, _) = claim(&mut ledger, users);
         assert_eq!(sent.len(), 5);
         assert!(ledger.memory.in_flight.is_empty());
-        assert_eq!(batches(&path), 0);
+        assert_eq!(rows_of(&path, "claims"), 0);
         let (again, reports) = claim(&mut ledger, vec![user(9, "p1@x.io", 1)]);
         assert!(again.is_empty());
         assert_eq!(
@@ -1685,7 +1673,7 @@ pub(crate) mod tests {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
-        assert_eq!(batches(&path), 0);
+        assert_eq!(rows_of(&path, "claims"), 0);
         assert_eq!(
             entries(&path, "t").unwrap()[0].remote_id.as_deref(),
             Some("r9")

@@ -471,7 +471,7 @@ pub fn hex(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
     use crate::ledger::SqliteLedger;
-    use crate::ledger::sqlite::tests::{submission, user};
+    use crate::ledger::sqlite::tests::{claim, record, submission, user};
     use crate::model::Outcome;
 
     /// A run killed after its results were committed (journaled, not yet folded into the
@@ -483,14 +483,11 @@ mod tests {
         let mut ledger = SqliteLedger::open(&path, "t", "f.csv")
             .unwrap()
             .journaling();
-        let mut reports = Vec::new();
-        let sent = ledger
-            .transaction(|l| l.claim(vec![user(2, "a@x.io", 1)], &mut reports))
-            .unwrap();
-        let done = submission(sent.into_iter().next().unwrap(), Outcome::Created);
-        ledger
-            .transaction(|l| l.record_submissions([done], &mut reports))
-            .unwrap();
+        let (sent, _) = claim(&mut ledger, vec![user(2, "a@x.io", 1)]);
+        record(
+            &mut ledger,
+            submission(sent.into_iter().next().unwrap(), Outcome::Created),
+        );
         drop(ledger); // killed: no finish, so nothing folded
 
         let known = SyncState::open(&path, "t").unwrap().known().unwrap();
